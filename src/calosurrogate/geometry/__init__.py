@@ -1,0 +1,31 @@
+"""Detector geometries: cylindrical CaloChallenge binnings, crystal grids, material stacks."""
+
+from calosurrogate.geometry.builtin import (
+    BUILTIN_GEOMETRIES,
+    ds1_photons,
+    ds1_pions,
+    ds2,
+    ds3,
+    geometries_with_voxels,
+    get_geometry,
+)
+from calosurrogate.geometry.crystal import CrystalGrid
+from calosurrogate.geometry.cylindrical import CylindricalGeometry, CylindricalLayer, GeometryError
+from calosurrogate.geometry.material import LayerStack, Material, sampling_mixture
+
+__all__ = [
+    "BUILTIN_GEOMETRIES",
+    "CrystalGrid",
+    "CylindricalGeometry",
+    "CylindricalLayer",
+    "GeometryError",
+    "LayerStack",
+    "Material",
+    "ds1_photons",
+    "ds1_pions",
+    "ds2",
+    "ds3",
+    "geometries_with_voxels",
+    "get_geometry",
+    "sampling_mixture",
+]

@@ -1,0 +1,99 @@
+"""The four CaloChallenge 2022 binnings, carried as facts (bin edges in mm).
+
+The official XML files are not shipped; these descriptions reproduce them voxel for voxel
+(the test suite compares them with the official files when those are at hand).
+"""
+
+from __future__ import annotations
+
+from calosurrogate.geometry.cylindrical import CylindricalGeometry, CylindricalLayer, GeometryError
+
+
+def _layers(spec: list[tuple[int, list[float], int]]) -> tuple[CylindricalLayer, ...]:
+    return tuple(
+        CylindricalLayer(layer_id, tuple(float(e) for e in edges), n_alpha) for layer_id, edges, n_alpha in spec
+    )
+
+
+def _regular(name: str, n_layers: int, n_r: int, cell_mm: float, n_alpha: int) -> CylindricalGeometry:
+    # Edges are multiples of the radial cell; rounding keeps them equal to the XML's decimals.
+    edges = [round(i * cell_mm, 6) for i in range(n_r + 1)]
+    return CylindricalGeometry(
+        name=name,
+        particle="electron",
+        layers=_layers([(i, edges, n_alpha) for i in range(n_layers)]),
+        n_xml_layers=n_layers,
+        xml_attributes=(("pid", "11"),),
+    )
+
+
+def ds1_photons() -> CylindricalGeometry:
+    """Dataset 1, photons: 368 voxels in ATLAS samplings 0, 1, 2, 3 and 12."""
+    return CylindricalGeometry(
+        name="ds1-photons",
+        particle="photon",
+        layers=_layers(
+            [
+                (0, [0, 5, 10, 30, 50, 100, 200, 400, 600], 1),
+                (1, [0, 2, 4, 6, 8, 10, 12, 15, 20, 30, 40, 50, 70, 90, 120, 150, 200], 10),
+                (2, [0, 2, 5, 10, 15, 20, 25, 30, 40, 50, 60, 80, 100, 130, 160, 200, 250, 300, 350, 400], 10),
+                (3, [0, 50, 100, 200, 400, 600], 1),
+                (12, [0, 100, 200, 400, 1000, 2000], 1),
+            ]
+        ),
+        n_xml_layers=24,
+        xml_attributes=(("pid", "22"), ("etaMin", "0"), ("etaMax", "130")),
+    )
+
+
+def ds1_pions() -> CylindricalGeometry:
+    """Dataset 1, charged pions: 533 voxels in ATLAS samplings 0-3 and tile layers 12-14."""
+    return CylindricalGeometry(
+        name="ds1-pions",
+        particle="pion",
+        layers=_layers(
+            [
+                (0, [0, 5, 10, 30, 50, 100, 200, 400, 600], 1),
+                (1, [0, 1, 4, 7, 10, 15, 30, 50, 90, 150, 200], 10),
+                (2, [0, 5, 10, 20, 30, 50, 80, 130, 200, 300, 400], 10),
+                (3, [0, 50, 100, 200, 400, 600], 1),
+                (12, [0, 10, 20, 30, 50, 80, 100, 130, 160, 200, 250, 300, 350, 400, 1000, 2000], 10),
+                (13, [0, 10, 20, 30, 50, 80, 100, 130, 160, 200, 250, 300, 350, 400, 600, 1000, 2000], 10),
+                (14, [0, 50, 100, 150, 200, 250, 300, 400, 600, 1000, 2000], 1),
+            ]
+        ),
+        n_xml_layers=24,
+        xml_attributes=(("pid", "211"), ("etaMin", "0"), ("etaMax", "80")),
+    )
+
+
+def ds2() -> CylindricalGeometry:
+    """Dataset 2: 45 layers x 16 alpha x 9 r = 6480 voxels, 4.65 mm radial cells."""
+    return _regular("ds2", 45, 9, 4.65, 16)
+
+
+def ds3() -> CylindricalGeometry:
+    """Dataset 3: 45 layers x 50 alpha x 18 r = 40500 voxels, 2.325 mm radial cells."""
+    return _regular("ds3", 45, 18, 2.325, 50)
+
+
+BUILTIN_GEOMETRIES = {"ds1-photons": ds1_photons, "ds1-pions": ds1_pions, "ds2": ds2, "ds3": ds3}
+
+
+def get_geometry(name_or_path: str) -> CylindricalGeometry:
+    """A built-in geometry by name (ds1-photons, ds1-pions, ds2, ds3) or one read from an XML path."""
+    if name_or_path in BUILTIN_GEOMETRIES:
+        return BUILTIN_GEOMETRIES[name_or_path]()
+    if name_or_path.lower().endswith(".xml"):
+        return CylindricalGeometry.from_xml(name_or_path)
+    raise GeometryError(
+        f"unknown geometry {name_or_path!r}: use one of {sorted(BUILTIN_GEOMETRIES)} or a binning XML path"
+    )
+
+
+def geometries_with_voxels(n_voxels: int) -> list[str]:
+    """Names of the built-in geometries that have ``n_voxels`` voxels."""
+    return [name for name, make in BUILTIN_GEOMETRIES.items() if make().n_voxels == n_voxels]
+
+
+__all__ = ["BUILTIN_GEOMETRIES", "ds1_photons", "ds1_pions", "ds2", "ds3", "geometries_with_voxels", "get_geometry"]

@@ -1,0 +1,66 @@
+"""Rectangular crystal grids (homogeneous crystal calorimeters, as studied with ParaFlow).
+
+A crystal image is ``(n_x, n_y)`` crystals, flattened row-major (y fastest). Distances are
+in crystal widths unless a width in mm is given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from calosurrogate.geometry.cylindrical import GeometryError
+
+
+@dataclass(frozen=True)
+class CrystalGrid:
+    """A square grid of identical crystals seen face-on.
+
+    Args:
+        name: Short name.
+        n_x: Crystals along x.
+        n_y: Crystals along y.
+        crystal_width_mm: Front-face width of one crystal in mm.
+        crystal_length_x0: Crystal length in radiation lengths (longitudinal containment).
+    """
+
+    name: str
+    n_x: int
+    n_y: int
+    crystal_width_mm: float = 22.0
+    crystal_length_x0: float = 25.0
+
+    def __post_init__(self) -> None:
+        if self.n_x < 1 or self.n_y < 1 or self.crystal_width_mm <= 0:
+            raise GeometryError(f"crystal grid {self.name!r}: sizes must be positive")
+
+    @property
+    def n_voxels(self) -> int:
+        """Number of crystals."""
+        return self.n_x * self.n_y
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(n_x, n_y)``."""
+        return (self.n_x, self.n_y)
+
+    @cached_property
+    def centres(self) -> np.ndarray:
+        """Crystal centres in crystal widths, origin at the grid centre, shape ``(n_voxels, 2)``."""
+        x = np.arange(self.n_x) - (self.n_x - 1) / 2
+        y = np.arange(self.n_y) - (self.n_y - 1) / 2
+        xx, yy = np.meshgrid(x, y, indexing="ij")
+        return np.stack([xx.ravel(), yy.ravel()], axis=1)
+
+    def index(self, ix: int | np.ndarray, iy: int | np.ndarray) -> np.ndarray:
+        """Flat index of crystal ``(ix, iy)``."""
+        ix, iy = np.asarray(ix), np.asarray(iy)
+        if np.any((ix < 0) | (ix >= self.n_x) | (iy < 0) | (iy >= self.n_y)):
+            raise GeometryError("crystal index outside the grid")
+        return ix * self.n_y + iy
+
+    def to_images(self, energies: np.ndarray) -> np.ndarray:
+        """Reshape ``(N, n_voxels)`` crystal energies to ``(N, n_x, n_y)`` images."""
+        return np.asarray(energies).reshape(-1, self.n_x, self.n_y)

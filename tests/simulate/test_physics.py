@@ -1,0 +1,138 @@
+"""The simulator must show the physics a surrogate has to learn (issue 2, section 4)."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import numpy as np
+import pytest
+
+from calosurrogate.data import read_showers
+from calosurrogate.geometry import CylindricalGeometry, CylindricalLayer, LayerStack
+from calosurrogate.simulate import ShowerSimulator, get_detector, simulate_to_file
+
+DS2 = get_detector("ds2")
+SIM = ShowerSimulator(DS2)
+
+
+def _layer_energies(showers: np.ndarray, detector=DS2) -> np.ndarray:
+    return np.add.reduceat(showers, detector.geometry.layer_offsets[:-1], axis=1)
+
+
+@pytest.fixture(scope="module")
+def fixed_energy_samples() -> dict[float, np.ndarray]:
+    return {e: SIM.sample(600, f"fixed:{e}", seed=3)[1] for e in (1e3, 1e4, 1e5, 1e6)}
+
+
+def test_reproducible_for_a_seed() -> None:
+    e1, s1 = SIM.sample(300, "log-uniform:1GeV:1TeV", seed=7)
+    e2, s2 = SIM.sample(300, "log-uniform:1GeV:1TeV", seed=7)
+    e3, _ = SIM.sample(300, "log-uniform:1GeV:1TeV", seed=8)
+    np.testing.assert_array_equal(s1, s2)
+    np.testing.assert_array_equal(e1, e2)
+    assert not np.array_equal(e1, e3)
+
+
+def test_response_near_nominal_above_10_gev(fixed_energy_samples) -> None:
+    for energy in (1e4, 1e5, 1e6):
+        ratio = fixed_energy_samples[energy].sum(axis=1) / energy
+        assert abs(ratio.mean() / DS2.nominal_response - 1) < 0.05, energy
+
+
+def test_resolution_falls_as_inverse_sqrt_energy(fixed_energy_samples) -> None:
+    energies = np.array(sorted(fixed_energy_samples))
+    resolution = [fixed_energy_samples[e].sum(1).std() / fixed_energy_samples[e].sum(1).mean() for e in energies]
+    slope = np.polyfit(np.log(energies), np.log(resolution), 1)[0]
+    assert -0.6 <= slope <= -0.35
+
+
+def test_mean_depth_grows_one_x0_per_efold(fixed_energy_samples) -> None:
+    energies = np.array(sorted(fixed_energy_samples))
+    depth = []
+    for e in energies:
+        layers = _layer_energies(fixed_energy_samples[e])
+        depth.append(((layers * DS2.stack.centres).sum(1) / layers.sum(1)).mean())
+    slope = np.polyfit(np.log(energies), depth, 1)[0]
+    assert 0.7 <= slope <= 1.3
+
+
+def test_most_energy_within_one_moliere_radius() -> None:
+    # A one-layer-per-ds2-layer binning with its first radial edge exactly at R_M.
+    rm = DS2.stack.material.moliere_radius_mm
+    layer = (rm * 0, rm, 10 * rm)
+    geometry = CylindricalGeometry(
+        "rm-test", "electron", tuple(CylindricalLayer(i, layer, 1) for i in range(DS2.geometry.n_layers))
+    )
+    detector = dataclasses.replace(DS2, name="rm-test", geometry=geometry)
+    _, showers = ShowerSimulator(detector).sample(400, "log-uniform:1GeV:1TeV", seed=5)
+    inside = showers[:, 0::2].sum(1) / showers.sum(1)
+    assert inside.mean() >= 0.8
+
+
+def test_correlated_longitudinal_fluctuations(fixed_energy_samples) -> None:
+    layers = _layer_energies(fixed_energy_samples[1e5])
+    corr = np.corrcoef(layers[:, :30].T)
+    neighbours = [corr[i, i + 1] for i in range(3, 20)]
+    assert np.mean(neighbours) > 0.3 and min(neighbours) > 0
+    assert corr[2, 25] < -0.2 and corr[3, 22] < 0
+
+
+def test_sparsity_like_ds2_and_falling_with_energy(fixed_energy_samples) -> None:
+    _, showers = SIM.sample(2000, "log-uniform:1GeV:1TeV", seed=11)
+    sparsity = (showers == 0).mean()
+    assert 0.6 <= sparsity <= 0.9
+    by_energy = [(fixed_energy_samples[e] == 0).mean() for e in sorted(fixed_energy_samples)]
+    assert all(a > b for a, b in itertools.pairwise(by_energy))
+
+
+def test_readout_threshold_applied() -> None:
+    _, showers = SIM.sample(100, "fixed:2GeV", seed=1)
+    nonzero = showers[showers > 0]
+    assert nonzero.min() >= DS2.readout_threshold_mev
+
+
+def test_ds1_photons_discrete_energies_and_response() -> None:
+    detector = get_detector("ds1-photons")
+    energies, showers = ShowerSimulator(detector).sample(1500, "ds1", seed=2)
+    assert set(np.unique(energies)) <= set(2.0 ** np.arange(8, 23))
+    assert showers.shape == (1500, 368)
+    high = energies[:, 0] >= 16384
+    ratio = showers[high].sum(1) / energies[high, 0]
+    assert abs(ratio.mean() / detector.nominal_response - 1) < 0.05
+    layers = _layer_energies(showers, detector)
+    assert np.argmax(layers.mean(0)) == 2  # the middle EM sampling holds most of the energy
+
+
+def test_photons_start_later_than_electrons() -> None:
+    electrons = DS2
+    photons = dataclasses.replace(DS2, particle="photon")
+    depth = []
+    for det in (electrons, photons):
+        layers = _layer_energies(ShowerSimulator(det).sample(500, "fixed:20GeV", seed=4)[1])
+        depth.append(((layers * det.stack.centres).sum(1) / layers.sum(1)).mean())
+    assert depth[1] - depth[0] == pytest.approx(9 / 7, abs=0.4)
+
+
+def test_pions_refused_clearly() -> None:
+    with pytest.raises(ValueError, match="electromagnetic showers only"):
+        get_detector("ds1-pions")
+
+
+def test_stack_must_match_geometry() -> None:
+    with pytest.raises(ValueError, match="layers in the stack"):
+        dataclasses.replace(DS2, stack=LayerStack.uniform(DS2.stack.material, 3, 1.0))
+
+
+def test_simulate_to_file_streams_and_records_provenance(tmp_path) -> None:
+    path = simulate_to_file(DS2, 600, tmp_path / "sim.h5", seed=9, progress=False)
+    batch = read_showers(path, DS2.geometry)
+    _, direct = SIM.sample(600, DS2.default_spectrum, seed=9)
+    np.testing.assert_allclose(batch.showers, direct.astype("float32"))
+    import h5py
+
+    with h5py.File(path) as f:
+        assert "not Geant4" in f.attrs["generator"]
+        assert f.attrs["seed"] == 9
+    with pytest.raises(FileExistsError):
+        simulate_to_file(DS2, 10, path, progress=False)
