@@ -1,0 +1,213 @@
+"""The classifier test: can a network tell generated from reference showers?
+
+Reference protocol (CaloChallenge 2022, arXiv:2410.21611; spec section 6): label generated 0
+and reference 1, equal numbers of each; per class a 60 / 20 / 20 % train / test / validation
+split; a fully connected network ``Linear(in, H), LeakyReLU, [Linear(H, H), LeakyReLU] x 2,
+Linear(H, 1)`` trained with BCE-with-logits and Adam; keep the epoch with the best test
+accuracy; calibrate its probabilities on the test split with isotonic regression (clipped to
+``[1e-6, 1 - 1e-6]``); on the validation split report the ROC AUC and
+``JSD = (ln 2 - BCE) / ln 2``. Repeated with independent seeds: mean and spread.
+
+The reference network (H = 2048, 50 epochs) is heavy on a CPU; ``ClassifierSettings.cpu()``
+is the documented reduced setting, and every result says which settings it used.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+import torch
+from sklearn.isotonic import IsotonicRegression
+from sklearn.metrics import roc_auc_score
+from torch import nn
+
+from calosurrogate.geometry import CylindricalGeometry
+
+MIN_PER_CLASS = 25
+
+
+@dataclass(frozen=True)
+class ClassifierSettings:
+    """Network size and training schedule of the classifier test.
+
+    Attributes:
+        hidden: Width H of the hidden layers (reference: 2048).
+        n_hidden_layers: Number of ``Linear(H, H)`` blocks after the input layer (reference: 2).
+        epochs: Training epochs (reference: 50).
+        batch_size: Minibatch size (reference: 1000).
+        learning_rate: Adam learning rate (reference: 2e-4).
+        split: Train / test / validation fractions per class.
+        runs: Independent trainings to average.
+        seed: Seed of the first run (run k uses seed + k).
+        device: ``"cpu"`` or ``"cuda"``.
+        max_per_class: Use at most this many showers per class (None: all).
+    """
+
+    hidden: int = 2048
+    n_hidden_layers: int = 2
+    epochs: int = 50
+    batch_size: int = 1000
+    learning_rate: float = 2e-4
+    split: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    runs: int = 1
+    seed: int = 0
+    device: str = "cpu"
+    max_per_class: int | None = None
+
+    @classmethod
+    def reference(cls, **overrides: object) -> ClassifierSettings:
+        """The community's settings."""
+        return replace(cls(), **overrides)  # type: ignore[arg-type]
+
+    @classmethod
+    def cpu(cls, **overrides: object) -> ClassifierSettings:
+        """Reduced setting for a small CPU: H = 256, 15 epochs, at most 50,000 showers per class."""
+        return replace(cls(hidden=256, epochs=15, max_per_class=50_000), **overrides)  # type: ignore[arg-type]
+
+
+@dataclass
+class ClassifierResult:
+    """Outcome of the classifier test.
+
+    Attributes:
+        inputs: ``"low"``, ``"low-normed"`` or ``"high"``.
+        auc: Mean calibrated ROC AUC over runs; ``auc_std`` their standard deviation.
+        jsd: Mean JSD over runs; ``jsd_std`` their standard deviation.
+        runs: Per-run ``auc``, ``jsd``, ``best_epoch``.
+        settings: The settings used (and the split sizes).
+    """
+
+    inputs: str
+    auc: float
+    auc_std: float
+    jsd: float
+    jsd_std: float
+    runs: list[dict[str, float]]
+    settings: dict[str, object]
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain-dict form, for JSON."""
+        return asdict(self)
+
+
+def low_level_inputs(showers: np.ndarray, incident_energies: np.ndarray) -> np.ndarray:
+    """``[log10 E_inc, voxels / E_inc]`` (thresholded showers, MeV)."""
+    e = np.asarray(incident_energies, dtype=np.float64).reshape(-1, 1)
+    return np.concatenate([np.log10(e), showers / e], axis=1)
+
+
+def low_level_normed_inputs(
+    showers: np.ndarray, incident_energies: np.ndarray, geometry: CylindricalGeometry
+) -> np.ndarray:
+    """``[log10 E_inc, voxels / (E_layer + 1e-16), log10(E_layer + 1e-8)]``."""
+    e = np.asarray(incident_energies, dtype=np.float64).reshape(-1, 1)
+    e_layer = np.add.reduceat(showers, geometry.layer_offsets[:-1], axis=1)
+    per_voxel = np.repeat(e_layer, np.diff(geometry.layer_offsets), axis=1)
+    return np.concatenate([np.log10(e), showers / (per_voxel + 1e-16), np.log10(e_layer + 1e-8)], axis=1)
+
+
+def build_network(n_inputs: int, settings: ClassifierSettings) -> nn.Sequential:
+    """The reference fully connected classifier (logit output)."""
+    layers: list[nn.Module] = [nn.Linear(n_inputs, settings.hidden), nn.LeakyReLU()]
+    for _ in range(settings.n_hidden_layers):
+        layers += [nn.Linear(settings.hidden, settings.hidden), nn.LeakyReLU()]
+    layers.append(nn.Linear(settings.hidden, 1))
+    return nn.Sequential(*layers)
+
+
+def _split(data: np.ndarray, fractions: tuple[float, float, float], rng: np.random.Generator) -> list[np.ndarray]:
+    counts = (len(data) * np.asarray(fractions)).astype(int)
+    shuffled = data[rng.permutation(len(data))]
+    return np.split(shuffled, counts.cumsum()[:-1])[:3]
+
+
+@torch.inference_mode()
+def _logits(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    model.eval()
+    return torch.cat([model(x[i : i + batch_size]).reshape(-1) for i in range(0, len(x), batch_size)])
+
+
+def _one_run(generated: np.ndarray, reference: np.ndarray, settings: ClassifierSettings, seed: int) -> dict[str, float]:
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    device = torch.device(settings.device)
+    gen_parts = _split(generated, settings.split, rng)
+    ref_parts = _split(reference, settings.split, rng)
+
+    def stack(k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = np.concatenate([gen_parts[k], ref_parts[k]]).astype(np.float32)
+        y = np.concatenate([np.zeros(len(gen_parts[k])), np.ones(len(ref_parts[k]))]).astype(np.float32)
+        return torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+
+    (x_train, y_train), (x_test, y_test), (x_val, y_val) = stack(0), stack(1), stack(2)
+    model = build_network(x_train.shape[1], settings).to(device)
+    optimiser = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
+    loss_fn = nn.BCEWithLogitsLoss()
+    best_acc, best_epoch, best_state = -1.0, 0, copy.deepcopy(model.state_dict())
+    generator = torch.Generator().manual_seed(seed)
+    for epoch in range(settings.epochs):
+        model.train()
+        order = torch.randperm(len(x_train), generator=generator).to(device)
+        for i in range(0, len(order), settings.batch_size):
+            idx = order[i : i + settings.batch_size]
+            loss = loss_fn(model(x_train[idx]).reshape(-1), y_train[idx])
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+        acc = float(((_logits(model, x_test, 10_000) > 0).float() == y_test).float().mean())
+        if acc > best_acc:
+            best_acc, best_epoch, best_state = acc, epoch + 1, copy.deepcopy(model.state_dict())
+        if acc == 1.0:
+            break
+    model.load_state_dict(best_state)
+    p_test = torch.sigmoid(_logits(model, x_test, 10_000)).double().cpu().numpy()
+    p_val = torch.sigmoid(_logits(model, x_val, 10_000)).double().cpu().numpy()
+    calibrator = IsotonicRegression(out_of_bounds="clip", y_min=1e-6, y_max=1 - 1e-6).fit(p_test, y_test.cpu().numpy())
+    p_cal = calibrator.predict(p_val)
+    truth = y_val.cpu().numpy().astype(np.float64)
+    bce = -np.mean(truth * np.log(p_cal) + (1 - truth) * np.log(1 - p_cal))
+    return {
+        "auc": float(roc_auc_score(truth, p_cal)),
+        "jsd": float((np.log(2.0) - bce) / np.log(2.0)),
+        "best_epoch": best_epoch,
+        "best_test_accuracy": best_acc,
+    }
+
+
+def classifier_test(
+    generated: np.ndarray, reference: np.ndarray, settings: ClassifierSettings, inputs: str = "high"
+) -> ClassifierResult:
+    """Run the classifier test ``settings.runs`` times on prepared inputs.
+
+    Args:
+        generated: ``(N_gen, D)`` classifier inputs of the generated showers.
+        reference: ``(N_ref, D)`` inputs of the reference showers.
+        settings: Network and schedule.
+        inputs: Name of the input kind, recorded in the result.
+
+    Raises:
+        ValueError: If the two sets have different widths, or a split would hold fewer than
+            25 showers per class.
+    """
+    if generated.shape[1] != reference.shape[1]:
+        raise ValueError(f"classifier inputs differ in width: {generated.shape[1]} vs {reference.shape[1]}")
+    n = min(len(generated), len(reference))
+    if settings.max_per_class is not None:
+        n = min(n, settings.max_per_class)
+    smallest = int(n * min(settings.split))
+    if smallest < MIN_PER_CLASS:
+        raise ValueError(
+            f"too few showers for the classifier test: {n} per class gives {smallest} in the smallest split; "
+            f"need at least {MIN_PER_CLASS} (about {int(np.ceil(MIN_PER_CLASS / min(settings.split)))} per class)"
+        )
+    generated = np.nan_to_num(np.asarray(generated[:n], dtype=np.float64))
+    reference = np.nan_to_num(np.asarray(reference[:n], dtype=np.float64))
+    runs = [_one_run(generated, reference, settings, settings.seed + k) for k in range(settings.runs)]
+    aucs = np.array([r["auc"] for r in runs])
+    jsds = np.array([r["jsd"] for r in runs])
+    info = {**asdict(settings), "showers_per_class": n, "split_sizes": [int(n * f) for f in settings.split]}
+    return ClassifierResult(
+        inputs, float(aucs.mean()), float(aucs.std()), float(jsds.mean()), float(jsds.std()), runs, info
+    )
