@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from calosurrogate._io import OutputExistsError
 from calosurrogate.data import ShowerFileError, inspect_file
 from calosurrogate.geometry import GeometryError, get_geometry
 
+DEFAULT_METRICS_TEXT = ("histograms", "fpd", "kpd", "cfd", "cls-high")
 USER_ERRORS = (ShowerFileError, GeometryError, OutputExistsError, ValueError, FileNotFoundError, KeyError)
 
 
@@ -87,6 +89,67 @@ def geometry_cmd(name: str, xml_out: Path | None, force: bool) -> None:
     if xml_out is not None:
         geometry.to_xml(xml_out, force=force)
         click.echo(f"wrote {xml_out}")
+
+
+@main.command()
+@click.option(
+    "--reference", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Reference HDF5 file."
+)
+@click.option(
+    "--generated", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Generated HDF5 file."
+)
+@click.option("--geometry", "geometry_name", required=True, help="ds1-photons, ds1-pions, ds2, ds3 or a binning XML.")
+@click.option(
+    "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output folder."
+)
+@click.option(
+    "--metrics", default="histograms,fpd,kpd,cfd,cls-high", show_default=True,
+    help="Comma list of: histograms, fpd, kpd, cfd, cls-low, cls-low-normed, cls-high.",
+)  # fmt: skip
+@click.option(
+    "--classifier", "classifier_preset", type=click.Choice(["cpu", "reference"]), default="cpu", show_default=True,
+    help="cpu: hidden 256, 15 epochs, <= 50k showers per class; reference: hidden 2048, 50 epochs.",
+)  # fmt: skip
+@click.option("--classifier-runs", type=int, default=1, show_default=True, help="Independent classifier trainings.")
+@click.option("--classifier-epochs", type=int, default=None, help="Override the preset's epochs.")
+@click.option("--fast", is_flag=True, help="Reduced FPD/KPD sample sizes and classifier (quick look, not comparable).")
+@click.option("--max-showers", type=int, default=None, help="Use at most this many showers of each file.")
+@click.option("--on-count-mismatch", type=click.Choice(["subsample", "error"]), default="subsample", show_default=True)
+@click.option("--min-energy", type=float, default=None, help="Threshold in MeV (default: the dataset's).")
+@click.option("--device", default="cpu", show_default=True, help="Device of the classifier (cpu, cuda).")
+@click.option("--force", is_flag=True, help="Replace an existing evaluation in --out.")
+@_friendly_errors
+def evaluate(
+    reference: Path, generated: Path, geometry_name: str, out_dir: Path, metrics: str, classifier_preset: str,
+    classifier_runs: int, classifier_epochs: int | None, fast: bool, max_showers: int | None, on_count_mismatch: str,
+    min_energy: float | None, device: str, force: bool,
+) -> None:  # fmt: skip
+    """Judge generated showers against reference showers with the CaloChallenge metrics and CFD."""
+    from calosurrogate.evaluation import EvaluationSettings, evaluate_files
+    from calosurrogate.metrics import ClassifierSettings
+    from calosurrogate.report import write_evaluation
+
+    geometry = get_geometry(geometry_name)
+    if (out_dir / "metrics.json").exists() and not force:
+        raise OutputExistsError(f"{out_dir} already holds an evaluation; pass --force to replace it")
+    base = EvaluationSettings.fast() if fast else EvaluationSettings()
+    if not fast:
+        base.classifier = ClassifierSettings.cpu() if classifier_preset == "cpu" else ClassifierSettings.reference()
+    overrides: dict[str, object] = {"runs": classifier_runs, "device": device}
+    if classifier_epochs is not None:
+        overrides["epochs"] = classifier_epochs
+    settings = dataclasses.replace(
+        base,
+        classifier=dataclasses.replace(base.classifier, **overrides),
+        metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()),
+        min_energy=min_energy,
+        max_showers=max_showers,
+        on_count_mismatch=on_count_mismatch,
+    )
+    result = evaluate_files(reference, generated, geometry, settings)
+    files = write_evaluation(result, geometry, out_dir, force=force)
+    click.echo((out_dir / "summary.md").read_text())
+    click.echo(f"Report: {files['report.html']}")
 
 
 @main.command()

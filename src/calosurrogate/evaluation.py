@@ -1,0 +1,445 @@
+"""Judge a generated file against a reference file: every metric, streamed, with its floor.
+
+Files are read chunk by chunk: high-level features (a few hundred numbers per shower) are
+kept, voxels are not, so a 100k-vs-100k dataset-3 pair fits in 24 GiB. The low-level
+classifier inputs are the exception (they are the voxels): they are kept only when a
+low-level classifier is asked for, for at most ``classifier.max_per_class`` showers.
+
+Floors: where the reference holds enough showers, each metric is also computed for the
+first half of the reference against its second half (the "Geant4 vs Geant4" floor). A
+half-sized sample is noisier than the full one, so a floor is an upper estimate of the
+metric's value for a perfect generator at full size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from calosurrogate.data import ShowerFile
+from calosurrogate.geometry import CylindricalGeometry
+from calosurrogate.metrics import (
+    ClassifierSettings,
+    CorrelationAccumulator,
+    HighLevelFeatures,
+    HistogramPair,
+    MetricValue,
+    apply_threshold,
+    classifier_test,
+    compute_features,
+    default_min_energy,
+    feature_histograms,
+    fpd,
+    kpd,
+    low_level_inputs,
+    low_level_normed_inputs,
+    variant_pairs,
+    variant_series,
+)
+from calosurrogate.metrics.cfd import VARIANTS, cfd_from_accumulators
+from calosurrogate.metrics.separation import histogram_counts, voxel_energy_bins
+
+ALL_METRICS = ("histograms", "fpd", "kpd", "cfd", "cls-low", "cls-low-normed", "cls-high")
+DEFAULT_METRICS = ("histograms", "fpd", "kpd", "cfd", "cls-high")
+MIN_FLOOR_SHOWERS = 1000
+
+
+@dataclass
+class EvaluationSettings:
+    """How to judge.
+
+    Attributes:
+        metrics: Which metrics to compute (see :data:`ALL_METRICS`).
+        min_energy: Threshold in MeV (None: the dataset's).
+        chunk_size: Showers per streamed block.
+        classifier: Classifier network and schedule.
+        fpd_min_samples, fpd_max_samples, fpd_num_batches: FPD settings (reference: 10k, 50k, 20).
+        kpd_batch_size, kpd_num_batches: KPD settings (reference: 10k, 10).
+        cfd_bootstrap: Bootstrap replicas for the CFD errors.
+        floors: Compute reference-half vs reference-half floors.
+        classifier_floor: Also train the classifiers for the floor (costly).
+        on_count_mismatch: ``"subsample"`` (use the first min(N) showers of each, with a
+            warning) or ``"error"``.
+        max_showers: Use at most this many showers of each file.
+        progress: Show progress bars.
+    """
+
+    metrics: tuple[str, ...] = DEFAULT_METRICS
+    min_energy: float | None = None
+    chunk_size: int = 5000
+    classifier: ClassifierSettings = field(default_factory=ClassifierSettings.cpu)
+    fpd_min_samples: int = 10_000
+    fpd_max_samples: int = 50_000
+    fpd_num_batches: int = 20
+    kpd_batch_size: int = 10_000
+    kpd_num_batches: int = 10
+    cfd_bootstrap: int = 20
+    floors: bool = True
+    classifier_floor: bool = False
+    on_count_mismatch: str = "subsample"
+    max_showers: int | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        unknown = set(self.metrics) - set(ALL_METRICS)
+        if unknown:
+            raise ValueError(f"unknown metrics {sorted(unknown)}; choose from {list(ALL_METRICS)}")
+        if self.on_count_mismatch not in ("subsample", "error"):
+            raise ValueError("on_count_mismatch must be 'subsample' or 'error'")
+
+    @classmethod
+    def fast(cls, **overrides: Any) -> EvaluationSettings:
+        """Reduced sample sizes for quick looks (FPD 2k-10k x 5, KPD 2k x 10, small classifier)."""
+        base = {
+            "fpd_min_samples": 2000, "fpd_max_samples": 10_000, "fpd_num_batches": 5, "kpd_batch_size": 2000,
+            "classifier": ClassifierSettings.cpu(epochs=10, max_per_class=20_000), "cfd_bootstrap": 10,
+        }  # fmt: skip
+        return cls(**{**base, **overrides})
+
+
+@dataclass
+class SampleSummary:
+    """What one streamed pass over a file collected."""
+
+    features: HighLevelFeatures
+    mean_shower: np.ndarray
+    max_voxel: float
+    cfd: dict[str, CorrelationAccumulator]
+    cfd_halves: dict[str, tuple[CorrelationAccumulator, CorrelationAccumulator]]
+    low_level: dict[str, np.ndarray]
+
+
+@dataclass
+class EvaluationResult:
+    """Every number (with error and floor), plus what the plots need."""
+
+    geometry: str
+    n_showers: dict[str, int]
+    settings: dict[str, Any]
+    provenance: dict[str, Any]
+    separation: dict[str, dict[str, Any]] = field(default_factory=dict)
+    scalars: dict[str, dict[str, Any]] = field(default_factory=dict)
+    classifiers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    histograms: list[HistogramPair] = field(default_factory=list, repr=False)
+    mean_showers: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    mean_layer_energy: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    correlation_maps: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The numbers (not the arrays) as plain JSON-able data."""
+        return {
+            "geometry": self.geometry,
+            "n_showers": self.n_showers,
+            "settings": self.settings,
+            "provenance": self.provenance,
+            "scalars": self.scalars,
+            "classifiers": self.classifiers,
+            "separation_power": self.separation,
+            "warnings": self.warnings,
+        }
+
+
+def file_sha256(path: str | os.PathLike[str], block: int = 1 << 24) -> str:
+    """SHA-256 of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _metric_entry(value: MetricValue, floor: MetricValue | None) -> dict[str, Any]:
+    entry: dict[str, Any] = {"value": value.value, "error": value.error, "settings": value.settings}
+    if floor is not None:
+        entry["floor"] = floor.value
+        entry["floor_error"] = floor.error
+    return entry
+
+
+class _Pass:
+    """Accumulates one file's summary while its chunks stream by."""
+
+    def __init__(
+        self, geometry: CylindricalGeometry, settings: EvaluationSettings, min_energy: float, n_total: int, seed: int
+    ) -> None:
+        self.geometry = geometry
+        self.settings = settings
+        self.min_energy = min_energy
+        self.n_total = n_total
+        self.features: list[HighLevelFeatures] = []
+        self.sum_shower = np.zeros(geometry.n_voxels)
+        self.max_voxel = 0.0
+        self.n_seen = 0
+        want_cfd = "cfd" in settings.metrics
+        self.pairs = {v: p for v in VARIANTS if want_cfd and (p := variant_pairs(v, geometry)) is not None}
+        self.cfd = {
+            v: CorrelationAccumulator(p, settings.cfd_bootstrap, seed + i)
+            for i, (v, p) in enumerate(self.pairs.items())
+        }
+        self.halves = {
+            v: (CorrelationAccumulator(p, settings.cfd_bootstrap, seed + 10 + i), CorrelationAccumulator(p, settings.cfd_bootstrap, seed + 20 + i))
+            for i, (v, p) in enumerate(self.pairs.items())
+        }  # fmt: skip
+        cls_cap = settings.classifier.max_per_class
+        self.low_cap = min(n_total, cls_cap) if cls_cap is not None else n_total
+        self.low: dict[str, list[np.ndarray]] = {k: [] for k in ("cls-low", "cls-low-normed") if k in settings.metrics}
+
+    def update(self, energies: np.ndarray, showers: np.ndarray) -> None:
+        x = apply_threshold(showers, self.min_energy)
+        self.features.append(compute_features(x, energies, self.geometry, 0.0))
+        self.sum_shower += x.sum(axis=0)
+        self.max_voxel = max(self.max_voxel, float(x.max(initial=0.0)))
+        half = self.n_total // 2
+        first = np.arange(self.n_seen, self.n_seen + len(x)) < half
+        for variant, acc in self.cfd.items():
+            series = variant_series(variant, x, self.geometry)
+            if acc._shift is None:
+                shift = series.mean(axis=0)
+                acc.set_shift(shift)
+                for h in self.halves[variant]:
+                    h.set_shift(shift)
+            acc.update(series)
+            if self.settings.floors:
+                if first.any():
+                    self.halves[variant][0].update(series[first])
+                if (~first).any():
+                    self.halves[variant][1].update(series[~first])
+        room = self.low_cap - self.n_seen
+        if room > 0:
+            take = slice(0, min(room, len(x)))
+            if "cls-low" in self.low:
+                self.low["cls-low"].append(low_level_inputs(x[take], energies[take]).astype(np.float32))
+            if "cls-low-normed" in self.low:
+                self.low["cls-low-normed"].append(
+                    low_level_normed_inputs(x[take], energies[take], self.geometry).astype(np.float32)
+                )
+        self.n_seen += len(x)
+
+    def summary(self) -> SampleSummary:
+        return SampleSummary(
+            features=HighLevelFeatures.concatenate(self.features),
+            mean_shower=self.sum_shower / max(self.n_seen, 1),
+            max_voxel=self.max_voxel,
+            cfd=self.cfd,
+            cfd_halves=self.halves,
+            low_level={k: np.concatenate(v) for k, v in self.low.items() if v},
+        )
+
+
+def evaluate_files(
+    reference_path: str | os.PathLike[str],
+    generated_path: str | os.PathLike[str],
+    geometry: CylindricalGeometry,
+    settings: EvaluationSettings | None = None,
+) -> EvaluationResult:
+    """Compute every selected metric of a generated file against a reference file.
+
+    Args:
+        reference_path: CaloChallenge HDF5 file of reference (Geant4 or simulator) showers.
+        generated_path: File of generated showers, same geometry.
+        geometry: The binning both files use.
+        settings: What to compute and how (default :class:`EvaluationSettings`).
+
+    Raises:
+        ShowerFileError: If a file does not fit the geometry or is malformed.
+        ValueError: On unequal shower counts with ``on_count_mismatch="error"``, or too few
+            showers for the classifier split.
+    """
+    settings = settings or EvaluationSettings()
+    reference_path, generated_path = Path(reference_path), Path(generated_path)
+    min_energy = settings.min_energy if settings.min_energy is not None else default_min_energy(geometry)
+    notes: list[str] = []
+    with (
+        ShowerFile(reference_path, geometry, negative="keep") as ref,
+        ShowerFile(generated_path, geometry, negative="keep") as gen,
+    ):
+        n_ref, n_gen = ref.n_showers, gen.n_showers
+        n = min(n_ref, n_gen)
+        if settings.max_showers is not None:
+            n = min(n, settings.max_showers)
+        if n_ref != n_gen:
+            message = (
+                f"{reference_path.name} has {n_ref} showers and {generated_path.name} {n_gen}; "
+                f"using the first {n} of each"
+            )
+            if settings.on_count_mismatch == "error":
+                raise ValueError(
+                    message + " is refused (on_count_mismatch='error'); pass equal files or allow subsampling"
+                )
+            warnings.warn(message, stacklevel=2)
+            notes.append(message)
+        passes = {}
+        for label, f, seed in (("reference", ref, 100), ("generated", gen, 200)):
+            acc = _Pass(geometry, settings, min_energy, n, seed)
+            chunks = f.iter_chunks(settings.chunk_size, stop=n)
+            for batch in tqdm(
+                chunks, total=-(-n // settings.chunk_size), desc=f"features {label}", disable=not settings.progress
+            ):
+                acc.update(batch.incident_energies, batch.showers)
+            passes[label] = acc.summary()
+        ref_sum, gen_sum = passes["reference"], passes["generated"]
+        voxel_bins = voxel_energy_bins(min_energy, ref_sum.max_voxel)
+        voxel_counts: dict[str, np.ndarray] = {}
+        voxel_outside: dict[str, int] = {}
+        if "histograms" in settings.metrics and voxel_bins is not None:
+            for label, f in (("reference", ref), ("generated", gen)):
+                counts = np.zeros(len(voxel_bins) - 1, dtype=np.int64)
+                halves = [np.zeros_like(counts), np.zeros_like(counts)]
+                outside = 0
+                seen = 0
+                chunks = f.iter_chunks(settings.chunk_size, stop=n)
+                for batch in tqdm(
+                    chunks, total=-(-n // settings.chunk_size), desc=f"voxels {label}", disable=not settings.progress
+                ):
+                    x = apply_threshold(batch.showers, min_energy)
+                    # Zero voxels are below the threshold by definition, not "outside the range".
+                    c, o = histogram_counts(x[x > 0], voxel_bins)
+                    counts += c
+                    outside += o
+                    if label == "reference":
+                        first = np.arange(seen, seen + len(x)) < n // 2
+                        halves[0] += histogram_counts(x[first][x[first] > 0], voxel_bins)[0]
+                        halves[1] += histogram_counts(x[~first][x[~first] > 0], voxel_bins)[0]
+                    seen += len(x)
+                voxel_counts[label] = counts
+                voxel_outside[label] = outside
+                if label == "reference":
+                    voxel_counts["half0"], voxel_counts["half1"] = halves
+
+    provenance = {
+        "reference": {"path": str(reference_path), "sha256": file_sha256(reference_path), "n_showers": n_ref},
+        "generated": {"path": str(generated_path), "sha256": file_sha256(generated_path), "n_showers": n_gen},
+        "versions": _versions(),
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(),
+        },
+    }
+    settings_dict = asdict(settings)
+    settings_dict["min_energy"] = min_energy
+    result = EvaluationResult(
+        geometry.name, {"reference": n, "generated": n}, settings_dict, provenance, warnings=notes
+    )
+    ref_f, gen_f = ref_sum.features, gen_sum.features
+    do_floor = settings.floors and n >= MIN_FLOOR_SHOWERS
+    half_a, half_b = ref_f[: n // 2], ref_f[n // 2 :]
+
+    if "histograms" in settings.metrics:
+        pairs = feature_histograms(geometry, ref_f, gen_f, min_energy)
+        floor_pairs = {p.key: p for p in feature_histograms(geometry, half_a, half_b, min_energy)} if do_floor else {}
+        if voxel_bins is not None:
+            pairs.append(
+                HistogramPair("voxel_energy", "voxel energy [MeV]", voxel_bins, voxel_counts["reference"], voxel_counts["generated"],
+                              voxel_outside["reference"], voxel_outside["generated"], log_x=True)
+            )  # fmt: skip
+            if do_floor:
+                floor_pairs["voxel_energy"] = HistogramPair(
+                    "voxel_energy", "", voxel_bins, voxel_counts["half0"], voxel_counts["half1"]
+                )
+        result.histograms = pairs
+        for pair in pairs:
+            s = pair.separation_power()
+            floor = floor_pairs[pair.key].separation_power() if pair.key in floor_pairs else None
+            entry = _metric_entry(s, floor)
+            entry.update(
+                {
+                    "label": pair.label,
+                    "reference_outside": pair.reference_outside,
+                    "generated_outside": pair.generated_outside,
+                }
+            )
+            result.separation[pair.key] = entry
+        result.warnings += _outside_warnings(pairs)
+
+    needs_high = any(m in settings.metrics for m in ("fpd", "kpd", "cls-high"))
+    if needs_high:
+        x_ref, x_gen = ref_f.classifier_inputs(), gen_f.classifier_inputs()
+        x_ref, x_gen = np.nan_to_num(x_ref), np.nan_to_num(x_gen)
+        x_a, x_b = x_ref[: n // 2], x_ref[n // 2 :]
+    fpd_kw = {
+        "min_samples": settings.fpd_min_samples,
+        "max_samples": settings.fpd_max_samples,
+        "num_batches": settings.fpd_num_batches,
+    }
+    kpd_kw = {"batch_size": settings.kpd_batch_size, "num_batches": settings.kpd_num_batches}
+    if "fpd" in settings.metrics:
+        value = fpd(x_ref, x_gen, **fpd_kw).scaled(1e3, " x 1e3")
+        floor = fpd(x_a, x_b, **fpd_kw).scaled(1e3, " x 1e3") if do_floor else None
+        result.scalars["FPD x 1e3"] = _metric_entry(value, floor)
+    if "kpd" in settings.metrics:
+        value = kpd(x_ref, x_gen, **kpd_kw).scaled(1e3, " x 1e3")
+        floor = kpd(x_a, x_b, **kpd_kw).scaled(1e3, " x 1e3") if do_floor else None
+        result.scalars["KPD x 1e3"] = _metric_entry(value, floor)
+    for variant, acc in ref_sum.cfd.items():
+        value = cfd_from_accumulators(acc, gen_sum.cfd[variant])
+        halves = ref_sum.cfd_halves[variant]
+        floor = cfd_from_accumulators(*halves) if do_floor else None
+        result.scalars[f"CFD {variant}"] = _metric_entry(value, floor)
+        result.correlation_maps[variant] = {
+            "reference": acc.correlation_map(),
+            "generated": gen_sum.cfd[variant].correlation_map(),
+        }
+
+    for kind in ("cls-low", "cls-low-normed", "cls-high"):
+        if kind not in settings.metrics:
+            continue
+        if kind == "cls-high":
+            ref_in, gen_in = x_ref, x_gen
+        else:
+            ref_in, gen_in = ref_sum.low_level[kind], gen_sum.low_level[kind]
+        res = classifier_test(gen_in, ref_in, settings.classifier, inputs=kind.removeprefix("cls-"))
+        entry = res.to_dict()
+        if settings.classifier_floor and do_floor:
+            half = len(ref_in) // 2
+            floor = classifier_test(ref_in[:half], ref_in[half:], settings.classifier, inputs=kind)
+            entry["floor"], entry["floor_std"] = floor.auc, floor.auc_std
+        result.classifiers[kind] = entry
+
+    result.mean_showers = {"reference": ref_sum.mean_shower, "generated": gen_sum.mean_shower}
+    result.mean_layer_energy = {"reference": ref_f.e_layer.mean(0), "generated": gen_f.e_layer.mean(0)}
+    return result
+
+
+def _outside_warnings(pairs: list[HistogramPair], tolerance: float = 0.002) -> list[str]:
+    """One warning naming the observables whose generated entries fall outside the range markedly more often than the reference's."""
+    flagged = []
+    for pair in pairs:
+        n_gen = pair.generated.sum() + pair.generated_outside
+        n_ref = pair.reference.sum() + pair.reference_outside
+        frac_gen = pair.generated_outside / max(n_gen, 1)
+        frac_ref = pair.reference_outside / max(n_ref, 1)
+        if frac_gen > max(2 * frac_ref, tolerance):
+            flagged.append((frac_gen - frac_ref, pair.key, frac_gen, frac_ref))
+    if not flagged:
+        return []
+    flagged.sort(reverse=True)
+    worst = ", ".join(f"{key} ({fg:.1%} vs {fr:.1%})" for _, key, fg, fr in flagged[:5])
+    return [
+        f"{len(flagged)} observable(s) have more generated than reference entries outside the histogram range "
+        f"(dropped before the separation power); worst: {worst}"
+    ]
+
+
+def _versions() -> dict[str, str]:
+    import h5py
+    import scipy
+    import sklearn
+    import torch
+
+    from calosurrogate import __version__
+
+    return {
+        "calosurrogate": __version__, "numpy": np.__version__, "scipy": scipy.__version__,
+        "scikit-learn": sklearn.__version__, "torch": torch.__version__, "h5py": h5py.__version__,
+        "python": platform.python_version(),
+    }  # fmt: skip

@@ -1,0 +1,21 @@
+"""Figures of an evaluation: histograms with ratio panels, shower images, correlation maps."""
+
+from calosurrogate.plotting.figures import (
+    figure_cfd_maps,
+    figure_histogram,
+    figure_layer_correlations,
+    figure_layer_grid,
+    figure_mean_showers,
+    figure_profiles,
+    figure_separation_overview,
+)
+
+__all__ = [
+    "figure_cfd_maps",
+    "figure_histogram",
+    "figure_layer_correlations",
+    "figure_layer_grid",
+    "figure_mean_showers",
+    "figure_profiles",
+    "figure_separation_overview",
+]

@@ -1,0 +1,328 @@
+"""Write an evaluation to a folder: numbers, summary, plots and a self-contained HTML report."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from calosurrogate._io import OutputExistsError, atomic_output
+from calosurrogate.evaluation import EvaluationResult
+from calosurrogate.geometry import CylindricalGeometry
+from calosurrogate.plotting import (
+    figure_cfd_maps,
+    figure_histogram,
+    figure_layer_correlations,
+    figure_layer_grid,
+    figure_mean_showers,
+    figure_profiles,
+    figure_separation_overview,
+)
+
+PER_LAYER_KINDS = {
+    "E_layer": "Energy per layer",
+    "EC_eta": "Centre of energy in eta",
+    "EC_phi": "Centre of energy in phi",
+    "width_eta": "Shower width in eta",
+    "width_phi": "Shower width in phi",
+    "EC_r": "Centre of energy in r",
+    "width_r": "Shower width in r",
+    "sparsity": "Sparsity (fraction of zero voxels)",
+}
+MAX_GRID_LAYERS = 9
+
+
+def _fmt(value: float, error: float | None = None) -> str:
+    if value is None or not np.isfinite(value):
+        return "n/a"
+    digits = 4 if abs(value) < 10 else 2
+    text = f"{value:.{digits}f}"
+    return text + (f" ± {error:.{digits}f}" if error is not None else "")
+
+
+def _save(fig: Figure, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    with atomic_output(path, force=True) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def _figures(
+    result: EvaluationResult, geometry: CylindricalGeometry
+) -> list[tuple[str, str, Callable[[], Figure | None]]]:
+    """(file name, caption, builder) of every figure the report shows."""
+    by_key = {p.key: p for p in result.histograms}
+    sep = result.separation
+
+    def s_of(key: str) -> float | None:
+        return sep[key]["value"] if key in sep else None
+
+    figures: list[tuple[str, str, Callable[[], Figure | None]]] = []
+    if "E_tot/E_inc" in by_key:
+        figures.append(
+            (
+                "etot_einc.png",
+                "Total energy over incident energy.",
+                lambda: figure_histogram(by_key["E_tot/E_inc"], s_of("E_tot/E_inc")),
+            )
+        )
+    if "voxel_energy" in by_key:
+        figures.append(
+            (
+                "voxel_energy.png",
+                "Voxel energy spectrum, all voxels pooled (after the threshold).",
+                lambda: figure_histogram(by_key["voxel_energy"], s_of("voxel_energy")),
+            )
+        )
+    if sep:
+        figures.append(
+            (
+                "separation_overview.png",
+                "Separation power of every per-layer observable; dashed lines are the reference-half vs reference-half floors.",
+                lambda: figure_separation_overview(sep, geometry),
+            )
+        )
+    figures.append(
+        (
+            "profiles.png",
+            "Mean longitudinal and radial profiles.",
+            lambda: figure_profiles(
+                geometry,
+                result.mean_layer_energy["reference"],
+                result.mean_layer_energy["generated"],
+                result.mean_showers["reference"],
+                result.mean_showers["generated"],
+            ),
+        )
+    )
+    figures.append(
+        (
+            "mean_showers.png",
+            "Mean shower images of the most energetic layers (top: reference, bottom: generated).",
+            lambda: figure_mean_showers(geometry, result.mean_showers["reference"], result.mean_showers["generated"]),
+        )
+    )
+    if "layer" in result.correlation_maps:
+        maps = result.correlation_maps["layer"]
+        figures.append(
+            (
+                "layer_correlations.png",
+                "Layer-energy correlation matrices and their difference (the CFD layer variant is the Frobenius norm of the difference).",
+                lambda: figure_layer_correlations(maps["reference"], maps["generated"]),
+            )
+        )
+    if {"voxel", "group"} & set(result.correlation_maps):
+        figures.append(
+            (
+                "cfd_maps.png",
+                "Where the correlations between consecutive layers differ (generated - reference).",
+                lambda: figure_cfd_maps(result.correlation_maps),
+            )
+        )
+    for kind, title in PER_LAYER_KINDS.items():
+        keys = [k for k in by_key if k.startswith(kind + "/")]
+        if not keys:
+            continue
+        if len(keys) > MAX_GRID_LAYERS:
+            picks = np.unique(np.linspace(0, len(keys) - 1, MAX_GRID_LAYERS).round().astype(int))
+            keys = [keys[i] for i in picks]
+        figures.append((f"{kind}.png", f"{title}, selected layers (all layers: see the separation-power table).",
+                        lambda keys=keys, title=title: figure_layer_grid([by_key[k] for k in keys], [s_of(k) for k in keys], title)))  # fmt: skip
+    per_energy = [k for k in by_key if k.startswith("E_tot/E_inc@")]
+    if per_energy:
+        figures.append(("etot_einc_per_energy.png", "E_tot / E_inc at each discrete incident energy.",
+                        lambda: figure_layer_grid([by_key[k] for k in per_energy], [s_of(k) for k in per_energy], "E_tot / E_inc per incident energy", columns=5)))  # fmt: skip
+    return figures
+
+
+def _headline_rows(result: EvaluationResult) -> list[tuple[str, str, str, str]]:
+    rows = []
+    names = {
+        "low": "classifier AUC, low-level",
+        "low-normed": "classifier AUC, low-level normed",
+        "high": "classifier AUC, high-level",
+    }
+    for entry in result.classifiers.values():
+        floor = _fmt(entry["floor"], entry.get("floor_std")) if "floor" in entry else "~0.5 (ideal)"
+        rows.append(
+            (
+                names[entry["inputs"]],
+                _fmt(entry["auc"], entry["auc_std"] if len(entry["runs"]) > 1 else None),
+                floor,
+                f"JSD {_fmt(entry['jsd'])}; {len(entry['runs'])} run(s)"
+                + ("" if len(entry["runs"]) > 1 else ", no spread"),
+            )
+        )
+    for name, entry in result.scalars.items():
+        floor = _fmt(entry["floor"], entry.get("floor_error")) if "floor" in entry else "n/a"
+        rows.append((name, _fmt(entry["value"], entry["error"]), floor, entry["settings"].get("error", "")))
+    if "E_tot/E_inc" in result.separation:
+        e = result.separation["E_tot/E_inc"]
+        rows.append(
+            (
+                "separation power E_tot/E_inc",
+                _fmt(e["value"], e["error"]),
+                _fmt(e["floor"], e["floor_error"]) if "floor" in e else "n/a",
+                "0 identical, 1 disjoint",
+            )
+        )
+    return rows
+
+
+def _markdown(result: EvaluationResult) -> str:
+    lines = [f"# Evaluation: {result.geometry}", "",
+             f"Reference `{result.provenance['reference']['path']}` vs generated `{result.provenance['generated']['path']}`, "
+             f"{result.n_showers['reference']} showers each.", "",
+             "| metric | value | floor (reference half vs half) | note |", "|---|---|---|---|"]  # fmt: skip
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in _headline_rows(result)]
+    worst = sorted(result.separation.items(), key=lambda kv: -kv[1]["value"])[:10]
+    if worst:
+        lines += ["", "Largest separation powers:", "", "| observable | S | floor |", "|---|---|---|"]
+        lines += [f"| {k} | {_fmt(v['value'], v['error'])} | {_fmt(v.get('floor', float('nan')))} |" for k, v in worst]
+    if result.warnings:
+        lines += ["", "Warnings:", ""] + [f"- {w}" for w in result.warnings]
+    cls = result.settings["classifier"]
+    lines += ["", f"Classifier settings: hidden {cls['hidden']}, {cls['epochs']} epochs, batch {cls['batch_size']}, "
+              f"lr {cls['learning_rate']}, {cls['runs']} run(s), at most {cls['max_per_class']} showers per class."]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:0;background:#f6f6f4;color:#222}
+header{background:#20303c;color:#fff;padding:18px 28px}header h1{margin:0;font-size:22px}
+header p{margin:4px 0 0;color:#cfd8de;font-size:13px}main{padding:18px 28px;max-width:1300px}
+.cards{display:flex;flex-wrap:wrap;gap:12px;margin:8px 0 18px}
+.card{background:#fff;border-radius:8px;padding:12px 16px;min-width:180px;box-shadow:0 1px 3px #0002}
+.card .v{font-size:22px;font-weight:600}.card .l{font-size:12px;color:#555}.card .f{font-size:12px;color:#777}
+table{border-collapse:collapse;background:#fff;font-size:13px;margin:8px 0 18px}
+th,td{padding:5px 10px;border-bottom:1px solid #e3e3e3;text-align:left}th{background:#eef1f3}
+td.num{font-variant-numeric:tabular-nums;text-align:right}
+figure{background:#fff;border-radius:8px;padding:10px;margin:0 0 18px;box-shadow:0 1px 3px #0002}
+figure img{max-width:100%;display:block}figcaption{font-size:13px;color:#444;margin-top:6px}
+.warn{background:#fff4e5;border-left:4px solid #f0a020;padding:8px 12px;margin:8px 0}
+details{margin:8px 0 18px}summary{cursor:pointer;font-weight:600}code{font-size:12px}
+"""
+
+CHECK_SCRIPT = """
+window.addEventListener('load',function(){var imgs=document.images,ok=0;
+for(var i=0;i<imgs.length;i++){if(imgs[i].complete&&imgs[i].naturalWidth>0){ok++;}}
+document.body.setAttribute('data-images-loaded',ok+'/'+imgs.length);});
+"""
+
+
+def _html(result: EvaluationResult, figures: list[tuple[str, str, bytes]]) -> str:
+    esc = html.escape
+    prov = result.provenance
+    cards = []
+    for name, value, floor, _ in _headline_rows(result)[:6]:
+        cards.append(
+            f'<div class="card"><div class="l">{esc(name)}</div><div class="v">{esc(value)}</div><div class="f">floor: {esc(floor)}</div></div>'
+        )
+    rows = "".join(
+        f"<tr><td>{esc(a)}</td><td class='num'>{esc(b)}</td><td class='num'>{esc(c)}</td><td>{esc(d)}</td></tr>"
+        for a, b, c, d in _headline_rows(result)
+    )
+    sep_rows = "".join(
+        f"<tr><td>{esc(k)}</td><td class='num'>{_fmt(v['value'], v['error'])}</td><td class='num'>{_fmt(v.get('floor', float('nan')))}</td>"
+        f"<td class='num'>{v['reference_outside']}</td><td class='num'>{v['generated_outside']}</td></tr>"
+        for k, v in sorted(result.separation.items(), key=lambda kv: -kv[1]["value"])
+    )
+    figs = "".join(
+        f'<figure><img alt="{esc(name)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
+        f"<figcaption>{esc(caption)}</figcaption></figure>"
+        for name, caption, data in figures
+    )
+    warns = "".join(f'<div class="warn">{esc(w)}</div>' for w in result.warnings)
+    cls = result.settings["classifier"]
+    settings_text = esc(json.dumps(result.settings, indent=1, default=str))
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>calosurrogate evaluation: {esc(result.geometry)}</title>
+<style>{CSS}</style><script>{CHECK_SCRIPT}</script></head><body>
+<header><h1>Shower evaluation: {esc(result.geometry)}</h1>
+<p>reference <code>{esc(prov["reference"]["path"])}</code> vs generated <code>{esc(prov["generated"]["path"])}</code>,
+{result.n_showers["reference"]} showers each; calosurrogate {esc(prov["versions"]["calosurrogate"])}</p></header>
+<main>
+<div class="cards">{"".join(cards)}</div>
+{warns}
+<h2>Metrics</h2>
+<p>Floors compare the first half of the reference with its second half: what a perfect generator would score
+(an upper estimate, as the halves are half as large). Classifier: hidden width {cls["hidden"]}, {cls["epochs"]} epochs,
+{cls["runs"]} run(s), at most {cls["max_per_class"]} showers per class (the reference evaluation uses 2048 and 50 epochs).</p>
+<table id="metrics"><thead><tr><th>metric</th><th>value</th><th>floor</th><th>note</th></tr></thead><tbody>{rows}</tbody></table>
+<h2>Plots</h2>
+{figs}
+<h2>Separation power of every observable</h2>
+<details><summary>{len(result.separation)} observables, largest first</summary>
+<table id="separation"><thead><tr><th>observable</th><th>S</th><th>floor</th><th>ref. outside</th><th>gen. outside</th></tr></thead>
+<tbody>{sep_rows}</tbody></table></details>
+<h2>Provenance</h2>
+<table id="provenance"><tbody>
+<tr><td>reference</td><td><code>{esc(prov["reference"]["path"])}</code></td><td><code>{esc(prov["reference"]["sha256"][:16])}…</code></td></tr>
+<tr><td>generated</td><td><code>{esc(prov["generated"]["path"])}</code></td><td><code>{esc(prov["generated"]["sha256"][:16])}…</code></td></tr>
+<tr><td>versions</td><td colspan="2">{esc(", ".join(f"{k} {v}" for k, v in prov["versions"].items()))}</td></tr>
+<tr><td>machine</td><td colspan="2">{esc(str(prov["machine"]))}</td></tr></tbody></table>
+<details><summary>All settings</summary><pre>{settings_text}</pre></details>
+</main></body></html>
+"""
+
+
+def write_evaluation(
+    result: EvaluationResult,
+    geometry: CylindricalGeometry,
+    out_dir: str | os.PathLike[str],
+    force: bool = False,
+) -> dict[str, Path]:
+    """Write ``metrics.json``, ``summary.md``, the PNG plots and ``report.html`` into ``out_dir``.
+
+    Each file is written under a temporary name and renamed when complete.
+
+    Raises:
+        OutputExistsError: If ``out_dir`` already holds an evaluation and ``force`` is false.
+    """
+    out = Path(out_dir)
+    if (out / "metrics.json").exists() and not force:
+        raise OutputExistsError(
+            f"{out} already holds an evaluation (metrics.json); pass force=True (--force) to replace it"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    rendered: list[tuple[str, str, bytes]] = []
+    for name, caption, build in _figures(result, geometry):
+        fig = build()
+        if fig is None:
+            continue
+        _save(fig, out / name)
+        rendered.append((name, caption, (out / name).read_bytes()))
+        written[name] = out / name
+
+    def write_text(name: str, text: str) -> None:
+        with atomic_output(out / name, force=True) as tmp:
+            Path(tmp).write_text(text)
+        written[name] = out / name
+
+    write_text("metrics.json", json.dumps(_jsonable(result.to_json_dict()), indent=2))
+    write_text("summary.md", _markdown(result))
+    write_text("report.html", _html(result, rendered))
+    return written
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
