@@ -205,8 +205,8 @@ header p{margin:4px 0 0;color:#cfd8de;font-size:13px}main{padding:18px 28px;max-
 table{border-collapse:collapse;background:#fff;font-size:13px;margin:8px 0 18px}
 th,td{padding:5px 10px;border-bottom:1px solid #e3e3e3;text-align:left}th{background:#eef1f3}
 td.num{font-variant-numeric:tabular-nums;text-align:right}
-figure{background:#fff;border-radius:8px;padding:10px;margin:0 0 18px;box-shadow:0 1px 3px #0002}
-figure img{max-width:100%;display:block}figcaption{font-size:13px;color:#444;margin-top:6px}
+figure{display:inline-block;vertical-align:top;max-width:100%;box-sizing:border-box;background:#fff;border-radius:8px;padding:10px;margin:0 14px 18px 0;box-shadow:0 1px 3px #0002}
+figure img{max-width:100%;display:block}figcaption{font-size:13px;color:#444;margin-top:6px;max-width:640px}
 .warn{background:#fff4e5;border-left:4px solid #f0a020;padding:8px 12px;margin:8px 0}
 details{margin:8px 0 18px}summary{cursor:pointer;font-weight:600}code{font-size:12px}
 """

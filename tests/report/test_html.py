@@ -1,0 +1,68 @@
+"""The report is a web page: open it in headless Chromium and check that it renders."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from calosurrogate.evaluation import EvaluationSettings, evaluate_files
+from calosurrogate.geometry import get_geometry
+from calosurrogate.metrics import ClassifierSettings
+from calosurrogate.report import write_evaluation
+from calosurrogate.simulate import get_detector, simulate_to_file
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("report")
+    detector = get_detector("ds2")
+    ref = simulate_to_file(detector, 1200, folder / "ref.h5", seed=1, progress=False)
+    gen = simulate_to_file(detector, 1200, folder / "gen.h5", seed=2, progress=False)
+    settings = EvaluationSettings.fast(
+        classifier=ClassifierSettings(hidden=32, epochs=2, batch_size=200),
+        fpd_min_samples=500, fpd_max_samples=1000, fpd_num_batches=2, kpd_batch_size=500, kpd_num_batches=3,
+        progress=False,
+    )  # fmt: skip
+    result = evaluate_files(ref, gen, get_geometry("ds2"), settings)
+    return write_evaluation(result, get_geometry("ds2"), folder / "eval")
+
+
+def test_every_figure_is_written(report) -> None:
+    pngs = [name for name in report if name.endswith(".png")]
+    for expected in ("etot_einc.png", "voxel_energy.png", "separation_overview.png", "mean_showers.png",
+                     "layer_correlations.png", "cfd_maps.png", "E_layer.png", "sparsity.png"):  # fmt: skip
+        assert expected in pngs
+    for name in pngs:
+        assert report[name].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (scripts/test.sh installs it where it can)")
+def test_report_renders_in_chromium(report, tmp_path) -> None:
+    html_path = report["report.html"]
+    dom = subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom", html_path.as_uri()],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout  # fmt: skip
+    n_images = len([name for name in report if name.endswith(".png")])
+    match = re.search(r'data-images-loaded="(\d+)/(\d+)"', dom)
+    assert match, "the page's load check did not run"
+    assert match.group(1) == match.group(2) == str(n_images)
+    metrics_table = re.search(r'<table id="metrics">.*?</table>', dom, re.S).group(0)
+    assert metrics_table.count("<tr>") >= 6 and "FPD x 1e3" in metrics_table
+    assert "CFD voxel" in metrics_table
+    assert re.search(r'<table id="separation">', dom)
+    screenshot = tmp_path / "shot.png"
+    subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile2'}", f"--screenshot={screenshot}", "--window-size=1300,2400", html_path.as_uri()],
+        capture_output=True, timeout=120, check=True,
+    )  # fmt: skip
+    assert screenshot.stat().st_size > 20_000

@@ -1,0 +1,130 @@
+"""The evaluation on simulator files: same settings look alike, a 5% energy scale is flagged."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from calosurrogate.data import ShowerFileError, read_showers, write_showers
+from calosurrogate.evaluation import EvaluationSettings, evaluate_files
+from calosurrogate.geometry import get_geometry
+from calosurrogate.metrics import ClassifierSettings
+from calosurrogate.report import write_evaluation
+from calosurrogate.simulate import get_detector, simulate_to_file
+
+GEOMETRY = get_geometry("ds1-photons")
+N = 8000
+
+
+def _settings(**overrides) -> EvaluationSettings:
+    base = EvaluationSettings.fast(
+        classifier=ClassifierSettings(hidden=64, epochs=6, batch_size=500, runs=1),
+        progress=False,
+        chunk_size=3000,
+    )
+    for key, value in overrides.items():
+        setattr(base, key, value)
+    return base
+
+
+@pytest.fixture(scope="module")
+def sim_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sim")
+    detector = get_detector("ds1-photons")
+    reference = simulate_to_file(detector, N, folder / "reference.h5", seed=1, progress=False)
+    same = simulate_to_file(detector, N, folder / "same.h5", seed=2, progress=False)
+    batch = read_showers(same)
+    distorted = write_showers(folder / "scaled.h5", batch.incident_energies, batch.showers * 1.05)
+    return {"reference": reference, "same": same, "scaled": distorted}
+
+
+@pytest.fixture(scope="module")
+def same_result(sim_files):
+    return evaluate_files(sim_files["reference"], sim_files["same"], GEOMETRY, _settings())
+
+
+def test_same_settings_look_alike(same_result) -> None:
+    assert abs(same_result.classifiers["cls-high"]["auc"] - 0.5) < 0.05
+    etot = same_result.separation["E_tot/E_inc"]
+    assert etot["value"] < 0.02
+    # The generated sample is as close to the reference as the reference's halves are to each other.
+    assert same_result.scalars["FPD x 1e3"]["value"] < 2 * same_result.scalars["FPD x 1e3"]["floor"] + 0.5
+    for variant in ("CFD voxel", "CFD layer"):
+        assert same_result.scalars[variant]["value"] < 2 * same_result.scalars[variant]["floor"] + 0.05
+    assert not same_result.warnings
+
+
+def test_energy_scale_is_flagged(sim_files, same_result) -> None:
+    scaled = evaluate_files(sim_files["reference"], sim_files["scaled"], GEOMETRY, _settings(metrics=("histograms",)))
+    etot = scaled.separation["E_tot/E_inc"]
+    assert etot["value"] > 5 * same_result.separation["E_tot/E_inc"]["value"]
+    assert etot["value"] > etot["floor"] + 10 * etot["error"]
+    # ds1 also histograms E_tot/E_inc per discrete energy: high energies, narrow bins, show it most.
+    assert scaled.separation["E_tot/E_inc@65536MeV"]["value"] > 0.3
+
+
+def test_low_level_classifiers_run(sim_files) -> None:
+    result = evaluate_files(
+        sim_files["reference"],
+        sim_files["same"],
+        GEOMETRY,
+        _settings(metrics=("cls-low", "cls-low-normed"), max_showers=3000),
+    )
+    for kind in ("cls-low", "cls-low-normed"):
+        assert 0.4 < result.classifiers[kind]["auc"] < 0.62
+        assert result.classifiers[kind]["settings"]["showers_per_class"] == 3000
+
+
+def test_count_mismatch_subsample_or_refuse(sim_files, tmp_path) -> None:
+    batch = read_showers(sim_files["same"], max_showers=5000)
+    fewer = write_showers(tmp_path / "fewer.h5", batch.incident_energies, batch.showers)
+    with pytest.warns(UserWarning, match="using the first 5000"):
+        result = evaluate_files(sim_files["reference"], fewer, GEOMETRY, _settings(metrics=("histograms",)))
+    assert result.n_showers == {"reference": 5000, "generated": 5000}
+    assert any("5000" in w for w in result.warnings)
+    with pytest.raises(ValueError, match="refused"):
+        evaluate_files(
+            sim_files["reference"], fewer, GEOMETRY, _settings(metrics=("histograms",), on_count_mismatch="error")
+        )
+
+
+def test_different_geometries_refused(sim_files, tmp_path) -> None:
+    other = simulate_to_file(get_detector("ds2"), 50, tmp_path / "ds2.h5", progress=False)
+    with pytest.raises(ShowerFileError, match="368"):
+        evaluate_files(sim_files["reference"], other, GEOMETRY, _settings())
+
+
+def test_too_few_for_classifier(sim_files) -> None:
+    with pytest.raises(ValueError, match="too few showers"):
+        evaluate_files(
+            sim_files["reference"], sim_files["same"], GEOMETRY, _settings(metrics=("cls-high",), max_showers=80)
+        )
+
+
+def test_out_of_range_entries_warned_and_no_nan(sim_files, tmp_path) -> None:
+    batch = read_showers(sim_files["same"])
+    showers = batch.showers.copy()
+    showers[:1000] *= 3.0  # E_tot/E_inc near 3: outside [0.5, 1.5]
+    wild = write_showers(tmp_path / "wild.h5", batch.incident_energies, showers)
+    result = evaluate_files(sim_files["reference"], wild, GEOMETRY, _settings(metrics=("histograms",)))
+    assert result.separation["E_tot/E_inc"]["generated_outside"] >= 900
+    assert any("E_tot/E_inc" in w for w in result.warnings)
+    assert all(np.isfinite(v["value"]) for v in result.separation.values())
+
+
+def test_written_outputs(sim_files, same_result, tmp_path) -> None:
+    files = write_evaluation(same_result, GEOMETRY, tmp_path / "eval")
+    metrics = json.loads(files["metrics.json"].read_text())
+    assert metrics["provenance"]["reference"]["sha256"] == same_result.provenance["reference"]["sha256"]
+    assert len(metrics["provenance"]["reference"]["sha256"]) == 64
+    assert metrics["settings"]["classifier"]["hidden"] == 64
+    assert "E_tot/E_inc" in metrics["separation_power"]
+    assert "classifier AUC, high-level" in files["summary.md"].read_text()
+    assert files["report.html"].stat().st_size > 10_000
+    with pytest.raises(FileExistsError, match="force"):
+        write_evaluation(same_result, GEOMETRY, tmp_path / "eval")
+    with h5py.File(sim_files["reference"]) as f:
+        assert f["showers"].shape == (N, 368)
