@@ -17,6 +17,7 @@ from calosurrogate.geometry import GeometryError, get_geometry
 
 DEFAULT_METRICS_TEXT = ("histograms", "fpd", "kpd", "cfd", "cls-high")
 USER_ERRORS = (ShowerFileError, GeometryError, OutputExistsError, ValueError, FileNotFoundError, KeyError)
+# ConfigError and CheckpointError are ValueErrors, so they are covered too.
 
 
 def _friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -150,6 +151,126 @@ def evaluate(
     files = write_evaluation(result, geometry, out_dir, force=force)
     click.echo((out_dir / "summary.md").read_text())
     click.echo(f"Report: {files['report.html']}")
+
+
+def _parse_settings(config_path: Path | None, assignments: tuple[str, ...]) -> tuple[dict, dict]:
+    """Model and train overrides from a YAML file (sections ``model:``, ``train:``) and ``--set`` pairs."""
+    import yaml
+
+    from calosurrogate.models.base import ConfigError
+
+    model_cfg: dict = {}
+    train_cfg: dict = {}
+    if config_path is not None:
+        loaded = yaml.safe_load(Path(config_path).read_text()) or {}
+        unknown = set(loaded) - {"model", "train"}
+        if unknown:
+            raise ConfigError(f"{config_path}: unknown section(s) {sorted(unknown)}; use 'model:' and 'train:'")
+        model_cfg.update(loaded.get("model") or {})
+        train_cfg.update(loaded.get("train") or {})
+    for item in assignments:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.partition(".")
+        if not sep or not dot or section not in ("model", "train"):
+            raise ConfigError(f"--set {item!r}: write model.KEY=VALUE or train.KEY=VALUE")
+        (model_cfg if section == "model" else train_cfg)[name] = yaml.safe_load(value)
+    return model_cfg, train_cfg
+
+
+@main.command()
+@click.option("--model", "model_name", default="flow", show_default=True, help="Model family (see `calo models`).")
+@click.option("--data", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Training HDF5 file.")
+@click.option("--out", "run_dir", type=click.Path(file_okay=False, path_type=Path), required=True, help="Run folder.")
+@click.option(
+    "--geometry", "geometry_name", default=None, help="Binning (default: the built-in one matching the file)."
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="YAML with model: and train: sections.",
+)
+@click.option("--set", "assignments", multiple=True, help="Override one setting: model.KEY=VALUE or train.KEY=VALUE.")
+@click.option("--conditions", default="", help="Extra condition datasets of the file, comma separated.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--force", is_flag=True, help="Start afresh in an --out that holds a run.")
+@_friendly_errors
+def train(
+    model_name: str, data: Path, run_dir: Path, geometry_name: str | None, config_path: Path | None,
+    assignments: tuple[str, ...], conditions: str, resume: bool, force: bool,
+) -> None:  # fmt: skip
+    """Train a surrogate on a CaloChallenge file (checkpoint every epoch; --resume after a kill)."""
+    from calosurrogate.data import ShowerFile
+    from calosurrogate.geometry import geometries_with_voxels
+    from calosurrogate.models import build_surrogate
+    from calosurrogate.models.base import config_from_dict
+    from calosurrogate.training import TrainConfig
+    from calosurrogate.training import train as run_training
+
+    model_cfg, train_cfg = _parse_settings(config_path, assignments)
+    if geometry_name is None:
+        with ShowerFile(data) as f:
+            matches = geometries_with_voxels(f.n_voxels)
+        if len(matches) != 1:
+            raise click.ClickException(f"{data}: cannot tell the geometry from {f.n_voxels} voxels; pass --geometry")
+        geometry_name = matches[0]
+    geometry = get_geometry(geometry_name)
+    names = ("incident_energies", *[c.strip() for c in conditions.split(",") if c.strip()])
+    model = build_surrogate(model_name, geometry, model_cfg, names)
+    config = config_from_dict(TrainConfig, train_cfg, where="train config")
+    result = run_training(model, data, run_dir, config, resume=resume, force=force)
+    click.echo(
+        f"trained {result.epochs_done} epoch(s), stopped by {result.stopped_because}; best validation loss {result.best_val_loss:.4f}"
+    )
+    click.echo(f"model: {result.model_path}")
+
+
+@main.command()
+@click.option(
+    "--run", "run_dir", type=click.Path(path_type=Path), required=True, help="Run folder (or a model.pt file)."
+)
+@click.option("--n", "n_showers", type=int, default=None, help="Number of showers (default: all of --energies FILE).")
+@click.option(
+    "--energies", default=None, help="A reference HDF5 file (its energies and conditions) or a spectrum spec."
+)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Output HDF5 file.")
+@click.option("--batch-size", type=int, default=10_000, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+@_friendly_errors
+def sample(
+    run_dir: Path, n_showers: int | None, energies: str | None, out: Path, batch_size: int, device: str,
+    precision: str, seed: int, force: bool,
+) -> None:  # fmt: skip
+    """Generate showers with a trained surrogate, in batches, into a CaloChallenge file."""
+    from calosurrogate.models import load_surrogate
+    from calosurrogate.sampling import conditions_from_file, conditions_from_spectrum, sample_to_file
+
+    model = load_surrogate(run_dir / "model.pt" if run_dir.is_dir() else run_dir)
+    if energies is not None and Path(energies).exists():
+        conditions = conditions_from_file(energies, model, n_showers)
+    else:
+        if n_showers is None:
+            raise click.ClickException("--n is needed unless --energies names a file")
+        spec = energies or ("ds1" if model.geometry.name.startswith("ds1") else "log-uniform:1GeV:1TeV")
+        conditions = conditions_from_spectrum(spec, n_showers, model, seed)
+    _, seconds = sample_to_file(model, conditions, out, batch_size, device, precision, seed, force=force)
+    click.echo(
+        f"wrote {len(conditions)} showers to {out} ({1e3 * seconds / len(conditions):.3f} ms per shower sampling)"
+    )
+
+
+@main.command()
+def models() -> None:
+    """List the registered model families."""
+    from calosurrogate.models import REGISTRY
+
+    for name, cls in sorted(REGISTRY.items()):
+        doc = (cls.__doc__ or "").strip().splitlines()[0]
+        click.echo(f"{name:10s} {doc}")
 
 
 @main.command()

@@ -1,0 +1,174 @@
+"""Preprocessing transforms with fit / forward / inverse, saved with the model.
+
+Each transform is a ``torch.nn.Module`` whose fitted statistics are buffers, so they travel
+in the model's ``state_dict`` and load with ``torch.load(weights_only=True)``; all work on
+tensors of any device. Shapes: ``(N, D)`` unless stated.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+class ConditionMap(nn.Module):
+    """Map conditions to ``[-1, 1]`` per column: log map for positive scale-like columns
+    (the incident energy, as in ParaFlow), linear otherwise.
+
+    Args:
+        n_conditions: Number of condition columns.
+        log_columns: Which columns use the log map (column 0, the incident energy, by default).
+    """
+
+    def __init__(self, n_conditions: int, log_columns: tuple[int, ...] = (0,)) -> None:
+        super().__init__()
+        mask = torch.zeros(n_conditions, dtype=torch.bool)
+        mask[list(log_columns)] = True
+        self.register_buffer("log_mask", mask)
+        self.register_buffer("low", torch.zeros(n_conditions))
+        self.register_buffer("high", torch.ones(n_conditions))
+
+    def _pre(self, conditions: Tensor) -> Tensor:
+        return torch.where(self.log_mask, torch.log(conditions.clamp_min(1e-30)), conditions)
+
+    @torch.no_grad()
+    def fit(self, conditions: Tensor) -> ConditionMap:
+        """Learn each column's range from training conditions ``(N, C)``."""
+        values = self._pre(conditions.double())
+        low, high = values.min(0).values, values.max(0).values
+        same = high <= low
+        self.low.copy_(torch.where(same, low - 0.5, low).float())
+        self.high.copy_(torch.where(same, high + 0.5, high).float())
+        return self
+
+    def forward(self, conditions: Tensor) -> Tensor:
+        """Raw conditions (MeV, ...) -> ``[-1, 1]``."""
+        return 2 * (self._pre(conditions.float()) - self.low) / (self.high - self.low) - 1
+
+    def inverse(self, mapped: Tensor) -> Tensor:
+        """``[-1, 1]`` -> raw conditions."""
+        values = (mapped + 1) / 2 * (self.high - self.low) + self.low
+        return torch.where(self.log_mask, torch.exp(values), values)
+
+
+class Logit(nn.Module):
+    """``x in [0, 1] -> logit(delta + (1 - 2 delta) x)``; the inverse clips back to ``[0, 1]``."""
+
+    def __init__(self, delta: float = 1e-6) -> None:
+        super().__init__()
+        self.delta = delta
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[0, 1] -> R``."""
+        return torch.logit(self.delta + (1 - 2 * self.delta) * x)
+
+    def inverse(self, y: Tensor) -> Tensor:
+        """``R -> [0, 1]``."""
+        return ((torch.sigmoid(y) - self.delta) / (1 - 2 * self.delta)).clamp(0.0, 1.0)
+
+    def log_abs_det_jacobian(self, x: Tensor) -> Tensor:
+        """``log |dy/dx|`` summed over the last axis, for likelihoods in the original space."""
+        z = self.delta + (1 - 2 * self.delta) * x
+        return (torch.log(torch.tensor(1 - 2 * self.delta)) - torch.log(z) - torch.log1p(-z)).sum(-1)
+
+
+class Standardize(nn.Module):
+    """Subtract the fitted mean and divide by the fitted standard deviation, per column."""
+
+    def __init__(self, n_features: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        self.register_buffer("mean", torch.zeros(n_features))
+        self.register_buffer("std", torch.ones(n_features))
+
+    @torch.no_grad()
+    def fit(self, x: Tensor) -> Standardize:
+        """Learn mean and standard deviation from ``(N, D)``."""
+        self.mean.copy_(x.double().mean(0).float())
+        self.std.copy_(x.double().std(0).clamp_min(self.eps).float())
+        return self
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Standardise."""
+        return (x - self.mean) / self.std
+
+    def inverse(self, y: Tensor) -> Tensor:
+        """Undo the standardisation."""
+        return y * self.std + self.mean
+
+
+def divide_by_incident(showers: Tensor, incident_energies: Tensor) -> Tensor:
+    """Voxel energies as fractions of the incident energy: ``(N, V) / (N, 1)``."""
+    return showers / incident_energies.reshape(-1, 1)
+
+
+def dequantize(showers: Tensor, noise_mev: float, generator: torch.Generator | None = None) -> Tensor:
+    """Add uniform noise in ``[0, noise_mev)`` so that exact zeros get a density (undone by the cut at sampling)."""
+    if noise_mev <= 0:
+        return showers
+    noise = torch.rand(showers.shape, generator=generator, device="cpu").to(showers.device)
+    return showers + noise_mev * noise
+
+
+class LayerDecomposition(nn.Module):
+    """CaloFlow's split of a shower into layer energies and normalised per-layer shapes.
+
+    Krause and Shih, "CaloFlow", arXiv:2106.05285: flow I learns the layer energies, flow II
+    the shapes (each layer's voxels divided by the layer energy). Layer energies are coded as
+    ``u_0 = E_sum / (scale E_inc)`` and ``u_i = E_i / sum_{j >= i} E_j``, all in ``[0, 1]``,
+    which keeps sampled energies positive and their sum bounded.
+
+    Args:
+        layer_offsets: Voxel index of each layer's start plus the total, ``(L + 1,)``.
+        scale: Largest ``E_sum / E_inc`` the code can represent.
+    """
+
+    def __init__(self, layer_offsets: list[int], scale: float = 1.5) -> None:
+        super().__init__()
+        offsets = torch.as_tensor(layer_offsets, dtype=torch.long)
+        self.register_buffer("offsets", offsets)
+        self.register_buffer(
+            "voxel_layer", torch.repeat_interleave(torch.arange(len(offsets) - 1), torch.diff(offsets))
+        )
+        self.n_layers = len(offsets) - 1
+        self.scale = scale
+
+    def layer_energies(self, showers: Tensor) -> Tensor:
+        """``(N, V) -> (N, L)`` energy per layer."""
+        out = torch.zeros(showers.shape[0], self.n_layers, dtype=showers.dtype, device=showers.device)
+        return out.index_add_(1, self.voxel_layer, showers)
+
+    def shapes(self, showers: Tensor, layer_energies: Tensor) -> Tensor:
+        """Voxels divided by their layer's energy (0 where the layer is empty)."""
+        per_voxel = layer_energies[:, self.voxel_layer]
+        return torch.where(per_voxel > 0, showers / per_voxel.clamp_min(1e-30), torch.zeros_like(showers))
+
+    def encode_energies(self, layer_energies: Tensor, incident_energies: Tensor) -> Tensor:
+        """Layer energies -> ``u`` in ``[0, 1]^L`` (see class docstring)."""
+        remaining = layer_energies.flip(1).cumsum(1).flip(1)  # sum_{j >= i} E_j
+        total = remaining[:, :1]
+        u0 = (total / (self.scale * incident_energies.reshape(-1, 1))).clamp(0.0, 1.0)
+        ratios = torch.where(
+            remaining[:, :-1] > 0,
+            layer_energies[:, :-1] / remaining[:, :-1].clamp_min(1e-30),
+            torch.zeros_like(remaining[:, :-1]),
+        )
+        return torch.cat([u0, ratios.clamp(0.0, 1.0)], dim=1)
+
+    def decode_energies(self, u: Tensor, incident_energies: Tensor) -> Tensor:
+        """``u`` -> layer energies (MeV), non-negative."""
+        remaining = u[:, 0] * self.scale * incident_energies.reshape(-1)
+        energies = []
+        for i in range(1, self.n_layers):
+            e = u[:, i] * remaining
+            energies.append(e)
+            remaining = remaining - e
+        energies.append(remaining)
+        return torch.stack(energies, dim=1).clamp_min(0.0)
+
+    def compose(self, layer_energies: Tensor, shapes: Tensor) -> Tensor:
+        """Shapes (renormalised to sum 1 per layer) times layer energies -> voxels (MeV)."""
+        shapes = shapes.clamp_min(0.0)
+        sums = self.layer_energies(shapes)
+        shapes = shapes / sums[:, self.voxel_layer].clamp_min(1e-30)
+        return shapes * layer_energies[:, self.voxel_layer]

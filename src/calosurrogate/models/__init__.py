@@ -1,0 +1,22 @@
+"""Surrogate families behind one interface; importing this package registers them all."""
+
+from calosurrogate.models import flow, inn  # noqa: F401  (registration)
+from calosurrogate.models.base import (
+    REGISTRY,
+    CheckpointError,
+    ConfigError,
+    Surrogate,
+    build_surrogate,
+    check_geometry,
+    load_surrogate,
+)
+
+__all__ = [
+    "REGISTRY",
+    "CheckpointError",
+    "ConfigError",
+    "Surrogate",
+    "build_surrogate",
+    "check_geometry",
+    "load_surrogate",
+]

@@ -1,0 +1,250 @@
+"""The one interface every surrogate family implements, and the registry that finds them.
+
+A surrogate is built from a config dataclass plus what the data dictates (geometry, the
+names of the conditions); it learns its preprocessing from training data (``fit_preprocessing``),
+gives a per-shower training loss (``loss``), generates showers in MeV (``sample``), and saves
+as one file holding the weights, the fitted preprocessing and the exact config that built it
+(loadable with ``torch.load(weights_only=True)``), after nanoGPT's checkpoints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from calosurrogate._io import atomic_output
+from calosurrogate.geometry import CylindricalGeometry
+
+FORMAT_VERSION = 1
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class ConfigError(ValueError):
+    """A configuration names unknown keys or impossible values."""
+
+
+class CheckpointError(ValueError):
+    """A saved model does not fit what it is used with (or is not a calosurrogate model)."""
+
+
+def config_from_dict(config_cls: type, values: dict[str, Any], where: str = "config") -> Any:
+    """Build a config dataclass, refusing unknown keys with the list of valid ones."""
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys: {sorted(names)}")
+    return config_cls(**values)
+
+
+def autocast_context(device: torch.device, precision: str) -> Any:
+    """Autocast for ``precision`` (fp32: none). fp16 is refused on CPU, where it is slower and unsupported."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+    dtype = PRECISIONS[precision]
+    if dtype is None:
+        return nullcontext()
+    if dtype is torch.float16 and device.type == "cpu":
+        raise ConfigError("fp16 autocast needs a CUDA device; use bf16 on CPU")
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+class Surrogate(nn.Module, ABC):
+    """Base class of every surrogate family.
+
+    Args:
+        config: The family's config dataclass instance.
+        geometry: The binning of the showers it learns.
+        condition_names: Names of the condition columns; column 0 is always the incident
+            energy (MeV), further columns come from extra datasets of the training file.
+    """
+
+    family: ClassVar[str] = ""
+    config_class: ClassVar[type] = object
+
+    def __init__(self, config: Any, geometry: CylindricalGeometry, condition_names: tuple[str, ...]) -> None:
+        super().__init__()
+        if not condition_names or condition_names[0] != "incident_energies":
+            raise ConfigError("the first condition must be incident_energies")
+        self.config = config
+        self.geometry = geometry
+        self.condition_names = tuple(condition_names)
+        self.register_buffer("_fitted", torch.tensor(False))
+
+    @property
+    def n_conditions(self) -> int:
+        """Number of condition columns."""
+        return len(self.condition_names)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the parameters live."""
+        return next(self.parameters()).device
+
+    # ------------------------------------------------------------------ family API
+    @abstractmethod
+    def fit_preprocessing(self, showers: Tensor, conditions: Tensor) -> None:
+        """Learn the preprocessing statistics from training showers ``(N, V)`` MeV and conditions ``(N, C)``."""
+
+    @abstractmethod
+    def loss(self, showers: Tensor, conditions: Tensor) -> Tensor:
+        """Per-shower training loss ``(N,)`` (negative log-likelihood for flows)."""
+
+    @abstractmethod
+    def sample_showers(self, conditions: Tensor) -> Tensor:
+        """One batch of showers ``(N, V)`` in MeV for raw conditions ``(N, C)``."""
+
+    def training_noise_mev(self) -> float:
+        """Dequantisation noise the training loop adds to voxels (MeV); 0 for none."""
+        return 0.0
+
+    def energy_cut_mev(self) -> float:
+        """Voxels below this are zeroed after sampling (MeV)."""
+        return 0.0
+
+    # -------------------------------------------------------------------- sampling
+    @torch.inference_mode()
+    def sample(
+        self,
+        conditions: np.ndarray | Tensor,
+        batch_size: int = 10_000,
+        device: str | torch.device | None = None,
+        precision: str = "fp32",
+        seed: int | None = None,
+    ) -> np.ndarray:
+        """Generate one shower per row of raw conditions ``(N, C)``; returns ``(N, V)`` MeV (float32)."""
+        return np.concatenate([s for s in self.sample_batches(conditions, batch_size, device, precision, seed)])
+
+    @torch.inference_mode()
+    def sample_batches(
+        self,
+        conditions: np.ndarray | Tensor,
+        batch_size: int = 10_000,
+        device: str | torch.device | None = None,
+        precision: str = "fp32",
+        seed: int | None = None,
+    ) -> Iterator[np.ndarray]:
+        """Like :meth:`sample`, yielding one ``(b, V)`` block per batch (bounded memory)."""
+        if not bool(self._fitted):
+            raise CheckpointError("the model's preprocessing is not fitted: train it (or load a trained one) first")
+        cond = torch.as_tensor(np.asarray(conditions, dtype=np.float32)).reshape(len(conditions), -1)
+        if cond.shape[1] != self.n_conditions:
+            raise ConfigError(f"conditions have {cond.shape[1]} columns; the model needs {list(self.condition_names)}")
+        device = torch.device(device) if device is not None else self.device
+        self.to(device).eval()
+        if seed is not None:
+            torch.manual_seed(seed)
+        cut = self.energy_cut_mev()
+        with autocast_context(device, precision):
+            for lo in range(0, len(cond), batch_size):
+                showers = self.sample_showers(cond[lo : lo + batch_size].to(device)).float()
+                showers = torch.where(showers < cut, torch.zeros_like(showers), showers)
+                yield showers.cpu().numpy()
+
+    # ---------------------------------------------------------------- persistence
+    def checkpoint_dict(self) -> dict[str, Any]:
+        """Weights, fitted preprocessing, the exact config and what the data dictated."""
+        return {
+            "format_version": FORMAT_VERSION,
+            "family": self.family,
+            "config": dataclasses.asdict(self.config),
+            "geometry_name": self.geometry.name,
+            "geometry_xml": self.geometry.to_xml_string(),
+            "condition_names": list(self.condition_names),
+            "state_dict": self.state_dict(),
+        }
+
+    def save(self, path: str | os.PathLike[str], force: bool = True) -> Path:
+        """Write the model file (atomically)."""
+        with atomic_output(path, force=force) as tmp:
+            torch.save(self.checkpoint_dict(), tmp)
+        return Path(path)
+
+
+REGISTRY: dict[str, type[Surrogate]] = {}
+
+
+def register(name: str) -> Callable[[type[Surrogate]], type[Surrogate]]:
+    """Class decorator: make a family available to ``calo train --model NAME``."""
+
+    def decorate(cls: type[Surrogate]) -> type[Surrogate]:
+        if name in REGISTRY:
+            raise ValueError(f"model family {name!r} registered twice")
+        cls.family = name
+        REGISTRY[name] = cls
+        return cls
+
+    return decorate
+
+
+def build_surrogate(
+    name: str,
+    geometry: CylindricalGeometry,
+    overrides: dict[str, Any] | None = None,
+    condition_names: tuple[str, ...] = ("incident_energies",),
+) -> Surrogate:
+    """Build a registered family with its default config updated by ``overrides``."""
+    if name not in REGISTRY:
+        raise ConfigError(f"unknown model {name!r}; registered: {sorted(REGISTRY)}")
+    cls = REGISTRY[name]
+    base = dataclasses.asdict(cls.config_class())
+    base.update(overrides or {})
+    config = config_from_dict(cls.config_class, base, where=f"model {name!r} config")
+    # Initial weights depend on the config's seed only, never on what ran before.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(getattr(config, "seed", 0))
+        return cls(config, geometry, tuple(condition_names))
+
+
+def surrogate_from_checkpoint(checkpoint: dict[str, Any], source: str = "checkpoint") -> Surrogate:
+    """Rebuild a surrogate from :meth:`Surrogate.checkpoint_dict` output."""
+    if not isinstance(checkpoint, dict) or "family" not in checkpoint or "state_dict" not in checkpoint:
+        raise CheckpointError(f"{source}: not a calosurrogate model file")
+    if checkpoint.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{source}: format version {checkpoint.get('format_version')}, expected {FORMAT_VERSION}")
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".xml", delete=False) as tmp:
+        tmp.write(checkpoint["geometry_xml"])
+    try:
+        geometry = CylindricalGeometry.from_xml(tmp.name, name=checkpoint["geometry_name"])
+    finally:
+        os.unlink(tmp.name)
+    from calosurrogate.geometry import BUILTIN_GEOMETRIES
+
+    if checkpoint["geometry_name"] in BUILTIN_GEOMETRIES:
+        builtin = BUILTIN_GEOMETRIES[checkpoint["geometry_name"]]()
+        if builtin.same_binning(geometry):
+            geometry = builtin
+    model = build_surrogate(checkpoint["family"], geometry, checkpoint["config"], tuple(checkpoint["condition_names"]))
+    model.load_state_dict(checkpoint["state_dict"])
+    return model
+
+
+def load_surrogate(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> Surrogate:
+    """Load a saved model file (``torch.load(weights_only=True)``: no code runs from the file)."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such model file")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:
+        raise CheckpointError(f"{path}: cannot be read as a calosurrogate model file ({err})") from err
+    return surrogate_from_checkpoint(checkpoint, str(path))
+
+
+def check_geometry(model: Surrogate, geometry: CylindricalGeometry, what: str) -> None:
+    """Refuse to use a model with data of another binning."""
+    if not model.geometry.same_binning(geometry):
+        raise CheckpointError(
+            f"{what} has geometry {geometry.name!r} ({geometry.n_voxels} voxels) but the model was trained on "
+            f"{model.geometry.name!r} ({model.geometry.n_voxels} voxels)"
+        )

@@ -1,0 +1,169 @@
+"""CaloFlow: a two-stage normalizing-flow surrogate.
+
+Krause and Shih, "CaloFlow: fast and accurate generation of calorimeter showers with
+normalizing flows", arXiv:2106.05285, and "CaloFlow II", arXiv:2110.11377.
+
+- Flow I learns the layer energies given the conditions (MAF with rational-quadratic
+  splines; the layer energies are coded in ``[0, 1]`` as in CaloFlow, then logit + standardised).
+- Flow II learns the normalised shower (each layer's voxels divided by the layer energy) given
+  the conditions and the layer energies. For small showers (dataset 1) it is one flow over
+  all voxels, autoregressive (the CaloFlow "teacher") or coupling (the fast-sampling
+  variant). For large regular showers (datasets 2 and 3) it is a per-layer flow with weights
+  shared across layers, told which layer it models by a learned embedding (as layer-wise
+  models such as L2LFlows, arXiv:2302.11594, do), so its size does not grow with depth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from calosurrogate.data.transforms import ConditionMap, LayerDecomposition, Logit, Standardize
+from calosurrogate.metrics.features import default_min_energy
+from calosurrogate.models.base import ConfigError, Surrogate, register
+from calosurrogate.models.networks import autoregressive_spline_flow, coupling_spline_flow, flow_log_prob, flow_sample
+
+
+@dataclass
+class CaloFlowConfig:
+    """Settings of the CaloFlow family.
+
+    Attributes:
+        energy_transforms, energy_hidden, energy_bins: Flow I (layer energies) size.
+        shape_flow: ``"autoregressive"`` (the CaloFlow teacher: exact, but sampling takes one
+            network pass per voxel), ``"coupling"`` (fast sampling), ``"per_layer"`` (shared
+            per-layer coupling flow, regular geometries) or ``"auto"`` (coupling for irregular
+            or small showers, per-layer for large regular ones).
+        shape_transforms, shape_hidden, shape_bins: Flow II size.
+        layer_embedding: Size of the learned layer embedding (per-layer flow II).
+        logit_delta: ``delta`` of the logit preprocessing.
+        energy_cut_mev: Voxels below this are zeroed after sampling, and it is the width of
+            the training noise (None: the dataset's evaluation threshold).
+        seed: Seed of the fixed random masks and orders.
+    """
+
+    energy_transforms: int = 4
+    energy_hidden: int = 128
+    energy_bins: int = 8
+    shape_flow: str = "auto"
+    shape_transforms: int = 4
+    shape_hidden: int = 128
+    shape_bins: int = 8
+    layer_embedding: int = 8
+    logit_delta: float = 1e-6
+    energy_cut_mev: float | None = None
+    seed: int = 0
+
+
+@register("flow")
+class CaloFlow(Surrogate):
+    """Two-stage flow: layer energies, then normalised shower shapes (see module docstring)."""
+
+    config_class = CaloFlowConfig
+
+    def __init__(self, config: CaloFlowConfig, geometry, condition_names) -> None:
+        super().__init__(config, geometry, condition_names)
+        kind = config.shape_flow
+        if kind == "auto":
+            kind = "coupling" if geometry.n_voxels <= 600 or not geometry.is_regular else "per_layer"
+        if kind not in ("autoregressive", "coupling", "per_layer"):
+            raise ConfigError(
+                f"shape_flow must be auto, autoregressive, coupling or per_layer, got {config.shape_flow!r}"
+            )
+        if kind == "per_layer" and not geometry.is_regular:
+            raise ConfigError(f"shape_flow 'per_layer' needs layers of equal binning; {geometry.name} has not")
+        self.shape_kind = kind
+        n_layers, c = geometry.n_layers, len(condition_names)
+        self.conditions_map = ConditionMap(c)
+        self.decomposition = LayerDecomposition(geometry.layer_offsets.tolist())
+        self.logit = Logit(config.logit_delta)
+        self.energy_scaler = Standardize(n_layers)
+        self.log_energy_scaler = Standardize(n_layers)
+        self.energy_flow = autoregressive_spline_flow(
+            n_layers, c, config.energy_transforms, config.energy_hidden, config.energy_bins, config.seed
+        )
+        shape_context = c + n_layers
+        if kind == "per_layer":
+            per_layer = geometry.layers[0].n_voxels
+            self.layer_embedding = nn.Embedding(n_layers, config.layer_embedding)
+            self.shape_scaler = Standardize(per_layer)
+            self.shape_flow = coupling_spline_flow(
+                per_layer,
+                shape_context + config.layer_embedding,
+                config.shape_transforms,
+                config.shape_hidden,
+                config.shape_bins,
+                config.seed + 1,
+            )
+        else:
+            build = autoregressive_spline_flow if kind == "autoregressive" else coupling_spline_flow
+            self.shape_scaler = Standardize(geometry.n_voxels)
+            self.shape_flow = build(
+                geometry.n_voxels,
+                shape_context,
+                config.shape_transforms,
+                config.shape_hidden,
+                config.shape_bins,
+                config.seed + 1,
+            )
+        cut = config.energy_cut_mev if config.energy_cut_mev is not None else default_min_energy(geometry)
+        self.register_buffer("cut", torch.tensor(float(cut)))
+
+    # --------------------------------------------------------------- preprocessing
+    def energy_cut_mev(self) -> float:
+        return float(self.cut)
+
+    def training_noise_mev(self) -> float:
+        return float(self.cut)
+
+    def _encode(self, showers: Tensor, conditions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        incident = conditions[:, :1]
+        layer_e = self.decomposition.layer_energies(showers)
+        u = self.logit(self.decomposition.encode_energies(layer_e, incident))
+        shapes = self.logit(self.decomposition.shapes(showers, layer_e))
+        log_e = torch.log10(layer_e + float(self.cut))
+        return u, shapes, log_e, self.conditions_map(conditions)
+
+    def _shape_rows(self, shapes: Tensor) -> Tensor:
+        if self.shape_kind == "per_layer":
+            return shapes.reshape(len(shapes) * self.geometry.n_layers, -1)
+        return shapes
+
+    @torch.no_grad()
+    def fit_preprocessing(self, showers: Tensor, conditions: Tensor) -> None:
+        self.conditions_map.fit(conditions)
+        u, shapes, log_e, _ = self._encode(showers, conditions)
+        self.energy_scaler.fit(u)
+        self.log_energy_scaler.fit(log_e)
+        self.shape_scaler.fit(self._shape_rows(shapes))
+        self._fitted.fill_(True)
+
+    def _shape_context(self, mapped: Tensor, log_e_std: Tensor) -> Tensor:
+        context = torch.cat([mapped, log_e_std], dim=1)
+        if self.shape_kind != "per_layer":
+            return context
+        n, n_layers = len(context), self.geometry.n_layers
+        layer_ids = torch.arange(n_layers, device=context.device).repeat(n)
+        return torch.cat([context.repeat_interleave(n_layers, dim=0), self.layer_embedding(layer_ids)], dim=1)
+
+    # ---------------------------------------------------------------- training
+    def loss(self, showers: Tensor, conditions: Tensor) -> Tensor:
+        u, shapes, log_e, mapped = self._encode(showers, conditions)
+        nll_energy = -flow_log_prob(self.energy_flow, self.energy_scaler(u), mapped)
+        rows = self.shape_scaler(self._shape_rows(shapes))
+        nll_shape = -flow_log_prob(self.shape_flow, rows, self._shape_context(mapped, self.log_energy_scaler(log_e)))
+        if self.shape_kind == "per_layer":
+            nll_shape = nll_shape.reshape(len(showers), -1).sum(1)
+        return (nll_energy + nll_shape) / self.geometry.n_voxels
+
+    # ---------------------------------------------------------------- sampling
+    def sample_showers(self, conditions: Tensor) -> Tensor:
+        mapped = self.conditions_map(conditions)
+        u = self.logit.inverse(self.energy_scaler.inverse(flow_sample(self.energy_flow, mapped)))
+        layer_e = self.decomposition.decode_energies(u, conditions[:, :1].float())
+        log_e = torch.log10(layer_e + float(self.cut))
+        rows = flow_sample(self.shape_flow, self._shape_context(mapped, self.log_energy_scaler(log_e)))
+        shapes = self.logit.inverse(self.shape_scaler.inverse(rows)).reshape(len(conditions), -1)
+        return self.decomposition.compose(layer_e, shapes)

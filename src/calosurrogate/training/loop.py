@@ -1,0 +1,441 @@
+"""One direct training loop for every family (after nanoGPT): read, step, validate, checkpoint.
+
+- Data stream from the HDF5 file in chunks (a chunk order and an in-chunk order drawn per
+  epoch from the seed); a file small enough is cached in memory after the first pass.
+- The last ``val_fraction`` of the file is the validation split.
+- After every epoch ``checkpoint.pt`` (model, optimiser, scheduler, EMA, history, epoch) is
+  written atomically; ``resume=True`` continues after the last complete epoch. Every source
+  of randomness is re-seeded from ``(seed, epoch)``, so a resumed run ends with the same
+  weights as an uninterrupted one.
+- ``model.pt`` holds the best (lowest validation loss) weights, EMA-averaged when EMA is on.
+- ``log.csv`` has one row per epoch.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import dataclasses
+import io
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from calosurrogate._io import OutputExistsError, atomic_output
+from calosurrogate.data import ShowerFile
+from calosurrogate.data.transforms import dequantize
+from calosurrogate.models.base import (
+    CheckpointError,
+    ConfigError,
+    Surrogate,
+    autocast_context,
+    check_geometry,
+    config_from_dict,
+    surrogate_from_checkpoint,
+)
+
+CHECKPOINT = "checkpoint.pt"
+MODEL = "model.pt"
+LOG = "log.csv"
+
+
+@dataclass
+class TrainConfig:
+    """Settings of the training loop.
+
+    Attributes:
+        epochs: Maximum number of epochs.
+        batch_size: Showers per step.
+        learning_rate: Peak learning rate.
+        optimizer: ``"adam"`` or ``"adamw"``.
+        weight_decay: Weight decay (AdamW).
+        schedule: ``"cosine"`` (cosine with warm restarts, one cycle per ``restart_epochs``),
+            ``"onecycle"``, ``"plateau"`` (reduce on plateau of the validation loss) or ``"none"``.
+        restart_epochs: Cycle length of the cosine schedule (epochs).
+        grad_clip: Clip the gradient norm at this value (None: off).
+        ema_decay: Keep an exponential moving average of the weights (None: off).
+        val_fraction: Fraction of the file (its end) used for validation.
+        patience: Stop after this many epochs without a better validation loss (None: off).
+        precision: ``"fp32"``, ``"bf16"`` (CPU AMX and CUDA) or ``"fp16"`` (CUDA).
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
+        seed: Seed of every random draw.
+        chunk_size: Showers read from the file at a time.
+        cache_limit_gb: Keep the training data in memory when it is below this size.
+        max_showers: Use at most this many showers of the file.
+        max_minutes: Stop after the epoch during which this wall time is exceeded (None: off).
+        threads: Torch CPU threads (None: torch's default).
+    """
+
+    epochs: int = 20
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    restart_epochs: int = 0
+    grad_clip: float | None = 5.0
+    ema_decay: float | None = None
+    val_fraction: float = 0.1
+    patience: int | None = None
+    precision: str = "fp32"
+    device: str = "auto"
+    seed: int = 0
+    chunk_size: int = 20_000
+    cache_limit_gb: float = 4.0
+    max_showers: int | None = None
+    max_minutes: float | None = None
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("adam", "adamw"):
+            raise ConfigError(f"optimizer must be adam or adamw, got {self.optimizer!r}")
+        if self.schedule not in ("cosine", "onecycle", "plateau", "none"):
+            raise ConfigError(f"schedule must be cosine, onecycle, plateau or none, got {self.schedule!r}")
+        if not 0 < self.val_fraction < 1:
+            raise ConfigError("val_fraction must be between 0 and 1")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ConfigError("epochs and batch_size must be positive")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class ShowerStream:
+    """Batches of ``(showers, conditions)`` tensors from a file range, shuffled per epoch.
+
+    Args:
+        path: The HDF5 file.
+        condition_names: Condition datasets (the first is ``incident_energies``).
+        start, stop: Shower range used.
+        batch_size: Showers per batch.
+        chunk_size: Showers read at a time.
+        cache: Keep everything read in memory (for files that fit).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        condition_names: tuple[str, ...],
+        start: int,
+        stop: int,
+        batch_size: int,
+        chunk_size: int,
+        cache: bool,
+    ) -> None:
+        self.path = path
+        self.condition_names = condition_names
+        self.start, self.stop = start, stop
+        self.batch_size = batch_size
+        self.chunk_size = chunk_size
+        self.cache = cache
+        self._cached: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def n_batches(self) -> int:
+        return math.ceil(len(self) / self.batch_size)
+
+    def _chunks(self) -> list[tuple[torch.Tensor, torch.Tensor]] | Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if self._cached is not None:
+            return self._cached
+
+        def read() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            extra = self.condition_names[1:]
+            with ShowerFile(self.path, negative="clip", conditions=extra) as f:
+                for batch in f.iter_chunks(self.chunk_size, self.start, self.stop):
+                    cond = np.concatenate([batch.incident_energies, *(batch.conditions[k] for k in extra)], axis=1)
+                    yield torch.from_numpy(batch.showers.astype(np.float32)), torch.from_numpy(cond.astype(np.float32))
+
+        if self.cache:
+            self._cached = list(read())
+            return self._cached
+        return read()
+
+    def all(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Everything in the range (for fitting preprocessing on small ranges)."""
+        chunks = list(self._chunks())
+        return torch.cat([c[0] for c in chunks]), torch.cat([c[1] for c in chunks])
+
+    def batches(self, generator: torch.Generator | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One epoch of batches; shuffled (chunk order and within chunks) when a generator is given."""
+        chunks = self._chunks()
+        if generator is not None and isinstance(chunks, list):
+            order = torch.randperm(len(chunks), generator=generator).tolist()
+            chunks = [chunks[i] for i in order]
+        for showers, conds in chunks:
+            idx = (
+                torch.randperm(len(showers), generator=generator)
+                if generator is not None
+                else torch.arange(len(showers))
+            )
+            for lo in range(0, len(idx), self.batch_size):
+                sel = idx[lo : lo + self.batch_size]
+                yield showers[sel], conds[sel]
+
+
+def _make_optimizer(model: Surrogate, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+
+
+def _make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int) -> Any:
+    if cfg.schedule == "cosine":
+        cycle = (cfg.restart_epochs or cfg.epochs) * steps_per_epoch
+        return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=max(cycle, 1))
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=cfg.learning_rate, total_steps=max(cfg.epochs * steps_per_epoch, 2)
+        )
+    if cfg.schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=2)
+    return None
+
+
+def _rng_state() -> dict[str, Any]:
+    return {"torch": torch.get_rng_state()}
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced."""
+
+    run_dir: Path
+    model_path: Path
+    epochs_done: int
+    best_val_loss: float
+    history: list[dict[str, float]]
+    stopped_because: str
+
+
+def _write_log(path: Path, history: list[dict[str, float]]) -> None:
+    if not history:
+        return
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(history[0]))
+    writer.writeheader()
+    writer.writerows(history)
+    with atomic_output(path, force=True) as tmp:
+        Path(tmp).write_text(buffer.getvalue())
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    with atomic_output(path, force=True) as tmp:
+        torch.save(state, tmp)
+
+
+def train(
+    model: Surrogate,
+    data_path: str | os.PathLike[str],
+    run_dir: str | os.PathLike[str],
+    config: TrainConfig | None = None,
+    resume: bool = False,
+    force: bool = False,
+    progress: bool = True,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+) -> TrainResult:
+    """Train ``model`` on a CaloChallenge file, checkpointing into ``run_dir``.
+
+    Args:
+        model: A freshly built surrogate (ignored when resuming: the checkpoint's model is used).
+        data_path: Training file (its conditions must include the model's condition names).
+        run_dir: Folder for ``checkpoint.pt``, ``model.pt``, ``log.csv``, ``train_config.json``.
+        config: Loop settings.
+        resume: Continue from ``run_dir/checkpoint.pt``.
+        force: Start afresh in a ``run_dir`` that already holds a run.
+        progress: Show a progress bar.
+        on_epoch: Called after each epoch with its number and log row (tests use it to interrupt).
+
+    Raises:
+        OutputExistsError: ``run_dir`` holds a run and neither ``resume`` nor ``force`` is set.
+        CheckpointError: Resuming without a checkpoint, or data of another geometry.
+    """
+    run = Path(run_dir)
+    ckpt_path = run / CHECKPOINT
+    state: dict[str, Any] | None = None
+    if resume:
+        if not ckpt_path.exists():
+            raise CheckpointError(f"{run}: no {CHECKPOINT} to resume from")
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        model = surrogate_from_checkpoint(state["model"], str(ckpt_path))
+        config = config_from_dict(TrainConfig, state["train_config"], where="checkpoint train config")
+    elif ckpt_path.exists() and not force:
+        raise OutputExistsError(
+            f"{run} already holds a training run; pass resume=True (--resume) or force=True (--force)"
+        )
+    config = config or TrainConfig()
+    run.mkdir(parents=True, exist_ok=True)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = resolve_device(config.device)
+    autocast_context(device, config.precision)  # validates the precision for this device early
+
+    with ShowerFile(data_path, conditions=model.condition_names[1:]) as f:
+        from calosurrogate.geometry import geometries_with_voxels
+
+        if f.n_voxels != model.geometry.n_voxels:
+            raise CheckpointError(
+                f"{data_path}: {f.n_voxels} voxels per shower (matches {geometries_with_voxels(f.n_voxels) or 'no built-in'}), "
+                f"but the model is for {model.geometry.name} ({model.geometry.n_voxels} voxels)"
+            )
+        n_total = f.n_showers if config.max_showers is None else min(config.max_showers, f.n_showers)
+    n_val = max(1, int(n_total * config.val_fraction))
+    n_train = n_total - n_val
+    if n_train < config.batch_size:
+        raise ConfigError(f"{data_path}: {n_train} training showers, fewer than one batch of {config.batch_size}")
+    bytes_needed = n_total * model.geometry.n_voxels * 4
+    cache = bytes_needed <= config.cache_limit_gb * 1e9
+    train_stream = ShowerStream(
+        Path(data_path), model.condition_names, 0, n_train, config.batch_size, config.chunk_size, cache
+    )
+    val_stream = ShowerStream(
+        Path(data_path), model.condition_names, n_train, n_total, max(config.batch_size, 2048), config.chunk_size, cache
+    )
+
+    if state is None:
+        fit_stream = ShowerStream(
+            Path(data_path), model.condition_names, 0, min(n_train, 50_000), 1, config.chunk_size, False
+        )
+        model.fit_preprocessing(*fit_stream.all())
+    model.to(device)
+    optimizer = _make_optimizer(model, config)
+    scheduler = _make_scheduler(optimizer, config, train_stream.n_batches())
+    ema = copy.deepcopy(model) if config.ema_decay else None
+    history: list[dict[str, float]] = []
+    best_val, best_state, start_epoch, stale = math.inf, None, 0, 0
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and state.get("scheduler") is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        if ema is not None and state.get("ema") is not None:
+            ema.load_state_dict(state["ema"])
+        history = list(state["history"])
+        best_val, start_epoch, stale = state["best_val"], state["epoch"], state["stale"]
+        best_state = state["best_model"]
+    else:
+        with atomic_output(run / "train_config.json", force=True) as tmp:
+            import json
+
+            Path(tmp).write_text(
+                json.dumps(
+                    {
+                        "train": dataclasses.asdict(config),
+                        "model": model.checkpoint_dict()["config"],
+                        "family": model.family,
+                    },
+                    indent=2,
+                )
+            )
+
+    noise = model.training_noise_mev()
+    started = time.monotonic()
+    stopped = "epochs"
+    epoch = start_epoch
+    for epoch in range(start_epoch, config.epochs):
+        torch.manual_seed(config.seed * 100_003 + epoch)
+        shuffle = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+        noise_gen = torch.Generator().manual_seed(config.seed * 100_003 + epoch + 7)
+        model.train()
+        total, count = 0.0, 0
+        bar = tqdm(
+            train_stream.batches(shuffle),
+            total=train_stream.n_batches(),
+            desc=f"epoch {epoch + 1}/{config.epochs}",
+            disable=not progress,
+            leave=False,
+        )
+        for showers, conds in bar:
+            showers = dequantize(showers, noise, noise_gen).to(device)
+            conds = conds.to(device)
+            with autocast_context(device, config.precision):
+                loss = model.loss(showers, conds).mean()
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"epoch {epoch + 1}: the training loss is {loss.item()}; lower the learning rate or use fp32"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            if scheduler is not None and config.schedule != "plateau":
+                scheduler.step()
+            if ema is not None:
+                with torch.no_grad():
+                    for p_ema, p in zip(ema.parameters(), model.parameters(), strict=True):
+                        p_ema.lerp_(p, 1 - config.ema_decay)
+            total += loss.item() * len(showers)
+            count += len(showers)
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        judged = ema if ema is not None else model
+        val_loss = _validate(judged, val_stream, device, config, noise)
+        if scheduler is not None and config.schedule == "plateau":
+            scheduler.step(val_loss)
+        row = {"epoch": epoch + 1, "train_loss": total / max(count, 1), "val_loss": val_loss,
+               "lr": optimizer.param_groups[0]["lr"], "seconds": time.monotonic() - started}  # fmt: skip
+        history.append(row)
+        if val_loss < best_val:
+            best_val, stale = val_loss, 0
+            best_state = judged.checkpoint_dict()
+        else:
+            stale += 1
+        _save_checkpoint(ckpt_path, {
+            "model": model.checkpoint_dict(), "train_config": dataclasses.asdict(config), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None, "ema": ema.state_dict() if ema is not None else None,
+            "history": history, "best_val": best_val, "best_model": best_state, "epoch": epoch + 1, "stale": stale,
+        })  # fmt: skip
+        _write_log(run / LOG, history)
+        if progress:
+            tqdm.write(f"epoch {epoch + 1}: train {row['train_loss']:.4f}  val {val_loss:.4f}  lr {row['lr']:.2e}")
+        if on_epoch is not None:
+            on_epoch(epoch + 1, row)
+        if config.patience is not None and stale >= config.patience:
+            stopped = "early stopping"
+            break
+        if config.max_minutes is not None and time.monotonic() - started > config.max_minutes * 60:
+            stopped = "time budget"
+            break
+    assert best_state is not None
+    with atomic_output(run / MODEL, force=True) as tmp:
+        torch.save(best_state, tmp)
+    return TrainResult(run, run / MODEL, len(history), best_val, history, stopped)
+
+
+@torch.no_grad()
+def _validate(model: Surrogate, stream: ShowerStream, device: torch.device, config: TrainConfig, noise: float) -> float:
+    model.eval()
+    generator = torch.Generator().manual_seed(config.seed + 99)
+    total, count = 0.0, 0
+    for showers, conds in stream.batches(None):
+        showers = dequantize(showers, noise, generator).to(device)
+        with autocast_context(device, config.precision):
+            loss = model.loss(showers, conds.to(device))
+        total += float(loss.float().sum())
+        count += len(showers)
+    return total / max(count, 1)
+
+
+__all__ = [
+    "CHECKPOINT",
+    "LOG",
+    "MODEL",
+    "ShowerStream",
+    "TrainConfig",
+    "TrainResult",
+    "check_geometry",
+    "resolve_device",
+    "train",
+]

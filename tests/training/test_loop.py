@@ -1,0 +1,121 @@
+"""Training loop: resume after a kill gives the weights of an uninterrupted run; bad input is refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from calosurrogate.data import write_showers
+from calosurrogate.geometry import get_geometry
+from calosurrogate.models import CheckpointError, ConfigError, build_surrogate, load_surrogate
+from calosurrogate.sampling import conditions_from_file, conditions_from_spectrum
+from calosurrogate.training import TrainConfig, train
+
+SMALL = {"energy_hidden": 16, "shape_hidden": 16, "shape_transforms": 2, "energy_transforms": 2}
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _config(**kw) -> TrainConfig:
+    return TrainConfig(**{"epochs": 4, "batch_size": 200, "learning_rate": 2e-3, "device": "cpu", "seed": 3, **kw})
+
+
+def test_resume_gives_the_uninterrupted_weights(tiny_geometry, tiny_file, tmp_path) -> None:
+    straight = train(
+        build_surrogate("flow", tiny_geometry, SMALL), tiny_file, tmp_path / "a", _config(ema_decay=0.9), progress=False
+    )
+
+    def kill_after_two(epoch: int, row: dict) -> None:
+        if epoch == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(
+            build_surrogate("flow", tiny_geometry, SMALL),
+            tiny_file,
+            tmp_path / "b",
+            _config(ema_decay=0.9),
+            progress=False,
+            on_epoch=kill_after_two,
+        )
+    assert not (tmp_path / "b" / "model.pt").exists()
+    resumed = train(
+        build_surrogate("flow", tiny_geometry, SMALL), tiny_file, tmp_path / "b", resume=True, progress=False
+    )
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3, 4]
+    a = load_surrogate(straight.model_path).state_dict()
+    b = load_surrogate(resumed.model_path).state_dict()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=key)
+    assert (tmp_path / "b" / "log.csv").read_text().count("\n") == 5
+
+
+@pytest.mark.parametrize("schedule", ["onecycle", "plateau", "none"])
+def test_schedules_and_early_stopping(tiny_geometry, tiny_file, tmp_path, schedule: str) -> None:
+    result = train(
+        build_surrogate("flow", tiny_geometry, SMALL),
+        tiny_file,
+        tmp_path,
+        _config(epochs=2, schedule=schedule, optimizer="adamw", patience=1),
+        progress=False,
+    )
+    assert 1 <= result.epochs_done <= 2 and np.isfinite(result.best_val_loss)
+
+
+def test_existing_run_needs_resume_or_force(tiny_geometry, tiny_file, tmp_path) -> None:
+    train(build_surrogate("flow", tiny_geometry, SMALL), tiny_file, tmp_path, _config(epochs=1), progress=False)
+    with pytest.raises(FileExistsError, match="resume"):
+        train(build_surrogate("flow", tiny_geometry, SMALL), tiny_file, tmp_path, _config(epochs=1), progress=False)
+    with pytest.raises(CheckpointError, match=r"no checkpoint\.pt"):
+        train(build_surrogate("flow", tiny_geometry, SMALL), tiny_file, tmp_path / "empty", resume=True, progress=False)
+
+
+def test_bad_configs_are_named(tiny_geometry) -> None:
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['shape_hiden'\].*valid keys"):
+        build_surrogate("flow", tiny_geometry, {"shape_hiden": 3})
+    with pytest.raises(ConfigError, match="unknown model 'gann'"):
+        build_surrogate("gann", tiny_geometry)
+    with pytest.raises(ConfigError, match="schedule"):
+        TrainConfig(schedule="linear")
+    with pytest.raises(ConfigError, match="per_layer"):
+        build_surrogate("flow", get_geometry("ds1-photons"), {"shape_flow": "per_layer"})
+
+
+def test_fp16_refused_on_cpu(tiny_geometry, tiny_file, tmp_path) -> None:
+    with pytest.raises(ConfigError, match="fp16"):
+        train(
+            build_surrogate("flow", tiny_geometry, SMALL),
+            tiny_file,
+            tmp_path,
+            _config(precision="fp16"),
+            progress=False,
+        )
+
+
+def test_mismatched_data_and_checkpoints(tiny_geometry, tiny_file, tmp_path) -> None:
+    ds2_file = write_showers(tmp_path / "ds2.h5", np.full((10, 1), 1e3), np.zeros((10, 6480)))
+    with pytest.raises(CheckpointError, match=r"6480 voxels.*ds2.*tiny \(36 voxels\)"):
+        train(build_surrogate("flow", tiny_geometry, SMALL), ds2_file, tmp_path / "r", _config(), progress=False)
+    result = train(
+        build_surrogate("flow", tiny_geometry, SMALL), tiny_file, tmp_path / "ok", _config(epochs=1), progress=False
+    )
+    model = load_surrogate(result.model_path)
+    from calosurrogate.data import ShowerFileError
+
+    with pytest.raises(ShowerFileError, match="36"):
+        conditions_from_file(ds2_file, model)
+    angled = build_surrogate("flow", tiny_geometry, SMALL, ("incident_energies", "incident_angles"))
+    with pytest.raises(ConfigError, match="incident_angles"):
+        conditions_from_spectrum("log-uniform:1GeV:10GeV", 5, angled)
+    with pytest.raises(ShowerFileError, match="incident_angles"):
+        train(angled, ds2_file, tmp_path / "r2", _config(), progress=False)
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a model")
+    with pytest.raises(CheckpointError, match=r"junk\.pt"):
+        load_surrogate(junk)
+    with pytest.raises(ConfigError, match="conditions have 1 columns"):
+        angled.fit_preprocessing(torch.ones(4, 36), torch.ones(4, 2))
+        angled.sample(np.ones((3, 1)))
