@@ -13,7 +13,8 @@ from calosurrogate.training import TrainConfig, train
 # Every family, plus each variant of a family that changes its architecture.
 VARIANTS = [(name, {}) for name in sorted(REGISTRY)] + [
     ("flow", {"shape_flow": "per_layer"}),
-    ("flow", {"shape_flow": "autoregressive"}),
+    ("flow", {"shape_flow": "autoregressive", "energy_flow": "autoregressive"}),
+    ("flow", {"shape_flow": "coupling", "shape_bins": 0}),
 ]
 SMALL = {"flow": {"energy_hidden": 32, "shape_hidden": 32, "shape_transforms": 2, "energy_transforms": 2},
          "inn": {"hidden": 32, "transforms": 2}}  # fmt: skip

@@ -31,12 +31,16 @@ class CaloFlowConfig:
     """Settings of the CaloFlow family.
 
     Attributes:
+        energy_flow: ``"coupling"`` (fast sampling) or ``"autoregressive"`` (MAF, the CaloFlow
+            teacher; sampling takes one network pass per layer).
         energy_transforms, energy_hidden, energy_bins: Flow I (layer energies) size.
         shape_flow: ``"autoregressive"`` (the CaloFlow teacher: exact, but sampling takes one
             network pass per voxel), ``"coupling"`` (fast sampling), ``"per_layer"`` (shared
             per-layer coupling flow, regular geometries) or ``"auto"`` (coupling for irregular
             or small showers, per-layer for large regular ones).
-        shape_transforms, shape_hidden, shape_bins: Flow II size.
+        shape_transforms, shape_hidden, shape_bins: Flow II size; ``shape_bins = 0`` means affine
+            couplings. None picks by layout: per-layer, 8 affine transforms (thousands of voxels
+            make splines costly on a CPU); otherwise 6 spline transforms with 8 bins.
         layer_embedding: Size of the learned layer embedding (per-layer flow II).
         logit_delta: ``delta`` of the logit preprocessing.
         energy_cut_mev: Voxels below this are zeroed after sampling, and it is the width of
@@ -44,13 +48,14 @@ class CaloFlowConfig:
         seed: Seed of the fixed random masks and orders.
     """
 
-    energy_transforms: int = 4
+    energy_flow: str = "coupling"
+    energy_transforms: int = 6
     energy_hidden: int = 128
     energy_bins: int = 8
     shape_flow: str = "auto"
-    shape_transforms: int = 4
+    shape_transforms: int | None = None
     shape_hidden: int = 128
-    shape_bins: int = 8
+    shape_bins: int | None = None
     layer_embedding: int = 8
     logit_delta: float = 1e-6
     energy_cut_mev: float | None = None
@@ -81,33 +86,27 @@ class CaloFlow(Surrogate):
         self.logit = Logit(config.logit_delta)
         self.energy_scaler = Standardize(n_layers)
         self.log_energy_scaler = Standardize(n_layers)
-        self.energy_flow = autoregressive_spline_flow(
+        if config.energy_flow not in ("coupling", "autoregressive"):
+            raise ConfigError(f"energy_flow must be coupling or autoregressive, got {config.energy_flow!r}")
+        energy_builder = coupling_spline_flow if config.energy_flow == "coupling" else autoregressive_spline_flow
+        self.energy_flow = energy_builder(
             n_layers, c, config.energy_transforms, config.energy_hidden, config.energy_bins, config.seed
         )
+        per_layer = kind == "per_layer"
+        bins = config.shape_bins if config.shape_bins is not None else (0 if per_layer else 8)
+        transforms = config.shape_transforms if config.shape_transforms is not None else (8 if per_layer else 6)
+        if bins == 0 and kind == "autoregressive":
+            raise ConfigError("shape_bins = 0 (affine) is for coupling flows; give the autoregressive flow spline bins")
         shape_context = c + n_layers
-        if kind == "per_layer":
-            per_layer = geometry.layers[0].n_voxels
+        if per_layer:
             self.layer_embedding = nn.Embedding(n_layers, config.layer_embedding)
-            self.shape_scaler = Standardize(per_layer)
-            self.shape_flow = coupling_spline_flow(
-                per_layer,
-                shape_context + config.layer_embedding,
-                config.shape_transforms,
-                config.shape_hidden,
-                config.shape_bins,
-                config.seed + 1,
-            )
+            features, shape_context = geometry.layers[0].n_voxels, shape_context + config.layer_embedding
+            build = coupling_spline_flow
         else:
+            features = geometry.n_voxels
             build = autoregressive_spline_flow if kind == "autoregressive" else coupling_spline_flow
-            self.shape_scaler = Standardize(geometry.n_voxels)
-            self.shape_flow = build(
-                geometry.n_voxels,
-                shape_context,
-                config.shape_transforms,
-                config.shape_hidden,
-                config.shape_bins,
-                config.seed + 1,
-            )
+        self.shape_scaler = Standardize(features)
+        self.shape_flow = build(features, shape_context, transforms, config.shape_hidden, bins, config.seed + 1)
         cut = config.energy_cut_mev if config.energy_cut_mev is not None else default_min_energy(geometry)
         self.register_buffer("cut", torch.tensor(float(cut)))
 
