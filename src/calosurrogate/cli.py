@@ -278,17 +278,29 @@ def models() -> None:
     "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("quickstart"), show_default=True
 )
 @click.option("--geometry", "geometry_name", default="ds2", show_default=True)
+@click.option("--model", "model_name", default="flow", show_default=True)
 @click.option("--n-train", type=int, default=20_000, show_default=True)
 @click.option("--n-reference", type=int, default=20_000, show_default=True)
+@click.option("--train-minutes", type=float, default=5.0, show_default=True, help="Training time budget.")
+@click.option("--fast", is_flag=True, help="Quick-look evaluation settings (smaller FPD/KPD samples and classifier).")
 @click.option("--seed", type=int, default=1, show_default=True)
-@click.option("--force", is_flag=True, help="Overwrite outputs of an earlier run in --out.")
+@click.option("--force", is_flag=True, help="Redo every step, overwriting the outputs of an earlier run in --out.")
 @_friendly_errors
-def quickstart(out_dir: Path, geometry_name: str, n_train: int, n_reference: int, seed: int, force: bool) -> None:
-    """The main job on the embedded default: simulate training and reference showers and summarise them."""
-    from calosurrogate.pipeline import run_quickstart
+def quickstart(
+    out_dir: Path, geometry_name: str, model_name: str, n_train: int, n_reference: int, train_minutes: float,
+    fast: bool, seed: int, force: bool,
+) -> None:  # fmt: skip
+    """The main job on the built-in default: simulate -> train -> sample -> evaluate -> report."""
+    from calosurrogate.evaluation import EvaluationSettings
+    from calosurrogate.pipeline import DEFAULT_TRAIN, run_quickstart
 
-    result = run_quickstart(out_dir, geometry_name, n_train, n_reference, seed, force=force, echo=click.echo)
-    click.echo(f"\nDone. Report: {result['report']}")
+    result = run_quickstart(
+        out_dir, geometry_name, n_train, n_reference, seed, model_name,
+        train_config=dataclasses.replace(DEFAULT_TRAIN, max_minutes=train_minutes, seed=seed),
+        evaluation=EvaluationSettings.fast() if fast else EvaluationSettings(),
+        force=force, echo=click.echo,
+    )  # fmt: skip
+    click.echo(f"Report: {result['report'].resolve()}")
 
 
 if __name__ == "__main__":  # pragma: no cover
