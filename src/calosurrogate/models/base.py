@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from calosurrogate._io import atomic_output
 from calosurrogate.geometry import CylindricalGeometry
+from calosurrogate.metrics.features import default_min_energy
 
 FORMAT_VERSION = 1
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -78,6 +79,9 @@ class Surrogate(nn.Module, ABC):
         self.geometry = geometry
         self.condition_names = tuple(condition_names)
         self.register_buffer("_fitted", torch.tensor(False))
+        # Sampling cut and dequantisation width: the config's energy_cut_mev, else the dataset's threshold.
+        cut = getattr(config, "energy_cut_mev", None)
+        self.register_buffer("cut", torch.tensor(float(cut if cut is not None else default_min_energy(geometry))))
 
     @property
     def n_conditions(self) -> int:
@@ -103,12 +107,12 @@ class Surrogate(nn.Module, ABC):
         """One batch of showers ``(N, V)`` in MeV for raw conditions ``(N, C)``."""
 
     def training_noise_mev(self) -> float:
-        """Dequantisation noise the training loop adds to voxels (MeV); 0 for none."""
-        return 0.0
+        """Width of the uniform dequantisation noise the training loop adds to voxels (MeV)."""
+        return float(self.cut)
 
     def energy_cut_mev(self) -> float:
         """Voxels below this are zeroed after sampling (MeV)."""
-        return 0.0
+        return float(self.cut)
 
     # -------------------------------------------------------------------- sampling
     @torch.inference_mode()

@@ -21,7 +21,6 @@ import torch
 from torch import Tensor, nn
 
 from calosurrogate.data.transforms import ConditionMap, LayerDecomposition, Logit, Standardize
-from calosurrogate.metrics.features import default_min_energy
 from calosurrogate.models.base import ConfigError, Surrogate, register
 from calosurrogate.models.networks import autoregressive_spline_flow, coupling_spline_flow, flow_log_prob, flow_sample
 
@@ -107,15 +106,8 @@ class CaloFlow(Surrogate):
             build = autoregressive_spline_flow if kind == "autoregressive" else coupling_spline_flow
         self.shape_scaler = Standardize(features)
         self.shape_flow = build(features, shape_context, transforms, config.shape_hidden, bins, config.seed + 1)
-        cut = config.energy_cut_mev if config.energy_cut_mev is not None else default_min_energy(geometry)
-        self.register_buffer("cut", torch.tensor(float(cut)))
 
     # --------------------------------------------------------------- preprocessing
-    def energy_cut_mev(self) -> float:
-        return float(self.cut)
-
-    def training_noise_mev(self) -> float:
-        return float(self.cut)
 
     def _encode(self, showers: Tensor, conditions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         incident = conditions[:, :1]

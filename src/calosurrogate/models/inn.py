@@ -15,7 +15,6 @@ import torch
 from torch import Tensor
 
 from calosurrogate.data.transforms import ConditionMap, Logit, Standardize, divide_by_incident
-from calosurrogate.metrics.features import default_min_energy
 from calosurrogate.models.base import Surrogate, register
 from calosurrogate.models.networks import coupling_spline_flow, flow_log_prob, flow_sample
 
@@ -53,14 +52,6 @@ class CaloINN(Surrogate):
         self.flow = coupling_spline_flow(
             geometry.n_voxels, len(condition_names), config.transforms, config.hidden, config.bins, config.seed
         )
-        cut = config.energy_cut_mev if config.energy_cut_mev is not None else default_min_energy(geometry)
-        self.register_buffer("cut", torch.tensor(float(cut)))
-
-    def energy_cut_mev(self) -> float:
-        return float(self.cut)
-
-    def training_noise_mev(self) -> float:
-        return float(self.cut)
 
     def _encode(self, showers: Tensor, conditions: Tensor) -> Tensor:
         return self.logit(divide_by_incident(showers, conditions[:, :1]).clamp(0.0, 1.0))

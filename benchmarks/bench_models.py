@@ -1,0 +1,88 @@
+"""Train a surrogate on simulator data within a time budget, then judge it and time its sampling.
+
+Run: .venv/bin/python benchmarks/bench_models.py --geometry ds1-photons --model flow --minutes 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write_result
+
+from calosurrogate.evaluation import EvaluationSettings, evaluate_files
+from calosurrogate.models import build_surrogate, load_surrogate
+from calosurrogate.report import write_evaluation
+from calosurrogate.sampling import conditions_from_file, sample_to_file
+from calosurrogate.simulate import get_detector, simulate_to_file
+from calosurrogate.training import TrainConfig, train
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--geometry", default="ds1-photons")
+    parser.add_argument("--model", default="flow")
+    parser.add_argument("--minutes", type=float, default=30.0)
+    parser.add_argument("--n-train", type=int, default=50_000)
+    parser.add_argument("--n-reference", type=int, default=50_000)
+    parser.add_argument("--precision", default="bf16")
+    parser.add_argument("--workdir", default="benchmarks/work")
+    parser.add_argument("--set", dest="assignments", action="append", default=[], help="model.KEY=VALUE")
+    args = parser.parse_args()
+    import yaml
+
+    overrides = {
+        k.removeprefix("model."): yaml.safe_load(v) for k, _, v in (a.partition("=") for a in args.assignments)
+    }
+    detector = get_detector(args.geometry)
+    work = Path(args.workdir) / f"{args.geometry}-{args.model}"
+    work.mkdir(parents=True, exist_ok=True)
+    train_file, ref = work / "train.h5", work / "reference.h5"
+    if not train_file.exists():
+        simulate_to_file(detector, args.n_train, train_file, seed=1)
+    if not ref.exists():
+        simulate_to_file(detector, args.n_reference, ref, seed=2)
+    model = build_surrogate(args.model, detector.geometry, overrides)
+    config = TrainConfig(
+        epochs=1000, batch_size=256, learning_rate=1e-3, precision=args.precision, max_minutes=args.minutes, seed=1
+    )
+    start = time.perf_counter()
+    result = train(model, train_file, work / "run", config, force=True)
+    train_s = time.perf_counter() - start
+    model = load_surrogate(result.model_path)
+    conditions = conditions_from_file(ref, model)
+    timing = {}
+    for precision in ("fp32", "bf16"):
+        out = work / f"generated_{precision}.h5"
+        _, seconds = sample_to_file(model, conditions, out, batch_size=10_000, precision=precision, force=True)
+        timing[precision] = 1e3 * seconds / len(conditions)
+    rows = {}
+    for precision in ("fp32", "bf16"):
+        settings = EvaluationSettings()
+        settings.classifier = dataclasses.replace(settings.classifier, runs=3)
+        settings.metrics = ("histograms", "fpd", "kpd", "cfd", "cls-high", "cls-low")
+        evaluation = evaluate_files(ref, work / f"generated_{precision}.h5", detector.geometry, settings)
+        write_evaluation(evaluation, detector.geometry, work / f"evaluation_{precision}", force=True)
+        rows[precision] = {
+            "sampling_ms_per_shower_batch_10000": round(timing[precision], 4),
+            "auc_low": evaluation.classifiers["cls-low"]["auc"], "auc_low_std": evaluation.classifiers["cls-low"]["auc_std"],
+            "auc_high": evaluation.classifiers["cls-high"]["auc"], "auc_high_std": evaluation.classifiers["cls-high"]["auc_std"],
+            **{k: {"value": v["value"], "error": v["error"], "floor": v.get("floor")} for k, v in evaluation.scalars.items()},
+            "separation_etot_einc": evaluation.separation["E_tot/E_inc"]["value"],
+        }  # fmt: skip
+    data = {"geometry": args.geometry, "model": args.model, "model_config": result.history and model.checkpoint_dict()["config"],
+            "train_minutes_budget": args.minutes, "train_seconds": round(train_s), "epochs": result.epochs_done,
+            "n_train": args.n_train, "n_reference": args.n_reference, "train_precision": args.precision, "results": rows}  # fmt: skip
+    print(data)
+    command = (
+        f"python benchmarks/bench_models.py --geometry {args.geometry} --model {args.model} --minutes {args.minutes}"
+    )
+    print("wrote", write_result(f"model_{args.geometry}_{args.model}", data, command))
+
+
+if __name__ == "__main__":
+    main()
