@@ -70,7 +70,8 @@ class TrainConfig:
         chunk_size: Showers read from the file at a time.
         cache_limit_gb: Keep the training data in memory when it is below this size.
         max_showers: Use at most this many showers of the file.
-        max_minutes: Stop after the epoch during which this wall time is exceeded (None: off).
+        max_minutes: Wall-time budget: no epoch is started that would, at the pace so far, end
+            past it (None: off).
         threads: Torch CPU threads (None: torch's default).
     """
 
@@ -405,7 +406,9 @@ def train(
         if config.patience is not None and stale >= config.patience:
             stopped = "early stopping"
             break
-        if config.max_minutes is not None and time.monotonic() - started > config.max_minutes * 60:
+        elapsed = time.monotonic() - started
+        epoch_seconds = elapsed / (epoch + 1 - start_epoch)
+        if config.max_minutes is not None and elapsed + epoch_seconds > config.max_minutes * 60:
             stopped = "time budget"
             break
     assert best_state is not None
