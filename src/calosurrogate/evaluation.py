@@ -169,8 +169,20 @@ class _Pass:
     """Accumulates one file's summary while its chunks stream by."""
 
     def __init__(
-        self, geometry: CylindricalGeometry, settings: EvaluationSettings, min_energy: float, n_total: int, seed: int
+        self,
+        geometry: CylindricalGeometry,
+        settings: EvaluationSettings,
+        min_energy: float,
+        n_total: int,
+        seed: int,
+        voxel_bins: np.ndarray | None = None,
+        voxels_only: bool = False,
     ) -> None:
+        self.voxel_bins = voxel_bins
+        self.voxels_only = voxels_only
+        n_bins = 0 if voxel_bins is None else len(voxel_bins) - 1
+        self.voxel_counts = [np.zeros(n_bins, dtype=np.int64) for _ in range(3)]  # all, first half, second half
+        self.voxel_outside = 0
         self.geometry = geometry
         self.settings = settings
         self.min_energy = min_energy
@@ -195,11 +207,22 @@ class _Pass:
 
     def update(self, energies: np.ndarray, showers: np.ndarray) -> None:
         x = apply_threshold(showers, self.min_energy)
-        self.features.append(compute_features(x, energies, self.geometry, 0.0))
-        self.sum_shower += x.sum(axis=0)
-        self.max_voxel = max(self.max_voxel, float(x.max(initial=0.0)))
         half = self.n_total // 2
         first = np.arange(self.n_seen, self.n_seen + len(x)) < half
+        if self.voxel_bins is not None:
+            # Zero voxels are below the threshold by definition, not "outside the range".
+            counts, outside = histogram_counts(x[x > 0], self.voxel_bins)
+            self.voxel_counts[0] += counts
+            self.voxel_outside += outside
+            for k, sel in ((1, first), (2, ~first)):
+                part = x[sel]
+                self.voxel_counts[k] += histogram_counts(part[part > 0], self.voxel_bins)[0]
+        if self.voxels_only:
+            self.n_seen += len(x)
+            return
+        self.features.append(compute_features(x, energies, self.geometry, None))
+        self.sum_shower += x.sum(axis=0)
+        self.max_voxel = max(self.max_voxel, float(x.max(initial=0.0)))
         for variant, acc in self.cfd.items():
             series = variant_series(variant, x, self.geometry)
             if acc._shift is None:
@@ -233,6 +256,12 @@ class _Pass:
             cfd_halves=self.halves,
             low_level={k: np.concatenate(v) for k, v in self.low.items() if v},
         )
+
+
+def _stream_into(acc: _Pass, f: ShowerFile, n: int, settings: EvaluationSettings, desc: str) -> None:
+    chunks = f.iter_chunks(settings.chunk_size, stop=n)
+    for batch in tqdm(chunks, total=-(-n // settings.chunk_size), desc=desc, disable=not settings.progress):
+        acc.update(batch.incident_energies, batch.showers)
 
 
 def evaluate_files(
@@ -277,43 +306,25 @@ def evaluate_files(
                 )
             warnings.warn(message, stacklevel=2)
             notes.append(message)
-        passes = {}
-        for label, f, seed in (("reference", ref, 100), ("generated", gen, 200)):
-            acc = _Pass(geometry, settings, min_energy, n, seed)
-            chunks = f.iter_chunks(settings.chunk_size, stop=n)
-            for batch in tqdm(
-                chunks, total=-(-n // settings.chunk_size), desc=f"features {label}", disable=not settings.progress
-            ):
-                acc.update(batch.incident_energies, batch.showers)
-            passes[label] = acc.summary()
-        ref_sum, gen_sum = passes["reference"], passes["generated"]
-        voxel_bins = voxel_energy_bins(min_energy, ref_sum.max_voxel)
+        want_voxels = "histograms" in settings.metrics
+        ref_pass = _Pass(geometry, settings, min_energy, n, 100)
+        _stream_into(ref_pass, ref, n, settings, "features reference")
+        ref_sum = ref_pass.summary()
+        voxel_bins = voxel_energy_bins(min_energy, ref_sum.max_voxel) if want_voxels else None
+        # The generated file's voxel histogram fills during its feature pass; only the reference,
+        # whose maximum sets the bins, is read a second time.
+        gen_pass = _Pass(geometry, settings, min_energy, n, 200, voxel_bins=voxel_bins)
+        _stream_into(gen_pass, gen, n, settings, "features generated")
+        gen_sum = gen_pass.summary()
         voxel_counts: dict[str, np.ndarray] = {}
         voxel_outside: dict[str, int] = {}
-        if "histograms" in settings.metrics and voxel_bins is not None:
-            for label, f in (("reference", ref), ("generated", gen)):
-                counts = np.zeros(len(voxel_bins) - 1, dtype=np.int64)
-                halves = [np.zeros_like(counts), np.zeros_like(counts)]
-                outside = 0
-                seen = 0
-                chunks = f.iter_chunks(settings.chunk_size, stop=n)
-                for batch in tqdm(
-                    chunks, total=-(-n // settings.chunk_size), desc=f"voxels {label}", disable=not settings.progress
-                ):
-                    x = apply_threshold(batch.showers, min_energy)
-                    # Zero voxels are below the threshold by definition, not "outside the range".
-                    c, o = histogram_counts(x[x > 0], voxel_bins)
-                    counts += c
-                    outside += o
-                    if label == "reference":
-                        first = np.arange(seen, seen + len(x)) < n // 2
-                        halves[0] += histogram_counts(x[first][x[first] > 0], voxel_bins)[0]
-                        halves[1] += histogram_counts(x[~first][x[~first] > 0], voxel_bins)[0]
-                    seen += len(x)
-                voxel_counts[label] = counts
-                voxel_outside[label] = outside
-                if label == "reference":
-                    voxel_counts["half0"], voxel_counts["half1"] = halves
+        if voxel_bins is not None:
+            ref_voxels = _Pass(geometry, settings, min_energy, n, 300, voxel_bins=voxel_bins, voxels_only=True)
+            _stream_into(ref_voxels, ref, n, settings, "voxels reference")
+            voxel_counts["reference"], voxel_counts["half0"], voxel_counts["half1"] = ref_voxels.voxel_counts
+            voxel_outside["reference"] = ref_voxels.voxel_outside
+            voxel_counts["generated"] = gen_pass.voxel_counts[0]
+            voxel_outside["generated"] = gen_pass.voxel_outside
 
     provenance = {
         "reference": {"path": str(reference_path), "sha256": file_sha256(reference_path), "n_showers": n_ref},

@@ -125,9 +125,9 @@ _MOMENTS: dict[int, tuple[CylindricalGeometry, np.ndarray]] = {}
 
 
 def compute_features(
-    showers: np.ndarray, incident_energies: np.ndarray, geometry: CylindricalGeometry, min_energy: float
+    showers: np.ndarray, incident_energies: np.ndarray, geometry: CylindricalGeometry, min_energy: float | None
 ) -> HighLevelFeatures:
-    """High-level features of a block of showers (threshold applied here).
+    """High-level features of a block of showers (threshold applied here; None: already applied).
 
     Args:
         showers: Voxel energies, MeV, ``(N, n_voxels)``.
@@ -135,7 +135,7 @@ def compute_features(
         geometry: The binning.
         min_energy: Evaluation threshold, MeV.
     """
-    x = apply_threshold(showers, min_energy)
+    x = apply_threshold(showers, min_energy) if min_energy is not None else np.asarray(showers, dtype=np.float64)
     cached = _MOMENTS.get(id(geometry))
     if cached is None or cached[0] is not geometry:
         cached = (geometry, _moment_matrix(geometry))
