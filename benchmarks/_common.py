@@ -38,10 +38,10 @@ def git_commit() -> str:
         return "unknown"
 
 
-def write_result(name: str, data: dict[str, Any], command: str) -> Path:
+def write_result(name: str, data: dict[str, Any], command: str, commit: str | None = None) -> Path:
     """Write ``results/NAME.json`` with the command, machine, commit and date beside the figures."""
     RESULTS.mkdir(exist_ok=True)
-    payload = {"benchmark": name, "command": command, "machine": machine(), "commit": git_commit(),
+    payload = {"benchmark": name, "command": command, "machine": machine(), "commit": commit or git_commit(),
                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), **data}  # fmt: skip
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2))

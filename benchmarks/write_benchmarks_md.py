@@ -1,0 +1,129 @@
+"""Render BENCHMARKS.md from the JSON files in benchmarks/results (figures are never typed by hand).
+
+Run: .venv/bin/python benchmarks/write_benchmarks_md.py
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+PUBLISHED = ROOT.parent / "shared" / "calochallenge" / "published"
+
+
+def _load(name: str) -> dict | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _machine(data: dict) -> str:
+    m = data["machine"]
+    return f"{m['cpu']}, {m['cores']} cores, torch {m['torch']}" + (f", {m['cuda']}" if m.get("cuda") else "")
+
+
+def _pm(entry: dict, digits: int = 3) -> str:
+    return f"{entry['value']:.{digits}f} ± {entry['error']:.{digits}f}"
+
+
+def _published_rows(dataset: str, names: list[str]) -> list[str]:
+    path = PUBLISHED / f"CaloChallenge_results_{dataset}_scalars.csv"
+    if not path.exists():
+        return []
+    rows = []
+    for row in csv.DictReader(path.open()):
+        if row["submission name"] in names:
+            rows.append(f"| {row['submission name']} (published, Geant4 data) | {row['binary cls low'][:6]} | {row['binary cls high'][:6]} | "
+                        f"{float(row['FPD * 1e3']):.2f} | {row['time CPU 10000'][:6] or 'n/a'} |")  # fmt: skip
+    return rows
+
+
+def main() -> None:
+    out = ["# Benchmarks", "",
+           "Every figure below was measured by the command shown, on the machine shown, and is rendered from",
+           "`benchmarks/results/*.json` by `python benchmarks/write_benchmarks_md.py`. Our showers come from the",
+           "built-in parametrized simulator, **not Geant4**: quality figures are not directly comparable with the",
+           "published CaloChallenge rows quoted beside them for scale.", ""]  # fmt: skip
+    sim = _load("simulator")
+    if sim:
+        out += ["## Simulator throughput", "", f"Command: `{sim['command']}`  ", f"Machine: {_machine(sim)}; commit {sim['commit']}, {sim['date']}", "",
+                "| detector | showers | showers/s in memory | showers/s written to gzip HDF5 |", "|---|---|---|---|"]  # fmt: skip
+        out += [
+            f"| {k} | {v['n']} | {v['showers_per_s_in_memory']} | {v['showers_per_s_to_gzip_file']} |"
+            for k, v in sim["results"].items()
+        ]
+        out += ["", "Goal (issue 2): at least 500 ds2 showers per second on the 2-core machine.", ""]
+    qs = _load("quickstart")
+    if qs:
+        cls = qs["classifiers"].get("cls-high", {})
+        out += ["## The main job (`bash scripts/quickstart.sh`)", "", f"Machine: {_machine(qs)}; commit {qs['commit']}, {qs['date']}", "",
+                f"Wall time {qs['wall_seconds'] / 60:.1f} minutes ({qs['note']}). Steps (s): "
+                + ", ".join(f"{k} {v:.0f}" for k, v in qs["step_seconds"].items()) + ".", "",
+                f"{qs['n_showers']['reference']:,} showers judged; training budget {qs['train_config']['max_minutes']} min "
+                f"({qs['train_config']['precision']}); sampling {qs['sampling_ms_per_shower']:.2f} ms per shower.", "",
+                "| metric | value | floor |", "|---|---|---|",
+                f"| classifier AUC high | {cls.get('auc', float('nan')):.4f} | ~0.5 |",
+                f"| separation power E_tot/E_inc | {qs['separation_etot_einc']['value']:.4f} | {qs['separation_etot_einc'].get('floor', float('nan')):.4f} |"]  # fmt: skip
+        out += [f"| {k} | {_pm(v, 3)} | {v['floor']:.3f} |" for k, v in qs["scalars"].items()]
+        out += [
+            "",
+            "Five CPU minutes buy the shower energy and the longitudinal profile, not yet the fine structure",
+            "(sparsity, lateral widths): the classifier still separates the samples. Longer training: see below.",
+            "",
+        ]
+    for geometry in ("ds2", "ds1-photons", "ds3"):
+        ev = _load(f"evaluation_{geometry}")
+        if not ev:
+            continue
+        same = ev["same_settings"]
+        out += [f"## Evaluation speed and sanity ({geometry}, {ev['n_showers_each']:,} vs {ev['n_showers_each']:,} showers)", "",
+                f"Command: `{ev['command']}`  ", f"Machine: {_machine(ev)}; commit {ev['commit']}, {ev['date']}", "",
+                "| step | seconds |", "|---|---|"]  # fmt: skip
+        out += [f"| {k.removesuffix('_s').replace('_', ' ')} | {v} |" for k, v in ev["timings"].items()]
+        cls = ev["classifier_settings"]
+        out += ["", f"Two simulator files of the same settings (seeds 1 and 2); classifier: hidden {cls['hidden']}, {cls['epochs']} epochs, "
+                f"{cls['runs']} runs, at most {cls['max_per_class']} showers per class.", "",
+                "| metric | generated vs reference | floor (reference half vs half) |", "|---|---|---|",
+                f"| classifier AUC high | {same['auc_high']:.4f} ± {same['auc_high_std']:.4f} | ~0.5 |",
+                f"| classifier AUC low | {same['auc_low']:.4f} ± {same['auc_low_std']:.4f} | ~0.5 |",
+                f"| separation power E_tot/E_inc | {same['separation_etot_einc']:.4f} | {same['separation_etot_einc_floor']:.4f} |"]  # fmt: skip
+        for key in ("FPD x 1e3", "KPD x 1e3", "CFD voxel", "CFD layer", "CFD group"):
+            if key in same:
+                out.append(f"| {key} | {_pm(same[key])} | {same[key]['floor']:.3f} |")
+        out += ["", f"With the generated energies scaled by 1.05, the separation power of E_tot/E_inc rises to "
+                f"{ev['scaled_by_1.05']['separation_etot_einc']:.3f}.", ""]  # fmt: skip
+    for path in sorted(RESULTS.glob("model_*.json")):
+        data = json.loads(path.read_text())
+        out += [f"## Surrogate quality: `{data['model']}` on {data['geometry']}", "",
+                f"Command: `{data['command']}`  ", f"Machine: {_machine(data)}; commit {data['commit']}, {data['date']}", "",
+                f"Budget: {data['train_minutes_budget']} minutes of training ({data['train_precision']} autocast), which bought "
+                f"{data['epochs']} epochs over {data['n_train']:,} training showers; judged against {data['n_reference']:,} reference showers "
+                "(classifiers: `cpu` preset, 3 runs).", "",
+                "| sampling precision | ms / shower (batch 10,000, CPU) | AUC low | AUC high | FPD x 1e3 (floor) | KPD x 1e3 | CFD layer (floor) | S(E_tot/E_inc) |",
+                "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for precision, r in data["results"].items():
+            out.append(
+                f"| {precision} | {r['sampling_ms_per_shower_batch_10000']:.3f} | {r['auc_low']:.3f} ± {r['auc_low_std']:.3f} | "
+                f"{r['auc_high']:.3f} ± {r['auc_high_std']:.3f} | {r['FPD x 1e3']['value']:.2f} ({r['FPD x 1e3']['floor']:.2f}) | "
+                f"{_pm(r['KPD x 1e3'], 2)} | {r['CFD layer']['value']:.3f} ({r['CFD layer']['floor']:.3f}) | {r['separation_etot_einc']:.4f} |"
+            )
+        dataset = {"ds1-photons": "ds1_photons", "ds2": "ds2"}.get(data["geometry"])
+        published = (
+            _published_rows(
+                dataset, ["CaloFlow teacher", "CaloFlow student", "iCaloFlow student", "CaloINN", "CaloDiffusion"]
+            )
+            if dataset
+            else []
+        )
+        if published:
+            out += ["", "For scale, published CaloChallenge rows on the Geant4 data of the same geometry:", "",
+                    "| model | AUC low | AUC high | FPD x 1e3 | ms / shower CPU, batch 10,000 |", "|---|---|---|---|---|", *published]  # fmt: skip
+        out.append("")
+    (ROOT / "BENCHMARKS.md").write_text("\n".join(out) + "\n")
+    print("wrote BENCHMARKS.md")
+
+
+if __name__ == "__main__":
+    main()
