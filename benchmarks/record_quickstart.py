@@ -17,6 +17,7 @@ from _common import write_result
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--from", dest="folder", default="quickstart")
+    parser.add_argument("--commit", default=None, help="Commit the run used (default: the checkout's HEAD).")
     parser.add_argument(
         "--wall-seconds", type=float, required=True, help="Wall time of the whole command, as `time` gave it."
     )
