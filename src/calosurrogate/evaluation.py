@@ -177,7 +177,9 @@ class _Pass:
         seed: int,
         voxel_bins: np.ndarray | None = None,
         voxels_only: bool = False,
+        split_halves: bool = False,
     ) -> None:
+        self.split_halves = split_halves
         self.voxel_bins = voxel_bins
         self.voxels_only = voxels_only
         n_bins = 0 if voxel_bins is None else len(voxel_bins) - 1
@@ -230,12 +232,14 @@ class _Pass:
                 acc.set_shift(shift)
                 for h in self.halves[variant]:
                     h.set_shift(shift)
-            acc.update(series)
-            if self.settings.floors:
+            if self.split_halves:
+                # The full sample is the merge of its halves: accumulate each shower once.
                 if first.any():
                     self.halves[variant][0].update(series[first])
                 if (~first).any():
                     self.halves[variant][1].update(series[~first])
+            else:
+                acc.update(series)
         room = self.low_cap - self.n_seen
         if room > 0:
             take = slice(0, min(room, len(x)))
@@ -248,11 +252,12 @@ class _Pass:
         self.n_seen += len(x)
 
     def summary(self) -> SampleSummary:
+        cfd = {v: h[0].merge(h[1]) for v, h in self.halves.items()} if self.split_halves else self.cfd
         return SampleSummary(
             features=HighLevelFeatures.concatenate(self.features),
             mean_shower=self.sum_shower / max(self.n_seen, 1),
             max_voxel=self.max_voxel,
-            cfd=self.cfd,
+            cfd=cfd,
             cfd_halves=self.halves,
             low_level={k: np.concatenate(v) for k, v in self.low.items() if v},
         )
@@ -307,7 +312,7 @@ def evaluate_files(
             warnings.warn(message, stacklevel=2)
             notes.append(message)
         want_voxels = "histograms" in settings.metrics
-        ref_pass = _Pass(geometry, settings, min_energy, n, 100)
+        ref_pass = _Pass(geometry, settings, min_energy, n, 100, split_halves=settings.floors)
         _stream_into(ref_pass, ref, n, settings, "features reference")
         ref_sum = ref_pass.summary()
         voxel_bins = voxel_energy_bins(min_energy, ref_sum.max_voxel) if want_voxels else None

@@ -165,3 +165,19 @@ def test_classifier_identical_vs_disjoint(rng) -> None:
 def test_classifier_refuses_too_few_showers(rng) -> None:
     with pytest.raises(ValueError, match="too few showers"):
         classifier_test(rng.normal(size=(60, 3)), rng.normal(size=(60, 3)), ClassifierSettings(hidden=8, epochs=1))
+
+
+def test_merged_halves_equal_whole_sample(rng) -> None:
+    g = get_geometry("ds2")
+    showers = rng.exponential(1.0, (600, g.n_voxels)) * (rng.random((600, g.n_voxels)) < 0.4)
+    series = variant_series("layer", showers, g)
+    whole = CorrelationAccumulator(variant_pairs("layer", g), n_bootstrap=0)
+    halves = [CorrelationAccumulator(variant_pairs("layer", g), n_bootstrap=0) for _ in range(2)]
+    for acc in (whole, *halves):
+        acc.set_shift(series[:100].mean(0))
+    whole.update(series)
+    halves[0].update(series[:300])
+    halves[1].update(series[300:])
+    merged = halves[0].merge(halves[1])
+    assert merged.n_showers == 600
+    np.testing.assert_allclose(merged.correlation_map(), whole.correlation_map(), atol=1e-12)

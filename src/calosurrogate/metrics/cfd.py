@@ -141,7 +141,7 @@ class CorrelationAccumulator:
         if other._shift is not None and self._shift is not None and not np.array_equal(self._shift, other._shift):
             raise ValueError("can only merge accumulators that share their centring; use shared_shift()")
         merged = CorrelationAccumulator(self.pairs, self.n_bootstrap)
-        merged._sums = self._sums + other._sums
+        merged._sums = self._sums + other._sums  # each replica: a Poisson bootstrap of the union
         merged._shift = self._shift if self._shift is not None else other._shift
         return merged
 
