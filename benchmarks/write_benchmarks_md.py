@@ -82,6 +82,11 @@ def main() -> None:
                 f"Command: `{ev['command']}`  ", f"Machine: {_machine(ev)}; commit {ev['commit']}, {ev['date']}", "",
                 "| step | seconds |", "|---|---|"]  # fmt: skip
         out += [f"| {k.removesuffix('_s').replace('_', ' ')} | {v} |" for k, v in ev["timings"].items()]
+        if "timings_commit" in ev:
+            out += [
+                "",
+                f"(The all-but-classifiers time was re-measured at commit {ev['timings_commit']}; the rest at {ev['commit']}.)",
+            ]
         cls = ev["classifier_settings"]
         out += ["", f"Two simulator files of the same settings (seeds 1 and 2); classifier: hidden {cls['hidden']}, {cls['epochs']} epochs, "
                 f"{cls['runs']} runs, at most {cls['max_per_class']} showers per class.", "",
