@@ -27,8 +27,6 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--geometry", default="ds2")
     parser.add_argument("--workdir", default=None, help="Keep the simulated files here (default: a temporary folder).")
-    parser.add_argument("--timing-only", action="store_true",
-                        help="Re-measure only the all-but-classifier time and update it in the existing result.")  # fmt: skip
     args = parser.parse_args()
     detector = get_detector(args.geometry)
     with tempfile.TemporaryDirectory() as tmp:
