@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-import zuko
 from torch import Tensor, nn
 from zuko.distributions import DiagNormal
 from zuko.flows import Flow, GeneralCouplingTransform, MaskedAutoregressiveTransform, UnconditionalDistribution
@@ -92,5 +91,10 @@ def flow_sample(flow: Flow, context: Tensor) -> Tensor:
 
 
 __all__ = [
-    "FloatOutput", "autoregressive_spline_flow", "coupling_spline_flow", "flow_log_prob", "flow_sample", "spline_shapes", "zuko",
-]  # fmt: skip
+    "FloatOutput",
+    "autoregressive_spline_flow",
+    "coupling_spline_flow",
+    "flow_log_prob",
+    "flow_sample",
+    "spline_shapes",
+]

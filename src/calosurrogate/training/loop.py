@@ -37,7 +37,6 @@ from calosurrogate.models.base import (
     ConfigError,
     Surrogate,
     autocast_context,
-    check_geometry,
     config_from_dict,
     surrogate_from_checkpoint,
 )
@@ -204,10 +203,6 @@ def _make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_pe
     if cfg.schedule == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=2)
     return None
-
-
-def _rng_state() -> dict[str, Any]:
-    return {"torch": torch.get_rng_state()}
 
 
 @dataclass
@@ -438,7 +433,6 @@ __all__ = [
     "ShowerStream",
     "TrainConfig",
     "TrainResult",
-    "check_geometry",
     "resolve_device",
     "train",
 ]
