@@ -227,7 +227,7 @@ class _Pass:
         self.max_voxel = max(self.max_voxel, float(x.max(initial=0.0)))
         for variant, acc in self.cfd.items():
             series = variant_series(variant, x, self.geometry)
-            if acc._shift is None:
+            if not acc.is_centred:
                 shift = series.mean(axis=0)
                 acc.set_shift(shift)
                 for h in self.halves[variant]:

@@ -209,6 +209,15 @@ class ShowerFile:
             raise ShowerFileError(self.path, INCIDENT_ENERGIES, f"non-positive incident energy at shower {first}")
         return ShowerBatch(energies, showers, conds)
 
+    def read_conditions(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Incident energies and the opened condition datasets of showers ``[start, stop)``, ``(n, C)``,
+        without reading the showers themselves."""
+        stop = self.n_showers if stop is None else min(stop, self.n_showers)
+        energies = self._file[INCIDENT_ENERGIES][start:stop]
+        self._check_values(INCIDENT_ENERGIES, energies, start, allow_negative=False)
+        extra = [np.asarray(self._file[name][start:stop]).reshape(len(energies), -1) for name in self.condition_names]
+        return np.concatenate([energies, *extra], axis=1)
+
     def _check_values(self, name: str, values: np.ndarray, start: int, allow_negative: bool) -> np.ndarray:
         finite = np.isfinite(values)
         if not finite.all():

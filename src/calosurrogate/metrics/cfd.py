@@ -150,6 +150,11 @@ class CorrelationAccumulator:
         self._shift = np.asarray(shift, dtype=np.float64)
 
     @property
+    def is_centred(self) -> bool:
+        """Whether the centring is fixed (by :meth:`set_shift` or the first update)."""
+        return self._shift is not None
+
+    @property
     def n_showers(self) -> int:
         """Number of showers added."""
         return int(self._sums[0, 0, 0]) if self._sums.shape[2] else 0

@@ -21,10 +21,7 @@ def conditions_from_file(path: str | os.PathLike[str], model: Surrogate, n: int 
         ShowerFileError: If the file lacks a condition the model needs or has another voxel count.
     """
     with ShowerFile(path, model.geometry, negative="keep", conditions=model.condition_names[1:]) as f:
-        stop = f.n_showers if n is None else min(n, f.n_showers)
-        energies = f._file["incident_energies"][:stop]
-        extra = [np.asarray(f._file[name][:stop]).reshape(stop, -1) for name in model.condition_names[1:]]
-    return np.concatenate([energies, *extra], axis=1).astype(np.float64)
+        return f.read_conditions(0, n).astype(np.float64)
 
 
 def conditions_from_spectrum(spec: str, n: int, model: Surrogate, seed: int = 0) -> np.ndarray:
