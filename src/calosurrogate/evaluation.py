@@ -213,12 +213,17 @@ class _Pass:
         first = np.arange(self.n_seen, self.n_seen + len(x)) < half
         if self.voxel_bins is not None:
             # Zero voxels are below the threshold by definition, not "outside the range".
-            counts, outside = histogram_counts(x[x > 0], self.voxel_bins)
-            self.voxel_counts[0] += counts
-            self.voxel_outside += outside
-            for k, sel in ((1, first), (2, ~first)):
-                part = x[sel]
-                self.voxel_counts[k] += histogram_counts(part[part > 0], self.voxel_bins)[0]
+            if self.split_halves:  # the full histogram is the sum of the halves
+                for k, sel in ((1, first), (2, ~first)):
+                    part = x[sel]
+                    counts, outside = histogram_counts(part[part > 0], self.voxel_bins)
+                    self.voxel_counts[k] += counts
+                    self.voxel_counts[0] += counts
+                    self.voxel_outside += outside
+            else:
+                counts, outside = histogram_counts(x[x > 0], self.voxel_bins)
+                self.voxel_counts[0] += counts
+                self.voxel_outside += outside
         if self.voxels_only:
             self.n_seen += len(x)
             return
@@ -324,7 +329,16 @@ def evaluate_files(
         voxel_counts: dict[str, np.ndarray] = {}
         voxel_outside: dict[str, int] = {}
         if voxel_bins is not None:
-            ref_voxels = _Pass(geometry, settings, min_energy, n, 300, voxel_bins=voxel_bins, voxels_only=True)
+            ref_voxels = _Pass(
+                geometry,
+                settings,
+                min_energy,
+                n,
+                300,
+                voxel_bins=voxel_bins,
+                voxels_only=True,
+                split_halves=settings.floors,
+            )
             _stream_into(ref_voxels, ref, n, settings, "voxels reference")
             voxel_counts["reference"], voxel_counts["half0"], voxel_counts["half1"] = ref_voxels.voxel_counts
             voxel_outside["reference"] = ref_voxels.voxel_outside

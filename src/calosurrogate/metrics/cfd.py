@@ -119,29 +119,43 @@ class CorrelationAccumulator:
         self.pairs = pairs
         self.n_bootstrap = n_bootstrap
         self._rng = np.random.default_rng(seed)
-        p = len(pairs.a)
-        self._sums = np.zeros((6, n_bootstrap + 1, p))  # w, x, y, xx, yy, xy
+        self._weights = np.zeros(n_bootstrap + 1)  # sum of weights per replica (row 0: the estimate)
+        self._series_sums: np.ndarray | None = None  # (2, n_bootstrap + 1, n_series): sums of s and s^2
+        self._pair_sums = np.zeros((n_bootstrap + 1, len(pairs.a)))  # sums of s_a * s_b per pair
         self._shift: np.ndarray | None = None
 
     def update(self, series: np.ndarray) -> None:
-        """Add showers: ``series`` is ``(n, n_series)`` from :func:`variant_series`."""
+        """Add showers: ``series`` is ``(n, n_series)`` from :func:`variant_series`.
+
+        First and second moments are summed per series and only the cross products per pair,
+        so the cost is about three weighted sums over the series instead of five over the pairs.
+        """
         series = np.asarray(series, dtype=np.float64)
         if self._shift is None:
             # Centring on the first block's means keeps the sums of squares well conditioned.
             self._shift = series.mean(axis=0)
-        x = series[:, self.pairs.a] - self._shift[self.pairs.a]
-        y = series[:, self.pairs.b] - self._shift[self.pairs.b]
+        centred = series - self._shift
         weights = np.vstack([np.ones(len(series)), self._rng.poisson(1.0, (self.n_bootstrap, len(series)))])
-        self._sums[0] += weights.sum(axis=1, keepdims=True)
-        for k, values in enumerate((x, y, x * x, y * y, x * y), start=1):
-            self._sums[k] += weights @ values
+        if self._series_sums is None:
+            self._series_sums = np.zeros((2, self.n_bootstrap + 1, series.shape[1]))
+        self._weights += weights.sum(axis=1)
+        self._series_sums[0] += weights @ centred
+        # np.take gathers columns about ten times faster than fancy indexing.
+        products = np.take(centred, self.pairs.a, axis=1) * np.take(centred, self.pairs.b, axis=1)
+        self._pair_sums += weights @ products
+        np.multiply(centred, centred, out=centred)
+        self._series_sums[1] += weights @ centred
 
     def merge(self, other: CorrelationAccumulator) -> CorrelationAccumulator:
         """A new accumulator holding both samples (bootstrap replicas stay valid)."""
         if other._shift is not None and self._shift is not None and not np.array_equal(self._shift, other._shift):
             raise ValueError("can only merge accumulators that share their centring; use shared_shift()")
         merged = CorrelationAccumulator(self.pairs, self.n_bootstrap)
-        merged._sums = self._sums + other._sums  # each replica: a Poisson bootstrap of the union
+        # Each replica of the sum is a Poisson bootstrap of the union.
+        merged._weights = self._weights + other._weights
+        merged._pair_sums = self._pair_sums + other._pair_sums
+        parts = [sums for sums in (self._series_sums, other._series_sums) if sums is not None]
+        merged._series_sums = sum(parts[1:], parts[0].copy()) if parts else None
         merged._shift = self._shift if self._shift is not None else other._shift
         return merged
 
@@ -157,15 +171,19 @@ class CorrelationAccumulator:
     @property
     def n_showers(self) -> int:
         """Number of showers added."""
-        return int(self._sums[0, 0, 0]) if self._sums.shape[2] else 0
+        return int(self._weights[0])
 
     def correlations(self) -> np.ndarray:
         """Correlations ``(n_bootstrap + 1, P)``: row 0 the estimate, the rest the replicas.
 
         Pairs where either series is constant get 0.
         """
-        w, sx, sy, sxx, syy, sxy = self._sums
-        w = np.maximum(w, 1e-300)
+        if self._series_sums is None:
+            return np.zeros_like(self._pair_sums)
+        a, b = self.pairs.a, self.pairs.b
+        sums, squares = self._series_sums
+        sx, sy, sxx, syy, sxy = sums[:, a], sums[:, b], squares[:, a], squares[:, b], self._pair_sums
+        w = np.maximum(self._weights[:, None], 1e-300)
         mx, my = sx / w, sy / w
         var_x = sxx / w - mx**2
         var_y = syy / w - my**2

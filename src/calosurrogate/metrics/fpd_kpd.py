@@ -83,15 +83,48 @@ def fpd(
     return MetricValue("FPD", float(params[0]), float(np.sqrt(np.diag(cov)[0])), settings)
 
 
-def mmd_poly_unbiased(x: np.ndarray, y: np.ndarray, degree: int = 4) -> float:
-    """Unbiased MMD^2 with the kernel ``k(a, b) = (a.b / d + 1)^degree``."""
+def _integer_power_inplace(values: np.ndarray, degree: int) -> None:
+    """``values **= degree`` by repeated squaring where degree is a power of two (numpy's
+    generic ``pow`` is several times slower than multiplication)."""
+    if degree > 0 and degree & (degree - 1) == 0:
+        for _ in range(degree.bit_length() - 1):
+            np.multiply(values, values, out=values)
+    else:
+        values **= degree
+
+
+def mmd_poly_unbiased(x: np.ndarray, y: np.ndarray, degree: int = 4, chunk_rows: int = 2048) -> float:
+    """Unbiased MMD^2 with the kernel ``k(a, b) = (a.b / d + 1)^degree``.
+
+    The Gram products ``a.b`` are formed in float32 and everything after them (kernel, sums) in
+    float64, one block of ``chunk_rows`` rows at a time. On normalised CaloChallenge features
+    (ds2, 10,000 per set) this moves MMD^2 by about 1e-10, a hundred-thousandth of KPD's
+    quoted batch-to-batch spread, and is 2-4 times faster than float64 with the full
+    10,000 x 10,000 matrices in memory (BENCHMARKS.md, evaluation).
+
+    Args:
+        x: ``(M, D)`` features of one set; ``y``: ``(N, D)`` of the other.
+    """
     d = x.shape[1]
-    kxx = (x @ x.T / d + 1.0) ** degree
-    kyy = (y @ y.T / d + 1.0) ** degree
-    kxy = (x @ y.T / d + 1.0) ** degree
+    x32, y32 = np.asarray(x, dtype=np.float32), np.asarray(y, dtype=np.float32)
+
+    def kernel_sum(a: np.ndarray, b: np.ndarray, same: bool) -> float:
+        total = 0.0
+        for start in range(0, len(a), chunk_rows):
+            k = (a[start : start + chunk_rows] @ b.T).astype(np.float64)
+            k /= d
+            k += 1.0
+            _integer_power_inplace(k, degree)
+            if same:  # the unbiased estimate leaves out each shower paired with itself
+                np.fill_diagonal(k[:, start : start + chunk_rows], 0.0)
+            total += float(k.sum())
+        return total
+
     m, n = len(x), len(y)
-    return float(
-        (kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (n * (n - 1)) - 2 * kxy.mean()
+    return (
+        kernel_sum(x32, x32, True) / (m * (m - 1))
+        + kernel_sum(y32, y32, True) / (n * (n - 1))
+        - 2 * kernel_sum(x32, y32, False) / (m * n)
     )
 
 

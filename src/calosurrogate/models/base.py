@@ -26,6 +26,8 @@ from calosurrogate.geometry import CylindricalGeometry
 from calosurrogate.metrics.features import default_min_energy
 
 FORMAT_VERSION = 1
+UpdateFn = Callable[[str, Tensor], None]
+"""``update(group, loss)``: one optimiser step of parameter group ``group`` on scalar ``loss``."""
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -70,6 +72,7 @@ class Surrogate(nn.Module, ABC):
 
     family: ClassVar[str] = ""
     config_class: ClassVar[type] = object
+    adversarial: ClassVar[bool] = False  # True: loss() is a critic's estimate, not a likelihood to minimise
 
     def __init__(self, config: Any, geometry: CylindricalGeometry, condition_names: tuple[str, ...]) -> None:
         super().__init__()
@@ -105,6 +108,24 @@ class Surrogate(nn.Module, ABC):
     @abstractmethod
     def sample_showers(self, conditions: Tensor) -> Tensor:
         """One batch of showers ``(N, V)`` in MeV for raw conditions ``(N, C)``."""
+
+    def optimizer_groups(self) -> dict[str, tuple[list[nn.Parameter], dict[str, Any]]]:
+        """Parameter groups that get their own optimiser, each with optimiser keyword overrides.
+
+        Default: one group ``"model"`` holding every parameter. Adversarial families split
+        generator and critic here.
+        """
+        return {"model": (list(self.parameters()), {})}
+
+    def training_step(self, showers: Tensor, conditions: Tensor, update: UpdateFn) -> dict[str, Tensor]:
+        """One optimisation step on a batch; returns scalars to log (``"loss"`` at least).
+
+        The default minimises the mean of :meth:`loss`. A family overrides this only when its
+        training is not one loss minimised by one optimiser (a GAN's critic and generator steps).
+        """
+        loss = self.loss(showers, conditions).mean()
+        update("model", loss)
+        return {"loss": loss.detach()}
 
     def training_noise_mev(self) -> float:
         """Width of the uniform dequantisation noise the training loop adds to voxels (MeV)."""

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
+import math
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from zuko.distributions import DiagNormal
 from zuko.flows import Flow, GeneralCouplingTransform, MaskedAutoregressiveTransform, UnconditionalDistribution
 from zuko.transforms import MonotonicRQSTransform
+
+from calosurrogate.geometry import CylindricalGeometry
 
 
 class FloatOutput(nn.Module):
@@ -90,11 +96,248 @@ def flow_sample(flow: Flow, context: Tensor) -> Tensor:
     return flow(context).sample().float()
 
 
+def mlp(
+    in_features: int,
+    out_features: int,
+    hidden: int,
+    n_hidden_layers: int,
+    spectral_norm: bool = False,
+    activation: type[nn.Module] = nn.SiLU,
+    final_bias: bool = True,
+) -> nn.Sequential:
+    """Fully connected network ``in -> hidden x n_hidden_layers -> out``.
+
+    ``spectral_norm`` constrains every linear map's largest singular value to 1 (Miyato et al.,
+    arXiv:1802.05957), the usual Lipschitz aid for GAN critics. ``final_bias=False`` drops the
+    output bias where only differences of outputs matter (a Wasserstein critic).
+    """
+    sizes = [in_features] + [hidden] * n_hidden_layers + [out_features]
+    layers: list[nn.Module] = []
+    for k, (a, b) in enumerate(itertools.pairwise(sizes)):
+        linear = nn.Linear(a, b, bias=final_bias or k < len(sizes) - 2)
+        layers.append(nn.utils.parametrizations.spectral_norm(linear) if spectral_norm else linear)
+        if k < len(sizes) - 2:
+            layers.append(activation())
+    return nn.Sequential(*layers)
+
+
+class CylindricalConv3d(nn.Module):
+    """3D convolution over ``(layer, alpha, r)`` images with circular padding along alpha.
+
+    After CaloDiffusion (Amram and Pedro, arXiv:2308.03876): the angular bins of a cylindrical
+    shower wrap around, so alpha is padded periodically, while layer and radius are padded with
+    zeros (there is nothing before the first layer or beyond the outer radius). Kernel sizes are
+    odd so that the output keeps the input's shape.
+
+    Shapes: ``(N, C_in, layers, alpha, r) -> (N, C_out, layers, alpha, r)``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int, int] = 3) -> None:
+        super().__init__()
+        k = (kernel_size,) * 3 if isinstance(kernel_size, int) else tuple(kernel_size)
+        if any(size % 2 == 0 for size in k):
+            raise ValueError(f"kernel sizes must be odd to keep the image shape, got {k}")
+        self.pad = tuple(size // 2 for size in k)
+        self.conv = nn.Conv3d(in_channels, out_channels, k, padding=(self.pad[0], 0, self.pad[2]))
+
+    def forward(self, x: Tensor) -> Tensor:
+        a = self.pad[1]
+        if a:
+            x = torch.cat([x[..., -a:, :], x, x[..., :a, :]], dim=-2)
+        return self.conv(x)
+
+
+class CylindricalConvNet(nn.Module):
+    """A stack of cylindrical convolutions with SiLU between them; a condition vector enters
+    every block as extra constant channels (the usual way to condition a small conv net).
+
+    Shapes: ``(N, C_in, L, A, R)`` and conditions ``(N, K)`` -> ``(N, C_out, L, A, R)``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, channels: int, blocks: int, n_conditions: int) -> None:
+        super().__init__()
+        sizes = [in_channels] + [channels] * blocks
+        self.blocks = nn.ModuleList(CylindricalConv3d(a + n_conditions, b) for a, b in itertools.pairwise(sizes))
+        self.out = CylindricalConv3d(channels + n_conditions, out_channels, 1)
+
+    def forward(self, x: Tensor, conditions: Tensor) -> Tensor:
+        def with_conditions(h: Tensor) -> Tensor:
+            c = conditions.to(h.dtype)[:, :, None, None, None].expand(-1, -1, *h.shape[2:])
+            return torch.cat([h, c], dim=1)
+
+        for block in self.blocks:
+            x = F.silu(block(with_conditions(x)))
+        return self.out(with_conditions(x))
+
+
+def _image_shape(geometry: CylindricalGeometry, conv: tuple[int, int] | None) -> tuple[int, int, int] | None:
+    if conv is None:
+        return None
+    if not geometry.is_regular:
+        raise ValueError(
+            f"convolutions need a regular geometry (the same alpha x r binning in every layer); {geometry.name!r} "
+            "is irregular: use the MLP architecture"
+        )
+    return geometry.shape
+
+
+class ShowerEncoder(nn.Module):
+    """Coded showers ``(N, V)`` and mapped conditions ``(N, K)`` -> features ``(N, out)``.
+
+    An MLP, or with ``conv = (channels, blocks)`` a :class:`CylindricalConvNet` in front of a
+    one-hidden-layer MLP (regular geometries only).
+    """
+
+    def __init__(self, geometry: CylindricalGeometry, n_conditions: int, out_features: int, hidden: int,
+                 layers: int, conv: tuple[int, int] | None = None) -> None:  # fmt: skip
+        super().__init__()
+        self.image_shape = _image_shape(geometry, conv)
+        self.conv = None if conv is None else CylindricalConvNet(1, 1, conv[0], conv[1], n_conditions)
+        self.net = mlp(geometry.n_voxels + n_conditions, out_features, hidden, layers if conv is None else 1)
+
+    def forward(self, codes: Tensor, conditions: Tensor) -> Tensor:
+        if self.conv is not None:
+            codes = self.conv(codes.reshape(-1, 1, *self.image_shape), conditions).flatten(1)
+        return self.net(torch.cat([codes, conditions.to(codes.dtype)], dim=1))
+
+
+class ShowerDecoder(nn.Module):
+    """Latents ``(N, Z)`` and mapped conditions ``(N, K)`` -> per-voxel parameters ``(N, V, P)``, float32.
+
+    An MLP, or with ``conv = (channels, blocks)`` a one-hidden-layer MLP to ``channels`` images
+    refined by a :class:`CylindricalConvNet`.
+    """
+
+    def __init__(self, geometry: CylindricalGeometry, n_conditions: int, latent: int, n_params: int, hidden: int,
+                 layers: int, conv: tuple[int, int] | None = None) -> None:  # fmt: skip
+        super().__init__()
+        self.n_params = n_params
+        self.image_shape = _image_shape(geometry, conv)
+        if conv is None:
+            self.net = mlp(latent + n_conditions, geometry.n_voxels * n_params, hidden, layers)
+            self.conv = None
+        else:
+            self.channels = conv[0]
+            self.net = mlp(latent + n_conditions, geometry.n_voxels * conv[0], hidden, 1)
+            self.conv = CylindricalConvNet(conv[0], n_params, conv[0], conv[1], n_conditions)
+
+    def forward(self, latents: Tensor, conditions: Tensor) -> Tensor:
+        h = self.net(torch.cat([latents, conditions.to(latents.dtype)], dim=1))
+        if self.conv is None:
+            return h.float().reshape(len(h), -1, self.n_params)
+        h = self.conv(h.reshape(len(h), self.channels, *self.image_shape), conditions)
+        return h.float().flatten(2).transpose(1, 2)
+
+
+class LogEnergyCoding(nn.Module):
+    """Voxel energies (MeV) -> log codes of the energy fraction ``E / E_inc``, standardised per voxel.
+
+    Two codings; in both the incident energy only rescales what the network sees:
+
+    - all voxels (``hits_only=False``): ``log(1 + (E / E_inc) / delta)`` with ``delta = cut /
+      max(E_inc)`` of the training data. Empty voxels map to 0 at every energy, and the smallest
+      visible fraction at the highest energy to ``log 2``: networks that output every voxel
+      (GAN generators, MSE decoders) only have to push empty voxels towards 0, and the sampling
+      cut in MeV restores exact zeros.
+    - hit voxels only (``hits_only=True``): ``log(E / E_inc)`` of voxels with ``E >= cut``, for
+      models that decide hit / no hit separately (:class:`HurdleLikelihood`).
+    """
+
+    def __init__(self, n_voxels: int, cut_mev: float, hits_only: bool = False) -> None:
+        super().__init__()
+        self.cut_mev = float(cut_mev)
+        self.hits_only = hits_only
+        self.register_buffer("mean", torch.zeros(n_voxels))
+        self.register_buffer("std", torch.ones(n_voxels))
+        self.register_buffer("max_raw", torch.tensor(30.0))
+        self.register_buffer("delta", torch.tensor(1e-6))
+
+    def raw(self, showers: Tensor, incident_energies: Tensor) -> Tensor:
+        """Codes before standardisation; ``showers (N, V)`` MeV, ``incident_energies (N, 1)`` MeV."""
+        showers, incident = showers.float(), incident_energies.float().reshape(-1, 1)
+        if self.hits_only:
+            return torch.log(showers.clamp_min(self.cut_mev) / incident)
+        return torch.log1p(showers.clamp_min(0.0) / (incident * self.delta))
+
+    @torch.no_grad()
+    def fit(self, showers: Tensor, incident_energies: Tensor) -> LogEnergyCoding:
+        """Per-voxel mean and standard deviation from training showers (all voxels, or hits only)."""
+        self.delta.fill_(self.cut_mev / float(incident_energies.max()))
+        y = self.raw(showers, incident_energies).double()
+        weight = (showers >= self.cut_mev).double() if self.hits_only else torch.ones_like(y)
+        count = weight.sum(0)
+        mean = (y * weight).sum(0) / count.clamp_min(1)
+        var = ((y - mean) ** 2 * weight).sum(0) / (count - 1).clamp_min(1)
+        enough = count >= 2
+        self.mean.copy_(torch.where(enough, mean, (y * weight).sum() / weight.sum().clamp_min(1)).float())
+        self.std.copy_(torch.where(enough & (var > 1e-12), var.sqrt(), torch.ones_like(var)).float())
+        # Decoded energies are capped at twice the largest training voxel: an untrained or
+        # diverging network cannot produce astronomically large showers.
+        self.max_raw.fill_(float((y * weight).max()) + math.log(2.0))
+        return self
+
+    def forward(self, showers: Tensor, incident_energies: Tensor) -> Tensor:
+        """Showers ``(N, V)`` MeV -> standardised codes ``(N, V)``."""
+        return (self.raw(showers, incident_energies) - self.mean) / self.std
+
+    def inverse(self, codes: Tensor, incident_energies: Tensor) -> Tensor:
+        """Standardised codes -> showers in MeV (non-negative)."""
+        y = codes.float() * self.std + self.mean
+        if self.hits_only:
+            return incident_energies.float().reshape(-1, 1) * torch.exp(y.clamp(max=min(0.0, float(self.max_raw))))
+        incident = incident_energies.float().reshape(-1, 1)
+        return incident * self.delta * torch.expm1(y.clamp(0.0, float(self.max_raw)))
+
+
+class HurdleLikelihood(nn.Module):
+    """Likelihood for sparse voxel energies: a Bernoulli "is the voxel hit" times a Gaussian on
+    the hit voxels' standardised ``log(E / E_inc)`` (a hurdle model, as in zero-inflated regression).
+
+    Zeros are a large, exact fraction of calorimeter voxels; one Gaussian in any continuous
+    coding smears them out. A decoder instead predicts three numbers per voxel: the hit logit
+    and the mean and log-width of the code given a hit (:class:`LogEnergyCoding`, hits only).
+    Shapes: ``params (N, V, 3)``, showers ``(N, V)`` MeV.
+    """
+
+    n_params = 3
+
+    def __init__(self, coding: LogEnergyCoding) -> None:
+        super().__init__()
+        self.coding = coding
+
+    def log_prob(self, params: Tensor, showers: Tensor, incident_energies: Tensor) -> Tensor:
+        """``log p(showers | params)`` per shower ``(N,)``."""
+        params = params.float()
+        logit, mu, log_sigma = params.unbind(-1)
+        log_sigma = log_sigma.clamp(-5.0, 3.0)
+        hit = (showers >= self.coding.cut_mev).float()
+        bernoulli = -F.binary_cross_entropy_with_logits(logit, hit, reduction="none")
+        y = self.coding(showers, incident_energies)
+        gauss = -0.5 * ((y - mu) / log_sigma.exp()) ** 2 - log_sigma - 0.5 * math.log(2 * math.pi)
+        return (bernoulli + hit * gauss).sum(-1)
+
+    def sample(self, params: Tensor, incident_energies: Tensor) -> Tensor:
+        """Draw showers ``(N, V)`` MeV: hits from the Bernoulli, energies >= the cut from the Gaussian."""
+        params = params.float()
+        logit, mu, log_sigma = params.unbind(-1)
+        hit = torch.rand_like(logit) < torch.sigmoid(logit)
+        y = mu + log_sigma.clamp(-5.0, 3.0).exp() * torch.randn_like(mu)
+        energy = self.coding.inverse(y, incident_energies).clamp_min(self.coding.cut_mev)
+        return torch.where(hit, energy, torch.zeros_like(energy))
+
+
 __all__ = [
+    "CylindricalConv3d",
+    "CylindricalConvNet",
     "FloatOutput",
+    "HurdleLikelihood",
+    "LogEnergyCoding",
+    "ShowerDecoder",
+    "ShowerEncoder",
     "autoregressive_spline_flow",
     "coupling_spline_flow",
     "flow_log_prob",
     "flow_sample",
+    "mlp",
     "spline_shapes",
 ]

@@ -63,6 +63,9 @@ class TrainConfig:
         ema_decay: Keep an exponential moving average of the weights (None: off).
         val_fraction: Fraction of the file (its end) used for validation.
         patience: Stop after this many epochs without a better validation loss (None: off).
+        select: Which weights ``model.pt`` keeps: ``"best"`` (lowest validation loss), ``"last"``,
+            or ``"auto"``: best for likelihood families, last for adversarial ones (a critic's
+            estimate is lowest when the critic is fooled, not when the generator is good).
         precision: ``"fp32"``, ``"bf16"`` (CPU AMX and CUDA) or ``"fp16"`` (CUDA).
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
         seed: Seed of every random draw.
@@ -85,6 +88,7 @@ class TrainConfig:
     ema_decay: float | None = None
     val_fraction: float = 0.1
     patience: int | None = None
+    select: str = "auto"
     precision: str = "fp32"
     device: str = "auto"
     seed: int = 0
@@ -95,6 +99,8 @@ class TrainConfig:
     threads: int | None = None
 
     def __post_init__(self) -> None:
+        if self.select not in ("auto", "best", "last"):
+            raise ConfigError(f"select must be auto, best or last, got {self.select!r}")
         if self.optimizer not in ("adam", "adamw"):
             raise ConfigError(f"optimizer must be adam or adamw, got {self.optimizer!r}")
         if self.schedule not in ("cosine", "onecycle", "plateau", "none"):
@@ -186,10 +192,13 @@ class ShowerStream:
                 yield showers[sel], conds[sel]
 
 
-def _make_optimizer(model: Surrogate, cfg: TrainConfig) -> torch.optim.Optimizer:
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    return torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+def _make_optimizers(model: Surrogate, cfg: TrainConfig) -> dict[str, torch.optim.Optimizer]:
+    """One optimiser per parameter group the family declares (a single ``"model"`` group for most)."""
+    kind = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return {
+        name: kind(params, **{"lr": cfg.learning_rate, "weight_decay": cfg.weight_decay, **extra})
+        for name, (params, extra) in model.optimizer_groups().items()
+    }
 
 
 def _make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int) -> Any:
@@ -307,15 +316,16 @@ def train(
         )
         model.fit_preprocessing(*fit_stream.all())
     model.to(device)
-    optimizer = _make_optimizer(model, config)
-    scheduler = _make_scheduler(optimizer, config, train_stream.n_batches())
+    optimizers = _make_optimizers(model, config)
+    schedulers = {name: _make_scheduler(opt, config, train_stream.n_batches()) for name, opt in optimizers.items()}
     ema = copy.deepcopy(model) if config.ema_decay else None
     history: list[dict[str, float]] = []
     best_val, best_state, start_epoch, stale = math.inf, None, 0, 0
     if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None and state.get("scheduler") is not None:
-            scheduler.load_state_dict(state["scheduler"])
+        for name, opt in optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+            if schedulers[name] is not None and state["schedulers"].get(name) is not None:
+                schedulers[name].load_state_dict(state["schedulers"][name])
         if ema is not None and state.get("ema") is not None:
             ema.load_state_dict(state["ema"])
         history = list(state["history"])
@@ -345,7 +355,8 @@ def train(
         shuffle = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
         noise_gen = torch.Generator().manual_seed(config.seed * 100_003 + epoch + 7)
         model.train()
-        total, count = 0.0, 0
+        sums: dict[str, float] = {}
+        count = 0
         bar = tqdm(
             train_stream.batches(shuffle),
             total=train_stream.n_batches(),
@@ -353,44 +364,42 @@ def train(
             disable=not progress,
             leave=False,
         )
+        update = _updater(optimizers, schedulers, model, config, device, epoch)
         for showers, conds in bar:
             showers = dequantize(showers, noise, noise_gen).to(device)
             conds = conds.to(device)
             with autocast_context(device, config.precision):
-                loss = model.loss(showers, conds).mean()
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"epoch {epoch + 1}: the training loss is {loss.item()}; lower the learning rate or use fp32"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            if scheduler is not None and config.schedule != "plateau":
-                scheduler.step()
+                logged = model.training_step(showers, conds, update)
             if ema is not None:
                 with torch.no_grad():
                     for p_ema, p in zip(ema.parameters(), model.parameters(), strict=True):
                         p_ema.lerp_(p, 1 - config.ema_decay)
-            total += loss.item() * len(showers)
+            for key, value in logged.items():
+                sums[key] = sums.get(key, 0.0) + float(value) * len(showers)
             count += len(showers)
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+            bar.set_postfix(loss=f"{float(logged['loss']):.4f}")
         judged = ema if ema is not None else model
         val_loss = _validate(judged, val_stream, device, config, noise)
-        if scheduler is not None and config.schedule == "plateau":
-            scheduler.step(val_loss)
-        row = {"epoch": epoch + 1, "train_loss": total / max(count, 1), "val_loss": val_loss,
-               "lr": optimizer.param_groups[0]["lr"], "seconds": time.monotonic() - started}  # fmt: skip
+        if config.schedule == "plateau":
+            for scheduler in schedulers.values():
+                scheduler.step(val_loss)
+        means = {key: value / max(count, 1) for key, value in sums.items()}
+        row = {"epoch": epoch + 1, "train_loss": means.pop("loss"), "val_loss": val_loss,
+               **{f"train_{key}": value for key, value in means.items()},
+               "lr": next(iter(optimizers.values())).param_groups[0]["lr"], "seconds": time.monotonic() - started}  # fmt: skip
         history.append(row)
+        keep_last = config.select == "last" or (config.select == "auto" and model.adversarial)
         if val_loss < best_val:
             best_val, stale = val_loss, 0
-            best_state = judged.checkpoint_dict()
         else:
             stale += 1
+        if stale == 0 or keep_last:
+            best_state = judged.checkpoint_dict()
         _save_checkpoint(ckpt_path, {
-            "model": model.checkpoint_dict(), "train_config": dataclasses.asdict(config), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict() if scheduler is not None else None, "ema": ema.state_dict() if ema is not None else None,
+            "model": model.checkpoint_dict(), "train_config": dataclasses.asdict(config),
+            "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
+            "schedulers": {name: sch.state_dict() for name, sch in schedulers.items() if sch is not None},
+            "ema": ema.state_dict() if ema is not None else None,
             "history": history, "best_val": best_val, "best_model": best_state, "epoch": epoch + 1, "stale": stale,
         })  # fmt: skip
         _write_log(run / LOG, history)
@@ -410,6 +419,35 @@ def train(
     with atomic_output(run / MODEL, force=True) as tmp:
         torch.save(best_state, tmp)
     return TrainResult(run, run / MODEL, len(history), best_val, history, stopped)
+
+
+def _updater(
+    optimizers: dict[str, torch.optim.Optimizer],
+    schedulers: dict[str, Any],
+    model: Surrogate,
+    config: TrainConfig,
+    device: torch.device,
+    epoch: int,
+) -> Callable[[str, torch.Tensor], None]:
+    """The ``update(group, loss)`` a family's training step calls: check, backward, clip, step."""
+    groups = {name: params for name, (params, _) in model.optimizer_groups().items()}
+
+    def update(name: str, loss: torch.Tensor) -> None:
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"epoch {epoch + 1}: the training loss ({name}) is {loss.item()}; lower the learning rate or use fp32"
+            )
+        optimizer = optimizers[name]
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device_type=device.type, enabled=False):  # backward outside autocast, as torch advises
+            loss.backward()
+        if config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(groups[name], config.grad_clip)
+        optimizer.step()
+        if schedulers[name] is not None and config.schedule != "plateau":
+            schedulers[name].step()
+
+    return update
 
 
 @torch.no_grad()

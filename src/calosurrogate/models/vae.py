@@ -1,0 +1,147 @@
+"""Conditional variational autoencoder (VAE) surrogate.
+
+Kingma and Welling, "Auto-encoding variational Bayes", arXiv:1312.6114, conditioned on the
+incident energy (and any further conditions) in encoder, decoder and prior, with the
+beta-weighted KL term of Higgins et al. (beta-VAE, ICLR 2017). Sampling is one decoder pass,
+which makes VAEs among the fastest surrogates of the CaloChallenge table.
+
+Choices for calorimeter showers:
+
+- Reconstruction ``"hurdle"`` (default): the decoder gives, per voxel, the probability of a hit
+  and a Gaussian on the hit's log energy (:class:`~calosurrogate.models.networks.HurdleLikelihood`),
+  so sparsity is learned explicitly and sampled showers are sparse; ``"mse"``: a unit Gaussian on
+  ``log(1 + E / cut)`` codes, sampled as the decoder mean.
+- Prior ``"normal"``: a standard normal; ``"flow"``: a conditional coupling flow trained jointly,
+  so that latents need not be Gaussian (after CaloVAE+INN, which fits an INN on the latent space,
+  CaloChallenge 2022 submission; see arXiv:2410.21611).
+- Architecture ``"mlp"`` for any geometry; ``"conv"`` (cylindrical convolutions, circular in
+  alpha) for regular geometries (datasets 2 and 3).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from calosurrogate.data.transforms import ConditionMap
+from calosurrogate.models.base import ConfigError, Surrogate, register
+from calosurrogate.models.networks import (
+    HurdleLikelihood,
+    LogEnergyCoding,
+    ShowerDecoder,
+    ShowerEncoder,
+    coupling_spline_flow,
+    flow_log_prob,
+    flow_sample,
+)
+
+
+@dataclass
+class VAEConfig:
+    """Settings of the VAE family.
+
+    Attributes:
+        latent: Latent dimension.
+        hidden, layers: Width and number of hidden layers of the MLP encoder and decoder.
+        architecture: ``"mlp"`` or ``"conv"`` (regular geometries only).
+        conv_channels, conv_blocks: Size of the convolutional encoder/decoder.
+        reconstruction: ``"hurdle"`` or ``"mse"`` (module docstring).
+        beta: Weight of the KL term.
+        prior: ``"normal"`` or ``"flow"``.
+        prior_transforms, prior_hidden: Size of the flow prior.
+        energy_cut_mev: Hit threshold and sampling cut (None: the dataset's threshold).
+        seed: Seed of initial weights and fixed masks.
+    """
+
+    latent: int = 32
+    hidden: int = 512
+    layers: int = 2
+    architecture: str = "mlp"
+    conv_channels: int = 16
+    conv_blocks: int = 2
+    reconstruction: str = "hurdle"
+    beta: float = 1.0
+    prior: str = "normal"
+    prior_transforms: int = 4
+    prior_hidden: int = 128
+    energy_cut_mev: float | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("architecture", ("mlp", "conv")), ("reconstruction", ("hurdle", "mse")),
+                              ("prior", ("normal", "flow"))):  # fmt: skip
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"vae: {name} must be one of {allowed}, got {getattr(self, name)!r}")
+
+
+@register("vae")
+class ConditionalVAE(Surrogate):
+    """Conditional VAE (see module docstring)."""
+
+    config_class = VAEConfig
+
+    def __init__(self, config: VAEConfig, geometry, condition_names) -> None:
+        super().__init__(config, geometry, condition_names)
+        k = len(condition_names)
+        self.conditions_map = ConditionMap(k)
+        hurdle = config.reconstruction == "hurdle"
+        self.coding = LogEnergyCoding(geometry.n_voxels, float(self.cut), hits_only=hurdle)
+        self.likelihood = HurdleLikelihood(self.coding) if hurdle else None
+        conv = (config.conv_channels, config.conv_blocks) if config.architecture == "conv" else None
+        self.encoder = ShowerEncoder(geometry, k, 2 * config.latent, config.hidden, config.layers, conv)
+        n_params = HurdleLikelihood.n_params if hurdle else 1
+        self.decoder = ShowerDecoder(geometry, k, config.latent, n_params, config.hidden, config.layers, conv)
+        self.prior_flow = (
+            coupling_spline_flow(config.latent, k, config.prior_transforms, config.prior_hidden, 8, config.seed)
+            if config.prior == "flow"
+            else None
+        )
+
+    @torch.no_grad()
+    def fit_preprocessing(self, showers: Tensor, conditions: Tensor) -> None:
+        self.conditions_map.fit(conditions)
+        self.coding.fit(showers, conditions[:, :1])
+        self._fitted.fill_(True)
+
+    def _reconstruction_log_prob(self, params: Tensor, showers: Tensor, incident: Tensor) -> Tensor:
+        if self.likelihood is not None:
+            return self.likelihood.log_prob(params, showers, incident)
+        residual = params[..., 0] - self.coding(showers, incident)
+        return -0.5 * (residual**2).sum(-1) - 0.5 * showers.shape[1] * math.log(2 * math.pi)
+
+    def _prior_log_prob(self, latents: Tensor, cond: Tensor) -> Tensor:
+        if self.prior_flow is None:
+            return -0.5 * (latents**2).sum(-1) - 0.5 * latents.shape[1] * math.log(2 * math.pi)
+        return flow_log_prob(self.prior_flow, latents, cond)
+
+    def loss(self, showers: Tensor, conditions: Tensor) -> Tensor:
+        """Negative ELBO per voxel (beta-weighted KL), ``(N,)``."""
+        cond = self.conditions_map(conditions)
+        incident = conditions[:, :1]
+        mean, log_var = self.encoder(self.coding(showers, incident), cond).float().chunk(2, dim=1)
+        log_var = log_var.clamp(-12.0, 8.0)
+        latents = mean + torch.randn_like(mean) * (0.5 * log_var).exp()
+        reconstruction = self._reconstruction_log_prob(self.decoder(latents, cond), showers, incident)
+        if self.prior_flow is None:  # analytic KL to the standard normal
+            kl = 0.5 * (mean**2 + log_var.exp() - 1.0 - log_var).sum(-1)
+        else:  # one-sample estimate of KL(q(z|x) || p(z|c))
+            log_q = -0.5 * (((latents - mean) ** 2) / log_var.exp() + log_var + math.log(2 * math.pi)).sum(-1)
+            kl = log_q - self._prior_log_prob(latents, cond)
+        return (self.config.beta * kl - reconstruction) / self.geometry.n_voxels
+
+    def sample_showers(self, conditions: Tensor) -> Tensor:
+        cond = self.conditions_map(conditions)
+        if self.prior_flow is None:
+            latents = torch.randn(len(cond), self.config.latent, device=cond.device)
+        else:
+            latents = flow_sample(self.prior_flow, cond)
+        params = self.decoder(latents, cond)
+        if self.likelihood is not None:
+            return self.likelihood.sample(params, conditions[:, :1])
+        return self.coding.inverse(params[..., 0], conditions[:, :1])
+
+
+__all__ = ["ConditionalVAE", "VAEConfig"]
