@@ -30,6 +30,7 @@ def main() -> None:
     parser.add_argument("--n-train", type=int, default=50_000)
     parser.add_argument("--n-reference", type=int, default=50_000)
     parser.add_argument("--precision", default="bf16")
+    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: 2e-4 for wgan, else 1e-3)")
     parser.add_argument("--workdir", default="benchmarks/work")
     parser.add_argument("--set", dest="assignments", action="append", default=[], help="model.KEY=VALUE")
     args = parser.parse_args()
@@ -41,14 +42,17 @@ def main() -> None:
     detector = get_detector(args.geometry)
     work = Path(args.workdir) / f"{args.geometry}-{args.model}"
     work.mkdir(parents=True, exist_ok=True)
-    train_file, ref = work / "train.h5", work / "reference.h5"
+    data_dir = Path(args.workdir) / args.geometry  # simulated once per geometry, shared by the families
+    data_dir.mkdir(parents=True, exist_ok=True)
+    train_file, ref = data_dir / "train.h5", data_dir / "reference.h5"
     if not train_file.exists():
         simulate_to_file(detector, args.n_train, train_file, seed=1)
     if not ref.exists():
         simulate_to_file(detector, args.n_reference, ref, seed=2)
     model = build_surrogate(args.model, detector.geometry, overrides)
+    lr = args.lr if args.lr is not None else (2e-4 if args.model == "wgan" else 1e-3)
     config = TrainConfig(
-        epochs=1000, batch_size=256, learning_rate=1e-3, precision=args.precision, max_minutes=args.minutes, seed=1
+        epochs=1000, batch_size=256, learning_rate=lr, precision=args.precision, max_minutes=args.minutes, seed=1
     )
     start = time.perf_counter()
     result = train(model, train_file, work / "run", config, force=True)
@@ -75,7 +79,7 @@ def main() -> None:
             "separation_etot_einc": evaluation.separation["E_tot/E_inc"]["value"],
         }  # fmt: skip
     data = {"geometry": args.geometry, "model": args.model, "model_config": result.history and model.checkpoint_dict()["config"],
-            "train_minutes_budget": args.minutes, "train_seconds": round(train_s), "epochs": result.epochs_done,
+            "train_minutes_budget": args.minutes, "learning_rate": lr, "train_seconds": round(train_s), "epochs": result.epochs_done,
             "n_train": args.n_train, "n_reference": args.n_reference, "train_precision": args.precision, "results": rows}  # fmt: skip
     print(data)
     command = (

@@ -18,9 +18,11 @@ VARIANTS = [(name, {}) for name in sorted(REGISTRY)] + [
     ("vae", {"prior": "flow"}),
     ("vae", {"reconstruction": "mse"}),
     ("vae", {"architecture": "conv", "conv_channels": 4}),
+    ("qvae", {"layout": "four-partite"}),
 ]
 SMALL = {"flow": {"energy_hidden": 32, "shape_hidden": 32, "shape_transforms": 2, "energy_transforms": 2},
          "inn": {"hidden": 32, "transforms": 2}, "vae": {"hidden": 32, "latent": 4},
+         "qvae": {"hidden": 32, "units_per_partition": 4, "pcd_chains": 64, "sampler_sweeps": 20},
          "wgan": {"hidden": 64, "critic_hidden": 64, "latent": 8}}  # fmt: skip
 # Adversarial training needs more steps than likelihood training to follow its conditions.
 TRAIN = {"wgan": {"epochs": 25, "learning_rate": 3e-4}}

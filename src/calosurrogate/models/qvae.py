@@ -1,0 +1,150 @@
+"""Quantum-assisted VAE: binary latent units with a Boltzmann-machine prior.
+
+After CaloQVAE / Calo4pQVAE (Hoque, Toledo-Marin, Lu et al., arXiv:2312.03179 and
+"Conditioned quantum-assisted deep generative surrogate for particle-calorimeter
+interactions", arXiv:2410.22870): the encoder gives Bernoulli probabilities of binary latent
+units, the prior over those units is a conditional Boltzmann machine
+(:mod:`~calosurrogate.models.boltzmann`, bipartite or four-partite), and the decoder maps a
+binary state and the conditions to a shower. Because the prior is an Ising model, it can be
+sampled by a quantum annealer; here the sampler is pluggable (block Gibbs by default,
+simulated annealing, or a D-Wave annealer when configured).
+
+Training (the GumBolt relaxation, Khoshaman and Amin, arXiv:1805.07445): latent units are
+relaxed to ``zeta = sigmoid((logit + logistic noise) / tau)`` so gradients flow; the KL term is
+``E_q[log q(zeta)] + E_q[E(zeta; c)] + log Z(c)``, where the gradient of ``log Z`` is
+``-E_p[dE/dtheta]``, estimated from persistent contrastive divergence chains (Tieleman 2008)
+run at the batch's conditions. The logged loss therefore omits the constant ``log Z``: it
+tracks training but is not a bound to compare across models (early stopping is off by default).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from calosurrogate.data.transforms import ConditionMap
+from calosurrogate.models.base import ConfigError, Surrogate, register
+from calosurrogate.models.boltzmann import LAYOUTS, BoltzmannMachine
+from calosurrogate.models.boltzmann_samplers import (
+    SAMPLERS,
+    GibbsSampler,
+    PriorSampler,
+    estimate_effective_beta,
+    make_sampler,
+)
+from calosurrogate.models.networks import HurdleLikelihood, LogEnergyCoding, ShowerDecoder, ShowerEncoder
+
+
+@dataclass
+class QVAEConfig:
+    """Settings of the quantum-assisted VAE.
+
+    Attributes:
+        layout: ``"bipartite"`` (RBM) or ``"four-partite"`` (Calo4pQVAE).
+        units_per_partition: Binary units in each partition.
+        hidden, layers: Encoder and decoder MLP size.
+        beta: Weight of the KL term.
+        temperature: Relaxation temperature ``tau``.
+        pcd_chains: Persistent chains of the negative phase.
+        pcd_sweeps: Gibbs sweeps of the chains per training step.
+        sampler: Prior sampler for generation: ``"gibbs"``, ``"annealing"`` or ``"quantum"``.
+        sampler_sweeps: Sweeps of the Gibbs or annealing sampler at generation.
+        energy_cut_mev: Hit threshold and sampling cut (None: the dataset's threshold).
+        seed: Seed of the initial weights.
+    """
+
+    layout: str = "bipartite"
+    units_per_partition: int = 64
+    hidden: int = 512
+    layers: int = 2
+    beta: float = 1.0
+    temperature: float = 0.4
+    pcd_chains: int = 512
+    pcd_sweeps: int = 2
+    sampler: str = "gibbs"
+    sampler_sweeps: int = 100
+    energy_cut_mev: float | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise ConfigError(f"qvae: layout must be one of {LAYOUTS}, got {self.layout!r}")
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"qvae: sampler must be one of {sorted(SAMPLERS)}, got {self.sampler!r}")
+
+
+@register("qvae")
+class QuantumAssistedVAE(Surrogate):
+    """VAE with binary latents and a conditional Boltzmann-machine prior (see module docstring)."""
+
+    config_class = QVAEConfig
+
+    def __init__(self, config: QVAEConfig, geometry, condition_names) -> None:
+        super().__init__(config, geometry, condition_names)
+        k = len(condition_names)
+        self.conditions_map = ConditionMap(k)
+        self.coding = LogEnergyCoding(geometry.n_voxels, float(self.cut), hits_only=True)
+        self.likelihood = HurdleLikelihood(self.coding)
+        self.prior = BoltzmannMachine.from_layout(config.layout, config.units_per_partition, k)
+        n_units = self.prior.n_units
+        self.encoder = ShowerEncoder(geometry, k, n_units, config.hidden, config.layers)
+        self.decoder = ShowerDecoder(geometry, k, n_units, HurdleLikelihood.n_params, config.hidden, config.layers)
+        # Persistent chains of the negative phase: saved with the model, so a resumed run continues them.
+        self.register_buffer("chains", torch.bernoulli(torch.full((config.pcd_chains, n_units), 0.5)))
+        self.prior_sampler: PriorSampler = make_sampler(config.sampler, config.sampler_sweeps)
+
+    @torch.no_grad()
+    def fit_preprocessing(self, showers: Tensor, conditions: Tensor) -> None:
+        self.conditions_map.fit(conditions)
+        self.coding.fit(showers, conditions[:, :1])
+        self._fitted.fill_(True)
+
+    def _negative_phase(self, fields: Tensor) -> Tensor:
+        """Energies of model samples at the batch's fields, from the persistent chains ``(N,)``."""
+        n = len(fields)
+        index = torch.arange(n, device=fields.device) % len(self.chains)
+        start = self.chains[index]
+        if self.training:
+            states = GibbsSampler(self.config.pcd_sweeps).sample(self.prior, fields.detach(), initial=start)
+            self.chains[index[: len(self.chains)]] = states[: len(self.chains)]
+        else:
+            states = start
+        return self.prior.energy(states.detach(), fields)
+
+    def loss(self, showers: Tensor, conditions: Tensor) -> Tensor:
+        """Negative ELBO per voxel without ``log Z`` (module docstring), ``(N,)``."""
+        cond = self.conditions_map(conditions)
+        incident = conditions[:, :1]
+        logits = self.encoder(self.coding(showers, incident), cond).float()
+        u = torch.rand_like(logits).clamp(1e-6, 1 - 1e-6)
+        zeta = torch.sigmoid((logits + torch.log(u) - torch.log1p(-u)) / self.config.temperature)
+        reconstruction = self.likelihood.log_prob(self.decoder(zeta, cond), showers, incident)
+        log_q = (zeta * F.logsigmoid(logits) + (1 - zeta) * F.logsigmoid(-logits)).sum(-1)
+        fields = self.prior.fields(cond)
+        kl = log_q + self.prior.energy(zeta, fields) - self._negative_phase(fields)
+        return (self.config.beta * kl - reconstruction) / self.geometry.n_voxels
+
+    def sample_showers(self, conditions: Tensor) -> Tensor:
+        cond = self.conditions_map(conditions)
+        states = self.prior_sampler.sample(self.prior, self.prior.fields(cond).float())
+        return self.likelihood.sample(self.decoder(states.to(cond.device), cond), conditions[:, :1])
+
+    @torch.no_grad()
+    def effective_beta(self, conditions: Tensor, sampler: PriorSampler | None = None) -> tuple[float, float]:
+        """Effective inverse temperature ``(beta, error)`` of a prior sampler on this model's machine.
+
+        Draws one prior state per row of raw ``conditions`` with ``sampler`` (default: the
+        model's) and finds the ``beta`` whose Boltzmann distribution has the same mean energy
+        (:func:`~calosurrogate.models.boltzmann_samplers.estimate_effective_beta`). A faithful
+        sampler gives 1.
+        """
+        cond = self.conditions_map(torch.as_tensor(conditions, dtype=torch.float32).to(self.device))
+        fields = self.prior.fields(cond)
+        states = (sampler or self.prior_sampler).sample(self.prior, fields)
+        return estimate_effective_beta(self.prior, fields, states.to(fields.device))
+
+
+__all__ = ["QVAEConfig", "QuantumAssistedVAE"]

@@ -1,0 +1,113 @@
+"""Family-specific behaviour beyond the shared contract (GAN steps, QVAE prior)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from calosurrogate.models import ConfigError, build_surrogate
+from calosurrogate.models.boltzmann_samplers import GibbsSampler
+
+CONDS = ("incident_energies",)
+
+
+def _data(n: int = 64, voxels: int = 36) -> tuple[torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    incident = torch.exp(torch.empty(n, 1).uniform_(np.log(1e3), np.log(1e5)))
+    showers = torch.rand(n, voxels) * incident / voxels * (torch.rand(n, voxels) < 0.6)
+    return showers, incident
+
+
+def _updates_recorder(model):
+    calls = []
+
+    def update(name, loss):
+        calls.append(name)
+        params = model.optimizer_groups()[name][0]
+        for p in model.parameters():
+            p.grad = None
+        loss.backward()
+        with torch.no_grad():
+            for p in params:
+                if p.grad is not None:
+                    p -= 1e-3 * p.grad
+
+    return calls, update
+
+
+def test_wgan_critic_every_batch_generator_every_n_critic(tiny_geometry) -> None:
+    model = build_surrogate("wgan", tiny_geometry, {"hidden": 16, "critic_hidden": 16, "latent": 4, "n_critic": 3})
+    showers, incident = _data()
+    model.fit_preprocessing(showers, incident)
+    calls, update = _updates_recorder(model)
+    generator_before = [p.detach().clone() for p in model.generator.parameters()]
+    model.training_step(showers, incident, update)  # a critic step leaves the generator alone
+    assert calls == ["critic"]
+    assert all(torch.equal(a, b) for a, b in zip(generator_before, model.generator.parameters(), strict=True))
+    for _ in range(5):
+        logged = model.training_step(showers, incident, update)
+    assert calls == ["critic", "critic", "critic", "generator"] * 2
+    assert {"loss", "gradient_penalty", "spread_ratio"} <= set(logged)
+    groups = model.optimizer_groups()
+    assert groups["critic"][1]["betas"] == (0.5, 0.9)
+    assert not {id(p) for p in groups["critic"][0]} & {id(p) for p in groups["generator"][0]}
+
+
+def test_gradient_penalty_is_zero_for_a_unit_slope_critic(tiny_geometry) -> None:
+    model = build_surrogate("wgan", tiny_geometry, {"critic_hidden": 8, "critic_layers": 1})
+    with torch.no_grad():  # make the critic linear with a unit-norm gradient: D(x) = u.x
+        for p in model.critic.parameters():
+            p.zero_()
+        u = torch.randn(tiny_geometry.n_voxels)
+        model.critic[0].weight[0, : tiny_geometry.n_voxels] = u / u.norm()
+        model.critic[2].weight[0, 0] = 1.0
+    model.critic[1] = torch.nn.Identity()
+    real, fake = torch.randn(16, tiny_geometry.n_voxels), torch.randn(16, tiny_geometry.n_voxels)
+    assert model._gradient_penalty(real, fake, torch.zeros(16, 1)).item() == pytest.approx(0.0, abs=1e-10)
+
+
+def test_qvae_gibbs_prior_sampler_has_effective_beta_one(tiny_geometry) -> None:
+    model = build_surrogate("qvae", tiny_geometry, {"hidden": 16, "units_per_partition": 4, "sampler_sweeps": 50})
+    showers, incident = _data()
+    model.fit_preprocessing(showers, incident)
+    with torch.no_grad():
+        for w in model.prior.weights:
+            w.normal_(0.0, 0.7)
+        model.prior.bias.normal_(0.0, 0.7)
+    conditions = torch.full((3000, 1), 1e4)
+    beta, error = model.effective_beta(conditions)
+    assert abs(beta - 1.0) < 4 * error + 0.03
+    hot_beta, _ = model.effective_beta(conditions, _HotGibbs())
+    assert hot_beta < 0.8
+
+
+class _HotGibbs:
+    def sample(self, machine, fields, beta=1.0):
+        return GibbsSampler(50).sample(machine, fields, beta=0.5 * beta)
+
+
+def test_qvae_training_moves_the_persistent_chains(tiny_geometry) -> None:
+    model = build_surrogate("qvae", tiny_geometry, {"hidden": 16, "units_per_partition": 4, "pcd_chains": 32})
+    showers, incident = _data()
+    model.fit_preprocessing(showers, incident)
+    before = model.chains.clone()
+    model.eval()
+    model.loss(showers, incident)
+    assert torch.equal(model.chains, before)  # evaluation leaves the chains alone
+    model.train()
+    model.loss(showers, incident)
+    assert not torch.equal(model.chains, before)
+
+
+def test_bad_family_configs_are_refused(tiny_geometry) -> None:
+    with pytest.raises(ConfigError, match="layout"):
+        build_surrogate("qvae", tiny_geometry, {"layout": "tripartite"})
+    with pytest.raises(ConfigError, match="sampler"):
+        build_surrogate("qvae", tiny_geometry, {"sampler": "metropolis"})
+    with pytest.raises(ConfigError, match="reconstruction"):
+        build_surrogate("vae", tiny_geometry, {"reconstruction": "poisson"})
+    from calosurrogate.geometry import get_geometry
+
+    with pytest.raises(ValueError, match="irregular"):
+        build_surrogate("vae", get_geometry("ds1-photons"), {"architecture": "conv"})

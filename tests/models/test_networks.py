@@ -1,0 +1,70 @@
+"""Shared network pieces: cylindrical convolutions, log-energy coding, the hurdle likelihood."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from calosurrogate.models.networks import CylindricalConv3d, HurdleLikelihood, LogEnergyCoding, mlp
+
+
+def test_cylindrical_convolution_is_periodic_in_alpha() -> None:
+    torch.manual_seed(0)
+    conv = CylindricalConv3d(2, 3, 3)
+    x = torch.randn(4, 2, 5, 8, 6)  # (N, C, layers, alpha, r)
+    y = conv(x)
+    assert y.shape == (4, 3, 5, 8, 6)
+    # Rotating the shower in alpha rotates the output the same way (no edge in alpha)...
+    torch.testing.assert_close(conv(torch.roll(x, 3, dims=3)), torch.roll(y, 3, dims=3))
+    # ...while layer and radius have edges: shifting there does not commute.
+    assert not torch.allclose(conv(torch.roll(x, 1, dims=4)), torch.roll(y, 1, dims=4))
+
+
+def test_even_kernels_are_refused() -> None:
+    with pytest.raises(ValueError, match="odd"):
+        CylindricalConv3d(1, 1, (3, 2, 3))
+
+
+@pytest.mark.parametrize("hits_only", [False, True])
+def test_log_energy_coding_round_trip(hits_only) -> None:
+    torch.manual_seed(0)
+    incident = torch.tensor([[1e3], [5e4], [2e5]])
+    showers = torch.rand(3, 10) * incident * 0.1
+    showers[:, :3] = 0.0
+    coding = LogEnergyCoding(10, cut_mev=0.01, hits_only=hits_only).fit(showers, incident)
+    back = coding.inverse(coding(showers, incident), incident)
+    hits = showers >= 0.01
+    torch.testing.assert_close(back[hits], showers[hits], rtol=1e-4, atol=1e-6)
+    if not hits_only:
+        assert float(back[~hits].abs().max()) == 0.0  # empty voxels decode to exact zeros
+
+
+def test_hurdle_log_prob_matches_hand_computation() -> None:
+    coding = LogEnergyCoding(2, cut_mev=1.0, hits_only=True)  # mean 0, std 1: codes are log(E / E_inc)
+    likelihood = HurdleLikelihood(coding)
+    params = torch.tensor([[[0.3, -1.0, math.log(0.5)], [-0.2, 0.0, 0.0]]])
+    showers, incident = torch.tensor([[20.0, 0.0]]), torch.tensor([[100.0]])
+    y = math.log(0.2)
+    expected = (
+        math.log(torch.sigmoid(torch.tensor(0.3)).item())
+        - 0.5 * ((y + 1.0) / 0.5) ** 2 - math.log(0.5) - 0.5 * math.log(2 * math.pi)
+        + math.log(1 - torch.sigmoid(torch.tensor(-0.2)).item())
+    )  # fmt: skip
+    assert likelihood.log_prob(params, showers, incident).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_hurdle_samples_have_the_predicted_occupancy_and_respect_the_cut() -> None:
+    torch.manual_seed(0)
+    coding = LogEnergyCoding(1, cut_mev=1.0, hits_only=True)
+    params = torch.tensor([[0.0, math.log(0.05), -1.0]]).expand(20_000, 1, 3)
+    showers = HurdleLikelihood(coding).sample(params, torch.full((20_000, 1), 100.0))
+    occupancy = float((showers > 0).float().mean())
+    assert occupancy == pytest.approx(0.5, abs=0.02)
+    assert float(showers[showers > 0].min()) >= 1.0
+
+
+def test_mlp_without_final_bias() -> None:
+    net = mlp(4, 1, 8, 2, final_bias=False)
+    assert net[-1].bias is None and net[0].bias is not None
