@@ -16,7 +16,8 @@ from calosurrogate.data import ShowerFileError, inspect_file
 from calosurrogate.geometry import GeometryError, get_geometry
 
 DEFAULT_METRICS_TEXT = ("histograms", "fpd", "kpd", "cfd", "cls-high")
-USER_ERRORS = (ShowerFileError, GeometryError, OutputExistsError, ValueError, FileNotFoundError, KeyError)
+USER_ERRORS = (ShowerFileError, GeometryError, OutputExistsError, ValueError, FileNotFoundError, KeyError,
+               NotImplementedError)  # fmt: skip
 # ConfigError and CheckpointError are ValueErrors, so they are covered too.
 
 
@@ -257,7 +258,12 @@ def sample(
             raise click.ClickException("--n is needed unless --energies names a file")
         spec = energies or ("ds1" if model.geometry.name.startswith("ds1") else "log-uniform:1GeV:1TeV")
         conditions = conditions_from_spectrum(spec, n_showers, model, seed)
-    _, seconds = sample_to_file(model, conditions, out, batch_size, device, precision, seed, force=force)
+    from calosurrogate.models.boltzmann_samplers import SamplerUnavailableError
+
+    try:
+        _, seconds = sample_to_file(model, conditions, out, batch_size, device, precision, seed, force=force)
+    except SamplerUnavailableError as err:
+        raise click.ClickException(str(err)) from err
     click.echo(
         f"wrote {len(conditions)} showers to {out} ({1e3 * seconds / len(conditions):.3f} ms per shower sampling)"
     )
@@ -271,6 +277,79 @@ def models() -> None:
     for name, cls in sorted(REGISTRY.items()):
         doc = (cls.__doc__ or "").strip().splitlines()[0]
         click.echo(f"{name:10s} {doc}")
+
+
+def _load_run(run: Path):
+    from calosurrogate.models import load_surrogate
+
+    return load_surrogate(run / "model.pt" if run.is_dir() else run)
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x]
+    except ValueError as err:
+        raise click.BadParameter(f"expected comma-separated integers, got {text!r}") from err
+
+
+@main.command()
+@click.option("--run", "run", type=click.Path(path_type=Path), required=True, help="Run folder or model file.")
+@click.option("--batch-sizes", default="1,100,10000", show_default=True, help="Comma-separated batch sizes.")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option(
+    "--precision", "precisions", default="fp32,bf16", show_default=True, help="Comma-separated: fp32, bf16, fp16."
+)
+@click.option("--compile", "compile_model", is_flag=True, help="torch.compile the sampling pass.")
+@click.option("--threads", type=int, default=None, help="Torch CPU threads (default: torch's).")
+@click.option("--min-seconds", type=float, default=2.0, show_default=True, help="Timed work per configuration.")
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Folder (default: RUN/bench)."
+)
+@click.option("--force", is_flag=True, help="Overwrite an earlier bench.json.")
+@_friendly_errors
+def bench(run: Path, batch_sizes: str, device: str, precisions: str, compile_model: bool, threads: int | None,
+          min_seconds: float, out: Path | None, force: bool) -> None:  # fmt: skip
+    """Time per shower of a trained surrogate by batch size, device and precision (JSON + plot)."""
+    import torch
+
+    from calosurrogate.benchmark import bench_to_dir
+
+    if threads:
+        torch.set_num_threads(threads)
+    model = _load_run(run)
+    folder = out or ((run if run.is_dir() else run.parent) / "bench")
+
+    def show(r) -> None:
+        click.echo(f"{r.device:5s} {r.precision:5s} batch {r.batch_size:6d}: {r.ms_per_shower:9.4f} ms/shower "
+                   f"[{r.ms_per_shower_low:.4f}, {r.ms_per_shower_high:.4f}]  {r.showers_per_second:10.0f} showers/s"
+                   + (f"  (compile failed: {r.compile_error})" if r.compile_error else ""))  # fmt: skip
+
+    path, _ = bench_to_dir(model, folder, _int_list(batch_sizes), [p for p in precisions.split(",") if p], device,
+                           compile_model, force=force, progress=show, min_seconds=min_seconds)  # fmt: skip
+    click.echo(f"wrote {path} and {path.with_name('timing.png')}")
+
+
+@main.command("export")
+@click.option("--run", "run", type=click.Path(path_type=Path), required=True, help="Run folder or model file.")
+@click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript", "pt2"]), default="onnx", show_default=True)
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Output file (default: in RUN)."
+)
+@click.option("--force", is_flag=True, help="Overwrite an existing export.")
+@_friendly_errors
+def export_cmd(run: Path, fmt: str, out: Path | None, force: bool) -> None:
+    """Export the sampling pass (conditions + noise -> showers), checked against eager output."""
+    from calosurrogate.export import SUFFIX, ExportError, export_surrogate
+
+    model = _load_run(run)
+    target = out or ((run if run.is_dir() else run.parent) / f"model{SUFFIX[fmt]}")
+    try:
+        result = export_surrogate(model, target, fmt, force=force)
+    except ExportError as err:
+        raise click.ClickException(str(err)) from err
+    inputs = dict(zip(result.input_names, result.input_shapes, strict=True))
+    click.echo(f"wrote {result.path} (+ .json with the inputs); largest relative difference to eager sampling "
+               f"{result.max_relative_difference:.1e}; inputs {inputs}")  # fmt: skip
 
 
 @main.command()

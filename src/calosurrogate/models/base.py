@@ -35,6 +35,10 @@ class ConfigError(ValueError):
     """A configuration names unknown keys or impossible values."""
 
 
+class ExportNotSupportedError(NotImplementedError):
+    """A family cannot express its sampling as a pure function of noise (so it cannot be exported)."""
+
+
 class CheckpointError(ValueError):
     """A saved model does not fit what it is used with (or is not a calosurrogate model)."""
 
@@ -105,9 +109,22 @@ class Surrogate(nn.Module, ABC):
     def loss(self, showers: Tensor, conditions: Tensor) -> Tensor:
         """Per-shower training loss ``(N,)`` (negative log-likelihood for flows)."""
 
-    @abstractmethod
     def sample_showers(self, conditions: Tensor) -> Tensor:
         """One batch of showers ``(N, V)`` in MeV for raw conditions ``(N, C)``."""
+        return self.showers_from_noise(conditions, *self.sample_noise(conditions))
+
+    def sample_noise(self, conditions: Tensor) -> tuple[Tensor, ...]:
+        """Every random input of one sampling pass for raw conditions ``(N, C)``.
+
+        With :meth:`showers_from_noise` this splits sampling into drawing noise and a
+        deterministic network pass: the part that is exported (ONNX, TorchScript, torch.export)
+        and checked against eager output on the same noise.
+        """
+        raise ExportNotSupportedError(f"model family {self.family!r} does not split sampling into noise and a pass")
+
+    def showers_from_noise(self, conditions: Tensor, *noise: Tensor) -> Tensor:
+        """Showers ``(N, V)`` MeV from raw conditions and the tensors of :meth:`sample_noise` (deterministic)."""
+        raise ExportNotSupportedError(f"model family {self.family!r} does not split sampling into noise and a pass")
 
     def optimizer_groups(self) -> dict[str, tuple[list[nn.Parameter], dict[str, Any]]]:
         """Parameter groups that get their own optimiser, each with optimiser keyword overrides.

@@ -22,7 +22,12 @@ from torch import Tensor, nn
 
 from calosurrogate.data.transforms import ConditionMap, LayerDecomposition, Logit, Standardize
 from calosurrogate.models.base import ConfigError, Surrogate, register
-from calosurrogate.models.networks import autoregressive_spline_flow, coupling_spline_flow, flow_log_prob, flow_sample
+from calosurrogate.models.networks import (
+    autoregressive_spline_flow,
+    coupling_spline_flow,
+    flow_from_noise,
+    flow_log_prob,
+)
 
 
 @dataclass
@@ -114,7 +119,7 @@ class CaloFlow(Surrogate):
         layer_e = self.decomposition.layer_energies(showers)
         u = self.logit(self.decomposition.encode_energies(layer_e, incident))
         shapes = self.logit(self.decomposition.shapes(showers, layer_e))
-        log_e = torch.log10(layer_e + float(self.cut))
+        log_e = torch.log10(layer_e + self.cut)
         return u, shapes, log_e, self.conditions_map(conditions)
 
     def _shape_rows(self, shapes: Tensor) -> Tensor:
@@ -135,9 +140,11 @@ class CaloFlow(Surrogate):
         context = torch.cat([mapped, log_e_std], dim=1)
         if self.shape_kind != "per_layer":
             return context
-        n, n_layers = len(context), self.geometry.n_layers
-        layer_ids = torch.arange(n_layers, device=context.device).repeat(n)
-        return torch.cat([context.repeat_interleave(n_layers, dim=0), self.layer_embedding(layer_ids)], dim=1)
+        # Broadcasting, not Python ints of the batch size, so that exported graphs keep a dynamic batch.
+        n_layers = self.geometry.n_layers
+        per_shower = context.unsqueeze(1).expand(-1, n_layers, -1)
+        layers = self.layer_embedding.weight.unsqueeze(0).expand(context.shape[0], -1, -1)
+        return torch.cat([per_shower, layers], dim=2).flatten(0, 1)
 
     # ---------------------------------------------------------------- training
     def loss(self, showers: Tensor, conditions: Tensor) -> Tensor:
@@ -150,11 +157,20 @@ class CaloFlow(Surrogate):
         return (nll_energy + nll_shape) / self.geometry.n_voxels
 
     # ---------------------------------------------------------------- sampling
-    def sample_showers(self, conditions: Tensor) -> Tensor:
+    def sample_noise(self, conditions: Tensor) -> tuple[Tensor, ...]:
+        n, device = len(conditions), conditions.device
+        rows = n * self.geometry.n_layers if self.shape_kind == "per_layer" else n
+        return (
+            torch.randn(n, self.geometry.n_layers, device=device),
+            torch.randn(rows, self.shape_scaler.mean.numel(), device=device),
+        )
+
+    def showers_from_noise(self, conditions: Tensor, *noise: Tensor) -> Tensor:
         mapped = self.conditions_map(conditions)
-        u = self.logit.inverse(self.energy_scaler.inverse(flow_sample(self.energy_flow, mapped)))
+        u = self.logit.inverse(self.energy_scaler.inverse(flow_from_noise(self.energy_flow, mapped, noise[0])))
         layer_e = self.decomposition.decode_energies(u, conditions[:, :1].float())
-        log_e = torch.log10(layer_e + float(self.cut))
-        rows = flow_sample(self.shape_flow, self._shape_context(mapped, self.log_energy_scaler(log_e)))
-        shapes = self.logit.inverse(self.shape_scaler.inverse(rows)).reshape(len(conditions), -1)
+        log_e = torch.log10(layer_e + self.cut)
+        context = self._shape_context(mapped, self.log_energy_scaler(log_e))
+        rows = flow_from_noise(self.shape_flow, context, noise[1])
+        shapes = self.logit.inverse(self.shape_scaler.inverse(rows)).reshape(-1, self.geometry.n_voxels)
         return self.decomposition.compose(layer_e, shapes)

@@ -90,8 +90,9 @@ class WassersteinGAN(Surrogate):
             "generator": (list(self.generator.parameters()), betas),
         }
 
-    def _generate(self, cond: Tensor) -> Tensor:
-        noise = torch.randn(len(cond), self.config.latent, device=cond.device)
+    def _generate(self, cond: Tensor, noise: Tensor | None = None) -> Tensor:
+        if noise is None:
+            noise = torch.randn(len(cond), self.config.latent, device=cond.device)
         return self.generator(torch.cat([noise, cond.to(noise.dtype)], dim=1)).float()
 
     def _critic(self, codes: Tensor, cond: Tensor) -> Tensor:
@@ -130,8 +131,12 @@ class WassersteinGAN(Surrogate):
             update("generator", -self._critic(self._generate(cond), cond).mean())
         return logged
 
-    def sample_showers(self, conditions: Tensor) -> Tensor:
-        return self.coding.inverse(self._generate(self.conditions_map(conditions)), conditions[:, :1])
+    def sample_noise(self, conditions: Tensor) -> tuple[Tensor, ...]:
+        return (torch.randn(len(conditions), self.config.latent, device=conditions.device),)
+
+    def showers_from_noise(self, conditions: Tensor, *noise: Tensor) -> Tensor:
+        codes = self._generate(self.conditions_map(conditions), noise[0])
+        return self.coding.inverse(codes, conditions[:, :1])
 
 
 __all__ = ["WGANConfig", "WassersteinGAN"]

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from calosurrogate.data.transforms import ConditionMap, Logit, Standardize, divide_by_incident
 from calosurrogate.models.base import Surrogate, register
-from calosurrogate.models.networks import coupling_spline_flow, flow_log_prob, flow_sample
+from calosurrogate.models.networks import coupling_spline_flow, flow_from_noise, flow_log_prob
 
 
 @dataclass
@@ -66,6 +66,9 @@ class CaloINN(Surrogate):
         x = self.scaler(self._encode(showers, conditions))
         return -flow_log_prob(self.flow, x, self.conditions_map(conditions)) / self.geometry.n_voxels
 
-    def sample_showers(self, conditions: Tensor) -> Tensor:
-        x = flow_sample(self.flow, self.conditions_map(conditions))
+    def sample_noise(self, conditions: Tensor) -> tuple[Tensor, ...]:
+        return (torch.randn(len(conditions), self.geometry.n_voxels, device=conditions.device),)
+
+    def showers_from_noise(self, conditions: Tensor, *noise: Tensor) -> Tensor:
+        x = flow_from_noise(self.flow, self.conditions_map(conditions), noise[0])
         return self.logit.inverse(self.scaler.inverse(x)) * conditions[:, :1].float()

@@ -91,9 +91,9 @@ def flow_log_prob(flow: Flow, x: Tensor, context: Tensor) -> Tensor:
     return flow(context).log_prob(x.float())
 
 
-def flow_sample(flow: Flow, context: Tensor) -> Tensor:
-    """One sample per context row, float32."""
-    return flow(context).sample().float()
+def flow_from_noise(flow: Flow, context: Tensor, noise: Tensor) -> Tensor:
+    """The sample a flow makes from given base noise ``(N, D)`` (standard normal), float32."""
+    return flow(context).transform.inv(noise.float()).float()
 
 
 def mlp(
@@ -224,8 +224,8 @@ class ShowerDecoder(nn.Module):
     def forward(self, latents: Tensor, conditions: Tensor) -> Tensor:
         h = self.net(torch.cat([latents, conditions.to(latents.dtype)], dim=1))
         if self.conv is None:
-            return h.float().reshape(len(h), -1, self.n_params)
-        h = self.conv(h.reshape(len(h), self.channels, *self.image_shape), conditions)
+            return h.float().unflatten(1, (-1, self.n_params))
+        h = self.conv(h.unflatten(1, (self.channels, *self.image_shape)), conditions)
         return h.float().flatten(2).transpose(1, 2)
 
 
@@ -283,10 +283,11 @@ class LogEnergyCoding(nn.Module):
     def inverse(self, codes: Tensor, incident_energies: Tensor) -> Tensor:
         """Standardised codes -> showers in MeV (non-negative)."""
         y = codes.float() * self.std + self.mean
-        if self.hits_only:
-            return incident_energies.float().reshape(-1, 1) * torch.exp(y.clamp(max=min(0.0, float(self.max_raw))))
         incident = incident_energies.float().reshape(-1, 1)
-        return incident * self.delta * torch.expm1(y.clamp(0.0, float(self.max_raw)))
+        # Tensor bounds, not Python floats: keeps the graph free of data-dependent values (export).
+        if self.hits_only:
+            return incident * torch.exp(torch.minimum(y, self.max_raw.clamp(max=0.0)))
+        return incident * self.delta * torch.expm1(torch.minimum(y.clamp_min(0.0), self.max_raw))
 
 
 class HurdleLikelihood(nn.Module):
@@ -316,12 +317,19 @@ class HurdleLikelihood(nn.Module):
         gauss = -0.5 * ((y - mu) / log_sigma.exp()) ** 2 - log_sigma - 0.5 * math.log(2 * math.pi)
         return (bernoulli + hit * gauss).sum(-1)
 
-    def sample(self, params: Tensor, incident_energies: Tensor) -> Tensor:
-        """Draw showers ``(N, V)`` MeV: hits from the Bernoulli, energies >= the cut from the Gaussian."""
+    def sample(
+        self, params: Tensor, incident_energies: Tensor, uniform: Tensor | None = None, normal: Tensor | None = None
+    ) -> Tensor:
+        """Draw showers ``(N, V)`` MeV: hits from the Bernoulli, energies >= the cut from the Gaussian.
+
+        ``uniform`` and ``normal`` (``(N, V)`` each) are the random numbers to use; drawn here if None.
+        """
         params = params.float()
         logit, mu, log_sigma = params.unbind(-1)
-        hit = torch.rand_like(logit) < torch.sigmoid(logit)
-        y = mu + log_sigma.clamp(-5.0, 3.0).exp() * torch.randn_like(mu)
+        uniform = torch.rand_like(logit) if uniform is None else uniform
+        normal = torch.randn_like(mu) if normal is None else normal
+        hit = uniform < torch.sigmoid(logit)
+        y = mu + log_sigma.clamp(-5.0, 3.0).exp() * normal
         energy = self.coding.inverse(y, incident_energies).clamp_min(self.coding.cut_mev)
         return torch.where(hit, energy, torch.zeros_like(energy))
 
@@ -336,8 +344,8 @@ __all__ = [
     "ShowerEncoder",
     "autoregressive_spline_flow",
     "coupling_spline_flow",
+    "flow_from_noise",
     "flow_log_prob",
-    "flow_sample",
     "mlp",
     "spline_shapes",
 ]

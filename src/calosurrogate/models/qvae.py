@@ -127,10 +127,18 @@ class QuantumAssistedVAE(Surrogate):
         kl = log_q + self.prior.energy(zeta, fields) - self._negative_phase(fields)
         return (self.config.beta * kl - reconstruction) / self.geometry.n_voxels
 
-    def sample_showers(self, conditions: Tensor) -> Tensor:
+    def sample_noise(self, conditions: Tensor) -> tuple[Tensor, ...]:
+        """The prior's binary states (from the prior sampler: Gibbs, annealing or a quantum
+        annealer) and the decoder's random numbers; the exported graph starts from these."""
         cond = self.conditions_map(conditions)
-        states = self.prior_sampler.sample(self.prior, self.prior.fields(cond).float())
-        return self.likelihood.sample(self.decoder(states.to(cond.device), cond), conditions[:, :1])
+        states = self.prior_sampler.sample(self.prior, self.prior.fields(cond).float()).to(conditions.device)
+        n, v = len(conditions), self.geometry.n_voxels
+        return states, torch.rand(n, v, device=conditions.device), torch.randn(n, v, device=conditions.device)
+
+    def showers_from_noise(self, conditions: Tensor, *noise: Tensor) -> Tensor:
+        cond = self.conditions_map(conditions)
+        states, uniform, normal = noise
+        return self.likelihood.sample(self.decoder(states, cond), conditions[:, :1], uniform, normal)
 
     @torch.no_grad()
     def effective_beta(self, conditions: Tensor, sampler: PriorSampler | None = None) -> tuple[float, float]:

@@ -34,8 +34,8 @@ from calosurrogate.models.networks import (
     ShowerDecoder,
     ShowerEncoder,
     coupling_spline_flow,
+    flow_from_noise,
     flow_log_prob,
-    flow_sample,
 )
 
 
@@ -132,15 +132,19 @@ class ConditionalVAE(Surrogate):
             kl = log_q - self._prior_log_prob(latents, cond)
         return (self.config.beta * kl - reconstruction) / self.geometry.n_voxels
 
-    def sample_showers(self, conditions: Tensor) -> Tensor:
+    def sample_noise(self, conditions: Tensor) -> tuple[Tensor, ...]:
+        n, v, device = len(conditions), self.geometry.n_voxels, conditions.device
+        latent = (torch.randn(n, self.config.latent, device=device),)
+        if self.likelihood is None:
+            return latent
+        return (*latent, torch.rand(n, v, device=device), torch.randn(n, v, device=device))
+
+    def showers_from_noise(self, conditions: Tensor, *noise: Tensor) -> Tensor:
         cond = self.conditions_map(conditions)
-        if self.prior_flow is None:
-            latents = torch.randn(len(cond), self.config.latent, device=cond.device)
-        else:
-            latents = flow_sample(self.prior_flow, cond)
+        latents = noise[0] if self.prior_flow is None else flow_from_noise(self.prior_flow, cond, noise[0])
         params = self.decoder(latents, cond)
         if self.likelihood is not None:
-            return self.likelihood.sample(params, conditions[:, :1])
+            return self.likelihood.sample(params, conditions[:, :1], noise[1], noise[2])
         return self.coding.inverse(params[..., 0], conditions[:, :1])
 
 

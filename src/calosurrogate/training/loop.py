@@ -73,7 +73,11 @@ class TrainConfig:
         cache_limit_gb: Keep the training data in memory when it is below this size.
         max_showers: Use at most this many showers of the file.
         max_minutes: Wall-time budget: no epoch is started that would, at the pace so far, end
-            past it (None: off).
+            past it (None: off). With the cosine schedule (and no ``restart_epochs``) the cycle is
+            then fitted to the budget after the first epoch, from its duration, so the learning
+            rate does decay within the budget; the fitted length is saved in the checkpoint, so a
+            resumed run follows the same schedule (it depends on the machine's speed, not only
+            on the seed).
         threads: Torch CPU threads (None: torch's default).
     """
 
@@ -378,6 +382,8 @@ def train(
                 sums[key] = sums.get(key, 0.0) + float(value) * len(showers)
             count += len(showers)
             bar.set_postfix(loss=f"{float(logged['loss']):.4f}")
+        if epoch == 0 and config.max_minutes is not None:
+            _fit_cosine_to_budget(schedulers, config, time.monotonic() - started, train_stream.n_batches())
         judged = ema if ema is not None else model
         val_loss = _validate(judged, val_stream, device, config, noise)
         if config.schedule == "plateau":
@@ -419,6 +425,15 @@ def train(
     with atomic_output(run / MODEL, force=True) as tmp:
         torch.save(best_state, tmp)
     return TrainResult(run, run / MODEL, len(history), best_val, history, stopped)
+
+
+def _fit_cosine_to_budget(schedulers: dict[str, Any], config: TrainConfig, first_epoch_s: float, steps: int) -> None:
+    """Shorten the cosine cycle to the epochs the time budget allows (10% kept for validation)."""
+    if config.schedule != "cosine" or config.restart_epochs:
+        return
+    epochs = int(min(config.epochs, max(1, config.max_minutes * 60 / (1.1 * first_epoch_s))))
+    for scheduler in schedulers.values():
+        scheduler.T_0 = scheduler.T_i = max(epochs * steps, 1)
 
 
 def _updater(

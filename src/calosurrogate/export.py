@@ -1,0 +1,201 @@
+"""Export a trained surrogate's sampling pass for use outside Python (C++ simulation frameworks).
+
+What is exported is the deterministic part of sampling,
+``showers = f(conditions, *noise)`` (:meth:`Surrogate.showers_from_noise`, cut included): the
+host framework draws the noise (standard normals or uniforms of the shapes recorded beside the
+file) and calls the graph. Formats:
+
+- ``onnx`` (``torch.onnx.export`` with the dynamo exporter; checked with ONNX Runtime),
+- ``torchscript`` (``torch.jit.trace``: what DD4hep's DDML / Gaudi integrations load through libtorch),
+- ``pt2`` (``torch.export``: an ahead-of-time graph for AOTInductor).
+
+Every export is checked against the eager model on the same noise and conditions; the check's
+largest relative difference is returned, and an export that disagrees is refused. Families whose
+noise comes from a Markov chain (the QVAE's prior sampler) export the graph after it: the prior
+states are an input, drawn by the host (or a quantum annealer).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from calosurrogate._io import atomic_output, check_output_path
+from calosurrogate.models.base import ExportNotSupportedError, Surrogate
+
+FORMATS = ("onnx", "torchscript", "pt2")
+SUFFIX = {"onnx": ".onnx", "torchscript": ".ts.pt", "pt2": ".pt2"}
+
+
+class ExportError(RuntimeError):
+    """An export failed or its output disagrees with the eager model."""
+
+
+class _NoiseToShowers(nn.Module):
+    """``forward(conditions, *noise) -> showers``: the exported function."""
+
+    def __init__(self, model: Surrogate) -> None:
+        super().__init__()
+        self.model = model
+        self.cut = float(model.energy_cut_mev())
+
+    def forward(self, conditions: Tensor, *noise: Tensor) -> Tensor:
+        showers = self.model.showers_from_noise(conditions, *noise).float()
+        return torch.where(showers < self.cut, torch.zeros_like(showers), showers)
+
+
+@dataclass
+class ExportResult:
+    """Where the export went and how well it agrees with eager execution."""
+
+    path: Path
+    format: str
+    max_relative_difference: float
+    input_names: list[str]
+    input_shapes: list[list[int]]
+
+
+def _example_inputs(model: Surrogate, n: int, seed: int) -> tuple[Tensor, ...]:
+    generator = np.random.default_rng(seed)
+    conditions = np.column_stack(
+        [np.exp(generator.uniform(np.log(2e3), np.log(2e5), n))]
+        + [generator.uniform(0, 0.3, n)] * (model.n_conditions - 1)
+    )
+    cond = torch.as_tensor(conditions, dtype=torch.float32)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        noise = model.sample_noise(cond)
+    return (cond, *noise)
+
+
+def _relative_difference(a: np.ndarray, b: np.ndarray) -> float:
+    scale = max(float(np.abs(a).max()), 1e-30)
+    return float(np.abs(a - b).max() / scale)
+
+
+def export_surrogate(
+    model: Surrogate,
+    out: str | os.PathLike[str],
+    fmt: str = "onnx",
+    force: bool = False,
+    tolerance: float = 1e-4,
+    n_check: int = 64,
+    seed: int = 0,
+) -> ExportResult:
+    """Export ``model``'s sampling pass to ``out`` in ``fmt`` and check it against eager output.
+
+    Raises:
+        ExportNotSupportedError: The family cannot separate its noise from its network pass.
+        ExportError: The exporter failed, or the exported graph differs from eager by more
+            than ``tolerance`` (relative to the largest voxel energy).
+        OutputExistsError: ``out`` exists and ``force`` is not set.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}; use one of {FORMATS}")
+    out = Path(out)
+    check_output_path(out, force)
+    model = model.to("cpu").eval()
+    module = _NoiseToShowers(model).eval()
+    inputs = _example_inputs(model, n_check, seed)
+    other = _example_inputs(model, n_check // 2 + 3, seed + 1)  # another batch size: no baked-in shapes
+    names = ["conditions"] + [f"noise_{i}" for i in range(len(inputs) - 1)]
+    with torch.no_grad():
+        expected = [module(*inputs).numpy(), module(*other).numpy()]
+    try:
+        with atomic_output(out, force=force) as tmp:
+            exported = _EXPORTERS[fmt](module, inputs, names, Path(tmp))
+            got = [exported(*inputs), exported(*other)]
+    except (ExportNotSupportedError, ExportError):
+        raise
+    except Exception as err:
+        raise ExportError(f"{model.family}: {fmt} export failed: {type(err).__name__}: {err}") from err
+    if any(g.shape != e.shape for g, e in zip(got, expected, strict=True)):
+        out.unlink(missing_ok=True)
+        raise ExportError(f"{model.family}: the {fmt} graph does not follow the batch size; nothing was written")
+    difference = max(_relative_difference(e, g) for e, g in zip(expected, got, strict=True))
+    if difference > tolerance:
+        out.unlink(missing_ok=True)
+        raise ExportError(
+            f"{model.family}: the {fmt} graph differs from eager sampling by {difference:.2e} (relative), "
+            f"above the tolerance {tolerance:.0e}; nothing was written"
+        )
+    shapes = [[-1, *t.shape[1:]] for t in inputs]
+    sidecar = out.with_name(out.name + ".json")
+    with atomic_output(sidecar, force=True) as tmp:
+        Path(tmp).write_text(
+            json.dumps(
+                {"family": model.family, "format": fmt, "inputs": dict(zip(names, shapes, strict=True)),
+                 "condition_names": list(model.condition_names), "output": "showers (N, n_voxels) MeV",
+                 "noise": "standard normal, except QVAE/VAE-hurdle: noise_1 uniform [0,1), and QVAE noise_0 binary "
+                          "prior states", "max_relative_difference": difference,
+                 "geometry": model.geometry.name},
+                indent=2,
+            )
+        )  # fmt: skip
+    return ExportResult(out, fmt, difference, names, shapes)
+
+
+def _dynamic_batch(inputs: tuple[Tensor, ...]) -> tuple[object, ...]:
+    """Dynamic first dimension for ``forward(conditions, *noise)``: the batch, or a multiple of
+    it (per-layer noise of the per-layer flow has ``batch x layers`` rows)."""
+    n = len(inputs[0])
+    batch = torch.export.Dim("batch", min=1, max=1_000_000)
+    noise = tuple({0: batch if len(t) == n else (len(t) // n) * batch} for t in inputs[1:])
+    return ({0: batch}, noise)
+
+
+def _export_onnx(module: nn.Module, inputs: tuple[Tensor, ...], names: list[str], path: Path):
+    try:
+        import onnxruntime
+    except ImportError as err:
+        raise ExportError(
+            "ONNX export needs: pip install 'calosurrogate[export]' (onnx, onnxscript, onnxruntime)"
+        ) from err
+    program = torch.onnx.export(
+        module, inputs, input_names=names, output_names=["showers"], dynamo=True,
+        dynamic_shapes=_dynamic_batch(inputs), external_data=False,
+    )  # fmt: skip
+    program.save(str(path))
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feed_names = [i.name for i in session.get_inputs()]
+
+    def run(*args: Tensor) -> np.ndarray:
+        return session.run(None, {n: a.numpy() for n, a in zip(feed_names, args, strict=True)})[0]
+
+    return run
+
+
+def _export_torchscript(module: nn.Module, inputs: tuple[Tensor, ...], names: list[str], path: Path):
+    with torch.no_grad():
+        traced = torch.jit.trace(module, inputs, check_trace=False)
+    traced.save(str(path))
+    loaded = torch.jit.load(str(path))
+
+    def run(*args: Tensor) -> np.ndarray:
+        with torch.no_grad():
+            return loaded(*args).numpy()
+
+    return run
+
+
+def _export_pt2(module: nn.Module, inputs: tuple[Tensor, ...], names: list[str], path: Path):
+    program = torch.export.export(module, inputs, dynamic_shapes=_dynamic_batch(inputs))
+    torch.export.save(program, str(path))
+    loaded = torch.export.load(str(path)).module()
+
+    def run(*args: Tensor) -> np.ndarray:
+        with torch.no_grad():
+            return loaded(*args).numpy()
+
+    return run
+
+
+_EXPORTERS = {"onnx": _export_onnx, "torchscript": _export_torchscript, "pt2": _export_pt2}
+
+__all__ = ["FORMATS", "SUFFIX", "ExportError", "ExportResult", "export_surrogate"]
