@@ -14,6 +14,94 @@ RESULTS = ROOT / "benchmarks" / "results"
 PUBLISHED = ROOT.parent / "shared" / "calochallenge" / "published"
 
 
+# Published CaloChallenge rows quoted beside each of our families (its nearest peers).
+PEERS = {
+    "flow": [
+        "CaloFlow teacher",
+        "CaloFlow student",
+        "iCaloFlow teacher",
+        "iCaloFlow student",
+        "CaloINN",
+        "CaloDiffusion",
+    ],
+    "inn": ["CaloINN", "CaloFlow student", "iCaloFlow student"],
+    "vae": ["CaloVAE+INN", "CaloShower2GAN", "BoloGAN"],
+    "wgan": ["BoloGAN", "CaloShower2GAN", "CaloShower3GAN", "CaloVAE+INN"],
+    "qvae": ["CaloVAE+INN", "BoloGAN", "CaloShower2GAN"],
+}
+
+
+def _published_points(dataset: str) -> list[dict]:
+    """(label, CPU ms per shower at batch 10,000, AUC high) of every published row that has both."""
+    path = PUBLISHED / f"CaloChallenge_results_{dataset}_scalars.csv"
+    if not path.exists():
+        return []
+    points = []
+    for row in csv.DictReader(path.open()):
+        if row["time CPU 10000"] and row["binary cls high"]:
+            points.append({"label": row["submission name"], "ms_per_shower": float(row["time CPU 10000"]),
+                           "quality": float(row["binary cls high"])})  # fmt: skip
+    return points
+
+
+def _speed_sections() -> list[str]:
+    out = []
+    for path in sorted(RESULTS.glob("timing_*.json")):
+        data = json.loads(path.read_text())
+        rows = data["results"]
+        sizes = sorted({r["batch_size"] for r in rows})
+        out += [f"## Sampling speed by family ({data['geometry']}, {rows[0]['device'] if rows else ''})", "",
+                f"Command: `{data['command']}`  ", f"Machine: {_machine(data)}; commit {data['commit']}, {data['date']}", "",
+                "Default configuration of each family; time per shower is the median of repeated full sampling passes "
+                "(noise, network, cut) after warm-up, in ms, with the 16-84% spread of the repeats.", "",
+                "| family | precision | " + " | ".join(f"batch {b:,}" for b in sizes) + " |",
+                "|---|---|" + "---|" * len(sizes)]  # fmt: skip
+        keys = sorted({(r["family"], r["precision"]) for r in rows})
+        for family, precision in keys:
+            cells = []
+            for b in sizes:
+                match = [r for r in rows if (r["family"], r["precision"], r["batch_size"]) == (family, precision, b)]
+                cells.append(
+                    f"{match[0]['ms_per_shower']:.3f} [{match[0]['ms_per_shower_low']:.3f}, {match[0]['ms_per_shower_high']:.3f}]"
+                    if match else "")  # fmt: skip
+            out.append(f"| {family} | {precision} | " + " | ".join(cells) + " |")
+        out.append("")
+    return out
+
+
+def _pareto_sections() -> list[str]:
+    """One quality-vs-speed table and plot per geometry over every trained-model benchmark."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from calosurrogate.plotting import figure_pareto
+
+    out = []
+    models = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("model_*.json"))]
+    for geometry in sorted({m["geometry"] for m in models}):
+        ours = []
+        lines = [f"## Quality against speed ({geometry})", "",
+                 "Every trained benchmark below, at each sampling precision (CPU, batch 10,000); AUC high is the "
+                 "high-level classifier AUC (0.5 = indistinguishable from the reference). Our rows: built-in "
+                 "simulator data and the budget stated per model; published rows: Geant4 data, their own hardware.", "",
+                 "| model | precision | training | ms / shower | AUC high | AUC low | FPD x 1e3 |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+        for m in (m for m in models if m["geometry"] == geometry):
+            for precision, r in m["results"].items():
+                ours.append({"label": f"{m['model']} {precision}", "ms_per_shower": r["sampling_ms_per_shower_batch_10000"],
+                             "quality": r["auc_high"]})  # fmt: skip
+                lines.append(f"| {m['model']} | {precision} | {m['train_minutes_budget']:g} min, {m['epochs']} epochs | "
+                             f"{r['sampling_ms_per_shower_batch_10000']:.3f} | {r['auc_high']:.3f} | {r['auc_low']:.3f} | "
+                             f"{r['FPD x 1e3']['value']:.1f} |")  # fmt: skip
+        dataset = {"ds1-photons": "ds1_photons", "ds2": "ds2"}.get(geometry)
+        published = _published_points(dataset) if dataset else []
+        figure = figure_pareto(ours, published)
+        png = ROOT / "benchmarks" / f"pareto_{geometry}.png"
+        figure.savefig(png, dpi=110)
+        lines += ["", f"![quality against speed, {geometry}](benchmarks/{png.name})", ""]
+        out += lines
+    return out
+
+
 def _load(name: str) -> dict | None:
     path = RESULTS / f"{name}.json"
     return json.loads(path.read_text()) if path.exists() else None
@@ -112,17 +200,14 @@ def main() -> None:
                 f"{_pm(r['KPD x 1e3'], 2)} | {r['CFD layer']['value']:.3f} ({r['CFD layer']['floor']:.3f}) | {r['separation_etot_einc']:.4f} |"
             )
         dataset = {"ds1-photons": "ds1_photons", "ds2": "ds2"}.get(data["geometry"])
-        published = (
-            _published_rows(
-                dataset, ["CaloFlow teacher", "CaloFlow student", "iCaloFlow student", "CaloINN", "CaloDiffusion"]
-            )
-            if dataset
-            else []
-        )
+        peers = PEERS.get(data["model"], PEERS["flow"])
+        published = _published_rows(dataset, peers) if dataset else []
         if published:
             out += ["", "For scale, published CaloChallenge rows on the Geant4 data of the same geometry:", "",
                     "| model | AUC low | AUC high | FPD x 1e3 | ms / shower CPU, batch 10,000 |", "|---|---|---|---|---|", *published]  # fmt: skip
         out.append("")
+    out += _speed_sections()
+    out += _pareto_sections()
     (ROOT / "BENCHMARKS.md").write_text("\n".join(out) + "\n")
     print("wrote BENCHMARKS.md")
 

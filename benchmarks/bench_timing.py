@@ -1,0 +1,61 @@
+"""Time per shower of every family (default configuration) by batch size and precision.
+
+Sampling time depends on the architecture, not on the weights' values, so each family is built
+with its default configuration and its preprocessing fitted on a few thousand simulated showers
+(no training). Quality at each precision is measured separately, on trained models
+(bench_models.py). Batch sizes 1, 100 and 10,000 as in the CaloChallenge table.
+
+Run: .venv/bin/python benchmarks/bench_timing.py --geometry ds2 [--families wgan,vae] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write_result
+
+from calosurrogate.benchmark import default_conditions, time_grid
+from calosurrogate.models import REGISTRY, build_surrogate
+from calosurrogate.simulate import ShowerSimulator, get_detector
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--geometry", default="ds2")
+    parser.add_argument("--families", default=",".join(sorted(REGISTRY)))
+    parser.add_argument("--batch-sizes", default="1,100,10000")
+    parser.add_argument("--precisions", default="fp32,bf16")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--min-seconds", type=float, default=1.0)
+    args = parser.parse_args()
+    detector = get_detector(args.geometry)
+    energies, showers = ShowerSimulator(detector).sample(
+        3000, "log-uniform:1GeV:1TeV" if args.geometry != "ds1-photons" else "ds1", seed=7
+    )
+    incident = torch.as_tensor(energies, dtype=torch.float32).reshape(-1, 1)
+    showers = torch.as_tensor(showers, dtype=torch.float32)
+    rows = []
+    for family in args.families.split(","):
+        model = build_surrogate(family, detector.geometry)
+        model.fit_preprocessing(showers, incident)
+        conditions = default_conditions(model)
+        for result in time_grid(
+            model, conditions, [int(b) for b in args.batch_sizes.split(",")], args.precisions.split(","),
+            args.device, min_seconds=args.min_seconds, min_repeats=3, warmup=1,
+        ):  # fmt: skip
+            print(f"{family:6s} {result.precision} batch {result.batch_size:6d}: {result.ms_per_shower:.4f} ms/shower")
+            rows.append(result.as_dict())
+    command = f"python benchmarks/bench_timing.py --geometry {args.geometry} --device {args.device}"
+    print(
+        "wrote",
+        write_result(f"timing_{args.geometry}_{args.device}", {"geometry": args.geometry, "results": rows}, command),
+    )
+
+
+if __name__ == "__main__":
+    main()
