@@ -1,0 +1,142 @@
+"""Samplers of diffusion and flow-matching models, separate from any network.
+
+Every objective of :mod:`~calosurrogate.models.diffusion` is turned into one object, a
+*denoiser* ``D(x, sigma)``: the model's estimate of the clean sample given ``x = x0 + sigma n``
+(Karras, Aittala, Aila and Laine, "Elucidating the design space of diffusion-based generative
+models" (EDM), arXiv:2206.00364, section 2: DDPM / variance-preserving models, v-prediction and
+the linear flow-matching path are all this variance-exploding form after rescaling ``x``). The
+samplers below integrate from ``sigma_max`` to 0 using only ``D``; the number of steps is chosen
+at sampling time.
+
+- ``euler``: first-order probability-flow ODE; in these coordinates it *is* DDIM (eta = 0,
+  Song, Meng and Ermon, arXiv:2010.02502) and the Euler flow-matching sampler.
+- ``heun``: EDM's second-order Heun sampler (last step Euler), two network calls per step.
+- ``rk4``: classical Runge-Kutta on the ODE, four calls per step (as used for flow matching).
+- ``dpm2m``: DPM-Solver++(2M), second order from one call per step by reusing the previous
+  denoised estimate (Lu et al., arXiv:2211.01095).
+- ``ddpm``: ancestral sampling, stochastic: each step denoises to the next level and adds back
+  fresh noise (Ho, Jain and Abbeel, arXiv:2006.11239, in EDM's form).
+
+Noise levels follow EDM's schedule ``sigma_i = (s_max^(1/rho) + i/(N-1) (s_min^(1/rho) -
+s_max^(1/rho)))^rho`` with ``rho = 7``, then 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+Denoiser = Callable[[Tensor, Tensor], Tensor]
+"""``D(x, sigma)``: ``x (N, D)``, ``sigma (N,)`` -> denoised ``(N, D)``."""
+
+SAMPLERS = ("euler", "heun", "rk4", "dpm2m", "ddpm")
+CALLS_PER_STEP = {"euler": 1, "heun": 2, "rk4": 4, "dpm2m": 1, "ddpm": 1}
+
+
+def karras_sigmas(steps: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> Tensor:
+    """``steps`` decreasing noise levels from ``sigma_max`` to ``sigma_min``, then a final 0 (``steps + 1`` values)."""
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    if steps == 1:
+        return torch.tensor([sigma_max, 0.0], dtype=torch.float64)
+    ramp = torch.linspace(0, 1, steps, dtype=torch.float64)
+    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+    sigmas = (hi + ramp * (lo - hi)) ** rho
+    return torch.cat([sigmas, torch.zeros(1, dtype=torch.float64)])
+
+
+def _call(denoiser: Denoiser, x: Tensor, sigma: float) -> Tensor:
+    return denoiser(x, torch.full((x.shape[0],), sigma, dtype=x.dtype, device=x.device)).to(x.dtype)
+
+
+def _slope(denoiser: Denoiser, x: Tensor, sigma: float) -> Tensor:
+    """``dx/dsigma = (x - D(x, sigma)) / sigma`` of the probability-flow ODE."""
+    return (x - _call(denoiser, x, sigma)) / sigma
+
+
+def sample(
+    denoiser: Denoiser,
+    noise: Tensor,
+    steps: int,
+    sampler: str = "heun",
+    sigma_min: float = 0.002,
+    sigma_max: float = 80.0,
+    rho: float = 7.0,
+    ancestral_noise: Tensor | None = None,
+) -> Tensor:
+    """Integrate from ``x = sigma_max * noise`` to a clean sample.
+
+    Args:
+        denoiser: ``D(x, sigma)`` (see module docstring).
+        noise: Standard normal ``(N, D)`` starting noise.
+        steps: Number of noise levels (network calls: ``steps x CALLS_PER_STEP``, fewer for the last Heun step).
+        sampler: One of ``SAMPLERS``.
+        sigma_min, sigma_max, rho: The noise schedule.
+        ancestral_noise: For ``ddpm``, the fresh noise of each step ``(steps, N, D)`` (drawn if None).
+
+    Returns:
+        Samples ``(N, D)``.
+    """
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; use one of {SAMPLERS}")
+    sigmas = karras_sigmas(steps, sigma_min, sigma_max, rho).tolist()
+    x = noise * sigmas[0]
+    previous_denoised: Tensor | None = None
+    for i in range(steps):
+        s, s_next = sigmas[i], sigmas[i + 1]
+        if sampler == "euler" or (sampler == "heun" and s_next == 0):
+            x = x + (s_next - s) * _slope(denoiser, x, s)
+        elif sampler == "heun":
+            d = _slope(denoiser, x, s)
+            x_euler = x + (s_next - s) * d
+            x = x + (s_next - s) * 0.5 * (d + _slope(denoiser, x_euler, s_next))
+        elif sampler == "rk4":
+            h = s_next - s
+            if s_next == 0:  # the slope is undefined at sigma = 0: finish with a denoising step
+                x = _call(denoiser, x, s)
+                continue
+            k1 = _slope(denoiser, x, s)
+            k2 = _slope(denoiser, x + 0.5 * h * k1, s + 0.5 * h)
+            k3 = _slope(denoiser, x + 0.5 * h * k2, s + 0.5 * h)
+            k4 = _slope(denoiser, x + h * k3, s_next)
+            x = x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+        elif sampler == "dpm2m":
+            denoised = _call(denoiser, x, s)
+            if s_next == 0:
+                x = denoised
+                continue
+            t, t_next = -math.log(s), -math.log(s_next)
+            h = t_next - t
+            if previous_denoised is None:
+                estimate = denoised
+            else:
+                h_last = t - (-math.log(sigmas[i - 1]))
+                r = h_last / h
+                estimate = (1 + 1 / (2 * r)) * denoised - 1 / (2 * r) * previous_denoised
+            x = (s_next / s) * x - math.expm1(-h) * estimate
+            previous_denoised = denoised
+        else:  # ddpm ancestral (EDM form): split the step into a deterministic part and fresh noise
+            denoised = _call(denoiser, x, s)
+            sigma_up = math.sqrt(max(s_next**2 * (s**2 - s_next**2) / s**2, 0.0))
+            sigma_down = math.sqrt(max(s_next**2 - sigma_up**2, 0.0))
+            x = x + (sigma_down - s) * (x - denoised) / s
+            if s_next > 0:
+                fresh = torch.randn_like(x) if ancestral_noise is None else ancestral_noise[i].to(x)
+                x = x + sigma_up * fresh
+    return x
+
+
+def network_calls(steps: int, sampler: str) -> int:
+    """Network evaluations one sample costs."""
+    calls = steps * CALLS_PER_STEP[sampler]
+    if sampler == "heun":
+        calls -= 1  # the last step is Euler
+    if sampler == "rk4":
+        calls -= 3  # the last step is one denoising call
+    return calls
+
+
+__all__ = ["CALLS_PER_STEP", "SAMPLERS", "Denoiser", "karras_sigmas", "network_calls", "sample"]

@@ -1,0 +1,69 @@
+"""Diffusion samplers on a Gaussian toy, whose optimal denoiser and exact ODE solution are known."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from calosurrogate.models.diffusion_samplers import SAMPLERS, karras_sigmas, network_calls, sample
+
+MU, S, SIGMA_MAX = 1.5, 0.7, 80.0
+
+
+def optimal_denoiser(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """E[x0 | x] for x0 ~ N(MU, S^2) and x = x0 + sigma n."""
+    shrink = (S**2 / (S**2 + sigma**2)).reshape(-1, 1)
+    return MU + shrink * (x - MU)
+
+
+def exact_transport(noise: torch.Tensor) -> torch.Tensor:
+    """Where the probability-flow ODE takes x = SIGMA_MAX * noise at sigma = 0."""
+    return MU + (SIGMA_MAX * noise - MU) * S / math.sqrt(S**2 + SIGMA_MAX**2)
+
+
+@pytest.fixture(scope="module")
+def noise() -> torch.Tensor:
+    return torch.randn(4_000, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+
+def test_schedule_is_decreasing_and_ends_at_zero() -> None:
+    sigmas = karras_sigmas(10, 0.002, 80.0)
+    assert len(sigmas) == 11 and sigmas[0] == pytest.approx(80.0) and sigmas[-2] == pytest.approx(0.002)
+    assert sigmas[-1] == 0 and bool((sigmas[1:] < sigmas[:-1]).all())
+
+
+@pytest.mark.parametrize("sampler", ["euler", "heun", "rk4", "dpm2m"])
+def test_deterministic_samplers_follow_the_exact_ode(sampler, noise) -> None:
+    errors = {}
+    for steps in (32, 128):
+        x = sample(optimal_denoiser, noise, steps, sampler, sigma_max=SIGMA_MAX)
+        errors[steps] = float((x - exact_transport(noise)).abs().max())
+    assert errors[128] < 0.5 * errors[32]  # converges with the number of steps
+    assert errors[128] < 0.07
+    exact = exact_transport(noise)
+    assert float(x.mean()) == pytest.approx(float(exact.mean()), abs=0.02)
+    assert float(x.std()) == pytest.approx(float(exact.std()), abs=0.02)
+
+
+def test_higher_order_samplers_are_more_accurate_per_step(noise) -> None:
+    error = {s: float((sample(optimal_denoiser, noise, 32, s, sigma_max=SIGMA_MAX) - exact_transport(noise)).abs().max())
+             for s in ("euler", "heun", "dpm2m", "rk4")}  # fmt: skip
+    assert error["heun"] < 0.3 * error["euler"] and error["dpm2m"] < 0.3 * error["euler"]
+    assert error["rk4"] < 0.1 * error["heun"]
+
+
+def test_ancestral_sampler_reaches_the_data_distribution(noise) -> None:
+    torch.manual_seed(1)
+    x = sample(optimal_denoiser, noise, 200, "ddpm", sigma_max=SIGMA_MAX)
+    assert float(x.mean()) == pytest.approx(MU, abs=0.035) and float(x.std()) == pytest.approx(S, abs=0.035)
+    # Stochastic: not the deterministic transport of its starting noise.
+    assert float((x - exact_transport(noise)).abs().mean()) > 0.1
+
+
+def test_network_call_counts_and_bad_sampler() -> None:
+    assert network_calls(10, "euler") == 10 and network_calls(10, "heun") == 19 and network_calls(10, "rk4") == 37
+    with pytest.raises(ValueError, match="unknown sampler"):
+        sample(optimal_denoiser, torch.zeros(2, 2), 4, "leapfrog")
+    assert set(SAMPLERS) == {"euler", "heun", "rk4", "dpm2m", "ddpm"}
