@@ -18,7 +18,8 @@ from calosurrogate.models.base import ExportNotSupportedError
 SMALL = {"flow": {"energy_hidden": 16, "shape_hidden": 16, "shape_transforms": 2, "energy_transforms": 2},
          "inn": {"hidden": 16, "transforms": 2}, "vae": {"hidden": 16, "latent": 4},
          "wgan": {"hidden": 16, "critic_hidden": 16, "latent": 4},
-         "qvae": {"hidden": 16, "units_per_partition": 4, "sampler_sweeps": 5}}  # fmt: skip
+         "qvae": {"hidden": 16, "units_per_partition": 4, "sampler_sweeps": 5},
+         "diffusion": {"hidden": 16, "blocks": 1, "steps": 3}}  # fmt: skip
 # What torch.export cannot trace today (the reason is in the ExportError it raises).
 UNSUPPORTED = {("flow", "pt2")}
 

@@ -19,13 +19,18 @@ VARIANTS = [(name, {}) for name in sorted(REGISTRY)] + [
     ("vae", {"reconstruction": "mse"}),
     ("vae", {"architecture": "conv", "conv_channels": 4}),
     ("qvae", {"layout": "four-partite"}),
+    ("diffusion", {"objective": "ddpm"}),
+    ("diffusion", {"objective": "v", "sampler": "ddpm"}),
+    ("diffusion", {"objective": "flow-matching", "sampler": "rk4"}),
+    ("diffusion", {"backbone": "unet", "unet_channels": (4, 8), "sampler": "dpm2m"}),
 ]
 SMALL = {"flow": {"energy_hidden": 32, "shape_hidden": 32, "shape_transforms": 2, "energy_transforms": 2},
          "inn": {"hidden": 32, "transforms": 2}, "vae": {"hidden": 32, "latent": 4},
+         "diffusion": {"hidden": 32, "blocks": 2, "steps": 16},
          "qvae": {"hidden": 32, "units_per_partition": 4, "pcd_chains": 64, "sampler_sweeps": 20},
          "wgan": {"hidden": 64, "critic_hidden": 64, "latent": 8}}  # fmt: skip
 # Adversarial training needs more steps than likelihood training to follow its conditions.
-TRAIN = {"wgan": {"epochs": 25, "learning_rate": 3e-4}}
+TRAIN = {"wgan": {"epochs": 25, "learning_rate": 3e-4}, "diffusion": {"epochs": 15}}
 IDS = [f"{n}-{next(iter(o.values()), 'default')}" for n, o in VARIANTS]
 
 

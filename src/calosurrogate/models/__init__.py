@@ -1,6 +1,6 @@
 """Surrogate families behind one interface; importing this package registers them all."""
 
-from calosurrogate.models import flow, gan, inn, qvae, vae  # noqa: F401  (registration)
+from calosurrogate.models import diffusion, flow, gan, inn, qvae, vae  # noqa: F401  (registration)
 from calosurrogate.models.base import (
     REGISTRY,
     CheckpointError,

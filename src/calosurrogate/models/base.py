@@ -113,6 +113,11 @@ class Surrogate(nn.Module, ABC):
         """One batch of showers ``(N, V)`` in MeV for raw conditions ``(N, C)``."""
         return self.showers_from_noise(conditions, *self.sample_noise(conditions))
 
+    def configure_sampling(self, **options: Any) -> None:
+        """Set sampling-time options (a diffusion model's sampler and steps); none by default."""
+        if options:
+            raise ConfigError(f"model family {self.family!r} has no sampling options (got {sorted(options)})")
+
     def sample_noise(self, conditions: Tensor) -> tuple[Tensor, ...]:
         """Every random input of one sampling pass for raw conditions ``(N, C)``.
 

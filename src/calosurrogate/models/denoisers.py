@@ -1,0 +1,151 @@
+"""Backbones of the diffusion and flow-matching family: networks ``F(x, noise level, conditions)``.
+
+- :class:`ResidualMLP`: residual blocks with adaptive layer norm (scale and shift from the noise
+  level and condition embedding, as the adaLN of DiT, Peebles and Xie, arXiv:2212.09748); any
+  geometry, the fast choice on a CPU.
+- :class:`CylindricalUNet`: CaloDiffusion's conditional 3D U-Net over ``(layer, alpha, r)``
+  (Amram and Pedro, arXiv:2308.03876): cylindrical convolutions (circular in alpha), location
+  channels (layer index and radius as extra input images), residual blocks that add the
+  embedding, one down/up-sampling level over layers and alpha. Regular geometries only.
+
+Both take flat showers ``(N, V)``, a noise-level scalar per shower ``(N,)`` and mapped
+conditions ``(N, K)``, and return ``(N, V)`` in float32.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from calosurrogate.geometry import CylindricalGeometry
+from calosurrogate.models.networks import CylindricalConv3d
+
+
+def sinusoidal_embedding(values: Tensor, dim: int, max_period: float = 1e4) -> Tensor:
+    """Transformer-style sinusoidal features of scalars ``(N,) -> (N, dim)`` (Vaswani et al., arXiv:1706.03762)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=values.device, dtype=torch.float32) / half)
+    angles = 1000.0 * values.float().reshape(-1, 1) * freqs
+    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+
+
+class ConditionEmbedding(nn.Module):
+    """Noise level and conditions -> one embedding vector ``(N, dim)``."""
+
+    def __init__(self, n_conditions: int, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+        self.net = nn.Sequential(nn.Linear(dim + n_conditions, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, noise_level: Tensor, conditions: Tensor) -> Tensor:
+        features = torch.cat([sinusoidal_embedding(noise_level, self.dim), conditions.float()], dim=1)
+        return self.net(features)
+
+
+class _AdaLNBlock(nn.Module):
+    def __init__(self, hidden: int, embed: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(hidden, elementwise_affine=False)
+        self.modulation = nn.Linear(embed, 3 * hidden)
+        self.mlp = nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
+        nn.init.zeros_(self.modulation.weight)  # every block starts as the identity (DiT's adaLN-zero)
+        nn.init.zeros_(self.modulation.bias)
+
+    def forward(self, h: Tensor, embedding: Tensor) -> Tensor:
+        shift, scale, gate = self.modulation(embedding).chunk(3, dim=1)
+        return h + gate * self.mlp(self.norm(h) * (1 + scale) + shift)
+
+
+class ResidualMLP(nn.Module):
+    """Residual MLP with adaptive layer norm (see module docstring)."""
+
+    def __init__(self, n_voxels: int, n_conditions: int, hidden: int = 512, blocks: int = 4) -> None:
+        super().__init__()
+        self.embedding = ConditionEmbedding(n_conditions, min(hidden, 256))
+        self.inp = nn.Linear(n_voxels, hidden)
+        self.blocks = nn.ModuleList(_AdaLNBlock(hidden, min(hidden, 256)) for _ in range(blocks))
+        self.out = nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, n_voxels))
+        # A noise-level-dependent multiple of the input added to the output: lets a network
+        # narrower than the shower represent "output ~ input", which noise and v prediction
+        # need at high noise (EDM's c_skip, learned). Starts at 0.
+        self.skip = nn.Linear(min(hidden, 256), 1)
+        nn.init.zeros_(self.skip.weight)
+        nn.init.zeros_(self.skip.bias)
+
+    def forward(self, x: Tensor, noise_level: Tensor, conditions: Tensor) -> Tensor:
+        embedding = self.embedding(noise_level, conditions)
+        h = self.inp(x)
+        for block in self.blocks:
+            h = block(h, embedding)
+        return (self.out(h) + self.skip(embedding) * x).float()
+
+
+class _ResBlock(nn.Module):
+    def __init__(self, channels_in: int, channels_out: int, embed: int) -> None:
+        super().__init__()
+        self.norm1 = nn.GroupNorm(min(8, channels_in), channels_in)
+        self.conv1 = CylindricalConv3d(channels_in, channels_out)
+        self.embed = nn.Linear(embed, channels_out)
+        self.norm2 = nn.GroupNorm(min(8, channels_out), channels_out)
+        self.conv2 = CylindricalConv3d(channels_out, channels_out)
+        self.skip = nn.Conv3d(channels_in, channels_out, 1) if channels_in != channels_out else nn.Identity()
+
+    def forward(self, x: Tensor, embedding: Tensor) -> Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = h + self.embed(embedding)[:, :, None, None, None].to(h.dtype)
+        h = self.conv2(F.silu(self.norm2(h)))
+        return self.skip(x) + h
+
+
+class CylindricalUNet(nn.Module):
+    """Conditional cylindrical 3D U-Net (see module docstring).
+
+    Args:
+        geometry: A regular geometry (same alpha x r binning in every layer).
+        n_conditions: Width of the mapped condition vector.
+        channels: Channels at full and at half resolution.
+    """
+
+    def __init__(self, geometry: CylindricalGeometry, n_conditions: int, channels: tuple[int, int] = (16, 32)) -> None:
+        super().__init__()
+        if not geometry.is_regular:
+            raise ValueError(
+                f"the U-Net needs a regular geometry; {geometry.name!r} is irregular (its layers differ in "
+                "binning): use backbone 'mlp'"
+            )
+        self.shape = geometry.shape
+        n_layers, _, n_r = self.shape
+        layer_image = torch.linspace(-1, 1, n_layers).reshape(n_layers, 1, 1).expand(self.shape)
+        r_mid = torch.as_tensor(geometry.layers[0].r_mid, dtype=torch.float32)
+        radius_image = (r_mid / r_mid.max()).reshape(1, 1, n_r).expand(self.shape)
+        self.register_buffer("location", torch.stack([layer_image, radius_image]).clone())  # (2, L, A, R)
+        c1, c2 = channels
+        embed = 4 * c1
+        self.embedding = ConditionEmbedding(n_conditions, embed)
+        self.inp = CylindricalConv3d(3, c1)
+        self.down1 = _ResBlock(c1, c1, embed)
+        self.down2 = _ResBlock(c1, c2, embed)
+        self.middle = _ResBlock(c2, c2, embed)
+        self.up2 = _ResBlock(2 * c2, c1, embed)
+        self.up1 = _ResBlock(2 * c1, c1, embed)
+        self.out = CylindricalConv3d(c1, 1)
+        nn.init.zeros_(self.out.conv.weight)
+        nn.init.zeros_(self.out.conv.bias)
+
+    def forward(self, x: Tensor, noise_level: Tensor, conditions: Tensor) -> Tensor:
+        embedding = self.embedding(noise_level, conditions)
+        image = x.unflatten(1, (1, *self.shape))
+        location = self.location.to(image.dtype).unsqueeze(0).expand(image.shape[0], -1, -1, -1, -1)
+        h1 = self.down1(self.inp(torch.cat([image, location], dim=1)), embedding)
+        # Halve layers and alpha (radius bins are few and unequal in size: kept).
+        h2 = self.down2(F.avg_pool3d(h1, (2, 2, 1), ceil_mode=True), embedding)
+        h = self.up2(torch.cat([self.middle(h2, embedding), h2], dim=1), embedding)
+        h = F.interpolate(h, size=self.shape, mode="nearest")
+        h = self.up1(torch.cat([h, h1], dim=1), embedding)
+        return self.out(F.silu(h)).flatten(1).float()
+
+
+__all__ = ["ConditionEmbedding", "CylindricalUNet", "ResidualMLP", "sinusoidal_embedding"]

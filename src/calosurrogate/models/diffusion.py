@@ -1,0 +1,215 @@
+"""Diffusion and flow-matching surrogates: one family, four objectives, samplers chosen at sampling time.
+
+Showers are coded as standardised ``log(1 + (E / E_inc) / delta)`` per voxel
+(:class:`~calosurrogate.models.networks.LogEnergyCoding`; empty voxels sit at a fixed code and
+the sampling cut restores exact zeros), and a backbone
+(:mod:`~calosurrogate.models.denoisers`: residual MLP, or CaloDiffusion's cylindrical U-Net)
+is trained with one of these objectives:
+
+- ``"edm"``: denoising score matching with EDM's preconditioning, noise-level distribution and
+  loss weighting (Karras et al., arXiv:2206.00364), as CaloDiffusion uses on dataset 3 and
+  CaloScore v2 (arXiv:2308.03847) follows.
+- ``"ddpm"``: noise prediction with the cosine schedule (Ho et al., arXiv:2006.11239; Nichol and
+  Dhariwal, arXiv:2102.09672), CaloDiffusion's objective on datasets 1 and 2 (arXiv:2308.03876).
+- ``"v"``: v-prediction on the same schedule (Salimans and Ho, arXiv:2202.00512).
+- ``"flow-matching"``: conditional flow matching on the straight path ``x_t = (1 - t) x0 + t eps``
+  (Lipman et al., arXiv:2210.02747; Liu et al., arXiv:2209.03003), as CaloDREAM (arXiv:2405.09629).
+
+Each is expressed as a denoiser ``D(x, sigma)`` in EDM's variance-exploding coordinates, so every
+sampler of :mod:`~calosurrogate.models.diffusion_samplers` (Euler = DDIM, Heun, RK4,
+DPM-Solver++(2M), DDPM ancestral) works with every objective, with any number of steps
+(:meth:`DiffusionSurrogate.configure_sampling`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from calosurrogate.data.transforms import ConditionMap
+from calosurrogate.models import diffusion_samplers
+from calosurrogate.models.base import ConfigError, Surrogate, register
+from calosurrogate.models.denoisers import CylindricalUNet, ResidualMLP
+from calosurrogate.models.networks import LogEnergyCoding
+
+OBJECTIVES = ("edm", "ddpm", "v", "flow-matching")
+COSINE_OFFSET = 0.008  # s of the cosine schedule (Nichol and Dhariwal)
+
+
+@dataclass
+class DiffusionConfig:
+    """Settings of the diffusion / flow-matching family.
+
+    Attributes:
+        objective: ``"edm"``, ``"ddpm"``, ``"v"`` or ``"flow-matching"``.
+        backbone: ``"mlp"`` (any geometry) or ``"unet"`` (regular geometries).
+        hidden, blocks: Residual MLP size.
+        unet_channels: U-Net channels at full and half resolution.
+        sampler: Default sampler (``euler``, ``heun``, ``rk4``, ``dpm2m``, ``ddpm``).
+        steps: Default number of noise levels at sampling.
+        sigma_min, sigma_max: Noise levels the sampler runs between (standardised codes).
+        sigma_data: EDM's data standard deviation (the codes are standardised: 1).
+        p_mean, p_std: EDM's log-normal distribution of training noise levels.
+        clip_denoised: Clamp every denoised estimate to the per-voxel range of the training codes
+            (DDPM's "clip x0"; it stops errors of noise predictions, multiplied by the noise level,
+            from throwing the sampler far outside the data).
+        energy_cut_mev: Sampling cut (None: the dataset's threshold).
+        seed: Seed of the initial weights.
+    """
+
+    objective: str = "edm"
+    backbone: str = "mlp"
+    hidden: int = 512
+    blocks: int = 4
+    unet_channels: tuple[int, int] = (16, 32)
+    sampler: str = "heun"
+    steps: int = 32
+    sigma_min: float = 0.002
+    sigma_max: float = 80.0
+    sigma_data: float = 1.0
+    p_mean: float = -1.2
+    p_std: float = 1.2
+    clip_denoised: bool = True
+    energy_cut_mev: float | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.unet_channels = tuple(self.unet_channels)
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"diffusion: objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if self.backbone not in ("mlp", "unet"):
+            raise ConfigError(f"diffusion: backbone must be mlp or unet, got {self.backbone!r}")
+        _check_sampling(self.sampler, self.steps)
+
+
+def _check_sampling(sampler: str, steps: int) -> None:
+    if sampler not in diffusion_samplers.SAMPLERS:
+        raise ConfigError(f"diffusion: sampler must be one of {diffusion_samplers.SAMPLERS}, got {sampler!r}")
+    if int(steps) < 1:
+        raise ConfigError(f"diffusion: steps must be at least 1, got {steps}")
+
+
+def _alpha_bar(t: Tensor) -> Tensor:
+    """Cosine schedule ``alpha_bar(t)``, t in [0, 1]."""
+    return torch.cos((t + COSINE_OFFSET) / (1 + COSINE_OFFSET) * math.pi / 2) ** 2
+
+
+def _t_of_alpha_bar(alpha_bar: Tensor) -> Tensor:
+    return (torch.acos(alpha_bar.clamp(0, 1).sqrt()) * 2 / math.pi * (1 + COSINE_OFFSET) - COSINE_OFFSET).clamp(0, 1)
+
+
+@register("diffusion")
+class DiffusionSurrogate(Surrogate):
+    """Diffusion / flow-matching surrogate (see module docstring)."""
+
+    config_class = DiffusionConfig
+
+    def __init__(self, config: DiffusionConfig, geometry, condition_names) -> None:
+        super().__init__(config, geometry, condition_names)
+        k = len(condition_names)
+        self.conditions_map = ConditionMap(k)
+        self.coding = LogEnergyCoding(geometry.n_voxels, float(self.cut))
+        if config.backbone == "unet":
+            self.net = CylindricalUNet(geometry, k, config.unet_channels)
+        else:
+            self.net = ResidualMLP(geometry.n_voxels, k, config.hidden, config.blocks)
+        self.register_buffer("code_low", torch.full((geometry.n_voxels,), -10.0))
+        self.register_buffer("code_high", torch.full((geometry.n_voxels,), 10.0))
+
+    @torch.no_grad()
+    def fit_preprocessing(self, showers: Tensor, conditions: Tensor) -> None:
+        self.conditions_map.fit(conditions)
+        self.coding.fit(showers, conditions[:, :1])
+        codes = self.coding(showers, conditions[:, :1])
+        margin = 0.1 * (codes.max(0).values - codes.min(0).values) + 1e-3
+        self.code_low.copy_(codes.min(0).values - margin)
+        self.code_high.copy_(codes.max(0).values + margin)
+        self._fitted.fill_(True)
+
+    # ----------------------------------------------------------------- objectives
+    def loss(self, showers: Tensor, conditions: Tensor) -> Tensor:
+        """Per-shower objective (mean over voxels), ``(N,)``."""
+        cfg = self.config
+        cond = self.conditions_map(conditions)
+        x0 = self.coding(showers, conditions[:, :1])
+        noise = torch.randn_like(x0)
+        n = x0.shape[0]
+        if cfg.objective == "edm":
+            sigma = torch.exp(cfg.p_mean + cfg.p_std * torch.randn(n, device=x0.device))
+            weight = (sigma**2 + cfg.sigma_data**2) / (sigma * cfg.sigma_data) ** 2
+            denoised = self._edm_denoiser(x0 + sigma[:, None] * noise, sigma, cond)
+            return weight * ((denoised - x0) ** 2).mean(1)
+        t = torch.rand(n, device=x0.device)
+        if cfg.objective == "flow-matching":
+            x_t = (1 - t[:, None]) * x0 + t[:, None] * noise
+            return ((self.net(x_t, t, cond) - (noise - x0)) ** 2).mean(1)
+        t = t.clamp(1e-4, 0.9999)  # alpha_bar(1) = 0 would make x_t pure noise with no signal to predict
+        a = _alpha_bar(t)[:, None]
+        x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        target = noise if cfg.objective == "ddpm" else a.sqrt() * noise - (1 - a).sqrt() * x0
+        return ((self.net(x_t, t, cond) - target) ** 2).mean(1)
+
+    def _edm_denoiser(self, x: Tensor, sigma: Tensor, cond: Tensor) -> Tensor:
+        sd = self.config.sigma_data
+        s = sigma[:, None]
+        c_skip = sd**2 / (s**2 + sd**2)
+        c_out = s * sd / (s**2 + sd**2).sqrt()
+        c_in = 1 / (s**2 + sd**2).sqrt()
+        return c_skip * x + c_out * self.net(c_in * x, torch.log(sigma) / 4, cond)
+
+    def denoiser(self, cond: Tensor) -> diffusion_samplers.Denoiser:
+        """``D(x, sigma)`` in variance-exploding coordinates for mapped conditions ``(N, K)``."""
+        objective, clip = self.config.objective, self.config.clip_denoised
+
+        def denoise(x: Tensor, sigma: Tensor) -> Tensor:
+            estimate = _estimate(x, sigma.float())
+            return torch.minimum(torch.maximum(estimate, self.code_low), self.code_high) if clip else estimate
+
+        def _estimate(x: Tensor, sigma: Tensor) -> Tensor:
+            if objective == "edm":
+                return self._edm_denoiser(x, sigma, cond)
+            if objective == "flow-matching":
+                t = sigma / (1 + sigma)
+                x_t = x / (1 + sigma[:, None])
+                return x_t - t[:, None] * self.net(x_t, t, cond)
+            a = 1 / (1 + sigma**2)  # VP <-> VE: x_VE = x_t / sqrt(alpha_bar), sigma^2 = (1 - a) / a
+            x_t = x * a.sqrt()[:, None]
+            out = self.net(x_t, _t_of_alpha_bar(a), cond)
+            if objective == "ddpm":
+                return x - sigma[:, None] * out
+            return a.sqrt()[:, None] * x_t - (1 - a).sqrt()[:, None] * out
+
+        return denoise
+
+    # ------------------------------------------------------------------- sampling
+    def configure_sampling(self, **options: Any) -> None:
+        """Choose the sampler and/or number of steps for later sampling (``sampler=``, ``steps=``)."""
+        unknown = set(options) - {"sampler", "steps"}
+        if unknown:
+            raise ConfigError(f"diffusion: unknown sampling option(s) {sorted(unknown)}; valid: sampler, steps")
+        sampler = options.get("sampler") or self.config.sampler
+        steps = int(options.get("steps") or self.config.steps)
+        _check_sampling(sampler, steps)
+        self.config.sampler, self.config.steps = sampler, steps
+
+    def sample_noise(self, conditions: Tensor) -> tuple[Tensor, ...]:
+        n, v, device = conditions.shape[0], self.geometry.n_voxels, conditions.device
+        start = (torch.randn(n, v, device=device),)
+        if self.config.sampler != "ddpm":
+            return start
+        return (*start, torch.randn(self.config.steps, n, v, device=device))
+
+    def showers_from_noise(self, conditions: Tensor, *noise: Tensor) -> Tensor:
+        cfg = self.config
+        codes = diffusion_samplers.sample(
+            self.denoiser(self.conditions_map(conditions)), noise[0].float(), cfg.steps, cfg.sampler,
+            cfg.sigma_min, cfg.sigma_max, ancestral_noise=noise[1] if len(noise) > 1 else None,
+        )  # fmt: skip
+        return self.coding.inverse(codes, conditions[:, :1])
+
+
+__all__ = ["OBJECTIVES", "DiffusionConfig", "DiffusionSurrogate"]

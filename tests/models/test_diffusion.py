@@ -1,0 +1,71 @@
+"""The diffusion family's objectives, each turned into EDM's denoiser: checked with the analytic
+optimum of a Gaussian toy, where every objective's ideal network output is known."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from calosurrogate.models import ConfigError, build_surrogate
+from calosurrogate.models.diffusion import OBJECTIVES, _alpha_bar
+
+S = 0.8  # the toy data: x0 ~ N(0, S^2) in every dimension
+
+
+class OptimalNetwork(nn.Module):
+    """The minimiser of each objective's loss for Gaussian data (what a perfect network outputs)."""
+
+    def __init__(self, objective: str, sigma_data: float) -> None:
+        super().__init__()
+        self.objective, self.sigma_data = objective, sigma_data
+
+    def forward(self, x: torch.Tensor, level: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+        level = level.reshape(-1, 1)
+        if self.objective == "edm":  # x is c_in * x_VE, level = ln(sigma) / 4
+            sigma, sd = torch.exp(4 * level), self.sigma_data
+            x_ve = x * (sigma**2 + sd**2).sqrt()
+            c_skip, c_out = sd**2 / (sigma**2 + sd**2), sigma * sd / (sigma**2 + sd**2).sqrt()
+            return (S**2 / (S**2 + sigma**2) * x_ve - c_skip * x_ve) / c_out
+        if self.objective == "flow-matching":  # x = x_t = (1 - t) x0 + t eps, level = t
+            t = level
+            variance = (1 - t) ** 2 * S**2 + t**2
+            return (t - (1 - t) * S**2) / variance * x
+        a = _alpha_bar(level)
+        variance = a * S**2 + 1 - a
+        eps = (1 - a).sqrt() / variance * x
+        if self.objective == "ddpm":
+            return eps
+        x0 = a.sqrt() * S**2 / variance * x
+        return a.sqrt() * eps - (1 - a).sqrt() * x0
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES)
+def test_each_objective_gives_the_optimal_denoiser(objective, tiny_geometry) -> None:
+    model = build_surrogate("diffusion", tiny_geometry, {"objective": objective, "hidden": 8, "blocks": 1,
+                                                         "clip_denoised": False})  # fmt: skip
+    model.net = OptimalNetwork(objective, model.config.sigma_data)
+    denoise = model.denoiser(torch.zeros(5, 1))
+    for sigma in (0.05, 0.7, 3.0, 40.0):
+        x = torch.randn(5, tiny_geometry.n_voxels, dtype=torch.float64).float() * math.sqrt(S**2 + sigma**2)
+        expected = S**2 / (S**2 + sigma**2) * x
+        torch.testing.assert_close(denoise(x, torch.full((5,), sigma)), expected, rtol=2e-3, atol=2e-4)
+
+
+def test_sampling_options_are_validated_and_change_the_noise(tiny_geometry) -> None:
+    model = build_surrogate("diffusion", tiny_geometry, {"hidden": 8, "blocks": 1})
+    model.configure_sampling(sampler="ddpm", steps=5)
+    noise = model.sample_noise(torch.full((3, 1), 1e4))
+    assert len(noise) == 2 and noise[1].shape == (5, 3, tiny_geometry.n_voxels)  # fresh noise per ancestral step
+    model.configure_sampling(sampler="euler")
+    assert len(model.sample_noise(torch.full((3, 1), 1e4))) == 1
+    with pytest.raises(ConfigError, match="sampler"):
+        model.configure_sampling(sampler="leapfrog")
+    with pytest.raises(ConfigError, match="unknown sampling option"):
+        model.configure_sampling(eta=0.5)
+    with pytest.raises(ConfigError, match="objective"):
+        build_surrogate("diffusion", tiny_geometry, {"objective": "score"})
+    with pytest.raises(ConfigError, match="no sampling options"):
+        build_surrogate("wgan", tiny_geometry).configure_sampling(steps=4)
