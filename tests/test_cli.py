@@ -58,3 +58,28 @@ def test_geometry_writes_xml(tmp_path) -> None:
     assert result.exit_code == 0, result.output
     assert "6480 voxels" in result.output
     assert out.read_text().count("<Layer") == 45
+
+
+def test_sample_with_sampler_and_steps(tiny_geometry, tmp_path) -> None:
+    import torch
+
+    from calosurrogate.models import build_surrogate
+
+    torch.manual_seed(0)
+    incident = torch.exp(torch.empty(200, 1).uniform_(7.0, 11.0))
+    showers = torch.rand(200, tiny_geometry.n_voxels) * incident / 100
+    for name, overrides in (("diffusion", {"hidden": 8, "blocks": 1}), ("wgan", {"hidden": 8, "critic_hidden": 8})):
+        model = build_surrogate(name, tiny_geometry, overrides)
+        model.fit_preprocessing(showers, incident)
+        model.save(tmp_path / name / "model.pt")
+    runner = CliRunner()
+    args = ["sample", "--n", "20", "--energies", "fixed:10GeV", "--steps", "3", "--sampler", "euler"]
+    result = runner.invoke(main, [*args, "--run", str(tmp_path / "diffusion"), "--out", str(tmp_path / "d.h5")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "d.h5").exists()
+    result = runner.invoke(main, [*args, "--run", str(tmp_path / "wgan"), "--out", str(tmp_path / "w.h5")])
+    assert result.exit_code != 0 and "no sampling options" in result.output and not (tmp_path / "w.h5").exists()
+    result = runner.invoke(
+        main, [*args[:-1], "leapfrog", "--run", str(tmp_path / "diffusion"), "--out", str(tmp_path / "x.h5")]
+    )
+    assert result.exit_code != 0 and "sampler must be one of" in result.output

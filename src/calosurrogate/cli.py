@@ -240,17 +240,21 @@ def train(
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--sampler", default=None, help="Diffusion models: euler, heun, rk4, dpm2m or ddpm.")
+@click.option("--steps", type=int, default=None, help="Diffusion models: number of noise levels.")
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 @_friendly_errors
 def sample(
     run_dir: Path, n_showers: int | None, energies: str | None, out: Path, batch_size: int, device: str,
-    precision: str, seed: int, force: bool,
+    precision: str, seed: int, sampler: str | None, steps: int | None, force: bool,
 ) -> None:  # fmt: skip
     """Generate showers with a trained surrogate, in batches, into a CaloChallenge file."""
     from calosurrogate.models import load_surrogate
     from calosurrogate.sampling import conditions_from_file, conditions_from_spectrum, sample_to_file
 
     model = load_surrogate(run_dir / "model.pt" if run_dir.is_dir() else run_dir)
+    options = {k: v for k, v in (("sampler", sampler), ("steps", steps)) if v is not None}
+    model.configure_sampling(**options)
     if energies is not None and Path(energies).exists():
         conditions = conditions_from_file(energies, model, n_showers)
     else:

@@ -68,3 +68,27 @@ def test_hurdle_samples_have_the_predicted_occupancy_and_respect_the_cut() -> No
 def test_mlp_without_final_bias() -> None:
     net = mlp(4, 1, 8, 2, final_bias=False)
     assert net[-1].bias is None and net[0].bias is not None
+
+
+def test_glam_conserves_layer_energy_and_round_trips_at_initialisation() -> None:
+    from calosurrogate.geometry import get_geometry
+    from calosurrogate.models.glam import GeometryLatentMap
+
+    geometry = get_geometry("ds1-photons")
+    glam = GeometryLatentMap(geometry)
+    grid = glam.latent_geometry
+    assert grid.is_regular and grid.n_layers == geometry.n_layers
+    assert grid.layers[0].n_alpha == 10 and grid.layers[0].n_r == 30  # union of every layer's radial edges
+    torch.manual_seed(0)
+    voxels = torch.rand(7, geometry.n_voxels, dtype=torch.float64).float() * (torch.rand(7, geometry.n_voxels) < 0.5)
+    cells = glam.encode(voxels)
+    assert cells.shape == (7, grid.n_voxels)
+    per_layer_voxels = torch.stack([voxels[:, geometry.layer_slice(i)].sum(1) for i in range(geometry.n_layers)], 1)
+    per_layer_cells = cells.unflatten(1, (geometry.n_layers, -1)).sum(2)
+    torch.testing.assert_close(per_layer_cells, per_layer_voxels, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(glam.decode(cells), voxels, rtol=1e-4, atol=1e-5)
+    # A single voxel lands where it is: in a cell of the same layer whose area it overlaps.
+    one = torch.zeros(1, geometry.n_voxels)
+    one[0, geometry.layer_slice(1).start] = 1.0  # layer 1, first alpha bin, innermost ring
+    hit = torch.nonzero(glam.encode(one)[0]).flatten()
+    assert len(hit) >= 1 and all(grid.voxel_layer[i] == 1 and grid.voxel_r[i] == 0 for i in hit.tolist())

@@ -3,7 +3,8 @@
 Showers are coded as standardised ``log(1 + (E / E_inc) / delta)`` per voxel
 (:class:`~calosurrogate.models.networks.LogEnergyCoding`; empty voxels sit at a fixed code and
 the sampling cut restores exact zeros), and a backbone
-(:mod:`~calosurrogate.models.denoisers`: residual MLP, or CaloDiffusion's cylindrical U-Net)
+(:mod:`~calosurrogate.models.denoisers`: residual MLP, or CaloDiffusion's cylindrical U-Net,
+with GLaM's learned maps to a regular grid for dataset 1)
 is trained with one of these objectives:
 
 - ``"edm"``: denoising score matching with EDM's preconditioning, noise-level distribution and
@@ -34,6 +35,7 @@ from calosurrogate.data.transforms import ConditionMap
 from calosurrogate.models import diffusion_samplers
 from calosurrogate.models.base import ConfigError, Surrogate, register
 from calosurrogate.models.denoisers import CylindricalUNet, ResidualMLP
+from calosurrogate.models.glam import GeometryLatentMap, GridBackbone
 from calosurrogate.models.networks import LogEnergyCoding
 
 OBJECTIVES = ("edm", "ddpm", "v", "flow-matching")
@@ -46,7 +48,7 @@ class DiffusionConfig:
 
     Attributes:
         objective: ``"edm"``, ``"ddpm"``, ``"v"`` or ``"flow-matching"``.
-        backbone: ``"mlp"`` (any geometry) or ``"unet"`` (regular geometries).
+        backbone: ``"mlp"`` or ``"unet"`` (on irregular geometries through GLaM, :mod:`~calosurrogate.models.glam`).
         hidden, blocks: Residual MLP size.
         unet_channels: U-Net channels at full and half resolution.
         sampler: Default sampler (``euler``, ``heun``, ``rk4``, ``dpm2m``, ``ddpm``).
@@ -113,8 +115,11 @@ class DiffusionSurrogate(Surrogate):
         k = len(condition_names)
         self.conditions_map = ConditionMap(k)
         self.coding = LogEnergyCoding(geometry.n_voxels, float(self.cut))
-        if config.backbone == "unet":
+        if config.backbone == "unet" and geometry.is_regular:
             self.net = CylindricalUNet(geometry, k, config.unet_channels)
+        elif config.backbone == "unet":  # irregular layers (dataset 1): convolve on GLaM's regular grid
+            glam = GeometryLatentMap(geometry)
+            self.net = GridBackbone(glam, CylindricalUNet(glam.latent_geometry, k, config.unet_channels))
         else:
             self.net = ResidualMLP(geometry.n_voxels, k, config.hidden, config.blocks)
         self.register_buffer("code_low", torch.full((geometry.n_voxels,), -10.0))
