@@ -69,6 +69,21 @@ def _speed_sections() -> list[str]:
     return out
 
 
+def _steps_sections() -> list[str]:
+    out = []
+    for path in sorted(RESULTS.glob("diffusion_steps_*.json")):
+        d = json.loads(path.read_text())
+        out += [f"## Diffusion: quality against sampling steps ({d['geometry']}, objective {d['objective']}, sampler {d['sampler']})", "",
+                f"Command: `{d['command']}`  ", f"Machine: {_machine(d)}; commit {d['commit']}, {d['date']}", "",
+                f"Training: {d['train_minutes_budget']:g} minutes (bf16), {d['epochs']} epochs. Each row samples {d['n_reference']:,} showers "
+                f"with the reference's energies (fp32, batch 10,000) and judges them (classifiers: `cpu` preset, {d['classifier_runs']} run).", "",
+                "| steps | network calls | ms / shower | AUC low | AUC high | S(E_tot/E_inc) | FPD x 1e3 |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+        out += [f"| {r['steps']} | {r['network_calls']} | {r['ms_per_shower_batch_10000']:.3f} | {r['auc_low']:.3f} | {r['auc_high']:.3f} | "
+                f"{r['separation_etot_einc']:.4f} | {r['fpd_x1e3']:.1f} ± {r['fpd_x1e3_error']:.1f} |" for r in d["results"]]  # fmt: skip
+        out.append("")
+    return out
+
+
 def _pareto_sections() -> list[str]:
     """One quality-vs-speed table and plot per geometry over every trained-model benchmark."""
     import matplotlib
@@ -207,6 +222,7 @@ def main() -> None:
                     "| model | AUC low | AUC high | FPD x 1e3 | ms / shower CPU, batch 10,000 |", "|---|---|---|---|---|", *published]  # fmt: skip
         out.append("")
     out += _speed_sections()
+    out += _steps_sections()
     out += _pareto_sections()
     (ROOT / "BENCHMARKS.md").write_text("\n".join(out) + "\n")
     print("wrote BENCHMARKS.md")

@@ -1,0 +1,90 @@
+"""Quality against sampling steps for the diffusion family, as CaloDiffusion reports it.
+
+Trains one diffusion model within a time budget (or reuses the run), then for each number of
+steps samples as many showers as the reference holds and records the classifier AUCs, the
+separation power of E_tot/E_inc, FPD and the time per shower at batch 10,000.
+
+Run: .venv/bin/python benchmarks/bench_diffusion_steps.py --geometry ds1-photons --minutes 15
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write_result
+
+from calosurrogate.evaluation import EvaluationSettings, evaluate_files
+from calosurrogate.models import build_surrogate, load_surrogate
+from calosurrogate.models.diffusion_samplers import network_calls
+from calosurrogate.sampling import conditions_from_file, sample_to_file
+from calosurrogate.simulate import get_detector, simulate_to_file
+from calosurrogate.training import TrainConfig, train
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--geometry", default="ds1-photons")
+    parser.add_argument("--objective", default="edm")
+    parser.add_argument("--minutes", type=float, default=15.0)
+    parser.add_argument("--steps", default="2,4,8,16,32")
+    parser.add_argument("--sampler", default="heun")
+    parser.add_argument("--n-train", type=int, default=50_000)
+    parser.add_argument("--n-reference", type=int, default=50_000)
+    parser.add_argument("--workdir", default="benchmarks/work")
+    args = parser.parse_args()
+    detector = get_detector(args.geometry)
+    data_dir = Path(args.workdir) / args.geometry
+    data_dir.mkdir(parents=True, exist_ok=True)
+    train_file, ref = data_dir / "train.h5", data_dir / "reference.h5"
+    if not train_file.exists():
+        simulate_to_file(detector, args.n_train, train_file, seed=1)
+    if not ref.exists():
+        simulate_to_file(detector, args.n_reference, ref, seed=2)
+    work = Path(args.workdir) / f"{args.geometry}-diffusion-{args.objective}"
+    run = work / "run"
+    start = time.perf_counter()
+    if not (run / "model.pt").exists():
+        model = build_surrogate("diffusion", detector.geometry, {"objective": args.objective})
+        config = TrainConfig(epochs=1000, batch_size=256, learning_rate=1e-3, precision="bf16",
+                             max_minutes=args.minutes, seed=1)  # fmt: skip
+        result = train(model, train_file, run, config, force=True)
+        epochs = result.epochs_done
+    else:
+        epochs = None
+    train_s = time.perf_counter() - start
+    model = load_surrogate(run / "model.pt")
+    conditions = conditions_from_file(ref, model)
+    rows = []
+    for steps in [int(s) for s in args.steps.split(",")]:
+        model.configure_sampling(sampler=args.sampler, steps=steps)
+        out = work / f"generated_{args.sampler}_{steps}.h5"
+        _, seconds = sample_to_file(model, conditions, out, batch_size=10_000, force=True, progress=False)
+        settings = EvaluationSettings()
+        settings.classifier = dataclasses.replace(settings.classifier, runs=1)
+        settings.metrics = ("histograms", "fpd", "cls-high", "cls-low")
+        evaluation = evaluate_files(ref, out, detector.geometry, settings)
+        row = {
+            "steps": steps, "network_calls": network_calls(steps, args.sampler),
+            "ms_per_shower_batch_10000": round(1e3 * seconds / len(conditions), 4),
+            "auc_low": evaluation.classifiers["cls-low"]["auc"], "auc_high": evaluation.classifiers["cls-high"]["auc"],
+            "separation_etot_einc": evaluation.separation["E_tot/E_inc"]["value"],
+            "fpd_x1e3": evaluation.scalars["FPD x 1e3"]["value"], "fpd_x1e3_error": evaluation.scalars["FPD x 1e3"]["error"],
+        }  # fmt: skip
+        print(row, flush=True)
+        rows.append(row)
+    data = {"geometry": args.geometry, "objective": args.objective, "sampler": args.sampler,
+            "train_minutes_budget": args.minutes, "train_seconds": round(train_s), "epochs": epochs,
+            "model_config": model.checkpoint_dict()["config"], "n_reference": len(conditions),
+            "classifier_runs": 1, "results": rows}  # fmt: skip
+    command = (f"python benchmarks/bench_diffusion_steps.py --geometry {args.geometry} --objective {args.objective} "
+               f"--minutes {args.minutes} --steps {args.steps} --sampler {args.sampler}")  # fmt: skip
+    print("wrote", write_result(f"diffusion_steps_{args.geometry}_{args.objective}", data, command))
+
+
+if __name__ == "__main__":
+    main()
