@@ -46,7 +46,7 @@ def main() -> None:
         conditions = default_conditions(model)
         for result in time_grid(
             model, conditions, [int(b) for b in args.batch_sizes.split(",")], args.precisions.split(","),
-            args.device, min_seconds=args.min_seconds, min_repeats=3, warmup=1,
+            args.device, min_seconds=args.min_seconds, min_repeats=2, warmup=1,
         ):  # fmt: skip
             print(f"{family:6s} {result.precision} batch {result.batch_size:6d}: {result.ms_per_shower:.4f} ms/shower")
             rows.append(result.as_dict())
