@@ -83,3 +83,29 @@ def test_sample_with_sampler_and_steps(tiny_geometry, tmp_path) -> None:
         main, [*args[:-1], "leapfrog", "--run", str(tmp_path / "diffusion"), "--out", str(tmp_path / "x.h5")]
     )
     assert result.exit_code != 0 and "sampler must be one of" in result.output
+
+
+def test_distill_command(tiny_geometry, tiny_file, tmp_path) -> None:
+    import torch
+
+    from calosurrogate.models import build_surrogate, load_surrogate
+
+    torch.manual_seed(0)
+    incident = torch.exp(torch.empty(200, 1).uniform_(7.0, 11.0))
+    showers = torch.rand(200, tiny_geometry.n_voxels) * incident / 100
+    teacher = build_surrogate("diffusion", tiny_geometry, {"hidden": 8, "blocks": 1})
+    teacher.fit_preprocessing(showers, incident)
+    teacher.save(tmp_path / "teacher" / "model.pt")
+    runner = CliRunner()
+    args = ["distill", "--run", str(tmp_path / "teacher"), "--data", str(tiny_file), "--steps", "2",
+            "--set", "train.epochs=1", "--set", "train.batch_size=200"]  # fmt: skip
+    result = runner.invoke(main, [*args, "--out", str(tmp_path / "student")])
+    assert result.exit_code == 0, result.output
+    student = load_surrogate(tmp_path / "student" / "model.pt")
+    assert student.config.distill_steps == 2 and student.config.steps == 2
+    wgan = build_surrogate("wgan", tiny_geometry, {"hidden": 8, "critic_hidden": 8})
+    wgan.fit_preprocessing(showers, incident)
+    wgan.save(tmp_path / "wgan" / "model.pt")
+    result = runner.invoke(main, ["distill", "--run", str(tmp_path / "wgan"), "--data", str(tiny_file), "--steps", "2",
+                                  "--out", str(tmp_path / "s2")])  # fmt: skip
+    assert result.exit_code != 0 and "cannot be distilled" in result.output

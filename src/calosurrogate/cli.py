@@ -333,6 +333,44 @@ def bench(run: Path, batch_sizes: str, device: str, precisions: str, compile_mod
     click.echo(f"wrote {path} and {path.with_name('timing.png')}")
 
 
+@main.command()
+@click.option(
+    "--run", "run", type=click.Path(path_type=Path), required=True, help="The teacher: run folder or model file."
+)
+@click.option("--data", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Training HDF5 file.")
+@click.option(
+    "--out", "run_dir", type=click.Path(file_okay=False, path_type=Path), required=True, help="Student run folder."
+)
+@click.option("--steps", type=int, required=True, help="Student steps (the teacher is matched at twice as many).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="YAML with a train: section.",
+)
+@click.option("--set", "assignments", multiple=True, help="Override one setting: train.KEY=VALUE.")
+@click.option("--resume", is_flag=True, help="Continue the student run in --out from its last checkpoint.")
+@click.option("--force", is_flag=True, help="Start afresh in an --out that holds a run.")
+@_friendly_errors
+def distill(run: Path, data: Path, run_dir: Path, steps: int, config_path: Path | None, assignments: tuple[str, ...],
+            resume: bool, force: bool) -> None:  # fmt: skip
+    """Progressive distillation of a diffusion model: a student with half the sampling steps."""
+    from calosurrogate.models.base import config_from_dict
+    from calosurrogate.training import TrainConfig
+    from calosurrogate.training import train as run_training
+
+    model_cfg, train_cfg = _parse_settings(config_path, assignments)
+    if model_cfg:
+        raise click.ClickException("distill takes train settings only; the student's model settings are the teacher's")
+    teacher = _load_run(run)
+    if not hasattr(teacher, "distilled"):
+        raise click.ClickException(f"{run}: a {teacher.family!r} model cannot be distilled (diffusion models only)")
+    config = config_from_dict(TrainConfig, train_cfg, where="train config")
+    result = run_training(teacher.distilled(steps), data, run_dir, config, resume=resume, force=force)
+    click.echo(f"distilled to {steps} step(s) in {result.epochs_done} epoch(s); student: {result.model_path}")
+
+
 @main.command("export")
 @click.option("--run", "run", type=click.Path(path_type=Path), required=True, help="Run folder or model file.")
 @click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript", "pt2"]), default="onnx", show_default=True)

@@ -24,12 +24,14 @@ DPM-Solver++(2M), DDPM ancestral) works with every objective, with any number of
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from calosurrogate.data.transforms import ConditionMap
 from calosurrogate.models import diffusion_samplers
@@ -59,6 +61,9 @@ class DiffusionConfig:
         clip_denoised: Clamp every denoised estimate to the per-voxel range of the training codes
             (DDPM's "clip x0"; it stops errors of noise predictions, multiplied by the noise level,
             from throwing the sampler far outside the data).
+        distill_steps: 0 for an ordinary model; N > 0 for a student of progressive distillation,
+            trained to reproduce in N Euler (DDIM) steps what its frozen teacher does in 2N
+            (:meth:`DiffusionSurrogate.distilled`).
         energy_cut_mev: Sampling cut (None: the dataset's threshold).
         seed: Seed of the initial weights.
     """
@@ -76,6 +81,7 @@ class DiffusionConfig:
     p_mean: float = -1.2
     p_std: float = 1.2
     clip_denoised: bool = True
+    distill_steps: int = 0
     energy_cut_mev: float | None = None
     seed: int = 0
 
@@ -122,11 +128,15 @@ class DiffusionSurrogate(Surrogate):
             self.net = GridBackbone(glam, CylindricalUNet(glam.latent_geometry, k, config.unet_channels))
         else:
             self.net = ResidualMLP(geometry.n_voxels, k, config.hidden, config.blocks)
+        # The frozen teacher of a distillation student (same architecture, weights copied in).
+        self.teacher = copy.deepcopy(self.net).requires_grad_(False) if config.distill_steps else None
         self.register_buffer("code_low", torch.full((geometry.n_voxels,), -10.0))
         self.register_buffer("code_high", torch.full((geometry.n_voxels,), 10.0))
 
     @torch.no_grad()
     def fit_preprocessing(self, showers: Tensor, conditions: Tensor) -> None:
+        if self.teacher is not None and bool(self._fitted):
+            return  # a student keeps its teacher's preprocessing: the teacher's network expects it
         self.conditions_map.fit(conditions)
         self.coding.fit(showers, conditions[:, :1])
         codes = self.coding(showers, conditions[:, :1])
@@ -136,7 +146,7 @@ class DiffusionSurrogate(Surrogate):
         self._fitted.fill_(True)
 
     # ----------------------------------------------------------------- objectives
-    def loss(self, showers: Tensor, conditions: Tensor) -> Tensor:
+    def objective_loss(self, showers: Tensor, conditions: Tensor) -> Tensor:
         """Per-shower objective (mean over voxels), ``(N,)``."""
         cfg = self.config
         cond = self.conditions_map(conditions)
@@ -158,17 +168,20 @@ class DiffusionSurrogate(Surrogate):
         target = noise if cfg.objective == "ddpm" else a.sqrt() * noise - (1 - a).sqrt() * x0
         return ((self.net(x_t, t, cond) - target) ** 2).mean(1)
 
-    def _edm_denoiser(self, x: Tensor, sigma: Tensor, cond: Tensor) -> Tensor:
+    def _edm_denoiser(self, x: Tensor, sigma: Tensor, cond: Tensor, net: nn.Module | None = None) -> Tensor:
+        net = self.net if net is None else net
         sd = self.config.sigma_data
         s = sigma[:, None]
         c_skip = sd**2 / (s**2 + sd**2)
         c_out = s * sd / (s**2 + sd**2).sqrt()
         c_in = 1 / (s**2 + sd**2).sqrt()
-        return c_skip * x + c_out * self.net(c_in * x, torch.log(sigma) / 4, cond)
+        return c_skip * x + c_out * net(c_in * x, torch.log(sigma) / 4, cond)
 
-    def denoiser(self, cond: Tensor) -> diffusion_samplers.Denoiser:
-        """``D(x, sigma)`` in variance-exploding coordinates for mapped conditions ``(N, K)``."""
+    def denoiser(self, cond: Tensor, net: nn.Module | None = None) -> diffusion_samplers.Denoiser:
+        """``D(x, sigma)`` in variance-exploding coordinates for mapped conditions ``(N, K)``
+        (with ``net``: another backbone of the same kind, the distillation teacher)."""
         objective, clip = self.config.objective, self.config.clip_denoised
+        net = self.net if net is None else net
 
         def denoise(x: Tensor, sigma: Tensor) -> Tensor:
             estimate = _estimate(x, sigma.float())
@@ -176,19 +189,70 @@ class DiffusionSurrogate(Surrogate):
 
         def _estimate(x: Tensor, sigma: Tensor) -> Tensor:
             if objective == "edm":
-                return self._edm_denoiser(x, sigma, cond)
+                return self._edm_denoiser(x, sigma, cond, net)
             if objective == "flow-matching":
                 t = sigma / (1 + sigma)
                 x_t = x / (1 + sigma[:, None])
-                return x_t - t[:, None] * self.net(x_t, t, cond)
+                return x_t - t[:, None] * net(x_t, t, cond)
             a = 1 / (1 + sigma**2)  # VP <-> VE: x_VE = x_t / sqrt(alpha_bar), sigma^2 = (1 - a) / a
             x_t = x * a.sqrt()[:, None]
-            out = self.net(x_t, _t_of_alpha_bar(a), cond)
+            out = net(x_t, _t_of_alpha_bar(a), cond)
             if objective == "ddpm":
                 return x - sigma[:, None] * out
             return a.sqrt()[:, None] * x_t - (1 - a).sqrt()[:, None] * out
 
         return denoise
+
+    # -------------------------------------------------------------- distillation
+    def distilled(self, steps: int) -> DiffusionSurrogate:
+        """A student for progressive distillation (Salimans and Ho, arXiv:2202.00512).
+
+        The student starts as a copy of this model; trained with the usual loop (same data), each
+        of its ``steps`` Euler steps learns to land where two of this model's Euler steps land on
+        the grid of ``2 * steps`` noise levels. Its default sampler is then Euler with ``steps``.
+        Repeat (student -> teacher) to halve the steps again: 32 -> 16 -> 8 -> 4 -> 2 -> 1.
+        """
+        if steps < 1:
+            raise ConfigError(f"diffusion: distillation needs at least 1 student step, got {steps}")
+        overrides = {**dataclasses.asdict(self.config), "distill_steps": int(steps), "sampler": "euler",
+                     "steps": int(steps)}  # fmt: skip
+        student = type(self)(DiffusionConfig(**overrides), self.geometry, self.condition_names)
+        state = {k: v for k, v in self.state_dict().items() if not k.startswith("teacher.")}
+        student.load_state_dict(state, strict=False)
+        student.teacher.load_state_dict(self.net.state_dict())
+        return student
+
+    def optimizer_groups(self) -> dict[str, tuple[list[nn.Parameter], dict[str, Any]]]:
+        return {"model": ([p for name, p in self.named_parameters() if not name.startswith("teacher.")], {})}
+
+    def training_step(self, showers: Tensor, conditions: Tensor, update) -> dict[str, Tensor]:
+        if self.teacher is None:
+            return super().training_step(showers, conditions, update)
+        loss = self.distillation_loss(showers, conditions).mean()
+        update("model", loss)
+        return {"loss": loss.detach()}
+
+    def distillation_loss(self, showers: Tensor, conditions: Tensor) -> Tensor:
+        """Per-shower squared distance between the student's denoised estimate and the one that
+        makes its single Euler step match two teacher steps, ``(N,)``."""
+        cfg = self.config
+        cond = self.conditions_map(conditions)
+        x0 = self.coding(showers, conditions[:, :1])
+        grid = diffusion_samplers.karras_sigmas(2 * cfg.distill_steps, cfg.sigma_min, cfg.sigma_max).to(x0.device)
+        i = torch.randint(0, cfg.distill_steps, (x0.shape[0],), device=x0.device)
+        s, s_mid, s_next = grid[2 * i].float(), grid[2 * i + 1].float(), grid[2 * i + 2].float()
+        x = x0 + s[:, None] * torch.randn_like(x0)
+        with torch.no_grad():
+            teacher = self.denoiser(cond, self.teacher)
+            x_mid = x + ((s_mid - s) / s)[:, None] * (x - teacher(x, s))  # s_mid > 0: never the last level
+            x_next = x_mid + ((s_next - s_mid) / s_mid)[:, None] * (x_mid - teacher(x_mid, s_mid))
+            target = x - (s / (s_next - s))[:, None] * (x_next - x)  # the D with x + (s_next - s)(x - D)/s = x_next
+        return ((self.denoiser(cond)(x, s) - target) ** 2).mean(1)
+
+    def loss(self, showers: Tensor, conditions: Tensor) -> Tensor:
+        if self.teacher is not None:
+            return self.distillation_loss(showers, conditions)
+        return self.objective_loss(showers, conditions)
 
     # ------------------------------------------------------------------- sampling
     def configure_sampling(self, **options: Any) -> None:
