@@ -20,6 +20,7 @@ VARIANTS = [(name, {}) for name in sorted(REGISTRY)] + [
     ("vae", {"architecture": "conv", "conv_channels": 4}),
     ("qvae", {"layout": "four-partite"}),
     ("diffusion", {"objective": "ddpm"}),
+    ("diffusion", {"layer_energies": True}),
     ("diffusion", {"objective": "v", "sampler": "ddpm"}),
     ("diffusion", {"objective": "flow-matching", "sampler": "rk4"}),
     ("diffusion", {"backbone": "unet", "unet_channels": (4, 8), "sampler": "dpm2m"}),

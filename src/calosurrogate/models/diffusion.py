@@ -33,12 +33,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from calosurrogate.data.transforms import ConditionMap
+from calosurrogate.data.transforms import ConditionMap, LayerDecomposition, Logit, Standardize
 from calosurrogate.models import diffusion_samplers
 from calosurrogate.models.base import ConfigError, Surrogate, register
 from calosurrogate.models.denoisers import CylindricalUNet, ResidualMLP
 from calosurrogate.models.glam import GeometryLatentMap, GridBackbone
-from calosurrogate.models.networks import LogEnergyCoding
+from calosurrogate.models.networks import LogEnergyCoding, coupling_spline_flow, flow_from_noise, flow_log_prob
 
 OBJECTIVES = ("edm", "ddpm", "v", "flow-matching")
 COSINE_OFFSET = 0.008  # s of the cosine schedule (Nichol and Dhariwal)
@@ -61,6 +61,9 @@ class DiffusionConfig:
         clip_denoised: Clamp every denoised estimate to the per-voxel range of the training codes
             (DDPM's "clip x0"; it stops errors of noise predictions, multiplied by the noise level,
             from throwing the sampler far outside the data).
+        layer_energies: Add a first stage, a coupling spline flow over the layer energies (CaloFlow's
+            flow I coding), and condition the voxel model on them; sampled showers are rescaled
+            layer by layer to the sampled layer energies (as CaloDREAM's two-stage generation).
         distill_steps: 0 for an ordinary model; N > 0 for a student of progressive distillation,
             trained to reproduce in N Euler (DDIM) steps what its frozen teacher does in 2N
             (:meth:`DiffusionSurrogate.distilled`).
@@ -81,6 +84,7 @@ class DiffusionConfig:
     p_mean: float = -1.2
     p_std: float = 1.2
     clip_denoised: bool = True
+    layer_energies: bool = False
     distill_steps: int = 0
     energy_cut_mev: float | None = None
     seed: int = 0
@@ -121,6 +125,14 @@ class DiffusionSurrogate(Surrogate):
         k = len(condition_names)
         self.conditions_map = ConditionMap(k)
         self.coding = LogEnergyCoding(geometry.n_voxels, float(self.cut))
+        if config.layer_energies:
+            n_layers = geometry.n_layers
+            self.decomposition = LayerDecomposition(geometry.layer_offsets.tolist())
+            self.logit = Logit(1e-6)
+            self.energy_scaler = Standardize(n_layers)
+            self.log_energy_scaler = Standardize(n_layers)
+            self.energy_flow = coupling_spline_flow(n_layers, k, 6, 128, 8, config.seed)
+            k = k + n_layers  # the voxel model also sees the (standardised log) layer energies
         if config.backbone == "unet" and geometry.is_regular:
             self.net = CylindricalUNet(geometry, k, config.unet_channels)
         elif config.backbone == "unet":  # irregular layers (dataset 1): convolve on GLaM's regular grid
@@ -139,17 +151,44 @@ class DiffusionSurrogate(Surrogate):
             return  # a student keeps its teacher's preprocessing: the teacher's network expects it
         self.conditions_map.fit(conditions)
         self.coding.fit(showers, conditions[:, :1])
+        if self.config.layer_energies:
+            u, log_e = self._layer_codes(showers, conditions)
+            self.energy_scaler.fit(u)
+            self.log_energy_scaler.fit(log_e)
         codes = self.coding(showers, conditions[:, :1])
         margin = 0.1 * (codes.max(0).values - codes.min(0).values) + 1e-3
         self.code_low.copy_(codes.min(0).values - margin)
         self.code_high.copy_(codes.max(0).values + margin)
         self._fitted.fill_(True)
 
+    # -------------------------------------------------------- layer-energy stage
+    def _layer_codes(self, showers: Tensor, conditions: Tensor) -> tuple[Tensor, Tensor]:
+        layer_e = self.decomposition.layer_energies(showers.float())
+        u = self.logit(self.decomposition.encode_energies(layer_e, conditions[:, :1].float()))
+        return u, torch.log10(layer_e + self.cut)
+
+    def _context(self, showers: Tensor, conditions: Tensor) -> Tensor:
+        """What the voxel model is conditioned on: mapped conditions (+ standardised log layer energies)."""
+        cond = self.conditions_map(conditions)
+        if not self.config.layer_energies:
+            return cond
+        _, log_e = self._layer_codes(showers, conditions)
+        return torch.cat([cond, self.log_energy_scaler(log_e)], dim=1)
+
+    def _energy_nll(self, showers: Tensor, conditions: Tensor) -> Tensor:
+        u, _ = self._layer_codes(showers, conditions)
+        nll = -flow_log_prob(self.energy_flow, self.energy_scaler(u), self.conditions_map(conditions))
+        return nll / self.geometry.n_layers
+
     # ----------------------------------------------------------------- objectives
     def objective_loss(self, showers: Tensor, conditions: Tensor) -> Tensor:
-        """Per-shower objective (mean over voxels), ``(N,)``."""
+        """Per-shower objective (mean over voxels; plus the layer-energy flow's NLL per layer), ``(N,)``."""
+        extra = self._energy_nll(showers, conditions) if self.config.layer_energies else 0.0
+        return self._voxel_loss(showers, conditions) + extra
+
+    def _voxel_loss(self, showers: Tensor, conditions: Tensor) -> Tensor:
         cfg = self.config
-        cond = self.conditions_map(conditions)
+        cond = self._context(showers, conditions)
         x0 = self.coding(showers, conditions[:, :1])
         noise = torch.randn_like(x0)
         n = x0.shape[0]
@@ -236,7 +275,7 @@ class DiffusionSurrogate(Surrogate):
         """Per-shower squared distance between the student's denoised estimate and the one that
         makes its single Euler step match two teacher steps, ``(N,)``."""
         cfg = self.config
-        cond = self.conditions_map(conditions)
+        cond = self._context(showers, conditions)
         x0 = self.coding(showers, conditions[:, :1])
         grid = diffusion_samplers.karras_sigmas(2 * cfg.distill_steps, cfg.sigma_min, cfg.sigma_max).to(x0.device)
         i = torch.randint(0, cfg.distill_steps, (x0.shape[0],), device=x0.device)
@@ -267,18 +306,31 @@ class DiffusionSurrogate(Surrogate):
 
     def sample_noise(self, conditions: Tensor) -> tuple[Tensor, ...]:
         n, v, device = conditions.shape[0], self.geometry.n_voxels, conditions.device
-        start = (torch.randn(n, v, device=device),)
-        if self.config.sampler != "ddpm":
-            return start
-        return (*start, torch.randn(self.config.steps, n, v, device=device))
+        noise = [torch.randn(n, v, device=device)]
+        if self.config.layer_energies:
+            noise.append(torch.randn(n, self.geometry.n_layers, device=device))
+        if self.config.sampler == "ddpm":
+            noise.append(torch.randn(self.config.steps, n, v, device=device))
+        return tuple(noise)
 
     def showers_from_noise(self, conditions: Tensor, *noise: Tensor) -> Tensor:
         cfg = self.config
+        noise = list(noise)
+        start = noise.pop(0)
+        cond = self.conditions_map(conditions)
+        incident = conditions[:, :1].float()
+        if cfg.layer_energies:
+            u = self.logit.inverse(self.energy_scaler.inverse(flow_from_noise(self.energy_flow, cond, noise.pop(0))))
+            layer_e = self.decomposition.decode_energies(u, incident)
+            cond = torch.cat([cond, self.log_energy_scaler(torch.log10(layer_e + self.cut))], dim=1)
         codes = diffusion_samplers.sample(
-            self.denoiser(self.conditions_map(conditions)), noise[0].float(), cfg.steps, cfg.sampler,
-            cfg.sigma_min, cfg.sigma_max, ancestral_noise=noise[1] if len(noise) > 1 else None,
+            self.denoiser(cond), start.float(), cfg.steps, cfg.sampler, cfg.sigma_min, cfg.sigma_max,
+            ancestral_noise=noise.pop(0) if noise else None,
         )  # fmt: skip
-        return self.coding.inverse(codes, conditions[:, :1])
+        showers = self.coding.inverse(codes, incident)
+        if cfg.layer_energies:  # the first stage decides the layer energies; the voxel model their spread
+            showers = self.decomposition.compose(layer_e, showers)
+        return showers
 
 
 __all__ = ["OBJECTIVES", "DiffusionConfig", "DiffusionSurrogate"]

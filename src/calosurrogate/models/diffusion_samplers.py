@@ -36,16 +36,20 @@ SAMPLERS = ("euler", "heun", "rk4", "dpm2m", "ddpm")
 CALLS_PER_STEP = {"euler": 1, "heun": 2, "rk4": 4, "dpm2m": 1, "ddpm": 1}
 
 
-def karras_sigmas(steps: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> Tensor:
-    """``steps`` decreasing noise levels from ``sigma_max`` to ``sigma_min``, then a final 0 (``steps + 1`` values)."""
+def sigma_levels(steps: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> list[float]:
+    """``steps`` decreasing noise levels from ``sigma_max`` to ``sigma_min``, then a final 0
+    (``steps + 1`` Python floats: no tensor, so traced and exported graphs hold constants)."""
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
     if steps == 1:
-        return torch.tensor([sigma_max, 0.0], dtype=torch.float64)
-    ramp = torch.linspace(0, 1, steps, dtype=torch.float64)
+        return [float(sigma_max), 0.0]
     lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
-    sigmas = (hi + ramp * (lo - hi)) ** rho
-    return torch.cat([sigmas, torch.zeros(1, dtype=torch.float64)])
+    return [(hi + i / (steps - 1) * (lo - hi)) ** rho for i in range(steps)] + [0.0]
+
+
+def karras_sigmas(steps: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> Tensor:
+    """:func:`sigma_levels` as a float64 tensor."""
+    return torch.tensor(sigma_levels(steps, sigma_min, sigma_max, rho), dtype=torch.float64)
 
 
 def _call(denoiser: Denoiser, x: Tensor, sigma: float) -> Tensor:
@@ -82,7 +86,7 @@ def sample(
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; use one of {SAMPLERS}")
-    sigmas = karras_sigmas(steps, sigma_min, sigma_max, rho).tolist()
+    sigmas = sigma_levels(steps, sigma_min, sigma_max, rho)
     x = noise * sigmas[0]
     previous_denoised: Tensor | None = None
     for i in range(steps):
@@ -139,4 +143,4 @@ def network_calls(steps: int, sampler: str) -> int:
     return calls
 
 
-__all__ = ["CALLS_PER_STEP", "SAMPLERS", "Denoiser", "karras_sigmas", "network_calls", "sample"]
+__all__ = ["CALLS_PER_STEP", "SAMPLERS", "Denoiser", "karras_sigmas", "network_calls", "sample", "sigma_levels"]
