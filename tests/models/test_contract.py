@@ -21,6 +21,10 @@ VARIANTS = [(name, {}) for name in sorted(REGISTRY)] + [
     ("qvae", {"layout": "four-partite"}),
     ("diffusion", {"objective": "ddpm"}),
     ("diffusion", {"layer_energies": True}),
+    (
+        "diffusion",
+        {"backbone": "transformer", "transformer_dim": 16, "transformer_depth": 1, "objective": "flow-matching"},
+    ),
     ("diffusion", {"objective": "v", "sampler": "ddpm"}),
     ("diffusion", {"objective": "flow-matching", "sampler": "rk4"}),
     ("diffusion", {"backbone": "unet", "unet_channels": (4, 8), "sampler": "dpm2m"}),

@@ -3,6 +3,8 @@
 - :class:`ResidualMLP`: residual blocks with adaptive layer norm (scale and shift from the noise
   level and condition embedding, as the adaLN of DiT, Peebles and Xie, arXiv:2212.09748); any
   geometry, the fast choice on a CPU.
+- :class:`LayerTransformer`: one token per layer, attention across layers, adaLN conditioning
+  (CaloDREAM's transformer backbone); any geometry.
 - :class:`CylindricalUNet`: CaloDiffusion's conditional 3D U-Net over ``(layer, alpha, r)``
   (Amram and Pedro, arXiv:2308.03876): cylindrical convolutions (circular in alpha), location
   channels (layer index and radius as extra input images), residual blocks that add the
@@ -83,6 +85,59 @@ class ResidualMLP(nn.Module):
         return (self.out(h) + self.skip(embedding) * x).float()
 
 
+class _TransformerBlock(nn.Module):
+    def __init__(self, dim: int, heads: int, embed: int) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, elementwise_affine=False)
+        self.attention = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.norm2 = nn.LayerNorm(dim, elementwise_affine=False)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+        self.modulation = nn.Linear(embed, 6 * dim)
+        nn.init.zeros_(self.modulation.weight)  # adaLN-zero: every block starts as the identity
+        nn.init.zeros_(self.modulation.bias)
+
+    def forward(self, tokens: Tensor, embedding: Tensor) -> Tensor:
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(embedding).unsqueeze(1).chunk(6, dim=2)
+        h = self.norm1(tokens) * (1 + scale1) + shift1
+        tokens = tokens + gate1 * self.attention(h, h, h, need_weights=False)[0]
+        h = self.norm2(tokens) * (1 + scale2) + shift2
+        return tokens + gate2 * self.mlp(h)
+
+
+class LayerTransformer(nn.Module):
+    """Transformer over the calorimeter layers, one token per layer (CaloDREAM-style patches,
+    Favaro et al., arXiv:2405.09629), conditioned by adaptive layer norm (DiT, arXiv:2212.09748).
+
+    Each layer's voxels are embedded by their own linear map, so layers of different binnings
+    (dataset 1) are fine; a learned position embedding tells the layers apart. Attention lets
+    every layer see every other, which is how longitudinal correlations are learned.
+    """
+
+    def __init__(self, geometry: CylindricalGeometry, n_conditions: int, dim: int = 128, depth: int = 4,
+                 heads: int = 4) -> None:  # fmt: skip
+        super().__init__()
+        self.slices = [geometry.layer_slice(i) for i in range(geometry.n_layers)]
+        self.embedding = ConditionEmbedding(n_conditions, dim)
+        self.inp = nn.ModuleList(nn.Linear(layer.n_voxels, dim) for layer in geometry.layers)
+        self.position = nn.Parameter(0.02 * torch.randn(geometry.n_layers, dim))
+        self.blocks = nn.ModuleList(_TransformerBlock(dim, heads, dim) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim)
+        self.out = nn.ModuleList(nn.Linear(dim, layer.n_voxels) for layer in geometry.layers)
+        self.skip = nn.Linear(dim, 1)  # as ResidualMLP: a learned multiple of the input, starting at 0
+        nn.init.zeros_(self.skip.weight)
+        nn.init.zeros_(self.skip.bias)
+
+    def forward(self, x: Tensor, noise_level: Tensor, conditions: Tensor) -> Tensor:
+        embedding = self.embedding(noise_level, conditions)
+        tokens = torch.stack([proj(x[:, s]) for proj, s in zip(self.inp, self.slices, strict=True)], dim=1)
+        tokens = tokens + self.position.to(tokens.dtype)
+        for block in self.blocks:
+            tokens = block(tokens, embedding)
+        tokens = self.norm(tokens)
+        out = torch.cat([proj(tokens[:, i]) for i, proj in enumerate(self.out)], dim=1)
+        return (out + self.skip(embedding) * x).float()
+
+
 class _ResBlock(nn.Module):
     def __init__(self, channels_in: int, channels_out: int, embed: int) -> None:
         super().__init__()
@@ -148,4 +203,4 @@ class CylindricalUNet(nn.Module):
         return self.out(F.silu(h)).flatten(1).float()
 
 
-__all__ = ["ConditionEmbedding", "CylindricalUNet", "ResidualMLP", "sinusoidal_embedding"]
+__all__ = ["ConditionEmbedding", "CylindricalUNet", "LayerTransformer", "ResidualMLP", "sinusoidal_embedding"]

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from calosurrogate.data.transforms import ConditionMap, LayerDecomposition, Logit, Standardize
 from calosurrogate.models import diffusion_samplers
 from calosurrogate.models.base import ConfigError, Surrogate, register
-from calosurrogate.models.denoisers import CylindricalUNet, ResidualMLP
+from calosurrogate.models.denoisers import CylindricalUNet, LayerTransformer, ResidualMLP
 from calosurrogate.models.glam import GeometryLatentMap, GridBackbone
 from calosurrogate.models.networks import LogEnergyCoding, coupling_spline_flow, flow_from_noise, flow_log_prob
 
@@ -50,9 +50,11 @@ class DiffusionConfig:
 
     Attributes:
         objective: ``"edm"``, ``"ddpm"``, ``"v"`` or ``"flow-matching"``.
-        backbone: ``"mlp"`` or ``"unet"`` (on irregular geometries through GLaM, :mod:`~calosurrogate.models.glam`).
+        backbone: ``"mlp"``, ``"transformer"`` (one token per layer) or ``"unet"`` (on irregular
+            geometries through GLaM, :mod:`~calosurrogate.models.glam`).
         hidden, blocks: Residual MLP size.
         unet_channels: U-Net channels at full and half resolution.
+        transformer_dim, transformer_depth: Width and blocks of the layer transformer.
         sampler: Default sampler (``euler``, ``heun``, ``rk4``, ``dpm2m``, ``ddpm``).
         steps: Default number of noise levels at sampling.
         sigma_min, sigma_max: Noise levels the sampler runs between (standardised codes).
@@ -76,6 +78,8 @@ class DiffusionConfig:
     hidden: int = 512
     blocks: int = 4
     unet_channels: tuple[int, int] = (16, 32)
+    transformer_dim: int = 128
+    transformer_depth: int = 4
     sampler: str = "heun"
     steps: int = 32
     sigma_min: float = 0.002
@@ -93,8 +97,8 @@ class DiffusionConfig:
         self.unet_channels = tuple(self.unet_channels)
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"diffusion: objective must be one of {OBJECTIVES}, got {self.objective!r}")
-        if self.backbone not in ("mlp", "unet"):
-            raise ConfigError(f"diffusion: backbone must be mlp or unet, got {self.backbone!r}")
+        if self.backbone not in ("mlp", "unet", "transformer"):
+            raise ConfigError(f"diffusion: backbone must be mlp, unet or transformer, got {self.backbone!r}")
         _check_sampling(self.sampler, self.steps)
 
 
@@ -133,7 +137,9 @@ class DiffusionSurrogate(Surrogate):
             self.log_energy_scaler = Standardize(n_layers)
             self.energy_flow = coupling_spline_flow(n_layers, k, 6, 128, 8, config.seed)
             k = k + n_layers  # the voxel model also sees the (standardised log) layer energies
-        if config.backbone == "unet" and geometry.is_regular:
+        if config.backbone == "transformer":
+            self.net = LayerTransformer(geometry, k, config.transformer_dim, config.transformer_depth)
+        elif config.backbone == "unet" and geometry.is_regular:
             self.net = CylindricalUNet(geometry, k, config.unet_channels)
         elif config.backbone == "unet":  # irregular layers (dataset 1): convolve on GLaM's regular grid
             glam = GeometryLatentMap(geometry)
