@@ -35,3 +35,19 @@ def write_result(name: str, data: dict[str, Any], command: str, commit: str | No
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2))
     return path
+
+
+def simulated_data(geometry: str, workdir: str | Path, n_train: int, n_reference: int) -> tuple[Path, Path]:
+    """Training (seed 1) and reference (seed 2) simulator files of a geometry, made once and shared
+    by every benchmark that trains on it."""
+    from calosurrogate.simulate import get_detector, simulate_to_file
+
+    detector = get_detector(geometry)
+    data_dir = Path(workdir) / geometry
+    data_dir.mkdir(parents=True, exist_ok=True)
+    train_file, reference = data_dir / "train.h5", data_dir / "reference.h5"
+    if not train_file.exists():
+        simulate_to_file(detector, n_train, train_file, seed=1)
+    if not reference.exists():
+        simulate_to_file(detector, n_reference, reference, seed=2)
+    return train_file, reference

@@ -12,13 +12,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_result
+from _common import simulated_data, write_result
 
 from calosurrogate.evaluation import EvaluationSettings, evaluate_files
 from calosurrogate.models import build_surrogate, load_surrogate
 from calosurrogate.report import write_evaluation
 from calosurrogate.sampling import conditions_from_file, sample_to_file
-from calosurrogate.simulate import get_detector, simulate_to_file
+from calosurrogate.simulate import get_detector
 from calosurrogate.training import TrainConfig, train
 
 
@@ -42,13 +42,7 @@ def main() -> None:
     detector = get_detector(args.geometry)
     work = Path(args.workdir) / f"{args.geometry}-{args.model}"
     work.mkdir(parents=True, exist_ok=True)
-    data_dir = Path(args.workdir) / args.geometry  # simulated once per geometry, shared by the families
-    data_dir.mkdir(parents=True, exist_ok=True)
-    train_file, ref = data_dir / "train.h5", data_dir / "reference.h5"
-    if not train_file.exists():
-        simulate_to_file(detector, args.n_train, train_file, seed=1)
-    if not ref.exists():
-        simulate_to_file(detector, args.n_reference, ref, seed=2)
+    train_file, ref = simulated_data(args.geometry, args.workdir, args.n_train, args.n_reference)
     model = build_surrogate(args.model, detector.geometry, overrides)
     lr = args.lr if args.lr is not None else (2e-4 if args.model == "wgan" else 1e-3)
     config = TrainConfig(
