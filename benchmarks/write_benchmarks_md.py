@@ -69,6 +69,34 @@ def _speed_sections() -> list[str]:
     return out
 
 
+def _lever_sections() -> list[str]:
+    out = []
+    for path in sorted(RESULTS.glob("levers_*.json")):
+        d = json.loads(path.read_text())
+        out += [f"## Speed levers ({d['geometry']}, CPU, batch {d['results'][0]['batch_size']:,})", "",
+                f"Command: `{d['command']}`  ", f"Machine: {_machine(d)}; commit {d['commit']}, {d['date']}", "",
+                "Median ms per shower (16-84% of repeats). bf16's quality cost is measured on trained models above "
+                "(the `Surrogate quality` tables: fp32 and bf16 rows of the same model).", "",
+                "| family | threads | precision | eager | torch.compile |", "|---|---|---|---|---|"]  # fmt: skip
+        keys = sorted({(r["family"], r["threads"], r["precision"]) for r in d["results"]})
+        for family, threads, precision in keys:
+            cells = []
+            for compiled in (False, True):
+                match = [r for r in d["results"] if (r["family"], r["threads"], r["precision"]) == (family, threads, precision)
+                         and (r["compiled"] or bool(r.get("compile_error"))) == compiled]  # fmt: skip
+                if not match:
+                    cells.append("")
+                elif match[0].get("compile_error"):
+                    cells.append(f"failed: {match[0]['compile_error'][:60]}")
+                else:
+                    cells.append(
+                        f"{match[0]['ms_per_shower']:.4f} [{match[0]['ms_per_shower_low']:.4f}, {match[0]['ms_per_shower_high']:.4f}]"
+                    )
+            out.append(f"| {family} | {threads} | {precision} | {cells[0]} | {cells[1]} |")
+        out.append("")
+    return out
+
+
 def _steps_sections() -> list[str]:
     out = []
     for path in sorted(RESULTS.glob("diffusion_steps_*.json")):
@@ -222,6 +250,7 @@ def main() -> None:
                     "| model | AUC low | AUC high | FPD x 1e3 | ms / shower CPU, batch 10,000 |", "|---|---|---|---|---|", *published]  # fmt: skip
         out.append("")
     out += _speed_sections()
+    out += _lever_sections()
     out += _steps_sections()
     out += _pareto_sections()
     (ROOT / "BENCHMARKS.md").write_text("\n".join(out) + "\n")
