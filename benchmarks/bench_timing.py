@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("--precisions", default="fp32,bf16")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--min-seconds", type=float, default=1.0)
+    parser.add_argument("--tag", default="", help="Suffix of the result file (to keep runs of several family sets).")
     args = parser.parse_args()
     detector = get_detector(args.geometry)
     energies, showers = ShowerSimulator(detector).sample(
@@ -48,7 +49,10 @@ def main() -> None:
             model, conditions, [int(b) for b in args.batch_sizes.split(",")], args.precisions.split(","),
             args.device, min_seconds=args.min_seconds, min_repeats=2, warmup=1,
         ):  # fmt: skip
-            print(f"{family:6s} {result.precision} batch {result.batch_size:6d}: {result.ms_per_shower:.4f} ms/shower")
+            print(
+                f"{family:6s} {result.precision} batch {result.batch_size:6d}: {result.ms_per_shower:.4f} ms/shower",
+                flush=True,
+            )
             rows.append(result.as_dict())
     command = f"python benchmarks/bench_timing.py --geometry {args.geometry} --device {args.device}"
     print(
