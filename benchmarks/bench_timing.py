@@ -54,11 +54,12 @@ def main() -> None:
                 flush=True,
             )
             rows.append(result.as_dict())
-    command = f"python benchmarks/bench_timing.py --geometry {args.geometry} --device {args.device}"
-    print(
-        "wrote",
-        write_result(f"timing_{args.geometry}_{args.device}", {"geometry": args.geometry, "results": rows}, command),
+    command = (
+        f"python benchmarks/bench_timing.py --geometry {args.geometry} --device {args.device} "
+        f"--families {args.families} --batch-sizes {args.batch_sizes}" + (f" --tag {args.tag}" if args.tag else "")
     )
+    name = f"timing_{args.geometry}_{args.device}" + (f"_{args.tag}" if args.tag else "")
+    print("wrote", write_result(name, {"geometry": args.geometry, "results": rows}, command))
 
 
 if __name__ == "__main__":
