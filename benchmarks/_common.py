@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import time
@@ -51,3 +52,26 @@ def simulated_data(geometry: str, workdir: str | Path, n_train: int, n_reference
     if not reference.exists():
         simulate_to_file(detector, n_reference, reference, seed=2)
     return train_file, reference
+
+
+@functools.cache
+def _fit_sample(geometry: str, n_fit: int):
+    import torch
+
+    from calosurrogate.simulate import ShowerSimulator, get_detector
+
+    spectrum = "ds1" if geometry.startswith("ds1") else "log-uniform:1GeV:1TeV"
+    energies, showers = ShowerSimulator(get_detector(geometry)).sample(n_fit, spectrum, seed=7)
+    return torch.as_tensor(showers, dtype=torch.float32), torch.as_tensor(energies, dtype=torch.float32).reshape(-1, 1)
+
+
+def untrained_model(family: str, geometry: str, n_fit: int = 3000):
+    """A family's default model with its preprocessing fitted on ``n_fit`` simulated showers (simulated
+    once per geometry) and no training: what the timing benchmarks use, since sampling time depends
+    on the architecture, not on the weights."""
+    from calosurrogate.geometry import get_geometry
+    from calosurrogate.models import build_surrogate
+
+    model = build_surrogate(family, get_geometry(geometry))
+    model.fit_preprocessing(*_fit_sample(geometry, n_fit))
+    return model

@@ -16,11 +16,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_result
+from _common import untrained_model, write_result
 
 from calosurrogate.benchmark import default_conditions, time_sampling
-from calosurrogate.models import build_surrogate
-from calosurrogate.simulate import ShowerSimulator, get_detector
 
 
 def main() -> None:
@@ -29,15 +27,10 @@ def main() -> None:
     parser.add_argument("--families", default="wgan,vae")
     parser.add_argument("--batch-size", type=int, default=10_000)
     args = parser.parse_args()
-    detector = get_detector(args.geometry)
-    energies, showers = ShowerSimulator(detector).sample(3000, "log-uniform:1GeV:1TeV", seed=7)
-    incident = torch.as_tensor(energies, dtype=torch.float32).reshape(-1, 1)
-    showers = torch.as_tensor(showers, dtype=torch.float32)
     default_threads = torch.get_num_threads()
     rows = []
     for family in args.families.split(","):
-        model = build_surrogate(family, detector.geometry)
-        model.fit_preprocessing(showers, incident)
+        model = untrained_model(family, args.geometry)
         conditions = default_conditions(model)
         for threads in sorted({1, default_threads}):
             torch.set_num_threads(threads)

@@ -14,14 +14,11 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_result
+from _common import untrained_model, write_result
 
 from calosurrogate.benchmark import default_conditions, time_grid
-from calosurrogate.models import REGISTRY, build_surrogate
-from calosurrogate.simulate import ShowerSimulator, get_detector
+from calosurrogate.models import REGISTRY
 
 
 def main() -> None:
@@ -34,16 +31,9 @@ def main() -> None:
     parser.add_argument("--min-seconds", type=float, default=1.0)
     parser.add_argument("--tag", default="", help="Suffix of the result file (to keep runs of several family sets).")
     args = parser.parse_args()
-    detector = get_detector(args.geometry)
-    energies, showers = ShowerSimulator(detector).sample(
-        3000, "log-uniform:1GeV:1TeV" if args.geometry != "ds1-photons" else "ds1", seed=7
-    )
-    incident = torch.as_tensor(energies, dtype=torch.float32).reshape(-1, 1)
-    showers = torch.as_tensor(showers, dtype=torch.float32)
     rows = []
     for family in args.families.split(","):
-        model = build_surrogate(family, detector.geometry)
-        model.fit_preprocessing(showers, incident)
+        model = untrained_model(family, args.geometry)
         conditions = default_conditions(model)
         for result in time_grid(
             model, conditions, [int(b) for b in args.batch_sizes.split(",")], args.precisions.split(","),

@@ -249,10 +249,9 @@ def sample(
     precision: str, seed: int, sampler: str | None, steps: int | None, force: bool,
 ) -> None:  # fmt: skip
     """Generate showers with a trained surrogate, in batches, into a CaloChallenge file."""
-    from calosurrogate.models import load_surrogate
     from calosurrogate.sampling import conditions_from_file, conditions_from_spectrum, sample_to_file
 
-    model = load_surrogate(run_dir / "model.pt" if run_dir.is_dir() else run_dir)
+    model = _load_run(run_dir)
     options = {k: v for k, v in (("sampler", sampler), ("steps", steps)) if v is not None}
     model.configure_sampling(**options)
     if energies is not None and Path(energies).exists():

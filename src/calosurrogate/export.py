@@ -43,11 +43,9 @@ class _NoiseToShowers(nn.Module):
     def __init__(self, model: Surrogate) -> None:
         super().__init__()
         self.model = model
-        self.cut = float(model.energy_cut_mev())
 
     def forward(self, conditions: Tensor, *noise: Tensor) -> Tensor:
-        showers = self.model.showers_from_noise(conditions, *noise).float()
-        return torch.where(showers < self.cut, torch.zeros_like(showers), showers)
+        return self.model.apply_cut(self.model.showers_from_noise(conditions, *noise))
 
 
 @dataclass

@@ -69,11 +69,8 @@ def _peak_memory_mb(device: torch.device) -> float:
 def _sampler(
     model: Surrogate, device: torch.device, precision: str, compile_model: bool
 ) -> tuple[Callable, str | None]:
-    cut = model.energy_cut_mev()
-
     def run(conditions: torch.Tensor) -> torch.Tensor:
-        showers = model.sample_showers(conditions).float()
-        return torch.where(showers < cut, torch.zeros_like(showers), showers)
+        return model.apply_cut(model.sample_showers(conditions))
 
     if not compile_model:
         return run, None

@@ -153,6 +153,13 @@ class Surrogate(nn.Module, ABC):
         """Width of the uniform dequantisation noise the training loop adds to voxels (MeV)."""
         return float(self.cut)
 
+    def apply_cut(self, showers: Tensor) -> Tensor:
+        """Showers in float32 with voxels below the energy cut set to 0 (the last step of every sampling
+        path: :meth:`sample`, the timing harness, exported graphs). Compares with the buffer, not a
+        Python float, so traced and exported graphs keep it."""
+        showers = showers.float()
+        return torch.where(showers < self.cut, torch.zeros_like(showers), showers)
+
     def energy_cut_mev(self) -> float:
         """Voxels below this are zeroed after sampling (MeV)."""
         return float(self.cut)
@@ -189,12 +196,9 @@ class Surrogate(nn.Module, ABC):
         self.to(device).eval()
         if seed is not None:
             torch.manual_seed(seed)
-        cut = self.energy_cut_mev()
         with autocast_context(device, precision):
             for lo in range(0, len(cond), batch_size):
-                showers = self.sample_showers(cond[lo : lo + batch_size].to(device)).float()
-                showers = torch.where(showers < cut, torch.zeros_like(showers), showers)
-                yield showers.cpu().numpy()
+                yield self.apply_cut(self.sample_showers(cond[lo : lo + batch_size].to(device))).cpu().numpy()
 
     # ---------------------------------------------------------------- persistence
     def checkpoint_dict(self) -> dict[str, Any]:

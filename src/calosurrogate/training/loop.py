@@ -368,7 +368,7 @@ def train(
             disable=not progress,
             leave=False,
         )
-        update = _updater(optimizers, schedulers, model, config, device, epoch)
+        update = _updater(optimizers, schedulers, config, device, epoch)
         for showers, conds in bar:
             showers = dequantize(showers, noise, noise_gen).to(device)
             conds = conds.to(device)
@@ -439,13 +439,11 @@ def _fit_cosine_to_budget(schedulers: dict[str, Any], config: TrainConfig, first
 def _updater(
     optimizers: dict[str, torch.optim.Optimizer],
     schedulers: dict[str, Any],
-    model: Surrogate,
     config: TrainConfig,
     device: torch.device,
     epoch: int,
 ) -> Callable[[str, torch.Tensor], None]:
     """The ``update(group, loss)`` a family's training step calls: check, backward, clip, step."""
-    groups = {name: params for name, (params, _) in model.optimizer_groups().items()}
 
     def update(name: str, loss: torch.Tensor) -> None:
         if not torch.isfinite(loss):
@@ -457,7 +455,7 @@ def _updater(
         with torch.autocast(device_type=device.type, enabled=False):  # backward outside autocast, as torch advises
             loss.backward()
         if config.grad_clip:
-            torch.nn.utils.clip_grad_norm_(groups[name], config.grad_clip)
+            torch.nn.utils.clip_grad_norm_(optimizer.param_groups[0]["params"], config.grad_clip)
         optimizer.step()
         if schedulers[name] is not None and config.schedule != "plateau":
             schedulers[name].step()
