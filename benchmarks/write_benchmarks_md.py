@@ -44,6 +44,11 @@ def _published_points(dataset: str) -> list[dict]:
     return points
 
 
+def _ms(row: dict, digits: int) -> str:
+    """Median time per shower with the 16-84% spread of the repeats."""
+    return f"{row['ms_per_shower']:.{digits}f} [{row['ms_per_shower_low']:.{digits}f}, {row['ms_per_shower_high']:.{digits}f}]"
+
+
 def _speed_sections() -> list[str]:
     out = []
     for path in sorted(RESULTS.glob("timing_*.json")):
@@ -62,7 +67,7 @@ def _speed_sections() -> list[str]:
             for b in sizes:
                 match = [r for r in rows if (r["family"], r["precision"], r["batch_size"]) == (family, precision, b)]
                 cells.append(
-                    f"{match[0]['ms_per_shower']:.3f} [{match[0]['ms_per_shower_low']:.3f}, {match[0]['ms_per_shower_high']:.3f}]"
+                    _ms(match[0], 3)
                     if match else "")  # fmt: skip
             out.append(f"| {family} | {precision} | " + " | ".join(cells) + " |")
         out.append("")
@@ -89,9 +94,7 @@ def _lever_sections() -> list[str]:
                 elif match[0].get("compile_error"):
                     cells.append(f"failed: {match[0]['compile_error'][:60]}")
                 else:
-                    cells.append(
-                        f"{match[0]['ms_per_shower']:.4f} [{match[0]['ms_per_shower_low']:.4f}, {match[0]['ms_per_shower_high']:.4f}]"
-                    )
+                    cells.append(_ms(match[0], 4))
             out.append(f"| {family} | {threads} | {precision} | {cells[0]} | {cells[1]} |")
         out.append("")
     return out
