@@ -36,14 +36,24 @@ def main() -> None:
     parser.add_argument("--n-train", type=int, default=50_000)
     parser.add_argument("--n-reference", type=int, default=50_000)
     parser.add_argument("--workdir", default="benchmarks/work")
+    parser.add_argument("--n-eval", type=int, default=None, help="judge on the first N reference showers")
+    parser.add_argument("--set", dest="assignments", action="append", default=[], help="model.KEY=VALUE")
+    parser.add_argument("--tag", default="", help="suffix of the work folder and result name (variants)")
     args = parser.parse_args()
+    import torch
+    import yaml
+
+    overrides = {
+        k.removeprefix("model."): yaml.safe_load(v) for k, _, v in (a.partition("=") for a in args.assignments)
+    }
     detector = get_detector(args.geometry)
     train_file, ref = simulated_data(args.geometry, args.workdir, args.n_train, args.n_reference)
-    work = Path(args.workdir) / f"{args.geometry}-diffusion-{args.objective}"
+    name = f"{args.geometry}_{args.objective}" + (f"_{args.tag}" if args.tag else "")
+    work = Path(args.workdir) / (f"{args.geometry}-diffusion-{args.objective}" + (f"-{args.tag}" if args.tag else ""))
     run = work / "run"
     start = time.perf_counter()
     if not (run / "model.pt").exists():
-        model = build_surrogate("diffusion", detector.geometry, {"objective": args.objective})
+        model = build_surrogate("diffusion", detector.geometry, {"objective": args.objective, **overrides})
         config = TrainConfig(epochs=1000, batch_size=256, learning_rate=1e-3, precision="bf16",
                              max_minutes=args.minutes, seed=1)  # fmt: skip
         result = train(model, train_file, run, config, force=True)
@@ -52,7 +62,7 @@ def main() -> None:
         epochs = None
     train_s = time.perf_counter() - start
     model = load_surrogate(run / "model.pt")
-    conditions = conditions_from_file(ref, model)
+    conditions = conditions_from_file(ref, model)[: args.n_eval]
     rows = []
     for steps in [int(s) for s in args.steps.split(",")]:
         model.configure_sampling(sampler=args.sampler, steps=steps)
@@ -61,6 +71,7 @@ def main() -> None:
         settings = EvaluationSettings()
         settings.classifier = dataclasses.replace(settings.classifier, runs=1)
         settings.metrics = ("histograms", "fpd", "cls-high", "cls-low")
+        settings.max_showers = args.n_eval
         evaluation = evaluate_files(ref, out, detector.geometry, settings)
         row = {
             "steps": steps, "network_calls": network_calls(steps, args.sampler),
@@ -74,10 +85,9 @@ def main() -> None:
     data = {"geometry": args.geometry, "objective": args.objective, "sampler": args.sampler,
             "train_minutes_budget": args.minutes, "train_seconds": round(train_s), "epochs": epochs,
             "model_config": model.checkpoint_dict()["config"], "n_reference": len(conditions),
-            "classifier_runs": 1, "results": rows}  # fmt: skip
-    command = (f"python benchmarks/bench_diffusion_steps.py --geometry {args.geometry} --objective {args.objective} "
-               f"--minutes {args.minutes} --steps {args.steps} --sampler {args.sampler}")  # fmt: skip
-    print("wrote", write_result(f"diffusion_steps_{args.geometry}_{args.objective}", data, command))
+            "classifier_runs": 1, "threads": torch.get_num_threads(), "tag": args.tag, "results": rows}  # fmt: skip
+    command = " ".join(["python benchmarks/bench_diffusion_steps.py", *sys.argv[1:]])
+    print("wrote", write_result(f"diffusion_steps_{name}", data, command))
 
 
 if __name__ == "__main__":

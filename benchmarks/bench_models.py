@@ -33,14 +33,18 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default: 2e-4 for wgan, else 1e-3)")
     parser.add_argument("--workdir", default="benchmarks/work")
     parser.add_argument("--set", dest="assignments", action="append", default=[], help="model.KEY=VALUE")
+    parser.add_argument("--n-eval", type=int, default=None, help="judge on the first N reference showers")
+    parser.add_argument("--tag", default="", help="suffix of the work folder and result name (variants)")
     args = parser.parse_args()
+    import torch
     import yaml
 
     overrides = {
         k.removeprefix("model."): yaml.safe_load(v) for k, _, v in (a.partition("=") for a in args.assignments)
     }
     detector = get_detector(args.geometry)
-    work = Path(args.workdir) / f"{args.geometry}-{args.model}"
+    name = f"{args.geometry}_{args.model}" + (f"_{args.tag}" if args.tag else "")
+    work = Path(args.workdir) / name.replace("_", "-")
     work.mkdir(parents=True, exist_ok=True)
     train_file, ref = simulated_data(args.geometry, args.workdir, args.n_train, args.n_reference)
     model = build_surrogate(args.model, detector.geometry, overrides)
@@ -52,7 +56,7 @@ def main() -> None:
     result = train(model, train_file, work / "run", config, force=True)
     train_s = time.perf_counter() - start
     model = load_surrogate(result.model_path)
-    conditions = conditions_from_file(ref, model)
+    conditions = conditions_from_file(ref, model)[: args.n_eval]
     timing = {}
     for precision in ("fp32", "bf16"):
         out = work / f"generated_{precision}.h5"
@@ -63,6 +67,7 @@ def main() -> None:
         settings = EvaluationSettings()
         settings.classifier = dataclasses.replace(settings.classifier, runs=3)
         settings.metrics = ("histograms", "fpd", "kpd", "cfd", "cls-high", "cls-low")
+        settings.max_showers = args.n_eval
         evaluation = evaluate_files(ref, work / f"generated_{precision}.h5", detector.geometry, settings)
         write_evaluation(evaluation, detector.geometry, work / f"evaluation_{precision}", force=True)
         rows[precision] = {
@@ -74,12 +79,11 @@ def main() -> None:
         }  # fmt: skip
     data = {"geometry": args.geometry, "model": args.model, "model_config": result.history and model.checkpoint_dict()["config"],
             "train_minutes_budget": args.minutes, "learning_rate": lr, "train_seconds": round(train_s), "epochs": result.epochs_done,
-            "n_train": args.n_train, "n_reference": args.n_reference, "train_precision": args.precision, "results": rows}  # fmt: skip
+            "n_train": args.n_train, "n_reference": len(conditions), "train_precision": args.precision,
+            "threads": torch.get_num_threads(), "tag": args.tag, "results": rows}  # fmt: skip
     print(data)
-    command = (
-        f"python benchmarks/bench_models.py --geometry {args.geometry} --model {args.model} --minutes {args.minutes}"
-    )
-    print("wrote", write_result(f"model_{args.geometry}_{args.model}", data, command))
+    command = " ".join(["python benchmarks/bench_models.py", *sys.argv[1:]])
+    print("wrote", write_result(f"model_{name}", data, command))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ import math
 import pytest
 import torch
 
-from calosurrogate.models.networks import CylindricalConv3d, HurdleLikelihood, LogEnergyCoding, mlp
+from zuko.transforms import MonotonicRQSTransform
+
+from calosurrogate.models.networks import CylindricalConv3d, HurdleLikelihood, LogEnergyCoding, SplineTransform, mlp
 
 
 def test_cylindrical_convolution_is_periodic_in_alpha() -> None:
@@ -20,6 +22,21 @@ def test_cylindrical_convolution_is_periodic_in_alpha() -> None:
     torch.testing.assert_close(conv(torch.roll(x, 3, dims=3)), torch.roll(y, 3, dims=3))
     # ...while layer and radius have edges: shifting there does not commute.
     assert not torch.allclose(conv(torch.roll(x, 1, dims=4)), torch.roll(y, 1, dims=4))
+
+
+def test_spline_transform_matches_zuko_and_inverts() -> None:
+    torch.manual_seed(0)
+    widths, heights, derivatives = torch.randn(64, 8), torch.randn(64, 8), torch.randn(64, 7)
+    ours, theirs = SplineTransform(widths, heights, derivatives), MonotonicRQSTransform(widths, heights, derivatives)
+    x = 6 * torch.randn(64)  # some beyond the bound (+-5), where both are the identity
+    torch.testing.assert_close(ours(x), theirs(x))
+    ladj = ours.log_abs_det_jacobian(x, ours(x))
+    torch.testing.assert_close(ladj, theirs.log_abs_det_jacobian(x, theirs(x)), atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(ours.inv(ours(x)), theirs.inv(theirs(x)))
+    torch.testing.assert_close(ours.inv(ours(x)), x, atol=1e-4, rtol=1e-4)
+    # Extreme logits: the written-out softmax must not overflow where torch's would not.
+    big = SplineTransform(1e4 * widths, heights, derivatives)
+    assert torch.isfinite(big(x)).all()
 
 
 def test_even_kernels_are_refused() -> None:

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from zuko.distributions import DiagNormal
 from zuko.flows import Flow, GeneralCouplingTransform, MaskedAutoregressiveTransform, UnconditionalDistribution
-from zuko.transforms import MonotonicRQSTransform
+from zuko.transforms import MonotonicRQSTransform, Transform
 
 from calosurrogate.geometry import CylindricalGeometry
 
@@ -42,6 +42,40 @@ def _base(features: int) -> UnconditionalDistribution:
     return UnconditionalDistribution(DiagNormal, torch.zeros(features), torch.ones(features), buffer=True)
 
 
+def _small_softmax(x: Tensor) -> Tensor:
+    e = (x - x.amax(dim=-1, keepdim=True)).exp()
+    return e / e.sum(dim=-1, keepdim=True)
+
+
+class SplineTransform(MonotonicRQSTransform):
+    """zuko's monotonic rational-quadratic spline (Durkan et al., arXiv:1906.04032), same maths.
+
+    Only the bin softmax is written out: PyTorch's CPU softmax kernel is about five times slower
+    than ``exp / sum`` over a last dimension of a few bins, and it was a third of a flow's training
+    step on ds1-photons.
+
+    Args:
+        widths, heights: Unconstrained bin widths and heights, ``(*, K)``.
+        derivatives: Unconstrained inner knot derivatives, ``(*, K - 1)``.
+        bound: Half-width of the spline's (co)domain; identity outside.
+        slope: Smallest slope.
+    """
+
+    def __init__(
+        self, widths: Tensor, heights: Tensor, derivatives: Tensor, bound: float = 5.0, slope: float = 1e-3, **kwargs
+    ) -> None:
+        Transform.__init__(self, **kwargs)
+        log_slope = math.log(slope)
+        widths = widths / (1 + abs(2 * widths / log_slope))
+        heights = heights / (1 + abs(2 * heights / log_slope))
+        derivatives = derivatives / (1 + abs(derivatives / log_slope))
+        widths = F.pad(_small_softmax(widths), (1, 0), value=0)
+        heights = F.pad(_small_softmax(heights), (1, 0), value=0)
+        self.horizontal = bound * (2 * torch.cumsum(widths, dim=-1) - 1)
+        self.vertical = bound * (2 * torch.cumsum(heights, dim=-1) - 1)
+        self.derivatives = torch.exp(F.pad(derivatives, (1, 1), value=0))
+
+
 def spline_shapes(bins: int) -> tuple[tuple[int], tuple[int], tuple[int]]:
     """Parameter shapes of one monotonic rational-quadratic spline (widths, heights, inner derivatives)."""
     return ((bins,), (bins,), (bins - 1,))
@@ -60,7 +94,7 @@ def autoregressive_spline_flow(
         order = torch.randperm(features, generator=generator) if k else torch.arange(features)
         layers.append(
             MaskedAutoregressiveTransform(
-                features, context, order=order, univariate=MonotonicRQSTransform, shapes=spline_shapes(bins),
+                features, context, order=order, univariate=SplineTransform, shapes=spline_shapes(bins),
                 hidden_features=(hidden, hidden),
             )
         )  # fmt: skip
@@ -74,7 +108,7 @@ def coupling_spline_flow(features: int, context: int, transforms: int, hidden: i
     ``bins = 0`` gives affine couplings instead (RealNVP, Dinh et al., arXiv:1605.08803): far fewer
     element-wise operations per feature, which is what bounds speed for thousands of voxels on a CPU.
     """
-    univariate = {} if bins == 0 else {"univariate": MonotonicRQSTransform, "shapes": spline_shapes(bins)}
+    univariate = {} if bins == 0 else {"univariate": SplineTransform, "shapes": spline_shapes(bins)}
     generator = torch.Generator().manual_seed(seed)
     layers = []
     for _ in range(transforms):
