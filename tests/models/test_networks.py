@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-
 from zuko.transforms import MonotonicRQSTransform
 
 from calosurrogate.models.networks import CylindricalConv3d, HurdleLikelihood, LogEnergyCoding, SplineTransform, mlp
