@@ -33,6 +33,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=15.0)
     parser.add_argument("--steps", default="2,4,8,16,32")
     parser.add_argument("--sampler", default="heun")
+    parser.add_argument("--precision", default="fp32", help="sampling precision of the sweep")
+    parser.add_argument("--check-fp32-at", type=int, default=None, help="also sample at fp32 at this many steps")
     parser.add_argument("--n-train", type=int, default=50_000)
     parser.add_argument("--n-reference", type=int, default=50_000)
     parser.add_argument("--workdir", default="benchmarks/work")
@@ -64,17 +66,22 @@ def main() -> None:
     model = load_surrogate(run / "model.pt")
     conditions = conditions_from_file(ref, model)[: args.n_eval]
     rows = []
-    for steps in [int(s) for s in args.steps.split(",")]:
+    plan = [(int(s), args.precision) for s in args.steps.split(",")]
+    if args.check_fp32_at is not None and args.precision != "fp32":
+        plan.append((args.check_fp32_at, "fp32"))
+    for steps, precision in plan:
         model.configure_sampling(sampler=args.sampler, steps=steps)
-        out = work / f"generated_{args.sampler}_{steps}.h5"
-        _, seconds = sample_to_file(model, conditions, out, batch_size=10_000, force=True, progress=False)
+        out = work / f"generated_{args.sampler}_{steps}_{precision}.h5"
+        _, seconds = sample_to_file(
+            model, conditions, out, batch_size=10_000, precision=precision, force=True, progress=False
+        )
         settings = EvaluationSettings()
         settings.classifier = dataclasses.replace(settings.classifier, runs=1)
         settings.metrics = ("histograms", "fpd", "cls-high", "cls-low")
         settings.max_showers = args.n_eval
         evaluation = evaluate_files(ref, out, detector.geometry, settings)
         row = {
-            "steps": steps, "network_calls": network_calls(steps, args.sampler),
+            "steps": steps, "precision": precision, "network_calls": network_calls(steps, args.sampler),
             "ms_per_shower_batch_10000": round(1e3 * seconds / len(conditions), 4),
             "auc_low": evaluation.classifiers["cls-low"]["auc"], "auc_high": evaluation.classifiers["cls-high"]["auc"],
             "separation_etot_einc": evaluation.separation["E_tot/E_inc"]["value"],

@@ -107,9 +107,10 @@ def _steps_sections() -> list[str]:
         out += [f"## Diffusion: quality against sampling steps ({d['geometry']}, objective {d['objective']}, sampler {d['sampler']})", "",
                 f"Command: `{d['command']}`  ", f"Machine: {_machine(d)}; commit {d['commit']}, {d['date']}", "",
                 f"Training: {d['train_minutes_budget']:g} minutes (bf16), {d['epochs']} epochs. Each row samples {d['n_reference']:,} showers "
-                f"with the reference's energies (fp32, batch 10,000) and judges them (classifiers: `cpu` preset, {d['classifier_runs']} run).", "",
-                "| steps | network calls | ms / shower | AUC low | AUC high | S(E_tot/E_inc) | FPD x 1e3 |", "|---|---|---|---|---|---|---|"]  # fmt: skip
-        out += [f"| {r['steps']} | {r['network_calls']} | {r['ms_per_shower_batch_10000']:.3f} | {r['auc_low']:.3f} | {r['auc_high']:.3f} | "
+                f"with the reference's energies (batch 10,000) and judges them (classifiers: `cpu` preset, {d['classifier_runs']} run).", "",
+                "| steps | sampling precision | network calls | ms / shower | AUC low | AUC high | S(E_tot/E_inc) | FPD x 1e3 |",
+                "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        out += [f"| {r['steps']} | {r.get('precision', 'fp32')} | {r['network_calls']} | {r['ms_per_shower_batch_10000']:.3f} | {r['auc_low']:.3f} | {r['auc_high']:.3f} | "
                 f"{r['separation_etot_einc']:.4f} | {r['fpd_x1e3']:.1f} ± {r['fpd_x1e3_error']:.1f} |" for r in d["results"]]  # fmt: skip
         out.append("")
     return out
