@@ -10,6 +10,7 @@ Run: .venv/bin/python benchmarks/bench_diffusion_steps.py --geometry ds1-photons
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import sys
 import time
@@ -59,10 +60,11 @@ def main() -> None:
         config = TrainConfig(epochs=1000, batch_size=256, learning_rate=1e-3, precision="bf16",
                              max_minutes=args.minutes, seed=1)  # fmt: skip
         result = train(model, train_file, run, config, force=True)
-        epochs = result.epochs_done
-    else:
-        epochs = None
-    train_s = time.perf_counter() - start
+        epochs, train_s = result.epochs_done, time.perf_counter() - start
+    else:  # a reused run: what its training log says
+        with open(run / "log.csv") as log:
+            last = list(csv.DictReader(log))[-1]
+        epochs, train_s = int(last["epoch"]), float(last["seconds"])
     model = load_surrogate(run / "model.pt")
     conditions = conditions_from_file(ref, model)[: args.n_eval]
     rows = []
