@@ -28,6 +28,7 @@ VARIANTS = [(name, {}) for name in sorted(REGISTRY)] + [
     ("diffusion", {"objective": "v", "sampler": "ddpm"}),
     ("diffusion", {"objective": "flow-matching", "sampler": "rk4"}),
     ("diffusion", {"backbone": "unet", "unet_channels": (4, 8), "sampler": "dpm2m"}),
+    ("diffusion", {"backbone": "unet", "unet_channels": (4, 8), "unet_attention": True}),
 ]
 SMALL = {"flow": {"energy_hidden": 32, "shape_hidden": 32, "shape_transforms": 2, "energy_transforms": 2},
          "inn": {"hidden": 32, "transforms": 2}, "vae": {"hidden": 32, "latent": 4},

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from calosurrogate.models import ConfigError, build_surrogate
+from calosurrogate.models.denoisers import LinearAttention3d
 from calosurrogate.models.diffusion import OBJECTIVES, _alpha_bar
 
 S = 0.8  # the toy data: x0 ~ N(0, S^2) in every dimension
@@ -122,3 +123,20 @@ def test_progressive_distillation_halves_the_steps(tiny_geometry, tiny_file, tmp
     error_teacher = float((coarse - reference).abs().mean())
     error_student = float((distilled - reference).abs().mean())
     assert error_student < 0.7 * error_teacher, (error_student, error_teacher)
+
+
+def test_linear_attention_starts_as_identity_then_sees_the_whole_shower() -> None:
+    torch.manual_seed(0)
+    attention = LinearAttention3d(8, heads=2, head_dim=4)
+    x = torch.randn(3, 8, 5, 4, 3)  # (N, C, layers, alpha, r)
+    torch.testing.assert_close(attention(x), x)
+    nn.init.normal_(attention.out.weight)
+    y = attention(x)
+    # Every cell sees every other: changing one far cell moves the output of the first cell...
+    x_far = x.clone()
+    x_far[:, :, -1, -1, -1] += 1.0
+    assert not torch.allclose(attention(x_far)[:, :, 0, 0, 0], y[:, :, 0, 0, 0])
+    # ...and the cells are a set: permuting them permutes the output the same way.
+    perm = torch.randperm(5 * 4 * 3)
+    permuted = x.flatten(2)[:, :, perm].unflatten(2, (5, 4, 3))
+    torch.testing.assert_close(attention(permuted).flatten(2), y.flatten(2)[:, :, perm], atol=1e-5, rtol=1e-5)

@@ -8,7 +8,8 @@
 - :class:`CylindricalUNet`: CaloDiffusion's conditional 3D U-Net over ``(layer, alpha, r)``
   (Amram and Pedro, arXiv:2308.03876): cylindrical convolutions (circular in alpha), location
   channels (layer index and radius as extra input images), residual blocks that add the
-  embedding, one down/up-sampling level over layers and alpha. Regular geometries only.
+  embedding, one down/up-sampling level over layers and alpha, and optional linear attention
+  over all cells at the coarse level. Regular geometries only.
 
 Both take flat showers ``(N, V)``, a noise-level scalar per shower ``(N,)`` and mapped
 conditions ``(N, K)``, and return ``(N, V)`` in float32.
@@ -155,6 +156,38 @@ class _ResBlock(nn.Module):
         return self.skip(x) + h
 
 
+class LinearAttention3d(nn.Module):
+    """Residual linear attention over every cell of a ``(N, C, L, A, R)`` image.
+
+    Attention whose cost grows linearly with the number of cells (Shen et al., "Efficient
+    attention", arXiv:1812.01243; the form CaloDiffusion's U-Net uses): queries are normalised
+    over features, keys over cells, and each head's ``d x d`` context ``sum_cells k v^T`` is read
+    out by the queries, so a cell sees the whole shower without an ``(LAR)^2`` attention matrix.
+    The output projection starts at zero: the block begins as the identity.
+
+    Args:
+        channels: Image channels ``C``.
+        heads, head_dim: Attention heads and their width.
+    """
+
+    def __init__(self, channels: int, heads: int = 4, head_dim: int = 16) -> None:
+        super().__init__()
+        self.heads, self.scale = heads, head_dim**-0.5
+        self.norm = nn.GroupNorm(1, channels)
+        self.qkv = nn.Conv3d(channels, 3 * heads * head_dim, 1, bias=False)
+        self.out = nn.Conv3d(heads * head_dim, channels, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        q, k, v = (t.unflatten(1, (self.heads, -1)) for t in self.qkv(self.norm(x)).flatten(2).chunk(3, dim=1))
+        q = q.softmax(dim=2) * self.scale  # (N, heads, d, cells)
+        k = k.softmax(dim=3)
+        context = torch.einsum("nhdp,nhep->nhde", k, v)
+        attended = torch.einsum("nhde,nhdp->nhep", context, q).flatten(1, 2).unflatten(2, x.shape[2:])
+        return x + self.out(attended)
+
+
 class CylindricalUNet(nn.Module):
     """Conditional cylindrical 3D U-Net (see module docstring).
 
@@ -162,9 +195,16 @@ class CylindricalUNet(nn.Module):
         geometry: A regular geometry (same alpha x r binning in every layer).
         n_conditions: Width of the mapped condition vector.
         channels: Channels at full and at half resolution.
+        attention: Linear attention over all cells at the half-resolution level.
     """
 
-    def __init__(self, geometry: CylindricalGeometry, n_conditions: int, channels: tuple[int, int] = (16, 32)) -> None:
+    def __init__(
+        self,
+        geometry: CylindricalGeometry,
+        n_conditions: int,
+        channels: tuple[int, int] = (16, 32),
+        attention: bool = False,
+    ) -> None:
         super().__init__()
         if not geometry.is_regular:
             raise ValueError(
@@ -184,6 +224,7 @@ class CylindricalUNet(nn.Module):
         self.down1 = _ResBlock(c1, c1, embed)
         self.down2 = _ResBlock(c1, c2, embed)
         self.middle = _ResBlock(c2, c2, embed)
+        self.attention = LinearAttention3d(c2) if attention else nn.Identity()
         self.up2 = _ResBlock(2 * c2, c1, embed)
         self.up1 = _ResBlock(2 * c1, c1, embed)
         self.out = CylindricalConv3d(c1, 1)
@@ -197,10 +238,17 @@ class CylindricalUNet(nn.Module):
         h1 = self.down1(self.inp(torch.cat([image, location], dim=1)), embedding)
         # Halve layers and alpha (radius bins are few and unequal in size: kept).
         h2 = self.down2(F.avg_pool3d(h1, (2, 2, 1), ceil_mode=True), embedding)
-        h = self.up2(torch.cat([self.middle(h2, embedding), h2], dim=1), embedding)
+        h = self.up2(torch.cat([self.attention(self.middle(h2, embedding)), h2], dim=1), embedding)
         h = F.interpolate(h, size=self.shape, mode="nearest")
         h = self.up1(torch.cat([h, h1], dim=1), embedding)
         return self.out(F.silu(h)).flatten(1).float()
 
 
-__all__ = ["ConditionEmbedding", "CylindricalUNet", "LayerTransformer", "ResidualMLP", "sinusoidal_embedding"]
+__all__ = [
+    "ConditionEmbedding",
+    "CylindricalUNet",
+    "LayerTransformer",
+    "LinearAttention3d",
+    "ResidualMLP",
+    "sinusoidal_embedding",
+]

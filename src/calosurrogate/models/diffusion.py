@@ -54,6 +54,7 @@ class DiffusionConfig:
             geometries through GLaM, :mod:`~calosurrogate.models.glam`).
         hidden, blocks: Residual MLP size.
         unet_channels: U-Net channels at full and half resolution.
+        unet_attention: Linear attention over all cells at the U-Net's coarse level.
         transformer_dim, transformer_depth: Width and blocks of the layer transformer.
         sampler: Default sampler (``euler``, ``heun``, ``rk4``, ``dpm2m``, ``ddpm``).
         steps: Default number of noise levels at sampling.
@@ -78,6 +79,7 @@ class DiffusionConfig:
     hidden: int = 512
     blocks: int = 4
     unet_channels: tuple[int, int] = (16, 32)
+    unet_attention: bool = False
     transformer_dim: int = 128
     transformer_depth: int = 4
     sampler: str = "heun"
@@ -140,10 +142,12 @@ class DiffusionSurrogate(Surrogate):
         if config.backbone == "transformer":
             self.net = LayerTransformer(geometry, k, config.transformer_dim, config.transformer_depth)
         elif config.backbone == "unet" and geometry.is_regular:
-            self.net = CylindricalUNet(geometry, k, config.unet_channels)
+            self.net = CylindricalUNet(geometry, k, config.unet_channels, config.unet_attention)
         elif config.backbone == "unet":  # irregular layers (dataset 1): convolve on GLaM's regular grid
             glam = GeometryLatentMap(geometry)
-            self.net = GridBackbone(glam, CylindricalUNet(glam.latent_geometry, k, config.unet_channels))
+            self.net = GridBackbone(
+                glam, CylindricalUNet(glam.latent_geometry, k, config.unet_channels, config.unet_attention)
+            )
         else:
             self.net = ResidualMLP(geometry.n_voxels, k, config.hidden, config.blocks)
         # The frozen teacher of a distillation student (same architecture, weights copied in).
