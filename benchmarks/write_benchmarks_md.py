@@ -106,7 +106,7 @@ def _steps_sections() -> list[str]:
         d = json.loads(path.read_text())
         out += [f"## Diffusion: quality against sampling steps ({d['geometry']}, objective {d['objective']}, sampler {d['sampler']})", "",
                 f"Command: `{d['command']}`  ", f"Machine: {_machine(d)}; commit {d['commit']}, {d['date']}", "",
-                f"Training: {d['train_minutes_budget']:g} minutes (bf16), {d['epochs']} epochs. Each row samples {d['n_reference']:,} showers "
+                f"Training: {d['train_minutes_budget']:g} minutes (bf16{_threads(d)}), {d['epochs']} epochs. Each row samples {d['n_reference']:,} showers "
                 f"with the reference's energies (batch 10,000) and judges them (classifiers: `cpu` preset, {d['classifier_runs']} run).", "",
                 "| steps | sampling precision | network calls | ms / shower | AUC low | AUC high | S(E_tot/E_inc) | FPD x 1e3 |",
                 "|---|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -125,7 +125,8 @@ def _pareto_sections() -> list[str]:
 
     out = []
     models = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("model_*.json"))]
-    for geometry in sorted({m["geometry"] for m in models}):
+    steps_results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("diffusion_steps_*.json"))]
+    for geometry in sorted({m["geometry"] for m in models + steps_results}):
         ours = []
         lines = [f"## Quality against speed ({geometry})", "",
                  "Every trained benchmark below, at each sampling precision (CPU, batch 10,000); AUC high is the "
@@ -139,6 +140,14 @@ def _pareto_sections() -> list[str]:
                 lines.append(f"| {m['model']} | {precision} | {m['train_minutes_budget']:g} min, {m['epochs']} epochs | "
                              f"{r['sampling_ms_per_shower_batch_10000']:.3f} | {r['auc_high']:.3f} | {r['auc_low']:.3f} | "
                              f"{r['FPD x 1e3']['value']:.1f} |")  # fmt: skip
+        for steps_run in (d for d in steps_results if d["geometry"] == geometry):
+            for r in steps_run["results"]:
+                precision = r.get("precision", "fp32")
+                ours.append({"label": f"diffusion {r['steps']}-step {precision}",
+                             "ms_per_shower": r["ms_per_shower_batch_10000"], "quality": r["auc_high"]})  # fmt: skip
+                lines.append(f"| diffusion, {r['steps']} {steps_run['sampler']} steps | {precision} | "
+                             f"{steps_run['train_minutes_budget']:g} min, {steps_run['epochs']} epochs | "
+                             f"{r['ms_per_shower_batch_10000']:.3f} | {r['auc_high']:.3f} | {r['auc_low']:.3f} | {r['fpd_x1e3']:.1f} |")  # fmt: skip
         dataset = {"ds1-photons": "ds1_photons", "ds2": "ds2"}.get(geometry)
         published = _published_points(dataset) if dataset else []
         figure = figure_pareto(ours, published)
@@ -157,6 +166,15 @@ def _load(name: str) -> dict | None:
 def _machine(data: dict) -> str:
     m = data["machine"]
     return f"{m['cpu']}, {m['cores']} cores, torch {m['torch']}" + (f", {m['cuda']}" if m.get("cuda") else "")
+
+
+def _threads(data: dict) -> str:
+    """How many threads a run had, where recorded (runs with one thread shared the machine with another)."""
+    if "threads" not in data:
+        return ""
+    if data["threads"] == 1:
+        return ", 1 thread, beside another one-thread benchmark on the other core"
+    return f", {data['threads']} threads"
 
 
 def _pm(entry: dict, digits: int = 3) -> str:
@@ -237,7 +255,7 @@ def main() -> None:
         data = json.loads(path.read_text())
         out += [f"## Surrogate quality: `{data['model']}` on {data['geometry']}", "",
                 f"Command: `{data['command']}`  ", f"Machine: {_machine(data)}; commit {data['commit']}, {data['date']}", "",
-                f"Budget: {data['train_minutes_budget']} minutes of training ({data['train_precision']} autocast), which bought "
+                f"Budget: {data['train_minutes_budget']} minutes of training ({data['train_precision']} autocast{_threads(data)}), which bought "
                 f"{data['epochs']} epochs over {data['n_train']:,} training showers; judged against {data['n_reference']:,} reference showers "
                 "(classifiers: `cpu` preset, 3 runs).", "",
                 "| sampling precision | ms / shower (batch 10,000, CPU) | AUC low | AUC high | FPD x 1e3 (floor) | KPD x 1e3 | CFD layer (floor) | S(E_tot/E_inc) |",

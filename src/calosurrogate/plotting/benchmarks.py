@@ -35,6 +35,38 @@ def figure_timing(rows: Sequence[dict]) -> Figure:
     return fig
 
 
+def merge_close_labels(
+    rows: Sequence[dict], dx_decades: float = 0.12, dy: float = 0.015
+) -> list[tuple[float, float, str]]:
+    """One label per cluster of nearby points, so that labels do not print over each other.
+
+    Points within ``dx_decades`` (log10 of time) and ``dy`` (quality) of an already labelled point
+    join its label; labels with the same first word merge their tails (``vae fp32/bf16``).
+
+    Returns:
+        ``(ms_per_shower, quality, text)`` per label.
+    """
+    clusters: list[list[dict]] = []
+    for r in rows:
+        for cluster in clusters:
+            head = cluster[0]
+            if (abs(np.log10(r["ms_per_shower"]) - np.log10(head["ms_per_shower"])) < dx_decades
+                    and abs(r["quality"] - head["quality"]) < dy):  # fmt: skip
+                cluster.append(r)
+                break
+        else:
+            clusters.append([r])
+    labels = []
+    for cluster in clusters:
+        texts: dict[str, list[str]] = {}
+        for r in cluster:
+            first, _, rest = r["label"].partition(" ")
+            texts.setdefault(first, []).append(rest)
+        text = ", ".join(f"{first} {'/'.join(t for t in tails if t)}".strip() for first, tails in texts.items())
+        labels.append((cluster[0]["ms_per_shower"], cluster[0]["quality"], text))
+    return labels
+
+
 def figure_pareto(ours: Sequence[dict], published: Sequence[dict], quality_label: str = "AUC (high-level)") -> Figure:
     """Quality (y) against time per shower (x, log), ours and published rows, with our Pareto front.
 
@@ -44,15 +76,13 @@ def figure_pareto(ours: Sequence[dict], published: Sequence[dict], quality_label
     if published:
         ax.scatter([r["ms_per_shower"] for r in published], [r["quality"] for r in published], marker="s",
                    color="0.6", label="published (Geant4 data)")  # fmt: skip
-        for r in published:
-            ax.annotate(r["label"], (r["ms_per_shower"], r["quality"]), fontsize=7, color="0.4",
-                        xytext=(3, 3), textcoords="offset points")  # fmt: skip
+        for x, y, text in merge_close_labels(published):
+            ax.annotate(text, (x, y), fontsize=7, color="0.4", xytext=(3, 3), textcoords="offset points")
     if ours:
         ax.scatter([r["ms_per_shower"] for r in ours], [r["quality"] for r in ours], marker="o", color="C3",
                    label="calosurrogate (built-in simulator data)")  # fmt: skip
-        for r in ours:
-            ax.annotate(r["label"], (r["ms_per_shower"], r["quality"]), fontsize=7, color="C3",
-                        xytext=(3, -9), textcoords="offset points")  # fmt: skip
+        for x, y, text in merge_close_labels(ours):
+            ax.annotate(text, (x, y), fontsize=7, color="C3", xytext=(3, -9), textcoords="offset points")
         front, best = [], np.inf
         for r in sorted(ours, key=lambda r: r["ms_per_shower"]):
             if r["quality"] < best:
@@ -67,4 +97,4 @@ def figure_pareto(ours: Sequence[dict], published: Sequence[dict], quality_label
     return fig
 
 
-__all__ = ["figure_pareto", "figure_timing"]
+__all__ = ["figure_pareto", "figure_timing", "merge_close_labels"]
