@@ -70,7 +70,8 @@ def merge_close_labels(
 def figure_pareto(ours: Sequence[dict], published: Sequence[dict], quality_label: str = "AUC (high-level)") -> Figure:
     """Quality (y) against time per shower (x, log), ours and published rows, with our Pareto front.
 
-    Each row: ``{"label", "ms_per_shower", "quality"}``; lower is better on both axes.
+    Each row: ``{"label", "ms_per_shower", "quality"}``, optionally ``"series"``: our rows of one
+    series (one model at several step counts) are joined by a line. Lower is better on both axes.
     """
     fig, ax = plt.subplots(figsize=(7, 4.8), layout="constrained")
     if published:
@@ -81,6 +82,13 @@ def figure_pareto(ours: Sequence[dict], published: Sequence[dict], quality_label
     if ours:
         ax.scatter([r["ms_per_shower"] for r in ours], [r["quality"] for r in ours], marker="o", color="C3",
                    label="calosurrogate (built-in simulator data)")  # fmt: skip
+        series: dict[str, list[dict]] = {}
+        for r in ours:
+            if r.get("series"):
+                series.setdefault(r["series"], []).append(r)
+        for rows in series.values():
+            rows = sorted(rows, key=lambda r: r["ms_per_shower"])
+            ax.plot([r["ms_per_shower"] for r in rows], [r["quality"] for r in rows], color="C3", lw=0.8, alpha=0.6)
         for x, y, text in merge_close_labels(ours):
             ax.annotate(text, (x, y), fontsize=7, color="C3", xytext=(3, -9), textcoords="offset points")
         front, best = [], np.inf
