@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -64,7 +66,25 @@ def test_gradient_penalty_is_zero_for_a_unit_slope_critic(tiny_geometry) -> None
         model.critic[2].weight[0, 0] = 1.0
     model.critic[1] = torch.nn.Identity()
     real, fake = torch.randn(16, tiny_geometry.n_voxels), torch.randn(16, tiny_geometry.n_voxels)
-    assert model._gradient_penalty(real, fake, torch.zeros(16, 1)).item() == pytest.approx(0.0, abs=1e-10)
+    penalty = model._gradient_penalty(real, fake, torch.zeros(16, 1), torch.full((16, 1), 1e4))
+    assert penalty.item() == pytest.approx(0.0, abs=1e-10)
+
+
+def test_wgan_critic_sees_layer_and_total_energy_fractions(tiny_geometry) -> None:
+    model = build_surrogate("wgan", tiny_geometry, {"hidden": 16, "critic_hidden": 16, "latent": 4})
+    showers, incident = _data()
+    model.fit_preprocessing(showers, incident)
+    features = model._energy_features(showers, incident)
+    offsets = tiny_geometry.layer_offsets.tolist()
+    for layer, (a, b) in enumerate(itertools.pairwise(offsets)):
+        expected = torch.log(showers[:, a:b].sum(1) / incident[:, 0] + 1e-6)
+        torch.testing.assert_close(features[:, layer], expected)
+    torch.testing.assert_close(features[:, -1], showers.sum(1) / incident[:, 0])
+    # The critic's input grows by these features, and they come from the codes it is given.
+    assert model.critic[0].in_features == tiny_geometry.n_voxels + 1 + tiny_geometry.n_layers + 1
+    codes = model.coding(showers, incident)
+    decoded = model._energy_features(model.coding.inverse(codes, incident), incident)
+    torch.testing.assert_close(decoded[:, -1], features[:, -1], rtol=1e-4, atol=1e-5)
 
 
 def test_qvae_gibbs_prior_sampler_has_effective_beta_one(tiny_geometry) -> None:
