@@ -78,6 +78,19 @@ def test_low_level_classifiers_run(sim_files) -> None:
         assert result.classifiers[kind]["settings"]["showers_per_class"] == 3000
 
 
+def test_image_classifier_on_a_regular_geometry_only(sim_files, tiny_file, tiny_geometry, tmp_path) -> None:
+    with pytest.raises(ValueError, match=r"cls-cnn .* ds1-photons"):
+        evaluate_files(sim_files["reference"], sim_files["same"], GEOMETRY, _settings(metrics=("cls-cnn",)))
+    batch = read_showers(tiny_file)
+    doubled = write_showers(tmp_path / "doubled.h5", batch.incident_energies, batch.showers * 2.0)
+    settings = _settings(metrics=("cls-cnn",))
+    settings.classifier = ClassifierSettings(epochs=4, batch_size=200, cnn_channels=4)
+    result = evaluate_files(tiny_file, doubled, tiny_geometry, settings)
+    entry = result.classifiers["cls-cnn"]
+    assert entry["inputs"] == "cnn" and entry["settings"]["network"] == "cnn"
+    assert entry["auc"] > 0.75  # twice the energy per incident energy (identical files give ~0.5)
+
+
 def test_count_mismatch_subsample_or_refuse(sim_files, tmp_path) -> None:
     batch = read_showers(sim_files["same"], max_showers=5000)
     fewer = write_showers(tmp_path / "fewer.h5", batch.incident_energies, batch.showers)

@@ -106,7 +106,7 @@ def geometry_cmd(name: str, xml_out: Path | None, force: bool) -> None:
 )
 @click.option(
     "--metrics", default="histograms,fpd,kpd,cfd,cls-high", show_default=True,
-    help="Comma list of: histograms, fpd, kpd, cfd, cls-low, cls-low-normed, cls-high.",
+    help="Comma list of: histograms, fpd, kpd, cfd, cls-low, cls-low-normed, cls-high, cls-cnn (image CNN; ds2/ds3).",
 )  # fmt: skip
 @click.option(
     "--classifier", "classifier_preset", type=click.Choice(["cpu", "reference"]), default="cpu", show_default=True,

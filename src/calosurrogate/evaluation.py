@@ -47,7 +47,7 @@ from calosurrogate.metrics import (
 from calosurrogate.metrics.cfd import VARIANTS, cfd_from_accumulators
 from calosurrogate.metrics.separation import histogram_counts, voxel_energy_bins
 
-ALL_METRICS = ("histograms", "fpd", "kpd", "cfd", "cls-low", "cls-low-normed", "cls-high")
+ALL_METRICS = ("histograms", "fpd", "kpd", "cfd", "cls-low", "cls-low-normed", "cls-high", "cls-cnn")
 DEFAULT_METRICS = ("histograms", "fpd", "kpd", "cfd", "cls-high")
 MIN_FLOOR_SHOWERS = 1000
 
@@ -205,7 +205,8 @@ class _Pass:
         }  # fmt: skip
         cls_cap = settings.classifier.max_per_class
         self.low_cap = min(n_total, cls_cap) if cls_cap is not None else n_total
-        self.low: dict[str, list[np.ndarray]] = {k: [] for k in ("cls-low", "cls-low-normed") if k in settings.metrics}
+        kinds = ("cls-low", "cls-low-normed", "cls-cnn")
+        self.low: dict[str, list[np.ndarray]] = {k: [] for k in kinds if k in settings.metrics}
 
     def update(self, energies: np.ndarray, showers: np.ndarray) -> None:
         x = apply_threshold(showers, self.min_energy)
@@ -248,8 +249,11 @@ class _Pass:
         room = self.low_cap - self.n_seen
         if room > 0:
             take = slice(0, min(room, len(x)))
-            if "cls-low" in self.low:
-                self.low["cls-low"].append(low_level_inputs(x[take], energies[take]).astype(np.float32))
+            if "cls-low" in self.low or "cls-cnn" in self.low:
+                low = low_level_inputs(x[take], energies[take]).astype(np.float32)
+                for kind in ("cls-low", "cls-cnn"):
+                    if kind in self.low:  # the image classifier reads the same inputs as images
+                        self.low[kind].append(low)
             if "cls-low-normed" in self.low:
                 self.low["cls-low-normed"].append(
                     low_level_normed_inputs(x[take], energies[take], self.geometry).astype(np.float32)
@@ -295,6 +299,11 @@ def evaluate_files(
     """
     settings = settings or EvaluationSettings()
     reference_path, generated_path = Path(reference_path), Path(generated_path)
+    if "cls-cnn" in settings.metrics and not geometry.is_regular:
+        raise ValueError(
+            f"cls-cnn reads showers as (layer, alpha, r) images and needs every layer binned alike; "
+            f"{geometry.name} is not: use cls-low or cls-high"
+        )
     min_energy = settings.min_energy if settings.min_energy is not None else default_min_energy(geometry)
     notes: list[str] = []
     with (
@@ -420,18 +429,19 @@ def evaluate_files(
             "generated": gen_sum.cfd[variant].correlation_map(),
         }
 
-    for kind in ("cls-low", "cls-low-normed", "cls-high"):
+    for kind in ("cls-low", "cls-low-normed", "cls-high", "cls-cnn"):
         if kind not in settings.metrics:
             continue
         if kind == "cls-high":
             ref_in, gen_in = x_ref, x_gen
         else:
             ref_in, gen_in = ref_sum.low_level[kind], gen_sum.low_level[kind]
-        res = classifier_test(gen_in, ref_in, settings.classifier, inputs=kind.removeprefix("cls-"))
+        image_shape = geometry.shape if kind == "cls-cnn" else None
+        res = classifier_test(gen_in, ref_in, settings.classifier, kind.removeprefix("cls-"), image_shape)
         entry = res.to_dict()
         if settings.classifier_floor and do_floor:
             half = len(ref_in) // 2
-            floor = classifier_test(ref_in[:half], ref_in[half:], settings.classifier, inputs=kind)
+            floor = classifier_test(ref_in[:half], ref_in[half:], settings.classifier, kind, image_shape)
             entry["floor"], entry["floor_std"] = floor.auc, floor.auc_std
         result.classifiers[kind] = entry
 

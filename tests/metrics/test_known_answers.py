@@ -175,6 +175,31 @@ def test_classifier_identical_vs_disjoint(rng) -> None:
     assert far.auc > 0.99 and far.jsd > 0.9
 
 
+def _image_showers(rng, n: int, shape: tuple[int, int, int], outer: float) -> np.ndarray:
+    """Low-level inputs of showers whose energy sits in the innermost radial bin, a fraction
+    ``outer`` of it moved to the next bin out."""
+    energies = 10 ** rng.uniform(3, 5, (n, 1))
+    images = rng.exponential(1.0, (n, *shape)) * np.array([1.0, 0.05, 0.0])[None, None, None, :]
+    moved = outer * images[..., 0]
+    images[..., 0] -= moved
+    images[..., 1] += moved
+    fractions = images.reshape(n, -1) / images.reshape(n, -1).sum(1, keepdims=True)
+    return np.concatenate([np.log10(energies), fractions], axis=1)
+
+
+def test_image_classifier_identical_vs_shifted_outwards(rng) -> None:
+    shape = (4, 8, 3)
+    settings = ClassifierSettings(epochs=6, batch_size=200, cnn_channels=4)
+    a, b = _image_showers(rng, 2500, shape, 0.0), _image_showers(rng, 2500, shape, 0.0)
+    same = classifier_test(a, b, settings, "cnn", image_shape=shape)
+    assert abs(same.auc - 0.5) < 0.06
+    assert same.settings["network"] == "cnn"
+    shifted = classifier_test(a, _image_showers(rng, 2500, shape, 0.3), settings, "cnn", image_shape=shape)
+    assert shifted.auc > 0.95
+    with pytest.raises(ValueError, match="1 \\+ 96 inputs"):
+        classifier_test(a[:, :50], b[:, :50], settings, "cnn", image_shape=shape)
+
+
 def test_classifier_refuses_too_few_showers(rng) -> None:
     with pytest.raises(ValueError, match="too few showers"):
         classifier_test(rng.normal(size=(60, 3)), rng.normal(size=(60, 3)), ClassifierSettings(hidden=8, epochs=1))

@@ -8,6 +8,10 @@ accuracy; calibrate its probabilities on the test split with isotonic regression
 ``[1e-6, 1 - 1e-6]``); on the validation split report the ROC AUC and
 ``JSD = (ln 2 - BCE) / ln 2``. Repeated with independent seeds: mean and spread.
 
+For regular geometries (ds2, ds3) the reference also trains a 3D ResNet on the shower images;
+:class:`ShowerImageCNN` is a small residual 3D CNN in that role (cylindrical padding, global
+pooling; its size is a setting), fed the low-level inputs.
+
 The reference network (H = 2048, 50 epochs) is heavy on a CPU; ``ClassifierSettings.cpu()``
 is the documented reduced setting, and every result says which settings it used.
 """
@@ -19,6 +23,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import roc_auc_score
 from torch import nn
@@ -43,6 +48,8 @@ class ClassifierSettings:
         seed: Seed of the first run (run k uses seed + k).
         device: ``"cpu"`` or ``"cuda"``.
         max_per_class: Use at most this many showers per class (None: all).
+        cnn_channels: Channels of the image classifier's first stage (doubled at each of its two
+            downsamplings).
     """
 
     hidden: int = 2048
@@ -55,6 +62,7 @@ class ClassifierSettings:
     seed: int = 0
     device: str = "cpu"
     max_per_class: int | None = None
+    cnn_channels: int = 8
 
     @classmethod
     def reference(cls, **overrides: object) -> ClassifierSettings:
@@ -108,8 +116,68 @@ def low_level_normed_inputs(
     return np.concatenate([np.log10(e), showers / (per_voxel + 1e-16), np.log10(e_layer + 1e-8)], axis=1)
 
 
-def build_network(n_inputs: int, settings: ClassifierSettings) -> nn.Sequential:
-    """The reference fully connected classifier (logit output)."""
+def _cylindrical_conv(channels_in: int, channels_out: int, stride: tuple[int, int, int]) -> nn.Module:
+    return nn.Conv3d(channels_in, channels_out, 3, stride=stride, padding=(1, 0, 1))
+
+
+def _wrap_alpha(x: torch.Tensor) -> torch.Tensor:
+    """Pad the alpha axis (dim 3) of ``(N, C, L, A, R)`` periodically by one bin each side."""
+    return torch.cat([x[:, :, :, -1:], x, x[:, :, :, :1]], dim=3)
+
+
+class _ImageBlock(nn.Module):
+    def __init__(self, channels_in: int, channels_out: int, stride: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.conv1 = _cylindrical_conv(channels_in, channels_out, stride)
+        self.conv2 = _cylindrical_conv(channels_out, channels_out, (1, 1, 1))
+        self.norm1, self.norm2 = nn.BatchNorm3d(channels_out), nn.BatchNorm3d(channels_out)
+        self.skip = nn.Conv3d(channels_in, channels_out, 1, stride=stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.leaky_relu(self.norm1(self.conv1(_wrap_alpha(x))))
+        h = self.norm2(self.conv2(_wrap_alpha(h)))
+        return F.leaky_relu(h + self.skip(x))
+
+
+class ShowerImageCNN(nn.Module):
+    """Residual 3D CNN classifier on ``(layer, alpha, r)`` shower images (logit output).
+
+    In the role of the CaloChallenge's 3D ResNet-18 for datasets 2 and 3, scaled for a CPU: a
+    stem and two residual stages that halve layers and alpha, convolutions periodic in alpha,
+    global average pooling, then ``log10 E_inc`` joins the pooled features before a small head.
+
+    Input: the low-level inputs ``[log10 E_inc, voxels / E_inc]`` ``(N, 1 + L*A*R)``; voxel
+    fractions are seen as ``log1p(fraction / 1e-5)`` so that faint and bright cells both count.
+
+    Args:
+        shape: Image shape ``(L, A, R)``.
+        channels: Channels of the first stage.
+    """
+
+    def __init__(self, shape: tuple[int, int, int], channels: int = 8) -> None:
+        super().__init__()
+        self.shape = tuple(int(s) for s in shape)
+        c = channels
+        self.stem = _cylindrical_conv(1, c, (1, 1, 1))
+        self.stages = nn.Sequential(_ImageBlock(c, 2 * c, (2, 2, 1)), _ImageBlock(2 * c, 4 * c, (2, 2, 1)))
+        self.head = nn.Sequential(nn.Linear(4 * c + 1, 64), nn.LeakyReLU(), nn.Linear(64, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        log_energy, fractions = x[:, :1], x[:, 1:]
+        image = torch.log1p(fractions.clamp_min(0.0) / 1e-5).reshape(-1, 1, *self.shape)
+        h = self.stages(F.leaky_relu(self.stem(_wrap_alpha(image))))
+        return self.head(torch.cat([h.mean(dim=(2, 3, 4)), log_energy], dim=1))
+
+
+def build_network(
+    n_inputs: int, settings: ClassifierSettings, image_shape: tuple[int, int, int] | None = None
+) -> nn.Module:
+    """The reference fully connected classifier (logit output), or the image CNN when
+    ``image_shape`` is given (inputs: the low-level inputs of showers of that shape)."""
+    if image_shape is not None:
+        if n_inputs != 1 + int(np.prod(image_shape)):
+            raise ValueError(f"the image classifier needs 1 + {int(np.prod(image_shape))} inputs, got {n_inputs}")
+        return ShowerImageCNN(image_shape, settings.cnn_channels)
     layers: list[nn.Module] = [nn.Linear(n_inputs, settings.hidden), nn.LeakyReLU()]
     for _ in range(settings.n_hidden_layers):
         layers += [nn.Linear(settings.hidden, settings.hidden), nn.LeakyReLU()]
@@ -129,7 +197,13 @@ def _logits(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
     return torch.cat([model(x[i : i + batch_size]).reshape(-1) for i in range(0, len(x), batch_size)])
 
 
-def _one_run(generated: np.ndarray, reference: np.ndarray, settings: ClassifierSettings, seed: int) -> dict[str, float]:
+def _one_run(
+    generated: np.ndarray,
+    reference: np.ndarray,
+    settings: ClassifierSettings,
+    seed: int,
+    image_shape: tuple[int, int, int] | None = None,
+) -> dict[str, float]:
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     device = torch.device(settings.device)
@@ -142,7 +216,7 @@ def _one_run(generated: np.ndarray, reference: np.ndarray, settings: ClassifierS
         return torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
 
     (x_train, y_train), (x_test, y_test), (x_val, y_val) = stack(0), stack(1), stack(2)
-    model = build_network(x_train.shape[1], settings).to(device)
+    model = build_network(x_train.shape[1], settings, image_shape).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
     loss_fn = nn.BCEWithLogitsLoss()
     best_acc, best_epoch, best_state = -1.0, 0, copy.deepcopy(model.state_dict())
@@ -177,7 +251,11 @@ def _one_run(generated: np.ndarray, reference: np.ndarray, settings: ClassifierS
 
 
 def classifier_test(
-    generated: np.ndarray, reference: np.ndarray, settings: ClassifierSettings, inputs: str = "high"
+    generated: np.ndarray,
+    reference: np.ndarray,
+    settings: ClassifierSettings,
+    inputs: str = "high",
+    image_shape: tuple[int, int, int] | None = None,
 ) -> ClassifierResult:
     """Run the classifier test ``settings.runs`` times on prepared inputs.
 
@@ -186,6 +264,8 @@ def classifier_test(
         reference: ``(N_ref, D)`` inputs of the reference showers.
         settings: Network and schedule.
         inputs: Name of the input kind, recorded in the result.
+        image_shape: ``(L, A, R)``: train :class:`ShowerImageCNN` on low-level inputs instead of
+            the fully connected network.
 
     Raises:
         ValueError: If the two sets have different widths, or a split would hold fewer than
@@ -204,10 +284,15 @@ def classifier_test(
         )
     generated = np.nan_to_num(np.asarray(generated[:n], dtype=np.float64))
     reference = np.nan_to_num(np.asarray(reference[:n], dtype=np.float64))
-    runs = [_one_run(generated, reference, settings, settings.seed + k) for k in range(settings.runs)]
+    runs = [_one_run(generated, reference, settings, settings.seed + k, image_shape) for k in range(settings.runs)]
     aucs = np.array([r["auc"] for r in runs])
     jsds = np.array([r["jsd"] for r in runs])
-    info = {**asdict(settings), "showers_per_class": n, "split_sizes": [int(n * f) for f in settings.split]}
+    info = {
+        **asdict(settings),
+        "network": "mlp" if image_shape is None else "cnn",
+        "showers_per_class": n,
+        "split_sizes": [int(n * f) for f in settings.split],
+    }
     return ClassifierResult(
         inputs, float(aucs.mean()), float(aucs.std()), float(jsds.mean()), float(jsds.std()), runs, info
     )

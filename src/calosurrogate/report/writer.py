@@ -149,6 +149,7 @@ def _headline_rows(result: EvaluationResult) -> list[tuple[str, str, str, str]]:
         "low": "classifier AUC, low-level",
         "low-normed": "classifier AUC, low-level normed",
         "high": "classifier AUC, high-level",
+        "cnn": "classifier AUC, CNN on images",
     }
     for entry in result.classifiers.values():
         floor = _fmt(entry["floor"], entry.get("floor_std")) if "floor" in entry else "~0.5 (ideal)"
