@@ -83,6 +83,11 @@ def test_sample_with_sampler_and_steps(tiny_geometry, tmp_path) -> None:
         main, [*args[:-1], "leapfrog", "--run", str(tmp_path / "diffusion"), "--out", str(tmp_path / "x.h5")]
     )
     assert result.exit_code != 0 and "sampler must be one of" in result.output
+    if not torch.cuda.is_available():
+        result = runner.invoke(
+            main, [*args, "--run", str(tmp_path / "diffusion"), "--out", str(tmp_path / "c.h5"), "--device", "cuda"]
+        )
+        assert result.exit_code != 0 and "no CUDA GPU" in result.output and not (tmp_path / "c.h5").exists()
 
 
 def test_distill_command(tiny_geometry, tiny_file, tmp_path) -> None:

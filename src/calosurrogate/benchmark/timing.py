@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from calosurrogate.devices import resolve_device
 from calosurrogate.models.base import Surrogate, autocast_context
 
 
@@ -108,7 +109,7 @@ def time_sampling(
             ``min_seconds`` of timed work, at most ``max_repeats``.
         compile_model: Wrap the sampling pass in ``torch.compile`` (falls back to eager on failure).
     """
-    device = torch.device(device)
+    device = resolve_device(device)
     model.to(device).eval()
     cond = np.asarray(conditions, dtype=np.float32).reshape(len(conditions), -1)
     index = np.arange(batch_size) % len(cond)
@@ -152,7 +153,7 @@ def time_grid(
     **kwargs,
 ) -> list[TimingResult]:
     """:func:`time_sampling` for every batch size x precision (precisions the device cannot run are refused early)."""
-    device = torch.device(device)
+    device = resolve_device(device)
     for precision in precisions:
         autocast_context(device, precision)  # raises for fp16 on CPU before any timing
     results = []

@@ -28,6 +28,7 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
+from calosurrogate.devices import resolve_device
 from calosurrogate.geometry import CylindricalGeometry
 
 MIN_PER_CLASS = 25
@@ -206,7 +207,7 @@ def _one_run(
 ) -> dict[str, float]:
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    device = torch.device(settings.device)
+    device = resolve_device(settings.device)
     gen_parts = _split(generated, settings.split, rng)
     ref_parts = _split(reference, settings.split, rng)
 

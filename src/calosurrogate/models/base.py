@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from calosurrogate._io import atomic_output
+from calosurrogate.devices import resolve_device
 from calosurrogate.geometry import CylindricalGeometry
 from calosurrogate.metrics.features import default_min_energy
 
@@ -192,7 +193,7 @@ class Surrogate(nn.Module, ABC):
         cond = torch.as_tensor(np.asarray(conditions, dtype=np.float32)).reshape(len(conditions), -1)
         if cond.shape[1] != self.n_conditions:
             raise ConfigError(f"conditions have {cond.shape[1]} columns; the model needs {list(self.condition_names)}")
-        device = torch.device(device) if device is not None else self.device
+        device = resolve_device(device) if device is not None else self.device
         self.to(device).eval()
         if seed is not None:
             torch.manual_seed(seed)

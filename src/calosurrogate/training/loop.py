@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from calosurrogate._io import OutputExistsError, atomic_output
 from calosurrogate.data import ShowerFile
 from calosurrogate.data.transforms import dequantize
+from calosurrogate.devices import resolve_device
 from calosurrogate.models.base import (
     CheckpointError,
     ConfigError,
@@ -113,13 +114,6 @@ class TrainConfig:
             raise ConfigError("val_fraction must be between 0 and 1")
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError("epochs and batch_size must be positive")
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 class ShowerStream:
