@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -136,3 +138,26 @@ def test_cosine_schedule_fits_the_time_budget(tiny_geometry, tiny_file, tmp_path
     assert result.stopped_because == "time budget"
     assert 2 <= result.epochs_done <= 12
     assert result.history[-1]["lr"] < 0.6 * config.learning_rate
+
+
+def test_budget_cosine_never_restarts_after_a_slow_first_epoch(tiny_geometry, tiny_file, tmp_path, monkeypatch) -> None:
+    """A first epoch three times slower than the rest (data caching, a busy machine) must not end
+    the cycle early: the rate falls monotonically over the whole budget and ends near zero."""
+    import types
+
+    from calosurrogate.training import loop
+
+    clock = {"now": 0.0, "readings": 0}
+
+    def monotonic() -> float:
+        clock["readings"] += 1
+        clock["now"] += 30.0 if clock["readings"] <= 6 else 10.0
+        return clock["now"]
+
+    monkeypatch.setattr(loop, "time", types.SimpleNamespace(monotonic=monotonic))
+    config = _config(epochs=1000, schedule="cosine", max_minutes=6.0)
+    result = train(build_surrogate("flow", tiny_geometry, SMALL), tiny_file, tmp_path / "run", config, progress=False)
+    rates = [row["lr"] for row in result.history]
+    assert result.stopped_because == "time budget" and len(rates) >= 6
+    assert all(b <= a * (1 + 1e-9) for a, b in itertools.pairwise(rates)), rates
+    assert rates[-1] < 0.2 * config.learning_rate

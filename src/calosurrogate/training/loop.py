@@ -75,10 +75,10 @@ class TrainConfig:
         max_showers: Use at most this many showers of the file.
         max_minutes: Wall-time budget: no epoch is started that would, at the pace so far, end
             past it (None: off). With the cosine schedule (and no ``restart_epochs``) the cycle is
-            then fitted to the budget after the first epoch, from its duration, so the learning
-            rate does decay within the budget; the fitted length is saved in the checkpoint, so a
-            resumed run follows the same schedule (it depends on the machine's speed, not only
-            on the seed).
+            then refitted to the budget after every epoch, from the mean epoch time so far, so the
+            learning rate decays to its end within the budget and never restarts; the fitted
+            length is saved in the checkpoint (it depends on the machine's speed, not only on
+            the seed).
         threads: Torch CPU threads (None: torch's default).
     """
 
@@ -376,8 +376,11 @@ def train(
                 sums[key] = sums.get(key, 0.0) + float(value) * len(showers)
             count += len(showers)
             bar.set_postfix(loss=f"{float(logged['loss']):.4f}")
-        if epoch == 0 and config.max_minutes is not None:
-            _fit_cosine_to_budget(schedulers, config, time.monotonic() - started, train_stream.n_batches())
+        if config.max_minutes is not None:
+            elapsed = time.monotonic() - started
+            _fit_cosine_to_budget(
+                schedulers, config, elapsed, epoch + 1 - start_epoch, epoch + 1, train_stream.n_batches()
+            )
         judged = ema if ema is not None else model
         val_loss = _validate(judged, val_stream, device, config, noise)
         if config.schedule == "plateau":
@@ -421,13 +424,24 @@ def train(
     return TrainResult(run, run / MODEL, len(history), best_val, history, stopped)
 
 
-def _fit_cosine_to_budget(schedulers: dict[str, Any], config: TrainConfig, first_epoch_s: float, steps: int) -> None:
-    """Shorten the cosine cycle to the epochs the time budget allows (10% kept for validation)."""
-    if config.schedule != "cosine" or config.restart_epochs:
+def _fit_cosine_to_budget(
+    schedulers: dict[str, Any], config: TrainConfig, elapsed_s: float, epochs_run: int, epochs_done: int, steps: int
+) -> None:
+    """Stretch or shrink the cosine cycle so that it ends when the time budget does.
+
+    Called after every epoch: the remaining epochs are estimated from the mean epoch time so far
+    (10% kept for validation), so a slow first epoch (caching, a busy machine) does not end the
+    cycle early, and the cycle always reaches past the next epoch, so the rate never restarts
+    within the budget.
+    """
+    if config.schedule != "cosine" or config.restart_epochs or config.max_minutes is None:
         return
-    epochs = int(min(config.epochs, max(1, config.max_minutes * 60 / (1.1 * first_epoch_s))))
+    mean_epoch_s = elapsed_s / max(epochs_run, 1)
+    remaining = max(0.0, config.max_minutes * 60 - elapsed_s) / (1.1 * mean_epoch_s)
     for scheduler in schedulers.values():
-        scheduler.T_0 = scheduler.T_i = max(epochs * steps, 1)
+        done = scheduler.T_cur
+        planned = done + int(min(config.epochs - epochs_done, remaining)) * steps
+        scheduler.T_0 = scheduler.T_i = max(planned, done + steps + 1)
 
 
 def _updater(
