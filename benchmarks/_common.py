@@ -38,6 +38,17 @@ def write_result(name: str, data: dict[str, Any], command: str, commit: str | No
     return path
 
 
+def selected_epoch(run_dir: str | Path, adversarial: bool) -> int:
+    """The epoch whose weights ``model.pt`` holds: the last for adversarial families, else the one
+    with the lowest validation loss (the training loop's ``select="auto"``), read from ``log.csv``."""
+    import csv
+
+    with open(Path(run_dir) / "log.csv") as log:
+        rows = list(csv.DictReader(log))
+    chosen = rows[-1] if adversarial else min(rows, key=lambda row: float(row["val_loss"]))
+    return int(chosen["epoch"])
+
+
 def simulated_data(geometry: str, workdir: str | Path, n_train: int, n_reference: int) -> tuple[Path, Path]:
     """Training (seed 1) and reference (seed 2) simulator files of a geometry, made once and shared
     by every benchmark that trains on it."""

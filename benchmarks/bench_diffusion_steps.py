@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import simulated_data, write_result
+from _common import selected_epoch, simulated_data, write_result
 
 from calosurrogate.evaluation import EvaluationSettings, evaluate_files
 from calosurrogate.models import build_surrogate, load_surrogate
@@ -93,6 +93,7 @@ def main() -> None:
         rows.append(row)
     data = {"geometry": args.geometry, "objective": args.objective, "sampler": args.sampler,
             "train_minutes_budget": args.minutes, "train_seconds": round(train_s), "epochs": epochs,
+            "selected_epoch": selected_epoch(run, adversarial=False),
             "model_config": model.checkpoint_dict()["config"], "n_reference": len(conditions),
             "classifier_runs": 1, "threads": torch.get_num_threads(), "tag": args.tag, "results": rows}  # fmt: skip
     command = " ".join(["python benchmarks/bench_diffusion_steps.py", *sys.argv[1:]])

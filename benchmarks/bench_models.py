@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import simulated_data, write_result
+from _common import selected_epoch, simulated_data, write_result
 
 from calosurrogate.evaluation import EvaluationSettings, evaluate_files
 from calosurrogate.models import build_surrogate, load_surrogate
@@ -79,6 +79,7 @@ def main() -> None:
         }  # fmt: skip
     data = {"geometry": args.geometry, "model": args.model, "model_config": result.history and model.checkpoint_dict()["config"],
             "train_minutes_budget": args.minutes, "learning_rate": lr, "train_seconds": round(train_s), "epochs": result.epochs_done,
+            "selected_epoch": selected_epoch(work / "run", model.adversarial),
             "n_train": args.n_train, "n_reference": len(conditions), "train_precision": args.precision,
             "threads": torch.get_num_threads(), "tag": args.tag, "results": rows}  # fmt: skip
     print(data)

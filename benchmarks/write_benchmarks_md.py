@@ -106,7 +106,7 @@ def _steps_sections() -> list[str]:
         d = json.loads(path.read_text())
         out += [f"## Diffusion: quality against sampling steps ({d['geometry']}, objective {d['objective']}, sampler {d['sampler']})", "",
                 f"Command: `{d['command']}`  ", f"Machine: {_machine(d)}; commit {d['commit']}, {d['date']}", "",
-                f"Training: {d['train_minutes_budget']:g} minutes (bf16{_threads(d)}), {d['epochs']} epochs. Each row samples {d['n_reference']:,} showers "
+                f"Training: {d['train_minutes_budget']:g} minutes (bf16{_threads(d)}), {d['epochs']} epochs{_selected(d)}. Each row samples {d['n_reference']:,} showers "
                 f"with the reference's energies (batch 10,000) and judges them (classifiers: `cpu` preset, {d['classifier_runs']} run).", "",
                 "| steps | sampling precision | network calls | ms / shower | AUC low | AUC high | S(E_tot/E_inc) | FPD x 1e3 |",
                 "|---|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -178,6 +178,12 @@ def _threads(data: dict) -> str:
     if data["threads"] == 1:
         return ", 1 thread, beside another one-thread benchmark on the other core"
     return f", {data['threads']} threads"
+
+
+def _selected(data: dict) -> str:
+    """Which epoch's weights were judged, where it is not the last."""
+    chosen = data.get("selected_epoch")
+    return f" (weights of epoch {chosen}, the lowest validation loss)" if chosen and chosen != data["epochs"] else ""
 
 
 def _pm(entry: dict, digits: int = 3) -> str:
@@ -259,7 +265,7 @@ def main() -> None:
         out += [f"## Surrogate quality: `{data['model']}` on {data['geometry']}", "",
                 f"Command: `{data['command']}`  ", f"Machine: {_machine(data)}; commit {data['commit']}, {data['date']}", "",
                 f"Budget: {data['train_minutes_budget']} minutes of training ({data['train_precision']} autocast{_threads(data)}), which bought "
-                f"{data['epochs']} epochs over {data['n_train']:,} training showers; judged against {data['n_reference']:,} reference showers "
+                f"{data['epochs']} epochs{_selected(data)} over {data['n_train']:,} training showers; judged against {data['n_reference']:,} reference showers "
                 "(classifiers: `cpu` preset, 3 runs).", "",
                 "| sampling precision | ms / shower (batch 10,000, CPU) | AUC low | AUC high | FPD x 1e3 (floor) | KPD x 1e3 | CFD layer (floor) | S(E_tot/E_inc) |",
                 "|---|---|---|---|---|---|---|---|"]  # fmt: skip
