@@ -30,6 +30,7 @@ from torch import nn
 
 from calosurrogate.devices import resolve_device
 from calosurrogate.geometry import CylindricalGeometry
+from calosurrogate.layers import CylindricalConv3d
 
 MIN_PER_CLASS = 25
 
@@ -117,26 +118,17 @@ def low_level_normed_inputs(
     return np.concatenate([np.log10(e), showers / (per_voxel + 1e-16), np.log10(e_layer + 1e-8)], axis=1)
 
 
-def _cylindrical_conv(channels_in: int, channels_out: int, stride: tuple[int, int, int]) -> nn.Module:
-    return nn.Conv3d(channels_in, channels_out, 3, stride=stride, padding=(1, 0, 1))
-
-
-def _wrap_alpha(x: torch.Tensor) -> torch.Tensor:
-    """Pad the alpha axis (dim 3) of ``(N, C, L, A, R)`` periodically by one bin each side."""
-    return torch.cat([x[:, :, :, -1:], x, x[:, :, :, :1]], dim=3)
-
-
 class _ImageBlock(nn.Module):
     def __init__(self, channels_in: int, channels_out: int, stride: tuple[int, int, int]) -> None:
         super().__init__()
-        self.conv1 = _cylindrical_conv(channels_in, channels_out, stride)
-        self.conv2 = _cylindrical_conv(channels_out, channels_out, (1, 1, 1))
+        self.conv1 = CylindricalConv3d(channels_in, channels_out, stride=stride)
+        self.conv2 = CylindricalConv3d(channels_out, channels_out)
         self.norm1, self.norm2 = nn.BatchNorm3d(channels_out), nn.BatchNorm3d(channels_out)
         self.skip = nn.Conv3d(channels_in, channels_out, 1, stride=stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.leaky_relu(self.norm1(self.conv1(_wrap_alpha(x))))
-        h = self.norm2(self.conv2(_wrap_alpha(h)))
+        h = F.leaky_relu(self.norm1(self.conv1(x)))
+        h = self.norm2(self.conv2(h))
         return F.leaky_relu(h + self.skip(x))
 
 
@@ -159,14 +151,14 @@ class ShowerImageCNN(nn.Module):
         super().__init__()
         self.shape = tuple(int(s) for s in shape)
         c = channels
-        self.stem = _cylindrical_conv(1, c, (1, 1, 1))
+        self.stem = CylindricalConv3d(1, c)
         self.stages = nn.Sequential(_ImageBlock(c, 2 * c, (2, 2, 1)), _ImageBlock(2 * c, 4 * c, (2, 2, 1)))
         self.head = nn.Sequential(nn.Linear(4 * c + 1, 64), nn.LeakyReLU(), nn.Linear(64, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         log_energy, fractions = x[:, :1], x[:, 1:]
         image = torch.log1p(fractions.clamp_min(0.0) / 1e-5).reshape(-1, 1, *self.shape)
-        h = self.stages(F.leaky_relu(self.stem(_wrap_alpha(image))))
+        h = self.stages(F.leaky_relu(self.stem(image)))
         return self.head(torch.cat([h.mean(dim=(2, 3, 4)), log_energy], dim=1))
 
 
