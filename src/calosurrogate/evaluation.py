@@ -48,6 +48,7 @@ from calosurrogate.metrics.cfd import VARIANTS, cfd_from_accumulators
 from calosurrogate.metrics.separation import histogram_counts, voxel_energy_bins
 
 ALL_METRICS = ("histograms", "fpd", "kpd", "cfd", "cls-low", "cls-low-normed", "cls-high", "cls-cnn")
+_INPUTS_OF = {"cls-cnn": "cls-low"}  # metrics that read another metric's stored inputs
 DEFAULT_METRICS = ("histograms", "fpd", "kpd", "cfd", "cls-high")
 MIN_FLOOR_SHOWERS = 1000
 
@@ -205,8 +206,9 @@ class _Pass:
         }  # fmt: skip
         cls_cap = settings.classifier.max_per_class
         self.low_cap = min(n_total, cls_cap) if cls_cap is not None else n_total
-        kinds = ("cls-low", "cls-low-normed", "cls-cnn")
-        self.low: dict[str, list[np.ndarray]] = {k: [] for k in kinds if k in settings.metrics}
+        # Stored once per input kind: the image classifier reads the low-level inputs as images.
+        kinds = {_INPUTS_OF.get(m, m) for m in settings.metrics} & {"cls-low", "cls-low-normed"}
+        self.low: dict[str, list[np.ndarray]] = {k: [] for k in sorted(kinds)}
 
     def update(self, energies: np.ndarray, showers: np.ndarray) -> None:
         x = apply_threshold(showers, self.min_energy)
@@ -249,11 +251,8 @@ class _Pass:
         room = self.low_cap - self.n_seen
         if room > 0:
             take = slice(0, min(room, len(x)))
-            if "cls-low" in self.low or "cls-cnn" in self.low:
-                low = low_level_inputs(x[take], energies[take]).astype(np.float32)
-                for kind in ("cls-low", "cls-cnn"):
-                    if kind in self.low:  # the image classifier reads the same inputs as images
-                        self.low[kind].append(low)
+            if "cls-low" in self.low:
+                self.low["cls-low"].append(low_level_inputs(x[take], energies[take]).astype(np.float32))
             if "cls-low-normed" in self.low:
                 self.low["cls-low-normed"].append(
                     low_level_normed_inputs(x[take], energies[take], self.geometry).astype(np.float32)
@@ -435,7 +434,8 @@ def evaluate_files(
         if kind == "cls-high":
             ref_in, gen_in = x_ref, x_gen
         else:
-            ref_in, gen_in = ref_sum.low_level[kind], gen_sum.low_level[kind]
+            stored = _INPUTS_OF.get(kind, kind)
+            ref_in, gen_in = ref_sum.low_level[stored], gen_sum.low_level[stored]
         image_shape = geometry.shape if kind == "cls-cnn" else None
         res = classifier_test(gen_in, ref_in, settings.classifier, kind.removeprefix("cls-"), image_shape)
         entry = res.to_dict()
