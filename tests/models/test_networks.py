@@ -57,6 +57,28 @@ def test_log_energy_coding_round_trip(hits_only) -> None:
         assert float(back[~hits].abs().max()) == 0.0  # empty voxels decode to exact zeros
 
 
+def test_all_voxel_coding_leaves_a_gap_between_empty_voxels_and_hits() -> None:
+    incident = torch.tensor([[1e3], [1e5]])
+    showers = torch.tensor([[0.0, 0.004, 0.01, 5.0], [0.0, 0.009, 0.01, 5.0]])
+    coding = LogEnergyCoding(4, cut_mev=0.01).fit(showers, incident)
+    raw = coding.raw(showers, incident)
+    assert float(raw[:, :2].abs().max()) == 0.0  # below the cut: coded exactly as empty
+    smallest_hit = raw[:, 2]
+    # at the highest incident energy the cut sits at log(1 + GAP), higher at lower energies
+    assert float(smallest_hit[1]) == pytest.approx(math.log1p(LogEnergyCoding.GAP), rel=1e-5)
+    assert float(smallest_hit[0]) > float(smallest_hit[1])
+
+
+def test_flow_and_diffusion_dequantise_far_below_dataset_1_cut() -> None:
+    from calosurrogate.geometry import get_geometry
+    from calosurrogate.models import build_surrogate
+
+    geometry = get_geometry("ds1-photons")
+    noise = {name: build_surrogate(name, geometry).training_noise_mev() for name in ("flow", "diffusion", "vae")}
+    assert noise["flow"] == noise["diffusion"] == 1e-3  # a 256 MeV shower must not gain ~180 MeV of noise
+    assert noise["vae"] == 1.0  # the hurdle families keep the cut's width
+
+
 def test_hurdle_log_prob_matches_hand_computation() -> None:
     coding = LogEnergyCoding(2, cut_mev=1.0, hits_only=True)  # mean 0, std 1: codes are log(E / E_inc)
     likelihood = HurdleLikelihood(coding)

@@ -78,6 +78,10 @@ class Surrogate(nn.Module, ABC):
     family: ClassVar[str] = ""
     config_class: ClassVar[type] = object
     adversarial: ClassVar[bool] = False  # True: loss() is a critic's estimate, not a likelihood to minimise
+    # Upper bound of the dequantisation noise (MeV). Families that model layer energies lower it:
+    # noise as wide as dataset 1's 1 MeV cut, summed over hundreds of voxels, would rival a 256 MeV
+    # shower's own energy.
+    max_training_noise_mev: ClassVar[float] = float("inf")
 
     def __init__(self, config: Any, geometry: CylindricalGeometry, condition_names: tuple[str, ...]) -> None:
         super().__init__()
@@ -151,8 +155,9 @@ class Surrogate(nn.Module, ABC):
         return {"loss": loss.detach()}
 
     def training_noise_mev(self) -> float:
-        """Width of the uniform dequantisation noise the training loop adds to voxels (MeV)."""
-        return float(self.cut)
+        """Width of the uniform dequantisation noise the training loop adds to voxels (MeV): the
+        energy cut, capped by the family's ``max_training_noise_mev``."""
+        return min(float(self.cut), self.max_training_noise_mev)
 
     def apply_cut(self, showers: Tensor) -> Tensor:
         """Showers in float32 with voxels below the energy cut set to 0 (the last step of every sampling

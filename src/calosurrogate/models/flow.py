@@ -47,7 +47,7 @@ class CaloFlowConfig:
             make splines costly on a CPU); otherwise 6 spline transforms with 8 bins.
         layer_embedding: Size of the learned layer embedding (per-layer flow II).
         logit_delta: ``delta`` of the logit preprocessing.
-        energy_cut_mev: Voxels below this are zeroed after sampling, and it is the width of
+        energy_cut_mev: Voxels below this are zeroed after sampling, and it bounds the width of
             the training noise (None: the dataset's evaluation threshold).
         seed: Seed of the fixed random masks and orders.
     """
@@ -70,6 +70,8 @@ class CaloFlowConfig:
 class CaloFlow(Surrogate):
     """Two-stage flow: layer energies, then normalised shower shapes (see module docstring)."""
 
+    # CaloFlow's 1 keV (arXiv:2106.05285): the layer-energy codes sum the noise of every voxel.
+    max_training_noise_mev = 1e-3
     config_class = CaloFlowConfig
 
     def __init__(self, config: CaloFlowConfig, geometry, condition_names) -> None:

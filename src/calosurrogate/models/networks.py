@@ -244,13 +244,17 @@ class LogEnergyCoding(nn.Module):
     Two codings; in both the incident energy only rescales what the network sees:
 
     - all voxels (``hits_only=False``): ``log(1 + (E / E_inc) / delta)`` with ``delta = cut /
-      max(E_inc)`` of the training data. Empty voxels map to 0 at every energy, and the smallest
-      visible fraction at the highest energy to ``log 2``: networks that output every voxel
-      (GAN generators, MSE decoders) only have to push empty voxels towards 0, and the sampling
-      cut in MeV restores exact zeros.
+      (GAP max(E_inc))`` of the training data, and voxels below the cut coded as empty. Empty
+      voxels map to 0 at every energy and the smallest hit at the highest energy to
+      ``log(1 + GAP)``, so a gap of at least that width separates the two: networks that output
+      every voxel (GAN generators, denoisers) only have to keep empty voxels below it, and the
+      sampling cut in MeV restores exact zeros. Without the gap, sub-cut values lie just below
+      the first hit code and small network errors turn them into thousands of faint hits.
     - hit voxels only (``hits_only=True``): ``log(E / E_inc)`` of voxels with ``E >= cut``, for
       models that decide hit / no hit separately (:class:`HurdleLikelihood`).
     """
+
+    GAP = 10.0
 
     def __init__(self, n_voxels: int, cut_mev: float, hits_only: bool = False) -> None:
         super().__init__()
@@ -266,12 +270,13 @@ class LogEnergyCoding(nn.Module):
         showers, incident = showers.float(), incident_energies.float().reshape(-1, 1)
         if self.hits_only:
             return torch.log(showers.clamp_min(self.cut_mev) / incident)
-        return torch.log1p(showers.clamp_min(0.0) / (incident * self.delta))
+        visible = torch.where(showers >= self.cut_mev, showers, torch.zeros_like(showers))
+        return torch.log1p(visible / (incident * self.delta))
 
     @torch.no_grad()
     def fit(self, showers: Tensor, incident_energies: Tensor) -> LogEnergyCoding:
         """Per-voxel mean and standard deviation from training showers (all voxels, or hits only)."""
-        self.delta.fill_(self.cut_mev / float(incident_energies.max()))
+        self.delta.fill_(self.cut_mev / (self.GAP * float(incident_energies.max())))
         y = self.raw(showers, incident_energies).double()
         weight = (showers >= self.cut_mev).double() if self.hits_only else torch.ones_like(y)
         count = weight.sum(0)
