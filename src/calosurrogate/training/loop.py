@@ -150,7 +150,9 @@ class ShowerStream:
         return self.stop - self.start
 
     def n_batches(self) -> int:
-        return math.ceil(len(self) / self.batch_size)
+        """Batches per epoch: batches never straddle two chunks, so each chunk ends in its own partial batch."""
+        full_chunks, rest = divmod(len(self), self.chunk_size)
+        return full_chunks * math.ceil(self.chunk_size / self.batch_size) + math.ceil(rest / self.batch_size)
 
     def _chunks(self) -> list[tuple[torch.Tensor, torch.Tensor]] | Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if self._cached is not None:
@@ -363,6 +365,7 @@ def train(
             leave=False,
         )
         update = _updater(optimizers, schedulers, config, device, epoch)
+        steps_before = {name: sch.last_epoch for name, sch in schedulers.items() if sch is not None}
         for showers, conds in bar:
             showers = dequantize(showers, noise, noise_gen).to(device)
             conds = conds.to(device)
@@ -378,9 +381,8 @@ def train(
             bar.set_postfix(loss=f"{float(logged['loss']):.4f}")
         if config.max_minutes is not None:
             elapsed = time.monotonic() - started
-            _fit_cosine_to_budget(
-                schedulers, config, elapsed, epoch + 1 - start_epoch, epoch + 1, train_stream.n_batches()
-            )
+            steps = {name: sch.last_epoch - steps_before[name] for name, sch in schedulers.items() if sch is not None}
+            _fit_cosine_to_budget(schedulers, config, elapsed, epoch + 1 - start_epoch, epoch + 1, steps)
         judged = ema if ema is not None else model
         val_loss = _validate(judged, val_stream, device, config, noise)
         if config.schedule == "plateau":
@@ -425,23 +427,32 @@ def train(
 
 
 def _fit_cosine_to_budget(
-    schedulers: dict[str, Any], config: TrainConfig, elapsed_s: float, epochs_run: int, epochs_done: int, steps: int
+    schedulers: dict[str, Any],
+    config: TrainConfig,
+    elapsed_s: float,
+    epochs_run: int,
+    epochs_done: int,
+    steps: dict[str, int],
 ) -> None:
     """Stretch or shrink the cosine cycle so that it ends when the time budget does.
 
     Called after every epoch: the remaining epochs are estimated from the mean epoch time so far
     (10% kept for validation), so a slow first epoch (caching, a busy machine) does not end the
     cycle early, and the cycle always reaches past the next epoch, so the rate never restarts
-    within the budget.
+    within the budget. ``steps`` is what each scheduler stepped in the last epoch, measured, not
+    derived from the batch count: a GAN's generator steps once per ``n_critic`` batches.
     """
     if config.schedule != "cosine" or config.restart_epochs or config.max_minutes is None:
         return
     mean_epoch_s = elapsed_s / max(epochs_run, 1)
     remaining = max(0.0, config.max_minutes * 60 - elapsed_s) / (1.1 * mean_epoch_s)
-    for scheduler in schedulers.values():
-        done = scheduler.T_cur
-        planned = done + int(min(config.epochs - epochs_done, remaining)) * steps
-        scheduler.T_0 = scheduler.T_i = max(planned, done + steps + 1)
+    for name, scheduler in schedulers.items():
+        if scheduler is None:
+            continue
+        done, per_epoch = scheduler.T_cur, max(steps.get(name, 1), 1)
+        planned = done + int(min(config.epochs - epochs_done, remaining)) * per_epoch
+        # One epoch of slack: the next epoch can take a step more than the last (a partial batch).
+        scheduler.T_0 = scheduler.T_i = max(planned, done + 2 * per_epoch)
 
 
 def _updater(
