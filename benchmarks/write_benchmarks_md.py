@@ -135,9 +135,9 @@ def _pareto_sections() -> list[str]:
                  "| model | precision | training | ms / shower | AUC high | AUC low | FPD x 1e3 |", "|---|---|---|---|---|---|---|"]  # fmt: skip
         for m in (m for m in models if m["geometry"] == geometry):
             for precision, r in m["results"].items():
-                ours.append({"label": f"{m['model']} {precision}", "ms_per_shower": r["sampling_ms_per_shower_batch_10000"],
+                ours.append({"label": f"{_model_label(m)} {precision}", "ms_per_shower": r["sampling_ms_per_shower_batch_10000"],
                              "quality": r["auc_high"]})  # fmt: skip
-                lines.append(f"| {m['model']} | {precision} | {m['train_minutes_budget']:g} min, {m['epochs']} epochs | "
+                lines.append(f"| {_model_label(m)} | {precision} | {m['train_minutes_budget']:g} min, {m['epochs']} epochs | "
                              f"{r['sampling_ms_per_shower_batch_10000']:.3f} | {r['auc_high']:.3f} | {r['auc_low']:.3f} | "
                              f"{r['FPD x 1e3']['value']:.1f} |")  # fmt: skip
         for steps_run in (d for d in steps_results if d["geometry"] == geometry):
@@ -164,6 +164,12 @@ def _pareto_sections() -> list[str]:
 def _load(name: str) -> dict | None:
     path = RESULTS / f"{name}.json"
     return json.loads(path.read_text()) if path.exists() else None
+
+
+def _model_label(data: dict) -> str:
+    """The family, plus the variant tag of runs with changed settings (``model_<geometry>_<family>_<tag>``)."""
+    tag = data["benchmark"].removeprefix(f"model_{data['geometry']}_{data['model']}").lstrip("_")
+    return f"{data['model']} ({tag})" if tag else data["model"]
 
 
 def _machine(data: dict) -> str:
@@ -262,7 +268,7 @@ def main() -> None:
                 f"{ev['scaled_by_1.05']['separation_etot_einc']:.3f}.", ""]  # fmt: skip
     for path in sorted(RESULTS.glob("model_*.json")):
         data = json.loads(path.read_text())
-        out += [f"## Surrogate quality: `{data['model']}` on {data['geometry']}", "",
+        out += [f"## Surrogate quality: `{_model_label(data)}` on {data['geometry']}", "",
                 f"Command: `{data['command']}`  ", f"Machine: {_machine(data)}; commit {data['commit']}, {data['date']}", "",
                 f"Budget: {data['train_minutes_budget']} minutes of training ({data['train_precision']} autocast{_threads(data)}), which bought "
                 f"{data['epochs']} epochs{_selected(data)} over {data['n_train']:,} training showers; judged against {data['n_reference']:,} reference showers "

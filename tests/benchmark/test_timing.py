@@ -20,8 +20,6 @@ SMALL = {"flow": {"energy_hidden": 16, "shape_hidden": 16, "shape_transforms": 2
          "wgan": {"hidden": 16, "critic_hidden": 16, "latent": 4},
          "qvae": {"hidden": 16, "units_per_partition": 4, "sampler_sweeps": 5},
          "diffusion": {"hidden": 16, "blocks": 1, "steps": 3}}  # fmt: skip
-# What torch.export cannot trace today (the reason is in the ExportError it raises).
-UNSUPPORTED = {("flow", "pt2")}
 
 
 def _fitted(name: str, geometry, **overrides):
@@ -72,11 +70,13 @@ def test_export_round_trip(name, fmt, tiny_geometry, tmp_path) -> None:
         pytest.importorskip("onnxruntime")
     model = _fitted(name, tiny_geometry)
     out = tmp_path / f"model.{fmt}"
-    if (name, fmt) in UNSUPPORTED:
+    if name == "flow" and fmt == "pt2":
+        # torch.export cannot trace a coupling flow I (the default beyond 10 layers) today: a clear
+        # error and no file; the autoregressive flow I of small geometries exports.
+        coupling = _fitted(name, tiny_geometry, energy_flow="coupling")
         with pytest.raises(ExportError, match=f"{name}: {fmt} export failed"):
-            export_surrogate(model, out, fmt)
-        assert not out.exists()
-        return
+            export_surrogate(coupling, tmp_path / "coupling.pt2", fmt)
+        assert not (tmp_path / "coupling.pt2").exists()
     result = export_surrogate(model, out, fmt)  # compares with eager on two batch sizes, same noise
     assert out.exists() and result.max_relative_difference < 1e-4
     sidecar = json.loads(out.with_name(out.name + ".json").read_text())
