@@ -446,10 +446,9 @@ def _fit_cosine_to_budget(
         return
     mean_epoch_s = elapsed_s / max(epochs_run, 1)
     remaining = max(0.0, config.max_minutes * 60 - elapsed_s) / (1.1 * mean_epoch_s)
-    for name, scheduler in schedulers.items():
-        if scheduler is None:
-            continue
-        done, per_epoch = scheduler.T_cur, max(steps.get(name, 1), 1)
+    for name, taken in steps.items():  # the schedulers that exist
+        scheduler = schedulers[name]
+        done, per_epoch = scheduler.T_cur, max(taken, 1)
         planned = done + int(min(config.epochs - epochs_done, remaining)) * per_epoch
         # One epoch of slack: the next epoch can take a step more than the last (a partial batch).
         scheduler.T_0 = scheduler.T_i = max(planned, done + 2 * per_epoch)
