@@ -8,7 +8,14 @@ import pytest
 import torch
 from zuko.transforms import MonotonicRQSTransform
 
-from calosurrogate.models.networks import CylindricalConv3d, HurdleLikelihood, LogEnergyCoding, SplineTransform, mlp
+from calosurrogate.models.networks import (
+    CylindricalConv3d,
+    HurdleLikelihood,
+    LogEnergyCoding,
+    SplineTransform,
+    coupling_spline_flow,
+    mlp,
+)
 
 
 def test_cylindrical_convolution_is_periodic_in_alpha() -> None:
@@ -36,6 +43,17 @@ def test_spline_transform_matches_zuko_and_inverts() -> None:
     # Extreme logits: the written-out softmax must not overflow where torch's would not.
     big = SplineTransform(1e4 * widths, heights, derivatives)
     assert torch.isfinite(big(x)).all()
+
+
+@pytest.mark.parametrize(("features", "transforms"), [(368, 6), (45, 8), (7, 3)])
+def test_coupling_flow_transforms_every_feature_equally_often(features, transforms) -> None:
+    flow = coupling_spline_flow(features, 2, transforms, 8, 4, seed=1)
+    masks = torch.stack([t.mask for t in flow.transform.transforms])  # True: conditions, not transformed
+    transformed = (~masks).sum(0)
+    assert transformed.min() >= transforms // 2
+    assert transformed.max() <= (transforms + 1) // 2
+    # Each transform still splines about half of the features.
+    assert ((~masks).sum(1) - features / 2).abs().max() <= 1
 
 
 def test_even_kernels_are_refused() -> None:

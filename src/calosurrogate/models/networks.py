@@ -105,16 +105,23 @@ def autoregressive_spline_flow(
 def coupling_spline_flow(features: int, context: int, transforms: int, hidden: int, bins: int, seed: int = 0) -> Flow:
     """Coupling flow with rational-quadratic splines (as CaloINN, arXiv:2312.09290): one pass each way.
 
-    Each transform splines a random half of the features given the other half and the context.
+    Each transform splines half of the features given the other half and the context. The halves
+    come in complementary pairs (a random half, then the rest), so every feature is transformed
+    ``transforms // 2`` times or more. Independent random halves left some features never
+    transformed (1 in 64 for 6 transforms: 5 of dataset 1's 368 voxels).
     ``bins = 0`` gives affine couplings instead (RealNVP, Dinh et al., arXiv:1605.08803): far fewer
     element-wise operations per feature, which is what bounds speed for thousands of voxels on a CPU.
     """
     univariate = {} if bins == 0 else {"univariate": SplineTransform, "shapes": spline_shapes(bins)}
     generator = torch.Generator().manual_seed(seed)
     layers = []
-    for _ in range(transforms):
-        mask = torch.zeros(features, dtype=torch.bool)
-        mask[torch.randperm(features, generator=generator)[: features // 2]] = True
+    mask = torch.zeros(features, dtype=torch.bool)
+    for k in range(transforms):
+        if k % 2:
+            mask = ~mask
+        else:
+            mask = torch.zeros(features, dtype=torch.bool)
+            mask[torch.randperm(features, generator=generator)[: features // 2]] = True
         layers.append(
             GeneralCouplingTransform(features, context, mask=mask, hidden_features=(hidden, hidden), **univariate)
         )  # fmt: skip
