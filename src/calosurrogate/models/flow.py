@@ -50,8 +50,10 @@ class CaloFlowConfig:
             per-layer coupling flow, regular geometries) or ``"auto"`` (coupling for irregular
             or small showers, per-layer for large regular ones).
         shape_transforms, shape_hidden, shape_bins: Flow II size; ``shape_bins = 0`` means affine
-            couplings. None picks by layout: per-layer, 8 affine transforms (thousands of voxels
-            make splines costly on a CPU); otherwise 6 spline transforms with 8 bins.
+            couplings. None picks by layout: per-layer, 8 affine transforms of width 128 (thousands
+            of voxels make splines costly on a CPU); otherwise 6 spline transforms with 8 bins,
+            width 256 (on ds1-photons, 30 CPU minutes: high-level AUC 0.599 -> 0.589 against
+            width 128, for 1.21 instead of 1.02 ms per shower; BENCHMARKS.md).
         layer_embedding: Size of the learned layer embedding (per-layer flow II).
         logit_delta: ``delta`` of the logit preprocessing.
         energy_cut_mev: Voxels below this are zeroed after sampling, and it bounds the width of
@@ -65,7 +67,7 @@ class CaloFlowConfig:
     energy_bins: int = 8
     shape_flow: str = "auto"
     shape_transforms: int | None = None
-    shape_hidden: int = 128
+    shape_hidden: int | None = None
     shape_bins: int | None = None
     layer_embedding: int = 8
     logit_delta: float = 1e-6
@@ -111,6 +113,7 @@ class CaloFlow(Surrogate):
         per_layer = kind == "per_layer"
         bins = config.shape_bins if config.shape_bins is not None else (0 if per_layer else 8)
         transforms = config.shape_transforms if config.shape_transforms is not None else (8 if per_layer else 6)
+        hidden = config.shape_hidden if config.shape_hidden is not None else (128 if per_layer else 256)
         if bins == 0 and kind == "autoregressive":
             raise ConfigError("shape_bins = 0 (affine) is for coupling flows; give the autoregressive flow spline bins")
         shape_context = c + n_layers
@@ -122,7 +125,7 @@ class CaloFlow(Surrogate):
             features = geometry.n_voxels
             build = autoregressive_spline_flow if kind == "autoregressive" else coupling_spline_flow
         self.shape_scaler = Standardize(features)
-        self.shape_flow = build(features, shape_context, transforms, config.shape_hidden, bins, config.seed + 1)
+        self.shape_flow = build(features, shape_context, transforms, hidden, bins, config.seed + 1)
 
     # --------------------------------------------------------------- preprocessing
 
