@@ -270,6 +270,7 @@ def main() -> None:
         data = json.loads(path.read_text())
         out += [f"## Surrogate quality: `{_model_label(data)}` on {data['geometry']}", "",
                 f"Command: `{data['command']}`  ", f"Machine: {_machine(data)}; commit {data['commit']}, {data['date']}", "",
+                *([f"Note: {data['note']}", ""] if data.get("note") else []),
                 f"Budget: {data['train_minutes_budget']} minutes of training ({data['train_precision']} autocast{_threads(data)}), which bought "
                 f"{data['epochs']} epochs{_selected(data)} over {data['n_train']:,} training showers; judged against {data['n_reference']:,} reference showers "
                 "(classifiers: `cpu` preset, 3 runs).", "",
