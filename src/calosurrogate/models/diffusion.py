@@ -124,9 +124,6 @@ def _t_of_alpha_bar(alpha_bar: Tensor) -> Tensor:
 class DiffusionSurrogate(Surrogate):
     """Diffusion / flow-matching surrogate (see module docstring)."""
 
-    # The voxel codes ignore sub-cut energies; the noise only smooths the layer energies of the first
-    # stage, and at the cut's width (1 MeV on dataset 1) it would bias the sparse layers' energies.
-    max_training_noise_mev = 1e-3
     config_class = DiffusionConfig
 
     def __init__(self, config: DiffusionConfig, geometry, condition_names) -> None:

@@ -79,8 +79,6 @@ class CaloFlowConfig:
 class CaloFlow(Surrogate):
     """Two-stage flow: layer energies, then normalised shower shapes (see module docstring)."""
 
-    # CaloFlow's 1 keV (arXiv:2106.05285): the layer-energy codes sum the noise of every voxel.
-    max_training_noise_mev = 1e-3
     config_class = CaloFlowConfig
 
     def __init__(self, config: CaloFlowConfig, geometry, condition_names) -> None:

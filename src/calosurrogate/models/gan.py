@@ -72,6 +72,8 @@ class WGANConfig:
 class WassersteinGAN(Surrogate):
     """Conditional WGAN-GP (see module docstring)."""
 
+    # The generator's gap coding ignores sub-cut energies; the GAN keeps noise of the cut's width.
+    max_training_noise_mev = float("inf")
     config_class = WGANConfig
     adversarial = True
 

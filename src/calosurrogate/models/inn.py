@@ -42,9 +42,6 @@ class CaloINNConfig:
 class CaloINN(Surrogate):
     """Coupling spline flow on ``voxels / E_inc`` (see module docstring)."""
 
-    # CaloFlow's 1 keV (arXiv:2106.05285): with dataset 1's 1 MeV cut as the width, empty voxels'
-    # noise band in logit(E / E_inc) reaches the first hit's code at low incident energies.
-    max_training_noise_mev = 1e-3
     config_class = CaloINNConfig
 
     def __init__(self, config: CaloINNConfig, geometry, condition_names) -> None:

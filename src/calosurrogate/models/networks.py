@@ -115,13 +115,12 @@ def coupling_spline_flow(features: int, context: int, transforms: int, hidden: i
     univariate = {} if bins == 0 else {"univariate": SplineTransform, "shapes": spline_shapes(bins)}
     generator = torch.Generator().manual_seed(seed)
     layers = []
-    mask = torch.zeros(features, dtype=torch.bool)
+    half = torch.zeros(features, dtype=torch.bool)
     for k in range(transforms):
-        if k % 2:
-            mask = ~mask
-        else:
-            mask = torch.zeros(features, dtype=torch.bool)
-            mask[torch.randperm(features, generator=generator)[: features // 2]] = True
+        if k % 2 == 0:
+            half = torch.zeros(features, dtype=torch.bool)
+            half[torch.randperm(features, generator=generator)[: features // 2]] = True
+        mask = ~half if k % 2 else half
         layers.append(
             GeneralCouplingTransform(features, context, mask=mask, hidden_features=(hidden, hidden), **univariate)
         )  # fmt: skip

@@ -80,9 +80,6 @@ class QVAEConfig:
 class QuantumAssistedVAE(Surrogate):
     """VAE with binary latents and a conditional Boltzmann-machine prior (see module docstring)."""
 
-    # The hurdle likelihood models hits' log energy, continuous already; noise of the cut's width
-    # (1 MeV on dataset 1) would only add 0.5 MeV on average to every hit.
-    max_training_noise_mev = 1e-3
     config_class = QVAEConfig
 
     def __init__(self, config: QVAEConfig, geometry, condition_names) -> None:

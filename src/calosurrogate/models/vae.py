@@ -81,9 +81,6 @@ class VAEConfig:
 class ConditionalVAE(Surrogate):
     """Conditional VAE (see module docstring)."""
 
-    # The hurdle likelihood models hits' log energy, continuous already; noise of the cut's width
-    # (1 MeV on dataset 1) would only add 0.5 MeV on average to every hit.
-    max_training_noise_mev = 1e-3
     config_class = VAEConfig
 
     def __init__(self, config: VAEConfig, geometry, condition_names) -> None:
