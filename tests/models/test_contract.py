@@ -21,6 +21,8 @@ VARIANTS = [(name, {}) for name in sorted(REGISTRY)] + [
     ("qvae", {"layout": "four-partite"}),
     ("diffusion", {"objective": "ddpm"}),
     ("diffusion", {"layer_energies": True}),
+    ("diffusion", {"whitening": "layer", "layer_energies": True}),
+    ("diffusion", {"whitening": "shower", "objective": "flow-matching"}),
     (
         "diffusion",
         {"backbone": "transformer", "transformer_dim": 16, "transformer_depth": 1, "objective": "flow-matching"},

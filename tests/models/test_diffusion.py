@@ -140,3 +140,29 @@ def test_linear_attention_starts_as_identity_then_sees_the_whole_shower() -> Non
     perm = torch.randperm(5 * 4 * 3)
     permuted = x.flatten(2)[:, :, perm].unflatten(2, (5, 4, 3))
     torch.testing.assert_close(attention(permuted).flatten(2), y.flatten(2)[:, :, perm], atol=1e-5, rtol=1e-5)
+
+
+def test_whitening_is_validated_and_refused_where_too_large(tiny_geometry) -> None:
+    with pytest.raises(ConfigError, match="whitening must be one of"):
+        build_surrogate("diffusion", tiny_geometry, {"whitening": "pca"})
+    from calosurrogate.simulate import get_detector
+
+    with pytest.raises(ConfigError, match="use 'layer'"):
+        build_surrogate("diffusion", get_detector("ds3").geometry, {"whitening": "shower", "hidden": 8, "blocks": 1})
+
+
+def test_layer_whitening_round_trips_showers_through_the_codes(tiny_geometry, tiny_file) -> None:
+    """Encode then decode gives back the shower (above the cut): whitening loses nothing."""
+    from calosurrogate.data import read_showers
+
+    batch = read_showers(tiny_file, max_showers=500)
+    showers = torch.tensor(batch.showers, dtype=torch.float32)
+    conditions = torch.tensor(batch.incident_energies, dtype=torch.float32)
+    model = build_surrogate("diffusion", tiny_geometry, {"whitening": "layer", "hidden": 16, "blocks": 1},
+                            ("incident_energies",))  # fmt: skip
+    model.fit_preprocessing(showers, conditions)
+    codes = model._encode(showers, conditions)
+    visible = torch.where(showers >= model.cut, showers, torch.zeros_like(showers))
+    torch.testing.assert_close(model._decode(codes, conditions), visible, rtol=2e-3, atol=float(model.cut))
+    layer = tiny_geometry.layer_slice(1)
+    assert torch.cov(codes[:, layer].T).diag().mean() == pytest.approx(1.0, abs=0.05)

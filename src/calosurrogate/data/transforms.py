@@ -97,6 +97,84 @@ class Standardize(nn.Module):
         return y * self.std + self.mean
 
 
+class BlockWhitening(nn.Module):
+    """ZCA whitening within blocks of features (for example one block per calorimeter layer).
+
+    Within each block the fitted covariance ``C = U diag(lambda) U^T`` gives the map
+    ``W = U diag(lambda + floor)^(-1/2) U^T`` (ZCA, the whitening closest to the identity, so a
+    whitened feature still belongs to its voxel: Kessy, Lewin and Strimmer, arXiv:1512.00809).
+    ``floor`` is a fraction of the block's mean variance added to every eigenvalue: directions
+    with almost no variance (voxels that are always empty) are not blown up. Features of
+    different blocks are never mixed.
+
+    Why a denoiser wants it: a network whose output layer is narrower than the shower can only
+    shrink the directions outside its output span by one common factor. After whitening that
+    factor is the right one for every direction (all have unit variance); before it, directions
+    of small variance, such as the differences between neighbouring alpha bins of a layer's
+    core, keep far too much noise.
+
+    Args:
+        block_sizes: Number of features in each consecutive block (they sum to ``D``).
+        floor: Eigenvalue floor as a fraction of the block's mean eigenvalue.
+    """
+
+    def __init__(self, block_sizes: list[int], floor: float = 1e-3) -> None:
+        super().__init__()
+        sizes = [int(n) for n in block_sizes]
+        if not sizes or min(sizes) < 1:
+            raise ValueError(f"BlockWhitening: block sizes must be positive, got {block_sizes}")
+        self.sizes, self.floor = sizes, float(floor)
+        n, width = sum(sizes), max(sizes)
+        index = torch.full((len(sizes), width), n, dtype=torch.long)  # n: a zero column for padding
+        position = torch.empty(n, dtype=torch.long)
+        start = 0
+        for b, size in enumerate(sizes):
+            index[b, :size] = torch.arange(start, start + size)
+            position[start : start + size] = b * width + torch.arange(size)
+            start += size
+        self.register_buffer("index", index)
+        self.register_buffer("position", position)
+        self.register_buffer("mean", torch.zeros(n))
+        eye = torch.eye(width).expand(len(sizes), width, width).clone()
+        self.register_buffer("matrix", eye)
+        self.register_buffer("inverse_matrix", eye.clone())
+
+    @torch.no_grad()
+    def fit(self, x: Tensor) -> BlockWhitening:
+        """Learn the mean and each block's whitening map from ``(N, D)``."""
+        x = x.double()
+        mean = x.mean(0)
+        self.mean.copy_(mean.float())
+        start = 0
+        for b, size in enumerate(self.sizes):
+            block = x[:, start : start + size] - mean[start : start + size]
+            cov = block.T @ block / max(x.shape[0] - 1, 1)
+            eigenvalues, vectors = torch.linalg.eigh(cov)
+            eigenvalues = eigenvalues.clamp_min(0) + self.floor * float(eigenvalues.clamp_min(0).mean()) + 1e-12
+            self.matrix[b, :size, :size] = (vectors * eigenvalues.rsqrt()) @ vectors.T
+            self.inverse_matrix[b, :size, :size] = (vectors * eigenvalues.sqrt()) @ vectors.T
+            start += size
+        return self
+
+    def _mix(self, x: Tensor, matrices: Tensor) -> Tensor:
+        # float32 even under bf16 autocast: the inverse map amplifies rounding along the
+        # directions of large variance.
+        with torch.autocast(x.device.type, enabled=False):
+            x = x.float()
+            if len(set(self.sizes)) == 1:  # equal blocks (a regular geometry): no padding to gather
+                return torch.einsum("nbi,bji->nbj", x.unflatten(1, self.index.shape), matrices).flatten(1)
+            padded = torch.cat([x, x.new_zeros(x.shape[0], 1)], dim=1)[:, self.index]  # (N, B, width)
+            return torch.einsum("nbi,bji->nbj", padded, matrices).flatten(1)[:, self.position]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Whiten ``(N, D)`` (float32)."""
+        return self._mix(x.float() - self.mean, self.matrix)
+
+    def inverse(self, y: Tensor) -> Tensor:
+        """Undo the whitening (float32)."""
+        return self._mix(y, self.inverse_matrix) + self.mean
+
+
 def divide_by_incident(showers: Tensor, incident_energies: Tensor) -> Tensor:
     """Voxel energies as fractions of the incident energy: ``(N, V) / (N, 1)``."""
     return showers / incident_energies.reshape(-1, 1)

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from calosurrogate.data.transforms import ConditionMap, LayerDecomposition, Logit, Standardize
+from calosurrogate.data.transforms import BlockWhitening, ConditionMap, LayerDecomposition, Logit, Standardize
 from calosurrogate.models import diffusion_samplers
 from calosurrogate.models.base import ConfigError, Surrogate, register
 from calosurrogate.models.denoisers import CylindricalUNet, LayerTransformer, ResidualMLP
@@ -41,6 +41,7 @@ from calosurrogate.models.glam import GeometryLatentMap, GridBackbone
 from calosurrogate.models.networks import LogEnergyCoding, coupling_spline_flow, flow_from_noise, flow_log_prob
 
 OBJECTIVES = ("edm", "ddpm", "v", "flow-matching")
+WHITENINGS = ("none", "layer", "shower")
 COSINE_OFFSET = 0.008  # s of the cosine schedule (Nichol and Dhariwal)
 
 
@@ -64,6 +65,12 @@ class DiffusionConfig:
         clip_denoised: Clamp every denoised estimate to the per-voxel range of the training codes
             (DDPM's "clip x0"; it stops errors of noise predictions, multiplied by the noise level,
             from throwing the sampler far outside the data).
+        whitening: Decorrelate the standardised codes before the backbone sees them
+            (:class:`~calosurrogate.data.transforms.BlockWhitening`): ``"none"``, ``"layer"``
+            (within each layer) or ``"shower"`` (all voxels at once; small geometries only). The
+            objective is then measured in whitened coordinates, where the directions of small
+            variance (differences between neighbouring voxels of a shower core) count as much
+            as the large ones.
         layer_energies: Add a first stage, a coupling spline flow over the layer energies (CaloFlow's
             flow I coding), and condition the voxel model on them; sampled showers are rescaled
             layer by layer to the sampled layer energies (as CaloDREAM's two-stage generation).
@@ -90,6 +97,7 @@ class DiffusionConfig:
     p_mean: float = -1.2
     p_std: float = 1.2
     clip_denoised: bool = True
+    whitening: str = "none"
     layer_energies: bool = False
     distill_steps: int = 0
     energy_cut_mev: float | None = None
@@ -101,7 +109,12 @@ class DiffusionConfig:
             raise ConfigError(f"diffusion: objective must be one of {OBJECTIVES}, got {self.objective!r}")
         if self.backbone not in ("mlp", "unet", "transformer"):
             raise ConfigError(f"diffusion: backbone must be mlp, unet or transformer, got {self.backbone!r}")
+        if self.whitening not in WHITENINGS:
+            raise ConfigError(f"diffusion: whitening must be one of {WHITENINGS}, got {self.whitening!r}")
         _check_sampling(self.sampler, self.steps)
+
+
+MAX_SHOWER_WHITENING_VOXELS = 8192  # a (V, V) matrix beyond this is too large to fit and apply
 
 
 def _check_sampling(sampler: str, steps: int) -> None:
@@ -131,6 +144,16 @@ class DiffusionSurrogate(Surrogate):
         k = len(condition_names)
         self.conditions_map = ConditionMap(k)
         self.coding = LogEnergyCoding(geometry.n_voxels, float(self.cut))
+        self.whitening = None
+        if config.whitening == "layer":
+            self.whitening = BlockWhitening([layer.n_voxels for layer in geometry.layers])
+        elif config.whitening == "shower":
+            if geometry.n_voxels > MAX_SHOWER_WHITENING_VOXELS:
+                raise ConfigError(
+                    f"diffusion: whitening 'shower' needs a {geometry.n_voxels} x {geometry.n_voxels} matrix for "
+                    f"{geometry.name!r}; use 'layer' above {MAX_SHOWER_WHITENING_VOXELS} voxels"
+                )
+            self.whitening = BlockWhitening([geometry.n_voxels])
         if config.layer_energies:
             n_layers = geometry.n_layers
             self.decomposition = LayerDecomposition(geometry.layer_offsets.tolist())
@@ -161,15 +184,27 @@ class DiffusionSurrogate(Surrogate):
             return  # a student keeps its teacher's preprocessing: the teacher's network expects it
         self.conditions_map.fit(conditions)
         self.coding.fit(showers, conditions[:, :1])
+        if self.whitening is not None:
+            self.whitening.fit(self.coding(showers, conditions[:, :1]))
         if self.config.layer_energies:
             u, log_e = self._layer_codes(showers, conditions)
             self.energy_scaler.fit(u)
             self.log_energy_scaler.fit(log_e)
-        codes = self.coding(showers, conditions[:, :1])
+        codes = self._encode(showers, conditions)
         margin = 0.1 * (codes.max(0).values - codes.min(0).values) + 1e-3
         self.code_low.copy_(codes.min(0).values - margin)
         self.code_high.copy_(codes.max(0).values + margin)
         self._fitted.fill_(True)
+
+    def _encode(self, showers: Tensor, conditions: Tensor) -> Tensor:
+        """Showers (MeV) -> what the backbone denoises: standardised (and optionally whitened) codes."""
+        codes = self.coding(showers, conditions[:, :1])
+        return codes if self.whitening is None else self.whitening(codes)
+
+    def _decode(self, codes: Tensor, incident_energies: Tensor) -> Tensor:
+        if self.whitening is not None:
+            codes = self.whitening.inverse(codes)
+        return self.coding.inverse(codes, incident_energies)
 
     # -------------------------------------------------------- layer-energy stage
     def _layer_codes(self, showers: Tensor, conditions: Tensor) -> tuple[Tensor, Tensor]:
@@ -199,7 +234,7 @@ class DiffusionSurrogate(Surrogate):
     def _voxel_loss(self, showers: Tensor, conditions: Tensor) -> Tensor:
         cfg = self.config
         cond = self._context(showers, conditions)
-        x0 = self.coding(showers, conditions[:, :1])
+        x0 = self._encode(showers, conditions)
         noise = torch.randn_like(x0)
         n = x0.shape[0]
         if cfg.objective == "edm":
@@ -286,7 +321,7 @@ class DiffusionSurrogate(Surrogate):
         makes its single Euler step match two teacher steps, ``(N,)``."""
         cfg = self.config
         cond = self._context(showers, conditions)
-        x0 = self.coding(showers, conditions[:, :1])
+        x0 = self._encode(showers, conditions)
         grid = diffusion_samplers.karras_sigmas(2 * cfg.distill_steps, cfg.sigma_min, cfg.sigma_max).to(x0.device)
         i = torch.randint(0, cfg.distill_steps, (x0.shape[0],), device=x0.device)
         s, s_mid, s_next = grid[2 * i].float(), grid[2 * i + 1].float(), grid[2 * i + 2].float()
@@ -337,7 +372,7 @@ class DiffusionSurrogate(Surrogate):
             self.denoiser(cond), start.float(), cfg.steps, cfg.sampler, cfg.sigma_min, cfg.sigma_max,
             ancestral_noise=noise.pop(0) if noise else None,
         )  # fmt: skip
-        showers = self.coding.inverse(codes, incident)
+        showers = self._decode(codes, incident)
         if cfg.layer_energies:  # the first stage decides the layer energies; the voxel model their spread
             showers = self.decomposition.compose(layer_e, showers)
         return showers
