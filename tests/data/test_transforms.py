@@ -12,7 +12,7 @@ def _correlated(n: int, sizes: list[int], seed: int = 0) -> tuple[torch.Tensor, 
     """Gaussian samples whose blocks have known covariances ``A A^T`` and are independent of each other."""
     generator = torch.Generator().manual_seed(seed)
     mixings = [torch.randn(size, size, generator=generator, dtype=torch.float64) for size in sizes]
-    blocks = [torch.randn(n, size, generator=generator, dtype=torch.float64) @ a.T for a, size in zip(mixings, sizes)]
+    blocks = [torch.randn(n, a.shape[0], generator=generator, dtype=torch.float64) @ a.T for a in mixings]
     return torch.cat(blocks, dim=1).float() + 3.0, [a @ a.T for a in mixings]
 
 
