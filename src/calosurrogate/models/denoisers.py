@@ -65,7 +65,9 @@ class _AdaLNBlock(nn.Module):
 class ResidualMLP(nn.Module):
     """Residual MLP with adaptive layer norm (see module docstring)."""
 
-    def __init__(self, n_voxels: int, n_conditions: int, hidden: int = 512, blocks: int = 4) -> None:
+    def __init__(
+        self, n_voxels: int, n_conditions: int, hidden: int = 512, blocks: int = 4, voxel_skip: bool = False
+    ) -> None:
         super().__init__()
         self.embedding = ConditionEmbedding(n_conditions, min(hidden, 256))
         self.inp = nn.Linear(n_voxels, hidden)
@@ -73,8 +75,11 @@ class ResidualMLP(nn.Module):
         self.out = nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, n_voxels))
         # A noise-level-dependent multiple of the input added to the output: lets a network
         # narrower than the shower represent "output ~ input", which noise and v prediction
-        # need at high noise (EDM's c_skip, learned). Starts at 0.
-        self.skip = nn.Linear(min(hidden, 256), 1)
+        # need at high noise (EDM's c_skip, learned). Starts at 0. With one factor for all
+        # voxels, every direction outside the output layer's span is shrunk alike and keeps
+        # unit variance at the end of sampling; one factor per voxel (``voxel_skip``) lets each
+        # voxel keep only its own spread given the noise level and conditions.
+        self.skip = nn.Linear(min(hidden, 256), n_voxels if voxel_skip else 1)
         nn.init.zeros_(self.skip.weight)
         nn.init.zeros_(self.skip.bias)
 

@@ -54,6 +54,8 @@ class DiffusionConfig:
         backbone: ``"mlp"``, ``"transformer"`` (one token per layer) or ``"unet"`` (on irregular
             geometries through GLaM, :mod:`~calosurrogate.models.glam`).
         hidden, blocks: Residual MLP size.
+        voxel_skip: The residual MLP's learned multiple of its input is one factor per voxel (a
+            function of noise level and conditions) instead of one for the whole shower.
         unet_channels: U-Net channels at full and half resolution.
         unet_attention: Linear attention over all cells at the U-Net's coarse level.
         transformer_dim, transformer_depth: Width and blocks of the layer transformer.
@@ -85,6 +87,7 @@ class DiffusionConfig:
     backbone: str = "mlp"
     hidden: int = 512
     blocks: int = 4
+    voxel_skip: bool = False
     unet_channels: tuple[int, int] = (16, 32)
     unet_attention: bool = False
     transformer_dim: int = 128
@@ -172,7 +175,7 @@ class DiffusionSurrogate(Surrogate):
                 glam, CylindricalUNet(glam.latent_geometry, k, config.unet_channels, config.unet_attention)
             )
         else:
-            self.net = ResidualMLP(geometry.n_voxels, k, config.hidden, config.blocks)
+            self.net = ResidualMLP(geometry.n_voxels, k, config.hidden, config.blocks, config.voxel_skip)
         # The frozen teacher of a distillation student (same architecture, weights copied in).
         self.teacher = copy.deepcopy(self.net).requires_grad_(False) if config.distill_steps else None
         self.register_buffer("code_low", torch.full((geometry.n_voxels,), -10.0))
