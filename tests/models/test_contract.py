@@ -22,7 +22,7 @@ VARIANTS = [(name, {}) for name in sorted(REGISTRY)] + [
     ("diffusion", {"objective": "ddpm"}),
     ("diffusion", {"layer_energies": True}),
     ("diffusion", {"whitening": "layer", "layer_energies": True, "voxel_skip": True}),
-    ("diffusion", {"whitening": "shower", "objective": "flow-matching"}),
+    ("diffusion", {"whitening": "shower", "objective": "flow-matching", "pointwise_hidden": 4}),
     (
         "diffusion",
         {"backbone": "transformer", "transformer_dim": 16, "transformer_depth": 1, "objective": "flow-matching"},

@@ -62,11 +62,38 @@ class _AdaLNBlock(nn.Module):
         return h + gate * self.mlp(self.norm(h) * (1 + scale) + shift)
 
 
+class _PointwiseHead(nn.Module):
+    """One small MLP applied to every voxel on its own, weights shared by all voxels.
+
+    Per voxel it sees the voxel's noisy input, the global network's output and skip factor for
+    that voxel, and adds a correction: a nonlinear function of the voxel's own value, which a
+    posterior mean needs when a voxel is either empty or hit (two modes far apart in code).
+    The last layer starts at zero.
+    """
+
+    def __init__(self, hidden: int) -> None:
+        super().__init__()
+        self.inp = nn.Linear(3, hidden)
+        self.out = nn.Linear(hidden, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: Tensor, global_output: Tensor, skip: Tensor) -> Tensor:
+        features = torch.stack([x.to(global_output.dtype), global_output, skip.expand_as(global_output)], dim=-1)
+        return self.out(F.silu(self.inp(features))).squeeze(-1)
+
+
 class ResidualMLP(nn.Module):
     """Residual MLP with adaptive layer norm (see module docstring)."""
 
     def __init__(
-        self, n_voxels: int, n_conditions: int, hidden: int = 512, blocks: int = 4, voxel_skip: bool = False
+        self,
+        n_voxels: int,
+        n_conditions: int,
+        hidden: int = 512,
+        blocks: int = 4,
+        voxel_skip: bool = False,
+        pointwise_hidden: int = 0,
     ) -> None:
         super().__init__()
         self.embedding = ConditionEmbedding(n_conditions, min(hidden, 256))
@@ -80,6 +107,7 @@ class ResidualMLP(nn.Module):
         # unit variance at the end of sampling; one factor per voxel (``voxel_skip``) lets each
         # voxel keep only its own spread given the noise level and conditions.
         self.skip = nn.Linear(min(hidden, 256), n_voxels if voxel_skip else 1)
+        self.head = _PointwiseHead(pointwise_hidden) if pointwise_hidden else None
         nn.init.zeros_(self.skip.weight)
         nn.init.zeros_(self.skip.bias)
 
@@ -88,7 +116,11 @@ class ResidualMLP(nn.Module):
         h = self.inp(x)
         for block in self.blocks:
             h = block(h, embedding)
-        return (self.out(h) + self.skip(embedding) * x).float()
+        out, skip = self.out(h), self.skip(embedding)
+        result = out + skip * x
+        if self.head is not None:
+            result = result + self.head(x, out, skip)
+        return result.float()
 
 
 class _TransformerBlock(nn.Module):

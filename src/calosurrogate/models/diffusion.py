@@ -56,6 +56,8 @@ class DiffusionConfig:
         hidden, blocks: Residual MLP size.
         voxel_skip: The residual MLP's learned multiple of its input is one factor per voxel (a
             function of noise level and conditions) instead of one for the whole shower.
+        pointwise_hidden: Width of a small MLP shared by all voxels that adds to each voxel's
+            output a nonlinear function of its own input (0: none).
         unet_channels: U-Net channels at full and half resolution.
         unet_attention: Linear attention over all cells at the U-Net's coarse level.
         transformer_dim, transformer_depth: Width and blocks of the layer transformer.
@@ -88,6 +90,7 @@ class DiffusionConfig:
     hidden: int = 512
     blocks: int = 4
     voxel_skip: bool = False
+    pointwise_hidden: int = 0
     unet_channels: tuple[int, int] = (16, 32)
     unet_attention: bool = False
     transformer_dim: int = 128
@@ -175,7 +178,9 @@ class DiffusionSurrogate(Surrogate):
                 glam, CylindricalUNet(glam.latent_geometry, k, config.unet_channels, config.unet_attention)
             )
         else:
-            self.net = ResidualMLP(geometry.n_voxels, k, config.hidden, config.blocks, config.voxel_skip)
+            self.net = ResidualMLP(
+                geometry.n_voxels, k, config.hidden, config.blocks, config.voxel_skip, config.pointwise_hidden
+            )
         # The frozen teacher of a distillation student (same architecture, weights copied in).
         self.teacher = copy.deepcopy(self.net).requires_grad_(False) if config.distill_steps else None
         self.register_buffer("code_low", torch.full((geometry.n_voxels,), -10.0))
