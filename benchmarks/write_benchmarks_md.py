@@ -100,10 +100,42 @@ def _lever_sections() -> list[str]:
     return out
 
 
+def _is_pilot(d: dict) -> bool:
+    """Short runs that compare variants (tags ``pilot*``): one ablation table, not the Pareto plots."""
+    return str(d.get("tag", "")).startswith("pilot")
+
+
+def _ablation_sections() -> list[str]:
+    runs = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("diffusion_steps_*.json"))]
+    out = []
+    for geometry in sorted({d["geometry"] for d in runs if _is_pilot(d)}):
+        pilots = sorted((d for d in runs if _is_pilot(d) and d["geometry"] == geometry), key=lambda d: d["date"])
+        first = pilots[0]
+        out += [f"## Diffusion ablation ({geometry}, {first['train_minutes_budget']:g}-minute pilots)", "",
+                f"Command: `{first['command']}`, with the `--set` options and `--tag` of each row  ",
+                f"Machine: {_machine(first)}; commits {', '.join(sorted({d['commit'] for d in pilots}))}", "",
+                "Each pilot trains for the same short budget (bf16, one thread, beside another pilot) and judges "
+                f"{first['n_reference']:,} showers (classifiers: `cpu` preset, 1 run; fewer showers than the full runs, so "
+                "AUCs are lower than they would be at 10,000 and only comparable within this table).", "",
+                "| variant (`--set`) | tag | epochs | steps | ms / shower | AUC low | AUC high | S(E_tot/E_inc) | FPD x 1e3 | note |",
+                "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for d in pilots:
+            words = d["command"].split()
+            sets = ", ".join(words[i + 1] for i, w in enumerate(words) if w == "--set")
+            for r in d["results"]:
+                out.append(f"| {sets} | {d['tag']} | {d['epochs']} | {r['steps']} | {r['ms_per_shower_batch_10000']:.2f} | "
+                           f"{r['auc_low']:.3f} | {r['auc_high']:.3f} | {r['separation_etot_einc']:.4f} | {r['fpd_x1e3']:.0f} | "
+                           f"{d.get('note', '')} |")  # fmt: skip
+        out.append("")
+    return out
+
+
 def _steps_sections() -> list[str]:
     out = []
     for path in sorted(RESULTS.glob("diffusion_steps_*.json")):
         d = json.loads(path.read_text())
+        if _is_pilot(d):
+            continue
         out += [f"## Diffusion: quality against sampling steps ({d['geometry']}, objective {d['objective']}, sampler {d['sampler']})", "",
                 f"Command: `{d['command']}`  ", f"Machine: {_machine(d)}; commit {d['commit']}, {d['date']}", "",
                 f"Training: {d['train_minutes_budget']:g} minutes (bf16{_threads(d)}), {d['epochs']} epochs{_selected(d)}. Each row samples {d['n_reference']:,} showers "
@@ -126,6 +158,7 @@ def _pareto_sections() -> list[str]:
     out = []
     models = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("model_*.json"))]
     steps_results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("diffusion_steps_*.json"))]
+    steps_results = [d for d in steps_results if not _is_pilot(d)]
     for geometry in sorted({m["geometry"] for m in models + steps_results}):
         ours = []
         lines = [f"## Quality against speed ({geometry})", "",
@@ -292,6 +325,7 @@ def main() -> None:
     out += _speed_sections()
     out += _lever_sections()
     out += _steps_sections()
+    out += _ablation_sections()
     out += _pareto_sections()
     (ROOT / "BENCHMARKS.md").write_text("\n".join(out) + "\n")
     print("wrote BENCHMARKS.md")
