@@ -69,6 +69,9 @@ class DiffusionConfig:
         clip_denoised: Clamp every denoised estimate to the per-voxel range of the training codes
             (DDPM's "clip x0"; it stops errors of noise predictions, multiplied by the noise level,
             from throwing the sampler far outside the data).
+        code_scale: ``"all"``: standardise each voxel's code over all showers; ``"hits"``: with
+            the mean and spread of its hits only (see
+            :class:`~calosurrogate.models.networks.LogEnergyCoding`).
         whitening: Decorrelate the standardised codes before the backbone sees them
             (:class:`~calosurrogate.data.transforms.BlockWhitening`): ``"none"``, ``"layer"``
             (within each layer) or ``"shower"`` (all voxels at once; small geometries only). The
@@ -103,6 +106,7 @@ class DiffusionConfig:
     p_mean: float = -1.2
     p_std: float = 1.2
     clip_denoised: bool = True
+    code_scale: str = "all"
     whitening: str = "none"
     layer_energies: bool = False
     distill_steps: int = 0
@@ -115,6 +119,8 @@ class DiffusionConfig:
             raise ConfigError(f"diffusion: objective must be one of {OBJECTIVES}, got {self.objective!r}")
         if self.backbone not in ("mlp", "unet", "transformer"):
             raise ConfigError(f"diffusion: backbone must be mlp, unet or transformer, got {self.backbone!r}")
+        if self.code_scale not in ("all", "hits"):
+            raise ConfigError(f"diffusion: code_scale must be 'all' or 'hits', got {self.code_scale!r}")
         if self.whitening not in WHITENINGS:
             raise ConfigError(f"diffusion: whitening must be one of {WHITENINGS}, got {self.whitening!r}")
         _check_sampling(self.sampler, self.steps)
@@ -149,7 +155,7 @@ class DiffusionSurrogate(Surrogate):
         super().__init__(config, geometry, condition_names)
         k = len(condition_names)
         self.conditions_map = ConditionMap(k)
-        self.coding = LogEnergyCoding(geometry.n_voxels, float(self.cut))
+        self.coding = LogEnergyCoding(geometry.n_voxels, float(self.cut), scale_on_hits=config.code_scale == "hits")
         self.whitening = None
         if config.whitening == "layer":
             self.whitening = BlockWhitening([layer.n_voxels for layer in geometry.layers])

@@ -258,14 +258,21 @@ class LogEnergyCoding(nn.Module):
       the first hit code and small network errors turn them into thousands of faint hits.
     - hit voxels only (``hits_only=True``): ``log(E / E_inc)`` of voxels with ``E >= cut``, for
       models that decide hit / no hit separately (:class:`HurdleLikelihood`).
+
+    ``scale_on_hits`` standardises the all-voxel coding with the mean and spread of each voxel's
+    hits alone. Otherwise a voxel that is sometimes empty gets a spread dominated by the gap
+    between empty and hit, and a unit of code is a factor of tens in energy: a network error
+    that would be small in code wrecks the energies of the hits. With it, a unit of code is the
+    natural spread of the hits and empty voxels sit far below.
     """
 
     GAP = 10.0
 
-    def __init__(self, n_voxels: int, cut_mev: float, hits_only: bool = False) -> None:
+    def __init__(self, n_voxels: int, cut_mev: float, hits_only: bool = False, scale_on_hits: bool = False) -> None:
         super().__init__()
         self.cut_mev = float(cut_mev)
         self.hits_only = hits_only
+        self.scale_on_hits = scale_on_hits
         self.register_buffer("mean", torch.zeros(n_voxels))
         self.register_buffer("std", torch.ones(n_voxels))
         self.register_buffer("max_raw", torch.tensor(30.0))
@@ -284,13 +291,19 @@ class LogEnergyCoding(nn.Module):
         """Per-voxel mean and standard deviation from training showers (all voxels, or hits only)."""
         self.delta.fill_(self.cut_mev / (self.GAP * float(incident_energies.max())))
         y = self.raw(showers, incident_energies).double()
-        weight = (showers >= self.cut_mev).double() if self.hits_only else torch.ones_like(y)
+        on_hits = self.hits_only or self.scale_on_hits
+        weight = (showers >= self.cut_mev).double() if on_hits else torch.ones_like(y)
         count = weight.sum(0)
         mean = (y * weight).sum(0) / count.clamp_min(1)
         var = ((y - mean) ** 2 * weight).sum(0) / (count - 1).clamp_min(1)
         enough = count >= 2
         self.mean.copy_(torch.where(enough, mean, (y * weight).sum() / weight.sum().clamp_min(1)).float())
-        self.std.copy_(torch.where(enough & (var > 1e-12), var.sqrt(), torch.ones_like(var)).float())
+        std = torch.where(enough & (var > 1e-12), var.sqrt(), torch.ones_like(var))
+        if self.scale_on_hits and not self.hits_only:
+            # A voxel hit in only a few showers has no trustworthy spread; half a unit of log
+            # energy keeps its empty code within reach of the network.
+            std = std.clamp_min(0.5)
+        self.std.copy_(std.float())
         # Decoded energies are capped at twice the largest training voxel: an untrained or
         # diverging network cannot produce astronomically large showers.
         self.max_raw.fill_(float((y * weight).max()) + math.log(2.0))
