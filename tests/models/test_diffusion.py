@@ -145,6 +145,8 @@ def test_linear_attention_starts_as_identity_then_sees_the_whole_shower() -> Non
 def test_whitening_is_validated_and_refused_where_too_large(tiny_geometry) -> None:
     with pytest.raises(ConfigError, match="whitening must be one of"):
         build_surrogate("diffusion", tiny_geometry, {"whitening": "pca"})
+    with pytest.raises(ConfigError, match="code_scale must be"):
+        build_surrogate("diffusion", tiny_geometry, {"code_scale": "voxels"})
     from calosurrogate.simulate import get_detector
 
     with pytest.raises(ConfigError, match="use 'layer'"):

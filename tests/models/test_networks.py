@@ -75,6 +75,26 @@ def test_log_energy_coding_round_trip(hits_only) -> None:
         assert float(back[~hits].abs().max()) == 0.0  # empty voxels decode to exact zeros
 
 
+def test_scale_on_hits_gives_hits_unit_spread_and_round_trips() -> None:
+    """With scale_on_hits, each voxel's hit codes have mean 0 and spread 1 whatever the share of
+    empty showers; without it, the empty/hit gap sets the spread."""
+    torch.manual_seed(1)
+    incident = torch.full((4000, 1), 1e4)
+    showers = torch.exp(torch.randn(4000, 3) * 0.7) * 10.0  # hits of known spread in log energy
+    showers[:2000, 1] = 0.0  # voxel 1 is empty in half the showers
+    scaled = LogEnergyCoding(3, cut_mev=0.01, scale_on_hits=True).fit(showers, incident)
+    plain = LogEnergyCoding(3, cut_mev=0.01).fit(showers, incident)
+    codes = scaled(showers, incident)
+    hits = codes[2000:, 1]
+    assert float(hits.mean()) == pytest.approx(0.0, abs=1e-4)
+    assert float(hits.std()) == pytest.approx(1.0, abs=1e-3)
+    assert float(scaled.std[1]) == pytest.approx(0.7, rel=0.05)  # log1p is log here: E / (E_inc delta) >> 1
+    assert float(plain.std[1]) > 3 * float(scaled.std[1])
+    assert float(codes[:2000, 1].max()) < -5  # empty voxels sit far below the hits
+    back = scaled.inverse(codes, incident)
+    torch.testing.assert_close(back, showers, rtol=1e-4, atol=1e-6)
+
+
 def test_all_voxel_coding_leaves_a_gap_between_empty_voxels_and_hits() -> None:
     incident = torch.tensor([[1e3], [1e5]])
     showers = torch.tensor([[0.0, 0.004, 0.01, 5.0], [0.0, 0.009, 0.01, 5.0]])
