@@ -33,7 +33,7 @@ def core_statistics(path: str, geometry, layer: int, cut_mev: float, max_showers
         hit = ring >= cut_mev
         ratio = ring / np.maximum(ring.mean(1, keepdims=True), 1e-12)
         result[name] = {
-            "showers": int(len(selected)),
+            "showers": len(selected),
             "ring0_fraction": float((ring_total / np.maximum(selected.sum((1, 2)), 1e-12)).mean()),
             "empty_alpha_bins": float(1 - hit.mean()),
             "log10_spread": float(np.log10(ratio[hit]).std()),
