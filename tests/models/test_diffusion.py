@@ -11,7 +11,7 @@ from torch import nn
 
 from calosurrogate.models import ConfigError, build_surrogate
 from calosurrogate.models.denoisers import LinearAttention3d
-from calosurrogate.models.diffusion import OBJECTIVES, _alpha_bar
+from calosurrogate.models.diffusion import LOW_NOISE_WEIGHTS, OBJECTIVES, _alpha_bar, _t_of_alpha_bar
 
 S = 0.8  # the toy data: x0 ~ N(0, S^2) in every dimension
 
@@ -199,3 +199,34 @@ def test_voxel_skip_reaches_the_per_voxel_optimal_denoiser(voxel_skip) -> None:
         assert mse < 1.05 * optimal
     else:
         assert mse > 1.4 * optimal
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES)
+def test_low_noise_weight_is_one_over_one_plus_sigma_squared(objective) -> None:
+    """Each objective's noise level maps to the same weight 1 / (1 + sigma^2) of the EDM sigma."""
+    sigma = torch.tensor([0.01, 0.3, 1.0, 3.0, 50.0])
+    if objective == "edm":
+        level = torch.log(sigma) / 4
+    elif objective == "flow-matching":
+        level = sigma / (1 + sigma)
+    else:
+        level = _t_of_alpha_bar(1 / (1 + sigma**2))
+    torch.testing.assert_close(LOW_NOISE_WEIGHTS[objective](level), 1 / (1 + sigma**2), atol=1e-4, rtol=1e-3)
+
+
+def test_low_noise_gate_silences_the_per_voxel_terms_at_high_noise(tiny_geometry) -> None:
+    config = {"voxel_skip": True, "pointwise_hidden": 4, "low_noise_gate": True, "hidden": 16, "blocks": 1}
+    net = build_surrogate("diffusion", tiny_geometry, config).net
+    for p in (net.voxel_skip.bias, net.head.out.bias):
+        nn.init.constant_(p, 1.0)  # per-voxel terms that would move every voxel
+    x, conditions = torch.randn(8, tiny_geometry.n_voxels), torch.zeros(8, 1)
+    with torch.no_grad():
+        high = math.log(1e3) / 4 * torch.ones(8)
+        low = math.log(1e-3) / 4 * torch.ones(8)
+        gated_high = net(x, high, conditions)
+        net.low_noise_weight = None
+        ungated_high, ungated_low = net(x, high, conditions), net(x, low, conditions)
+        net.low_noise_weight = LOW_NOISE_WEIGHTS["edm"]
+        gated_low = net(x, low, conditions)
+    assert (ungated_high - gated_high).abs().max() > 0.5  # the gate removed the per-voxel terms...
+    torch.testing.assert_close(gated_low, ungated_low, atol=1e-4, rtol=1e-4)  # ...only at high noise

@@ -18,6 +18,7 @@ conditions ``(N, K)``, and return ``(N, V)`` in float32.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -94,6 +95,7 @@ class ResidualMLP(nn.Module):
         blocks: int = 4,
         voxel_skip: bool = False,
         pointwise_hidden: int = 0,
+        low_noise_weight: Callable[[Tensor], Tensor] | None = None,
     ) -> None:
         super().__init__()
         self.embedding = ConditionEmbedding(n_conditions, min(hidden, 256))
@@ -106,10 +108,20 @@ class ResidualMLP(nn.Module):
         # voxels, every direction outside the output layer's span is shrunk alike and keeps
         # unit variance at the end of sampling; one factor per voxel (``voxel_skip``) lets each
         # voxel keep only its own spread given the noise level and conditions.
-        self.skip = nn.Linear(min(hidden, 256), n_voxels if voxel_skip else 1)
+        #
+        # ``low_noise_weight`` (noise level -> weight in [0, 1], 1 / (1 + sigma^2) in EDM's terms)
+        # scales the per-voxel terms: their job is the fine structure at low noise, and at high
+        # noise, where the input is mostly noise, they would only let it through. The common
+        # factor is then kept beside them for every noise level.
+        self.low_noise_weight = low_noise_weight
+        gated = low_noise_weight is not None and voxel_skip
+        self.skip = nn.Linear(min(hidden, 256), 1 if gated else (n_voxels if voxel_skip else 1))
+        self.voxel_skip = nn.Linear(min(hidden, 256), n_voxels) if gated else None
         self.head = _PointwiseHead(pointwise_hidden) if pointwise_hidden else None
-        nn.init.zeros_(self.skip.weight)
-        nn.init.zeros_(self.skip.bias)
+        for layer in (self.skip, self.voxel_skip):
+            if layer is not None:
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
 
     def forward(self, x: Tensor, noise_level: Tensor, conditions: Tensor) -> Tensor:
         embedding = self.embedding(noise_level, conditions)
@@ -117,9 +129,12 @@ class ResidualMLP(nn.Module):
         for block in self.blocks:
             h = block(h, embedding)
         out, skip = self.out(h), self.skip(embedding)
+        weight = 1.0 if self.low_noise_weight is None else self.low_noise_weight(noise_level).reshape(-1, 1)
+        if self.voxel_skip is not None:
+            skip = skip + weight * self.voxel_skip(embedding)
         result = out + skip * x
         if self.head is not None:
-            result = result + self.head(x, out, skip)
+            result = result + weight * self.head(x, out, skip)
         return result.float()
 
 

@@ -58,6 +58,8 @@ class DiffusionConfig:
             function of noise level and conditions) instead of one for the whole shower.
         pointwise_hidden: Width of a small MLP shared by all voxels that adds to each voxel's
             output a nonlinear function of its own input (0: none).
+        low_noise_gate: Scale the per-voxel skip and the pointwise head by ``1 / (1 + sigma^2)``
+            (their work is the fine structure at low noise; at high noise they pass noise on).
         unet_channels: U-Net channels at full and half resolution.
         unet_attention: Linear attention over all cells at the U-Net's coarse level.
         transformer_dim, transformer_depth: Width and blocks of the layer transformer.
@@ -94,6 +96,7 @@ class DiffusionConfig:
     blocks: int = 4
     voxel_skip: bool = False
     pointwise_hidden: int = 0
+    low_noise_gate: bool = False
     unet_channels: tuple[int, int] = (16, 32)
     unet_attention: bool = False
     transformer_dim: int = 128
@@ -145,6 +148,16 @@ def _t_of_alpha_bar(alpha_bar: Tensor) -> Tensor:
     return (torch.acos(alpha_bar.clamp(0, 1).sqrt()) * 2 / math.pi * (1 + COSINE_OFFSET) - COSINE_OFFSET).clamp(0, 1)
 
 
+# Each objective's noise level (what its backbone is given) -> 1 / (1 + sigma^2), sigma the noise
+# in EDM's variance-exploding coordinates of the unit-variance codes.
+LOW_NOISE_WEIGHTS = {
+    "edm": lambda level: torch.sigmoid(-8 * level.float()),  # level = ln(sigma) / 4
+    "ddpm": lambda t: _alpha_bar(t.float()),  # sigma^2 = (1 - alpha_bar) / alpha_bar
+    "v": lambda t: _alpha_bar(t.float()),
+    "flow-matching": lambda t: (1 - t.float()) ** 2 / ((1 - t.float()) ** 2 + t.float() ** 2),  # sigma = t / (1 - t)
+}
+
+
 @register("diffusion")
 class DiffusionSurrogate(Surrogate):
     """Diffusion / flow-matching surrogate (see module docstring)."""
@@ -185,8 +198,9 @@ class DiffusionSurrogate(Surrogate):
             )
         else:
             self.net = ResidualMLP(
-                geometry.n_voxels, k, config.hidden, config.blocks, config.voxel_skip, config.pointwise_hidden
-            )
+                geometry.n_voxels, k, config.hidden, config.blocks, config.voxel_skip, config.pointwise_hidden,
+                LOW_NOISE_WEIGHTS[config.objective] if config.low_noise_gate else None,
+            )  # fmt: skip
         # The frozen teacher of a distillation student (same architecture, weights copied in).
         self.teacher = copy.deepcopy(self.net).requires_grad_(False) if config.distill_steps else None
         self.register_buffer("code_low", torch.full((geometry.n_voxels,), -10.0))
