@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -49,6 +50,8 @@ def main() -> None:
     parser.add_argument("--layer", type=int, default=5)
     parser.add_argument("--max-showers", type=int, default=5000)
     parser.add_argument("--json", help="also write the figures here")
+    parser.add_argument("--annotate", help="a benchmark result JSON: store the figures of the (one) generated file "
+                        "and the reference in it, with a one-line note for BENCHMARKS.md")  # fmt: skip
     args = parser.parse_args()
     detector = get_detector(args.geometry)
     figures = {f: core_statistics(f, detector.geometry, args.layer, detector.readout_threshold_mev, args.max_showers)
@@ -58,6 +61,18 @@ def main() -> None:
         cells = [f"{name}: {s['ring0_fraction']:.2f} | {s['empty_alpha_bins']:.3f} | {s['log10_spread']:.2f} | "
                  f"{s['largest_alpha_share']:.2f}" for name, s in by_range.items()]  # fmt: skip
         print(path, "\n   ", "\n    ".join(cells))
+    if args.annotate:
+        if len(args.files) != 2:
+            raise SystemExit("--annotate needs exactly two files: the reference and one generated file")
+        reference, sample = (figures[f] for f in args.files)
+        high, low = sample["E > 100 GeV"], sample["E < 10 GeV"]
+        result = json.loads(Path(args.annotate).read_text())
+        result.update({
+            "core_layer": args.layer, "core_reference": reference, "core_sample": sample,
+            "note": f"layer {args.layer}, E > 100 GeV: ring-0 fraction {high['ring0_fraction']:.2f}, log10 spread "
+                    f"{high['log10_spread']:.2f}; E < 10 GeV: empty alpha bins {low['empty_alpha_bins']:.2f}",
+        })  # fmt: skip
+        Path(args.annotate).write_text(json.dumps(result, indent=2))
     if args.json:
         with open(args.json, "w") as out:
             json.dump({"layer": args.layer, "files": figures}, out, indent=2)

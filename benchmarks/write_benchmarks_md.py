@@ -105,6 +105,18 @@ def _is_pilot(d: dict) -> bool:
     return str(d.get("tag", "")).startswith("pilot")
 
 
+def _core_reference_line(runs: list[dict]) -> list[str]:
+    """How the reference fills the core, for the notes written by ``benchmarks/diagnose_core.py --annotate``."""
+    annotated = [d for d in runs if "core_reference" in d]
+    if not annotated:
+        return []
+    d = annotated[0]
+    high, low = d["core_reference"]["E > 100 GeV"], d["core_reference"]["E < 10 GeV"]
+    return [f"Notes: `python benchmarks/diagnose_core.py REFERENCE GENERATED --layer {d['core_layer']} --annotate RESULT` "
+            f"on each row's sample. The reference: E > 100 GeV: ring-0 fraction {high['ring0_fraction']:.2f}, "
+            f"log10 spread {high['log10_spread']:.2f}; E < 10 GeV: empty alpha bins {low['empty_alpha_bins']:.2f}.", ""]  # fmt: skip
+
+
 def _ablation_sections() -> list[str]:
     runs = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("diffusion_steps_*.json"))]
     out = []
@@ -113,10 +125,12 @@ def _ablation_sections() -> list[str]:
         first = pilots[0]
         out += [f"## Diffusion ablation ({geometry}, {first['train_minutes_budget']:g}-minute pilots)", "",
                 f"Command: `{first['command']}`, with the `--set` options and `--tag` of each row  ",
-                f"Machine: {_machine(first)}; commits {', '.join(sorted({d['commit'] for d in pilots}))}", "",
+                f"Machine: {_machine(first)}; commits {', '.join(sorted({d['commit'] for d in pilots}))} (HEAD when each pilot "
+                "finished; each option is off by default, so a later commit leaves the earlier rows' models unchanged)", "",
                 "Each pilot trains for the same short budget (bf16, one thread, beside another pilot) and judges "
                 f"{first['n_reference']:,} showers (classifiers: `cpu` preset, 1 run; fewer showers than the full runs, so "
                 "AUCs are lower than they would be at 10,000 and only comparable within this table).", "",
+                *_core_reference_line(pilots),
                 "| variant (`--set`) | tag | epochs | steps | ms / shower | AUC low | AUC high | S(E_tot/E_inc) | FPD x 1e3 | note |",
                 "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for d in pilots:
