@@ -27,6 +27,17 @@ from calosurrogate.simulate import get_detector
 from calosurrogate.training import TrainConfig, train
 
 
+def _snake(key: str) -> str:
+    return key.lower().replace(" ", "_")
+
+
+def _worst_separation(separation: dict[str, dict], n: int) -> list[dict]:
+    """The N features with the largest separation power, with the reference's own floor beside each."""
+    ranked = sorted(separation.items(), key=lambda item: -item[1]["value"])[:n]
+    return [{"feature": key, "value": round(e["value"], 4), "floor": e.get("floor") and round(e["floor"], 4)}
+            for key, e in ranked]  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--geometry", default="ds1-photons")
@@ -79,7 +90,7 @@ def main() -> None:
         )
         settings = EvaluationSettings()
         settings.classifier = dataclasses.replace(settings.classifier, runs=1)
-        settings.metrics = ("histograms", "fpd", "cls-high", "cls-low")
+        settings.metrics = ("histograms", "fpd", "cfd", "cls-high", "cls-low")
         settings.max_showers = args.n_eval
         evaluation = evaluate_files(ref, out, detector.geometry, settings)
         row = {
@@ -88,6 +99,8 @@ def main() -> None:
             "auc_low": evaluation.classifiers["cls-low"]["auc"], "auc_high": evaluation.classifiers["cls-high"]["auc"],
             "separation_etot_einc": evaluation.separation["E_tot/E_inc"]["value"],
             "fpd_x1e3": evaluation.scalars["FPD x 1e3"]["value"], "fpd_x1e3_error": evaluation.scalars["FPD x 1e3"]["error"],
+            **{_snake(k): {"value": v["value"], "floor": v.get("floor")} for k, v in evaluation.scalars.items() if k.startswith("CFD")},
+            "worst_separation": _worst_separation(evaluation.separation, 5),
         }  # fmt: skip
         print(row, flush=True)
         rows.append(row)
