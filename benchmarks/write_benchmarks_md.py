@@ -144,6 +144,14 @@ def _ablation_sections() -> list[str]:
     return out
 
 
+def _cfd_cell(row: dict) -> str:
+    """CFD of the layer energies with its reference floor; rows measured before CFD was added say so."""
+    if "cfd_layer" not in row:
+        return "not measured"
+    floor = row["cfd_layer"]["floor"]
+    return f"{row['cfd_layer']['value']:.3f}" + (f" ({floor:.3f})" if floor is not None else "")
+
+
 def _steps_sections() -> list[str]:
     out = []
     for path in sorted(RESULTS.glob("diffusion_steps_*.json")):
@@ -154,11 +162,22 @@ def _steps_sections() -> list[str]:
                 f"Command: `{d['command']}`  ", f"Machine: {_machine(d)}; commit {d['commit']}, {d['date']}", "",
                 f"Training: {d['train_minutes_budget']:g} minutes (bf16{_threads(d)}), {d['epochs']} epochs{_selected(d)}. Each row samples {d['n_reference']:,} showers "
                 f"with the reference's energies (batch 10,000) and judges them (classifiers: `cpu` preset, {d['classifier_runs']} run).", "",
-                "| steps | sampling precision | network calls | ms / shower | AUC low | AUC high | S(E_tot/E_inc) | FPD x 1e3 |",
-                "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+                "| steps | sampling precision | network calls | ms / shower | AUC low | AUC high | S(E_tot/E_inc) | FPD x 1e3 | CFD layer (floor) |",
+                "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         out += [f"| {r['steps']} | {r.get('precision', 'fp32')} | {r['network_calls']} | {r['ms_per_shower_batch_10000']:.3f} | {r['auc_low']:.3f} | {r['auc_high']:.3f} | "
-                f"{r['separation_etot_einc']:.4f} | {r['fpd_x1e3']:.1f} ± {r['fpd_x1e3_error']:.1f} |" for r in d["results"]]  # fmt: skip
+                f"{r['separation_etot_einc']:.4f} | {r['fpd_x1e3']:.1f} ± {r['fpd_x1e3_error']:.1f} | {_cfd_cell(r)} |" for r in d["results"]]  # fmt: skip
         out.append("")
+        # The sweep's precision is the first row's; the most steps there is the model at its best.
+        sweep = [
+            r
+            for r in d["results"]
+            if "worst_separation" in r and r.get("precision") == d["results"][0].get("precision")
+        ]
+        if sweep:
+            r = max(sweep, key=lambda r: r["steps"])
+            out += [f"Largest separation powers at {r['steps']} steps (reference floor): "
+                    + ", ".join(f"{w['feature']} {w['value']:.3f}" + (f" ({w['floor']:.3f})" if w["floor"] is not None else "")
+                                for w in r["worst_separation"]) + ".", ""]  # fmt: skip
     return out
 
 
@@ -187,15 +206,20 @@ def _pareto_sections() -> list[str]:
                 lines.append(f"| {_model_label(m)} | {precision} | {m['train_minutes_budget']:g} min, {m['epochs']} epochs | "
                              f"{r['sampling_ms_per_shower_batch_10000']:.3f} | {r['auc_high']:.3f} | {r['auc_low']:.3f} | "
                              f"{r['FPD x 1e3']['value']:.1f} |")  # fmt: skip
-        for steps_run in (d for d in steps_results if d["geometry"] == geometry):
+        geometry_runs = [d for d in steps_results if d["geometry"] == geometry]
+        # Every run goes in the table; only the latest in the plot, where their lines would overlap.
+        latest = max(geometry_runs, key=lambda d: d["date"]) if geometry_runs else None
+        for steps_run in geometry_runs:
             fewest = min(r["steps"] for r in steps_run["results"])
             for r in steps_run["results"]:
                 precision = r.get("precision", "fp32")
                 # One line per sampling precision, labelled by step count only (the first names the family).
-                label = f"diffusion {r['steps']} steps {precision}" if r["steps"] == fewest else f"{r['steps']}"
-                ours.append({"label": label, "series": f"diffusion {precision}",
-                             "ms_per_shower": r["ms_per_shower_batch_10000"], "quality": r["auc_high"]})  # fmt: skip
-                lines.append(f"| diffusion, {r['steps']} {steps_run['sampler']} steps | {precision} | "
+                family = "diffusion" + (f" ({steps_run['tag']})" if steps_run.get("tag") else "")
+                label = f"{family} {r['steps']} steps {precision}" if r["steps"] == fewest else f"{r['steps']}"
+                if steps_run is latest:
+                    ours.append({"label": label, "series": f"{family} {precision}",
+                                 "ms_per_shower": r["ms_per_shower_batch_10000"], "quality": r["auc_high"]})  # fmt: skip
+                lines.append(f"| {family}, {r['steps']} {steps_run['sampler']} steps | {precision} | "
                              f"{steps_run['train_minutes_budget']:g} min, {steps_run['epochs']} epochs | "
                              f"{r['ms_per_shower_batch_10000']:.3f} | {r['auc_high']:.3f} | {r['auc_low']:.3f} | {r['fpd_x1e3']:.1f} |")  # fmt: skip
         dataset = {"ds1-photons": "ds1_photons", "ds2": "ds2"}.get(geometry)
