@@ -45,7 +45,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=15.0)
     parser.add_argument("--steps", default="2,4,8,16,32")
     parser.add_argument("--sampler", default="heun")
-    parser.add_argument("--precision", default="fp32", help="sampling precision of the sweep")
+    parser.add_argument("--precision", default="fp32", help="sampling precision of the sweep (auto: bf16 where native)")
+    parser.add_argument("--train-precision", default="auto", help="auto: bf16 where native (AMX, CUDA), else fp32")
     parser.add_argument("--check-fp32-at", type=int, default=None, help="also sample at fp32 at this many steps")
     parser.add_argument("--n-train", type=int, default=50_000)
     parser.add_argument("--n-reference", type=int, default=50_000)
@@ -56,6 +57,11 @@ def main() -> None:
     args = parser.parse_args()
     import torch
     import yaml
+
+    from calosurrogate.devices import resolve_precision
+
+    args.precision = resolve_precision(args.precision, torch.device("cpu"))
+    train_precision = resolve_precision(args.train_precision, torch.device("cpu"))
 
     overrides = {
         k.removeprefix("model."): yaml.safe_load(v) for k, _, v in (a.partition("=") for a in args.assignments)
@@ -68,7 +74,7 @@ def main() -> None:
     start = time.perf_counter()
     if not (run / "model.pt").exists():
         model = build_surrogate("diffusion", detector.geometry, {"objective": args.objective, **overrides})
-        config = TrainConfig(epochs=1000, batch_size=256, learning_rate=1e-3, precision="bf16",
+        config = TrainConfig(epochs=1000, batch_size=256, learning_rate=1e-3, precision=train_precision,
                              max_minutes=args.minutes, seed=1)  # fmt: skip
         result = train(model, train_file, run, config, force=True)
         epochs, train_s = result.epochs_done, time.perf_counter() - start
@@ -105,7 +111,7 @@ def main() -> None:
         print(row, flush=True)
         rows.append(row)
     data = {"geometry": args.geometry, "objective": args.objective, "sampler": args.sampler,
-            "train_minutes_budget": args.minutes, "train_seconds": round(train_s), "epochs": epochs,
+            "train_minutes_budget": args.minutes, "train_precision": train_precision, "train_seconds": round(train_s), "epochs": epochs,
             "selected_epoch": selected_epoch(run, adversarial=False),
             "model_config": model.checkpoint_dict()["config"], "n_reference": len(conditions),
             "classifier_runs": 1, "threads": torch.get_num_threads(), "tag": args.tag, "results": rows}  # fmt: skip

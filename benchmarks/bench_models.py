@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--n-train", type=int, default=50_000)
     parser.add_argument("--n-reference", type=int, default=50_000)
-    parser.add_argument("--precision", default="bf16")
+    parser.add_argument("--precision", default="auto", help="training precision (auto: bf16 where native, else fp32)")
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default: 2e-4 for wgan, else 1e-3)")
     parser.add_argument("--workdir", default="benchmarks/work")
     parser.add_argument("--set", dest="assignments", action="append", default=[], help="model.KEY=VALUE")
@@ -38,6 +38,10 @@ def main() -> None:
     args = parser.parse_args()
     import torch
     import yaml
+
+    from calosurrogate.devices import resolve_precision
+
+    args.precision = resolve_precision(args.precision, torch.device("cpu"))  # recorded as what ran
 
     overrides = {
         k.removeprefix("model."): yaml.safe_load(v) for k, _, v in (a.partition("=") for a in args.assignments)

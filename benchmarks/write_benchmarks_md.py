@@ -127,17 +127,17 @@ def _ablation_sections() -> list[str]:
                 f"Command: `{first['command']}`, with the `--set` options and `--tag` of each row  ",
                 f"Machine: {_machine(first)}; commits {', '.join(sorted({d['commit'] for d in pilots}))} (HEAD when each pilot "
                 "finished; each option is off by default, so a later commit leaves the earlier rows' models unchanged)", "",
-                "Each pilot trains for the same short budget (bf16, one thread, beside another pilot) and judges "
+                f"Each pilot trains for the same short budget ({first.get('train_precision', 'bf16')}, one thread, beside another pilot) and judges "
                 f"{first['n_reference']:,} showers (classifiers: `cpu` preset, 1 run; fewer showers than the full runs, so "
                 "AUCs are lower than they would be at 10,000 and only comparable within this table).", "",
                 *_core_reference_line(pilots),
-                "| variant (`--set`) | tag | epochs | steps | ms / shower | AUC low | AUC high | S(E_tot/E_inc) | FPD x 1e3 | note |",
-                "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+                "| variant (`--set`) | tag | trained | epochs | steps | ms / shower | AUC low | AUC high | S(E_tot/E_inc) | FPD x 1e3 | note |",
+                "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for d in pilots:
             words = d["command"].split()
             sets = ", ".join(words[i + 1] for i, w in enumerate(words) if w == "--set")
             for r in d["results"]:
-                out.append(f"| {sets} | {d['tag']} | {d['epochs']} | {r['steps']} | {r['ms_per_shower_batch_10000']:.2f} | "
+                out.append(f"| {sets} | {d['tag']} | {_trained_on(d)} | {d['epochs']} | {r['steps']} | {r['ms_per_shower_batch_10000']:.2f} | "
                            f"{r['auc_low']:.3f} | {r['auc_high']:.3f} | {r['separation_etot_einc']:.4f} | {r['fpd_x1e3']:.0f} | "
                            f"{d.get('note', '')} |")  # fmt: skip
         out.append("")
@@ -160,7 +160,7 @@ def _steps_sections() -> list[str]:
             continue
         out += [f"## Diffusion: quality against sampling steps ({d['geometry']}, objective {d['objective']}, sampler {d['sampler']})", "",
                 f"Command: `{d['command']}`  ", f"Machine: {_machine(d)}; commit {d['commit']}, {d['date']}", "",
-                f"Training: {d['train_minutes_budget']:g} minutes (bf16{_threads(d)}), {d['epochs']} epochs{_selected(d)}. Each row samples {d['n_reference']:,} showers "
+                f"Training: {d['train_minutes_budget']:g} minutes ({d.get('train_precision', 'bf16')}{_threads(d)}), {d['epochs']} epochs{_selected(d)}. Each row samples {d['n_reference']:,} showers "
                 f"with the reference's energies (batch 10,000) and judges them (classifiers: `cpu` preset, {d['classifier_runs']} run).", "",
                 "| steps | sampling precision | network calls | ms / shower | AUC low | AUC high | S(E_tot/E_inc) | FPD x 1e3 | CFD layer (floor) |",
                 "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -245,7 +245,18 @@ def _model_label(data: dict) -> str:
 
 def _machine(data: dict) -> str:
     m = data["machine"]
-    return f"{m['cpu']}, {m['cores']} cores, torch {m['torch']}" + (f", {m['cuda']}" if m.get("cuda") else "")
+    # Not recorded before 2026-12-02; those machines ran bf16 faster than fp32, so natively.
+    bf16 = m.get("cpu_bf16", "native (inferred)")
+    bf16_words = "bf16 emulated (no AMX)" if bf16 == "emulated" else f"bf16 {bf16}"
+    return f"{m['cpu']}, {m['cores']} cores, {bf16_words}, torch {m['torch']}" + (
+        f", {m['cuda']}" if m.get("cuda") else ""
+    )
+
+
+def _trained_on(data: dict) -> str:
+    """Training precision and the CPU's bf16: epochs in a fixed budget depend on both."""
+    bf16 = data["machine"].get("cpu_bf16", "native")
+    return f"{data.get('train_precision', 'bf16')}, {'no AMX' if bf16 == 'emulated' else 'bf16 ' + bf16}"
 
 
 def _threads(data: dict) -> str:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
+from calosurrogate import devices
 from calosurrogate.devices import resolve_device
 
 
@@ -28,3 +30,44 @@ def test_missing_cuda_gives_a_clear_error() -> None:
 def test_cuda_index_beyond_the_devices_is_refused() -> None:
     with pytest.raises(ValueError, match="does not exist"):
         resolve_device(f"cuda:{torch.cuda.device_count()}")
+
+
+@pytest.mark.parametrize(("support", "expected"), [("AMX", "bf16"), ("AVX512-BF16", "bf16"), (None, "fp32")])
+def test_auto_precision_takes_bf16_only_where_the_cpu_runs_it_natively(monkeypatch, support, expected) -> None:
+    monkeypatch.setattr(devices, "cpu_bf16_support", lambda: support)
+    assert devices.resolve_precision("auto", torch.device("cpu")) == expected
+
+
+def test_explicit_precisions_are_kept_and_emulated_bf16_is_warned_about(monkeypatch) -> None:
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(devices, "cpu_bf16_support", lambda: None)
+    with pytest.warns(RuntimeWarning, match="emulated"):
+        assert devices.resolve_precision("bf16", cpu) == "bf16"
+    assert devices.resolve_precision("fp32", cpu) == "fp32"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        devices.resolve_precision("fp8", cpu)
+
+
+def test_cpu_bf16_support_agrees_with_torch() -> None:
+    support = devices.cpu_bf16_support()
+    native = torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+    assert (support is not None) == native
+
+
+def test_training_and_sampling_resolve_auto(monkeypatch, tmp_path) -> None:
+    """A run with precision "auto" trains, and its sample file records the precision that ran."""
+    import h5py
+
+    from calosurrogate.models import build_surrogate
+    from calosurrogate.sampling import sample_to_file
+    from calosurrogate.simulate import get_detector, simulate_to_file
+    from calosurrogate.training import TrainConfig, train
+
+    monkeypatch.setattr(devices, "cpu_bf16_support", lambda: None)
+    detector = get_detector("ds1-photons")
+    data = simulate_to_file(detector, 64, tmp_path / "train.h5", seed=0)
+    model = build_surrogate("vae", detector.geometry, {})
+    train(model, data, tmp_path / "run", TrainConfig(epochs=1, batch_size=32, precision="auto"))
+    out, _ = sample_to_file(model, np.full((8, 1), 1e4), tmp_path / "gen.h5", precision="auto", progress=False)
+    with h5py.File(out) as f:
+        assert f.attrs["precision"] == "fp32"

@@ -238,7 +238,13 @@ def train(
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Output HDF5 file.")
 @click.option("--batch-size", type=int, default=10_000, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
-@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True)
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "bf16", "fp16", "auto"]),
+    default="fp32",
+    show_default=True,
+    help="auto: bf16 where the device runs it natively (CUDA, CPU with AMX), else fp32.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--sampler", default=None, help="Diffusion models: euler, heun, rk4, dpm2m or ddpm.")
 @click.option("--steps", type=int, default=None, help="Diffusion models: number of noise levels.")

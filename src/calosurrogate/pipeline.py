@@ -21,7 +21,7 @@ from calosurrogate.sampling import conditions_from_file, sample_to_file
 from calosurrogate.simulate import get_detector, simulate_to_file
 from calosurrogate.training import CHECKPOINT, MODEL, TrainConfig, train
 
-DEFAULT_TRAIN = TrainConfig(epochs=100, batch_size=256, learning_rate=1e-3, precision="bf16", max_minutes=5.0, seed=1)
+DEFAULT_TRAIN = TrainConfig(epochs=100, batch_size=256, learning_rate=1e-3, precision="auto", max_minutes=5.0, seed=1)
 
 
 def run_quickstart(

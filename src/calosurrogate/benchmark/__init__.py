@@ -13,6 +13,7 @@ import torch
 
 from calosurrogate._io import atomic_output, check_output_path
 from calosurrogate.benchmark.timing import TimingResult, time_grid, time_sampling
+from calosurrogate.devices import cpu_bf16_support
 from calosurrogate.models.base import Surrogate
 
 
@@ -29,6 +30,8 @@ def machine_description() -> dict:
     return {
         "cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        # bf16 speed depends on it more than on the model name: 10x faster than fp32 with AMX, 16x slower without.
+        "cpu_bf16": cpu_bf16_support() or "emulated",
     }  # fmt: skip
 
 

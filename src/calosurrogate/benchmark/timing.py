@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from calosurrogate.devices import resolve_device
+from calosurrogate.devices import resolve_device, resolve_precision
 from calosurrogate.models.base import Surrogate, autocast_context
 
 
@@ -110,6 +110,7 @@ def time_sampling(
         compile_model: Wrap the sampling pass in ``torch.compile`` (falls back to eager on failure).
     """
     device = resolve_device(device)
+    precision = resolve_precision(precision, device)  # results name what ran
     model.to(device).eval()
     cond = np.asarray(conditions, dtype=np.float32).reshape(len(conditions), -1)
     index = np.arange(batch_size) % len(cond)

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from calosurrogate._io import atomic_output
-from calosurrogate.devices import resolve_device
+from calosurrogate.devices import resolve_device, resolve_precision
 from calosurrogate.geometry import CylindricalGeometry
 from calosurrogate.metrics.features import default_min_energy
 
@@ -54,7 +54,12 @@ def config_from_dict(config_cls: type, values: dict[str, Any], where: str = "con
 
 
 def autocast_context(device: torch.device, precision: str) -> Any:
-    """Autocast for ``precision`` (fp32: none). fp16 is refused on CPU, where it is slower and unsupported."""
+    """Autocast for ``precision`` (fp32: none; ``"auto"``: see :func:`calosurrogate.devices.resolve_precision`).
+
+    fp16 is refused on CPU, where it is slower and unsupported.
+    """
+    if precision == "auto":
+        precision = resolve_precision(precision, device)
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
     dtype = PRECISIONS[precision]

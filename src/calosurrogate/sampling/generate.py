@@ -10,6 +10,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from calosurrogate.data import ShowerFile, ShowerWriter
+from calosurrogate.devices import resolve_device, resolve_precision
 from calosurrogate.models.base import ConfigError, Surrogate
 from calosurrogate.simulate.spectra import EnergySpectrum
 
@@ -51,6 +52,7 @@ def sample_to_file(
     if model.n_conditions > 2:
         raise ConfigError("writing more than one extra condition dataset is not supported yet")
     seconds = 0.0
+    precision = resolve_precision(precision, resolve_device(device))  # the file records what ran
     attrs = {"generator": f"calosurrogate {model.family} surrogate", "precision": precision, "seed": seed}
     with ShowerWriter(
         out, model.geometry.n_voxels, dtype=dtype, force=force, condition_dims=dims, attrs=attrs

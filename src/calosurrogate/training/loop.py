@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from calosurrogate._io import OutputExistsError, atomic_output
 from calosurrogate.data import ShowerFile
 from calosurrogate.data.transforms import dequantize
-from calosurrogate.devices import resolve_device
+from calosurrogate.devices import resolve_device, resolve_precision
 from calosurrogate.models.base import (
     CheckpointError,
     ConfigError,
@@ -67,7 +67,8 @@ class TrainConfig:
         select: Which weights ``model.pt`` keeps: ``"best"`` (lowest validation loss), ``"last"``,
             or ``"auto"``: best for likelihood families, last for adversarial ones (a critic's
             estimate is lowest when the critic is fooled, not when the generator is good).
-        precision: ``"fp32"``, ``"bf16"`` (CPU AMX and CUDA) or ``"fp16"`` (CUDA).
+        precision: ``"fp32"``, ``"bf16"`` (fast with CPU AMX or AVX512-BF16, and CUDA), ``"fp16"``
+            (CUDA) or ``"auto"``: bf16 where the device runs it natively, else fp32.
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
         seed: Seed of every random draw.
         chunk_size: Showers read from the file at a time.
@@ -286,7 +287,10 @@ def train(
     if config.threads:
         torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
-    autocast_context(device, config.precision)  # validates the precision for this device early
+    # "auto" is resolved here, per machine, and the config keeps "auto": a run resumed on a
+    # machine with native bf16 (AMX, CUDA) uses it there.
+    precision = resolve_precision(config.precision, device)
+    autocast_context(device, precision)  # validates the precision for this device early
 
     with ShowerFile(data_path, conditions=model.condition_names[1:]) as f:
         from calosurrogate.geometry import geometries_with_voxels
@@ -369,7 +373,7 @@ def train(
         for showers, conds in bar:
             showers = dequantize(showers, noise, noise_gen).to(device)
             conds = conds.to(device)
-            with autocast_context(device, config.precision):
+            with autocast_context(device, precision):
                 logged = model.training_step(showers, conds, update)
             if ema is not None:
                 with torch.no_grad():
