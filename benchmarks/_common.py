@@ -86,3 +86,43 @@ def untrained_model(family: str, geometry: str, n_fit: int = 3000):
     model = build_surrogate(family, get_geometry(geometry))
     model.fit_preprocessing(*_fit_sample(geometry, n_fit))
     return model
+
+
+def _snake(key: str) -> str:
+    return key.lower().replace(" ", "_")
+
+
+def worst_separation(separation: dict[str, dict], n: int) -> list[dict]:
+    """The N features with the largest separation power, with the reference's own floor beside each."""
+    ranked = sorted(separation.items(), key=lambda item: -item[1]["value"])[:n]
+    return [{"feature": key, "value": round(e["value"], 4), "floor": e.get("floor") and round(e["floor"], 4)}
+            for key, e in ranked]  # fmt: skip
+
+
+def sample_and_judge(
+    model, conditions, reference: Path, out: Path, precision: str, n_eval: int | None
+) -> dict[str, Any]:
+    """Sample one shower per condition row (batch 10,000) into ``out`` and judge it against the
+    reference: classifier AUCs (one run), separation of E_tot/E_inc, FPD, CFD, the five
+    worst-separated features and the time per shower."""
+    import dataclasses
+
+    from calosurrogate.evaluation import EvaluationSettings, evaluate_files
+    from calosurrogate.sampling import sample_to_file
+
+    _, seconds = sample_to_file(
+        model, conditions, out, batch_size=10_000, precision=precision, force=True, progress=False
+    )
+    settings = EvaluationSettings()
+    settings.classifier = dataclasses.replace(settings.classifier, runs=1)
+    settings.metrics = ("histograms", "fpd", "cfd", "cls-high", "cls-low")
+    settings.max_showers = n_eval
+    evaluation = evaluate_files(reference, out, model.geometry, settings)
+    return {
+        "ms_per_shower_batch_10000": round(1e3 * seconds / len(conditions), 4),
+        "auc_low": evaluation.classifiers["cls-low"]["auc"], "auc_high": evaluation.classifiers["cls-high"]["auc"],
+        "separation_etot_einc": evaluation.separation["E_tot/E_inc"]["value"],
+        "fpd_x1e3": evaluation.scalars["FPD x 1e3"]["value"], "fpd_x1e3_error": evaluation.scalars["FPD x 1e3"]["error"],
+        **{_snake(k): {"value": v["value"], "floor": v.get("floor")} for k, v in evaluation.scalars.items() if k.startswith("CFD")},
+        "worst_separation": worst_separation(evaluation.separation, 5),
+    }  # fmt: skip

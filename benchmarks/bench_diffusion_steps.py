@@ -11,31 +11,18 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import selected_epoch, simulated_data, write_result
+from _common import sample_and_judge, selected_epoch, simulated_data, write_result
 
-from calosurrogate.evaluation import EvaluationSettings, evaluate_files
 from calosurrogate.models import build_surrogate, load_surrogate
 from calosurrogate.models.diffusion_samplers import network_calls
-from calosurrogate.sampling import conditions_from_file, sample_to_file
+from calosurrogate.sampling import conditions_from_file
 from calosurrogate.simulate import get_detector
 from calosurrogate.training import TrainConfig, train
-
-
-def _snake(key: str) -> str:
-    return key.lower().replace(" ", "_")
-
-
-def _worst_separation(separation: dict[str, dict], n: int) -> list[dict]:
-    """The N features with the largest separation power, with the reference's own floor beside each."""
-    ranked = sorted(separation.items(), key=lambda item: -item[1]["value"])[:n]
-    return [{"feature": key, "value": round(e["value"], 4), "floor": e.get("floor") and round(e["floor"], 4)}
-            for key, e in ranked]  # fmt: skip
 
 
 def main() -> None:
@@ -91,23 +78,8 @@ def main() -> None:
     for steps, precision in plan:
         model.configure_sampling(sampler=args.sampler, steps=steps)
         out = work / f"generated_{args.sampler}_{steps}_{precision}.h5"
-        _, seconds = sample_to_file(
-            model, conditions, out, batch_size=10_000, precision=precision, force=True, progress=False
-        )
-        settings = EvaluationSettings()
-        settings.classifier = dataclasses.replace(settings.classifier, runs=1)
-        settings.metrics = ("histograms", "fpd", "cfd", "cls-high", "cls-low")
-        settings.max_showers = args.n_eval
-        evaluation = evaluate_files(ref, out, detector.geometry, settings)
-        row = {
-            "steps": steps, "precision": precision, "network_calls": network_calls(steps, args.sampler),
-            "ms_per_shower_batch_10000": round(1e3 * seconds / len(conditions), 4),
-            "auc_low": evaluation.classifiers["cls-low"]["auc"], "auc_high": evaluation.classifiers["cls-high"]["auc"],
-            "separation_etot_einc": evaluation.separation["E_tot/E_inc"]["value"],
-            "fpd_x1e3": evaluation.scalars["FPD x 1e3"]["value"], "fpd_x1e3_error": evaluation.scalars["FPD x 1e3"]["error"],
-            **{_snake(k): {"value": v["value"], "floor": v.get("floor")} for k, v in evaluation.scalars.items() if k.startswith("CFD")},
-            "worst_separation": _worst_separation(evaluation.separation, 5),
-        }  # fmt: skip
+        row = {"steps": steps, "precision": precision, "network_calls": network_calls(steps, args.sampler),
+               **sample_and_judge(model, conditions, ref, out, precision, args.n_eval)}  # fmt: skip
         print(row, flush=True)
         rows.append(row)
     data = {"geometry": args.geometry, "objective": args.objective, "sampler": args.sampler,

@@ -26,6 +26,7 @@ def main() -> None:
     parser.add_argument("--geometry", default="ds2")
     parser.add_argument("--families", default="wgan,vae")
     parser.add_argument("--batch-size", type=int, default=10_000)
+    parser.add_argument("--tag", default="", help="suffix of the result name (another machine, say)")
     args = parser.parse_args()
     default_threads = torch.get_num_threads()
     rows = []
@@ -42,8 +43,9 @@ def main() -> None:
                           f"{r.compile_error or ''}", flush=True)  # fmt: skip
                     rows.append(r.as_dict())
         torch.set_num_threads(default_threads)
-    command = f"python benchmarks/bench_levers.py --geometry {args.geometry} --families {args.families}"
-    print("wrote", write_result(f"levers_{args.geometry}", {"geometry": args.geometry, "results": rows}, command))
+    command = " ".join(["python benchmarks/bench_levers.py", *sys.argv[1:]])
+    name = f"levers_{args.geometry}" + (f"_{args.tag}" if args.tag else "")
+    print("wrote", write_result(name, {"geometry": args.geometry, "tag": args.tag, "results": rows}, command))
 
 
 if __name__ == "__main__":

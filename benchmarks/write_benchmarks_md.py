@@ -78,7 +78,8 @@ def _lever_sections() -> list[str]:
     out = []
     for path in sorted(RESULTS.glob("levers_*.json")):
         d = json.loads(path.read_text())
-        out += [f"## Speed levers ({d['geometry']}, CPU, batch {d['results'][0]['batch_size']:,})", "",
+        bf16 = "bf16 emulated" if d["machine"].get("cpu_bf16") == "emulated" else "bf16 native"
+        out += [f"## Speed levers ({d['geometry']}, CPU with {bf16}, batch {d['results'][0]['batch_size']:,})", "",
                 f"Command: `{d['command']}`  ", f"Machine: {_machine(d)}; commit {d['commit']}, {d['date']}", "",
                 "Median ms per shower (16-84% of repeats). bf16's quality cost is measured on trained models above "
                 "(the `Surrogate quality` tables: fp32 and bf16 rows of the same model).", "",
@@ -150,6 +151,26 @@ def _cfd_cell(row: dict) -> str:
         return "not measured"
     floor = row["cfd_layer"]["floor"]
     return f"{row['cfd_layer']['value']:.3f}" + (f" ({floor:.3f})" if floor is not None else "")
+
+
+def _distillation_sections() -> list[str]:
+    out = []
+    for path in sorted(RESULTS.glob("distillation_*.json")):
+        d = json.loads(path.read_text())
+        epochs = ", ".join(f"round {r['round']} ({r['steps']} steps): {r['epochs']} epochs" for r in d["rounds"])
+        out += [f"## Diffusion: progressive distillation ({d['geometry']}, Euler sampler)", "",
+                f"Command: `{d['command']}`  ", f"Machine: {_machine(d)}; commit {d['commit']}, {d['date']}", "",
+                f"Teacher: {d['teacher_minutes']:g} minutes ({d['train_precision']}{_threads(d)}, weights of epoch "
+                f"{d['teacher_selected_epoch']}). Each student halves the previous model's steps in {d['student_minutes']:g} "
+                f"minutes (learning rate {d['student_lr']:g}; {epochs}). At each step count the student is judged beside "
+                f"the teacher sampled with as many Euler steps, which costs the same network calls; {d['n_reference']:,} "
+                f"showers each (classifiers: `cpu` preset, {d['classifier_runs']} run).", "",
+                "| steps | model | ms / shower | AUC low | AUC high | S(E_tot/E_inc) | FPD x 1e3 | CFD layer (floor) |",
+                "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        out += [f"| {r['steps']} | {r['model']} | {r['ms_per_shower_batch_10000']:.3f} | {r['auc_low']:.3f} | {r['auc_high']:.3f} | "
+                f"{r['separation_etot_einc']:.4f} | {r['fpd_x1e3']:.1f} ± {r['fpd_x1e3_error']:.1f} | {_cfd_cell(r)} |" for r in d["results"]]  # fmt: skip
+        out.append("")
+    return out
 
 
 def _steps_sections() -> list[str]:
@@ -374,6 +395,7 @@ def main() -> None:
     out += _speed_sections()
     out += _lever_sections()
     out += _steps_sections()
+    out += _distillation_sections()
     out += _ablation_sections()
     out += _pareto_sections()
     (ROOT / "BENCHMARKS.md").write_text("\n".join(out) + "\n")
