@@ -24,6 +24,7 @@ def main() -> None:
     parser.add_argument(
         "--note", default="", help="Anything that affected the run (e.g. a fresh venv, a concurrent job)."
     )
+    parser.add_argument("--tag", default="", help="suffix of the result name (another machine, say)")
     args = parser.parse_args()
     folder = Path(args.folder)
     metrics = json.loads((folder / "evaluation" / "metrics.json").read_text())
@@ -36,7 +37,12 @@ def main() -> None:
         "scalars": {k: {"value": v["value"], "error": v["error"], "floor": v.get("floor")} for k, v in metrics["scalars"].items()},
         "separation_etot_einc": metrics["separation_power"]["E_tot/E_inc"],
     }  # fmt: skip
-    print("wrote", write_result("quickstart", data, "bash scripts/quickstart.sh", commit=args.commit))
+    print(
+        "wrote",
+        write_result(
+            "quickstart" + (f"_{args.tag}" if args.tag else ""), data, "bash scripts/quickstart.sh", commit=args.commit
+        ),
+    )
 
 
 if __name__ == "__main__":

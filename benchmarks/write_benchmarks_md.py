@@ -80,7 +80,8 @@ def _lever_sections() -> list[str]:
         d = json.loads(path.read_text())
         bf16 = "bf16 emulated" if d["machine"].get("cpu_bf16") == "emulated" else "bf16 native"
         out += [f"## Speed levers ({d['geometry']}, CPU with {bf16}, batch {d['results'][0]['batch_size']:,})", "",
-                f"Command: `{d['command']}`  ", f"Machine: {_machine(d)}; commit {d['commit']}, {d['date']}", "",
+                f"Command: `{d['command']}`  ", f"Machine: {_machine(d)}; commit {d['commit']}, {d['date']}"
+                + (f" ({d['note']})" if d.get("note") else ""), "",
                 "Median ms per shower (16-84% of repeats). bf16's quality cost is measured on trained models above "
                 "(the `Surrogate quality` tables: fp32 and bf16 rows of the same model).", "",
                 "| family | threads | precision | eager | torch.compile |", "|---|---|---|---|---|"]  # fmt: skip
@@ -326,8 +327,7 @@ def main() -> None:
             for k, v in sim["results"].items()
         ]
         out += ["", "Goal (issue 2): at least 500 ds2 showers per second on the 2-core machine.", ""]
-    qs = _load("quickstart")
-    if qs:
+    for qs in (json.loads(p.read_text()) for p in sorted(RESULTS.glob("quickstart*.json"))):
         cls = qs["classifiers"].get("cls-high", {})
         out += ["## The main job (`bash scripts/quickstart.sh`)", "", f"Machine: {_machine(qs)}; commit {qs['commit']}, {qs['date']}", "",
                 f"Wall time {qs['wall_seconds'] / 60:.1f} minutes ({qs['note']}). Steps (s): "
