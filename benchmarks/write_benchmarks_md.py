@@ -154,6 +154,12 @@ def _cfd_cell(row: dict) -> str:
     return f"{row['cfd_layer']['value']:.3f}" + (f" ({floor:.3f})" if floor is not None else "")
 
 
+def _judged_cells(row: dict) -> str:
+    """ms / shower | AUC low | AUC high | S(E_tot/E_inc) | FPD | CFD layer of a ``sample_and_judge`` row."""
+    return (f"{row['ms_per_shower_batch_10000']:.3f} | {row['auc_low']:.3f} | {row['auc_high']:.3f} | "
+            f"{row['separation_etot_einc']:.4f} | {row['fpd_x1e3']:.1f} ± {row['fpd_x1e3_error']:.1f} | {_cfd_cell(row)}")  # fmt: skip
+
+
 def _distillation_sections() -> list[str]:
     out = []
     for path in sorted(RESULTS.glob("distillation_*.json")):
@@ -168,8 +174,7 @@ def _distillation_sections() -> list[str]:
                 f"showers each (classifiers: `cpu` preset, {d['classifier_runs']} run).", "",
                 "| steps | model | ms / shower | AUC low | AUC high | S(E_tot/E_inc) | FPD x 1e3 | CFD layer (floor) |",
                 "|---|---|---|---|---|---|---|---|"]  # fmt: skip
-        out += [f"| {r['steps']} | {r['model']} | {r['ms_per_shower_batch_10000']:.3f} | {r['auc_low']:.3f} | {r['auc_high']:.3f} | "
-                f"{r['separation_etot_einc']:.4f} | {r['fpd_x1e3']:.1f} ± {r['fpd_x1e3_error']:.1f} | {_cfd_cell(r)} |" for r in d["results"]]  # fmt: skip
+        out += [f"| {r['steps']} | {r['model']} | {_judged_cells(r)} |" for r in d["results"]]
         out.append("")
     return out
 
@@ -186,8 +191,10 @@ def _steps_sections() -> list[str]:
                 f"with the reference's energies (batch 10,000) and judges them (classifiers: `cpu` preset, {d['classifier_runs']} run).", "",
                 "| steps | sampling precision | network calls | ms / shower | AUC low | AUC high | S(E_tot/E_inc) | FPD x 1e3 | CFD layer (floor) |",
                 "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-        out += [f"| {r['steps']} | {r.get('precision', 'fp32')} | {r['network_calls']} | {r['ms_per_shower_batch_10000']:.3f} | {r['auc_low']:.3f} | {r['auc_high']:.3f} | "
-                f"{r['separation_etot_einc']:.4f} | {r['fpd_x1e3']:.1f} ± {r['fpd_x1e3_error']:.1f} | {_cfd_cell(r)} |" for r in d["results"]]  # fmt: skip
+        out += [
+            f"| {r['steps']} | {r.get('precision', 'fp32')} | {r['network_calls']} | {_judged_cells(r)} |"
+            for r in d["results"]
+        ]
         out.append("")
         # The sweep's precision is the first row's; the most steps there is the model at its best.
         sweep = [
