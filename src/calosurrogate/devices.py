@@ -43,8 +43,9 @@ def resolve_device(name: str | torch.device) -> torch.device:
 def cpu_bf16_support() -> str | None:
     """The CPU's native bf16 matrix instructions (``"AMX"`` or ``"AVX512-BF16"``), or None.
 
-    Without them torch emulates bf16 matrix products, which we measured 16x slower than fp32
-    (an MLP of ds2 size, one thread, AVX2-only AMD EPYC); with AMX they are ~10x faster.
+    Without them torch emulates bf16 matrix products: on an AVX2-only AMD EPYC, sampling the
+    ds2 WGAN and VAE took 3-4x as long as in fp32 and a ds2 diffusion training epoch 8x as long
+    (BENCHMARKS.md); with AMX, bf16 matrix products are several times faster than fp32.
     """
     cpu = getattr(torch, "cpu", None)
     checks = (("AMX", "_is_amx_tile_supported"), ("AVX512-BF16", "_is_avx512_bf16_supported"))

@@ -30,7 +30,7 @@ def machine_description() -> dict:
     return {
         "cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        # bf16 speed depends on it more than on the model name: 10x faster than fp32 with AMX, 16x slower without.
+        # bf16 timings depend on it more than on the model name: faster than fp32 with AMX, 3-8x slower without.
         "cpu_bf16": cpu_bf16_support() or "emulated",
     }  # fmt: skip
 
