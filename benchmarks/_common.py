@@ -28,6 +28,11 @@ def git_commit() -> str:
         return "unknown"
 
 
+def tagged(name: str, tag: str) -> str:
+    """``NAME`` or ``NAME_TAG``: results of variants (another model setting, another machine) side by side."""
+    return f"{name}_{tag}" if tag else name
+
+
 def write_result(name: str, data: dict[str, Any], command: str, commit: str | None = None) -> Path:
     """Write ``results/NAME.json`` with the command, machine, commit and date beside the figures."""
     RESULTS.mkdir(exist_ok=True)

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import sample_and_judge, selected_epoch, simulated_data, write_result
+from _common import sample_and_judge, selected_epoch, simulated_data, tagged, write_result
 
 from calosurrogate.models import build_surrogate, load_surrogate
 from calosurrogate.models.diffusion_samplers import network_calls
@@ -55,7 +55,7 @@ def main() -> None:
     }
     detector = get_detector(args.geometry)
     train_file, ref = simulated_data(args.geometry, args.workdir, args.n_train, args.n_reference)
-    name = f"{args.geometry}_{args.objective}" + (f"_{args.tag}" if args.tag else "")
+    name = tagged(f"{args.geometry}_{args.objective}", args.tag)
     work = Path(args.workdir) / (f"{args.geometry}-diffusion-{args.objective}" + (f"-{args.tag}" if args.tag else ""))
     run = work / "run"
     start = time.perf_counter()

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import sample_and_judge, selected_epoch, simulated_data, write_result
+from _common import sample_and_judge, selected_epoch, simulated_data, tagged, write_result
 
 from calosurrogate.models import build_surrogate, load_surrogate
 from calosurrogate.sampling import conditions_from_file
@@ -54,7 +54,7 @@ def main() -> None:
     }
     detector = get_detector(args.geometry)
     train_file, reference = simulated_data(args.geometry, args.workdir, args.n_train, args.n_reference)
-    name = f"distillation_{args.geometry}" + (f"_{args.tag}" if args.tag else "")
+    name = tagged(f"distillation_{args.geometry}", args.tag)
     work = Path(args.workdir) / name.replace("_", "-")
 
     def budget(minutes: float, lr: float) -> TrainConfig:

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import untrained_model, write_result
+from _common import tagged, untrained_model, write_result
 
 from calosurrogate.benchmark import default_conditions, time_sampling
 
@@ -44,7 +44,7 @@ def main() -> None:
                     rows.append(r.as_dict())
         torch.set_num_threads(default_threads)
     command = " ".join(["python benchmarks/bench_levers.py", *sys.argv[1:]])
-    name = f"levers_{args.geometry}" + (f"_{args.tag}" if args.tag else "")
+    name = tagged(f"levers_{args.geometry}", args.tag)
     print("wrote", write_result(name, {"geometry": args.geometry, "tag": args.tag, "results": rows}, command))
 
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import selected_epoch, simulated_data, write_result
+from _common import selected_epoch, simulated_data, tagged, write_result
 
 from calosurrogate.evaluation import EvaluationSettings, evaluate_files
 from calosurrogate.models import build_surrogate, load_surrogate
@@ -47,7 +47,7 @@ def main() -> None:
         k.removeprefix("model."): yaml.safe_load(v) for k, _, v in (a.partition("=") for a in args.assignments)
     }
     detector = get_detector(args.geometry)
-    name = f"{args.geometry}_{args.model}" + (f"_{args.tag}" if args.tag else "")
+    name = tagged(f"{args.geometry}_{args.model}", args.tag)
     work = Path(args.workdir) / name.replace("_", "-")
     work.mkdir(parents=True, exist_ok=True)
     train_file, ref = simulated_data(args.geometry, args.workdir, args.n_train, args.n_reference)

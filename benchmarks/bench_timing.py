@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import untrained_model, write_result
+from _common import tagged, untrained_model, write_result
 
 from calosurrogate.benchmark import default_conditions, time_grid
 from calosurrogate.models import REGISTRY
@@ -48,7 +48,7 @@ def main() -> None:
         f"python benchmarks/bench_timing.py --geometry {args.geometry} --device {args.device} "
         f"--families {args.families} --batch-sizes {args.batch_sizes}" + (f" --tag {args.tag}" if args.tag else "")
     )
-    name = f"timing_{args.geometry}_{args.device}" + (f"_{args.tag}" if args.tag else "")
+    name = tagged(f"timing_{args.geometry}_{args.device}", args.tag)
     print("wrote", write_result(name, {"geometry": args.geometry, "results": rows}, command))
 
 

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_result
+from _common import tagged, write_result
 
 
 def main() -> None:
@@ -39,9 +39,7 @@ def main() -> None:
     }  # fmt: skip
     print(
         "wrote",
-        write_result(
-            "quickstart" + (f"_{args.tag}" if args.tag else ""), data, "bash scripts/quickstart.sh", commit=args.commit
-        ),
+        write_result(tagged("quickstart", args.tag), data, "bash scripts/quickstart.sh", commit=args.commit),
     )
 
 

@@ -78,7 +78,7 @@ def _lever_sections() -> list[str]:
     out = []
     for path in sorted(RESULTS.glob("levers_*.json")):
         d = json.loads(path.read_text())
-        bf16 = "bf16 emulated" if d["machine"].get("cpu_bf16") == "emulated" else "bf16 native"
+        bf16 = "bf16 native" if _bf16_native(d) else "bf16 emulated"
         out += [f"## Speed levers ({d['geometry']}, CPU with {bf16}, batch {d['results'][0]['batch_size']:,})", "",
                 f"Command: `{d['command']}`  ", f"Machine: {_machine(d)}; commit {d['commit']}, {d['date']}"
                 + (f" ({d['note']})" if d.get("note") else ""), "",
@@ -272,20 +272,21 @@ def _model_label(data: dict) -> str:
     return f"{data['model']} ({tag})" if tag else data["model"]
 
 
+def _bf16_native(data: dict) -> bool:
+    """Whether the run's CPU did bf16 natively. Not recorded before 2026-12-02: those machines ran
+    bf16 faster than fp32, so natively."""
+    return data["machine"].get("cpu_bf16", "native (inferred)") != "emulated"
+
+
 def _machine(data: dict) -> str:
     m = data["machine"]
-    # Not recorded before 2026-12-02; those machines ran bf16 faster than fp32, so natively.
-    bf16 = m.get("cpu_bf16", "native (inferred)")
-    bf16_words = "bf16 emulated (no AMX)" if bf16 == "emulated" else f"bf16 {bf16}"
-    return f"{m['cpu']}, {m['cores']} cores, {bf16_words}, torch {m['torch']}" + (
-        f", {m['cuda']}" if m.get("cuda") else ""
-    )
+    bf16 = f"bf16 {m.get('cpu_bf16', 'native (inferred)')}" if _bf16_native(data) else "bf16 emulated (no AMX)"
+    return f"{m['cpu']}, {m['cores']} cores, {bf16}, torch {m['torch']}" + (f", {m['cuda']}" if m.get("cuda") else "")
 
 
 def _trained_on(data: dict) -> str:
     """Training precision and the CPU's bf16: epochs in a fixed budget depend on both."""
-    bf16 = data["machine"].get("cpu_bf16", "native")
-    return f"{data.get('train_precision', 'bf16')}, {'no AMX' if bf16 == 'emulated' else 'bf16 ' + bf16}"
+    return f"{data.get('train_precision', 'bf16')}, {'bf16 native' if _bf16_native(data) else 'no AMX'}"
 
 
 def _threads(data: dict) -> str:
