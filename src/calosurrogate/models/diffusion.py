@@ -36,7 +36,12 @@ from torch import Tensor, nn
 from calosurrogate.data.transforms import BlockWhitening, ConditionMap, LayerDecomposition, Logit, Standardize
 from calosurrogate.models import diffusion_samplers
 from calosurrogate.models.base import ConfigError, Surrogate, register
-from calosurrogate.models.denoisers import CylindricalUNet, LayerTransformer, ResidualMLP
+from calosurrogate.models.denoisers import (
+    CylindricalUNet,
+    LayerTransformer,
+    ResidualMLP,
+    spike_slab_posterior_mean,
+)
 from calosurrogate.models.glam import GeometryLatentMap, GridBackbone
 from calosurrogate.models.networks import LogEnergyCoding, coupling_spline_flow, flow_from_noise, flow_log_prob
 
@@ -60,6 +65,11 @@ class DiffusionConfig:
             output a nonlinear function of its own input (0: none).
         low_noise_gate: Scale the per-voxel skip and the pointwise head by ``1 / (1 + sigma^2)``
             (their work is the fine structure at low noise; at high noise they pass noise on).
+        spike_slab: The residual MLP predicts, per voxel, a spike-and-slab prior (empty code or a
+            Gaussian of hits) and the denoiser is its exact posterior mean
+            (:func:`~calosurrogate.models.denoisers.spike_slab_posterior_mean`): empty voxels snap
+            to the empty code at low noise instead of ending as faint hits or as dimmed real
+            ones. EDM objective, MLP backbone, no whitening (the spike is a code of the coding).
         unet_channels: U-Net channels at full and half resolution.
         unet_attention: Linear attention over all cells at the U-Net's coarse level.
         transformer_dim, transformer_depth: Width and blocks of the layer transformer.
@@ -97,6 +107,7 @@ class DiffusionConfig:
     voxel_skip: bool = False
     pointwise_hidden: int = 0
     low_noise_gate: bool = False
+    spike_slab: bool = False
     unet_channels: tuple[int, int] = (16, 32)
     unet_attention: bool = False
     transformer_dim: int = 128
@@ -126,6 +137,13 @@ class DiffusionConfig:
             raise ConfigError(f"diffusion: code_scale must be 'all' or 'hits', got {self.code_scale!r}")
         if self.whitening not in WHITENINGS:
             raise ConfigError(f"diffusion: whitening must be one of {WHITENINGS}, got {self.whitening!r}")
+        if self.spike_slab and (self.objective, self.backbone, self.whitening) != ("edm", "mlp", "none"):
+            raise ConfigError(
+                "diffusion: spike_slab needs objective 'edm', backbone 'mlp' and whitening 'none', got "
+                f"{self.objective!r}, {self.backbone!r}, {self.whitening!r}"
+            )
+        if self.spike_slab and (self.voxel_skip or self.pointwise_hidden):
+            raise ConfigError("diffusion: spike_slab replaces voxel_skip and pointwise_hidden; switch them off")
         _check_sampling(self.sampler, self.steps)
 
 
@@ -199,7 +217,7 @@ class DiffusionSurrogate(Surrogate):
         else:
             self.net = ResidualMLP(
                 geometry.n_voxels, k, config.hidden, config.blocks, config.voxel_skip, config.pointwise_hidden,
-                LOW_NOISE_WEIGHTS[config.objective] if config.low_noise_gate else None,
+                LOW_NOISE_WEIGHTS[config.objective] if config.low_noise_gate else None, config.spike_slab,
             )  # fmt: skip
         # The frozen teacher of a distillation student (same architecture, weights copied in).
         self.teacher = copy.deepcopy(self.net).requires_grad_(False) if config.distill_steps else None
@@ -287,6 +305,9 @@ class DiffusionSurrogate(Surrogate):
         c_skip = sd**2 / (s**2 + sd**2)
         c_out = s * sd / (s**2 + sd**2).sqrt()
         c_in = 1 / (s**2 + sd**2).sqrt()
+        if self.config.spike_slab:
+            empty_code = -self.coding.mean / self.coding.std  # raw code of an empty voxel: log1p(0) = 0
+            return spike_slab_posterior_mean(x, sigma, empty_code, net(c_in * x, torch.log(sigma) / 4, cond))
         return c_skip * x + c_out * net(c_in * x, torch.log(sigma) / 4, cond)
 
     def denoiser(self, cond: Tensor, net: nn.Module | None = None) -> diffusion_samplers.Denoiser:
