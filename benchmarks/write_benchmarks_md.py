@@ -120,12 +120,16 @@ def _core_reference_line(runs: list[dict]) -> list[str]:
 
 
 def _ablation_sections() -> list[str]:
+    """One table per geometry, budget and kind of machine: pilots compare only with pilots that
+    trained as long on the same kind of CPU (epochs in a budget depend on it)."""
     runs = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("diffusion_steps_*.json"))]
+    groups: dict[tuple, list[dict]] = {}
+    for d in sorted((d for d in runs if _is_pilot(d)), key=lambda d: d["date"]):
+        groups.setdefault((d["geometry"], d["train_minutes_budget"], _trained_on(d)), []).append(d)
     out = []
-    for geometry in sorted({d["geometry"] for d in runs if _is_pilot(d)}):
-        pilots = sorted((d for d in runs if _is_pilot(d) and d["geometry"] == geometry), key=lambda d: d["date"])
+    for (geometry, minutes, trained), pilots in groups.items():
         first = pilots[0]
-        out += [f"## Diffusion ablation ({geometry}, {first['train_minutes_budget']:g}-minute pilots)", "",
+        out += [f"## Diffusion ablation ({geometry}, {minutes:g}-minute pilots, trained {trained})", "",
                 f"Command: `{first['command']}`, with the `--set` options and `--tag` of each row  ",
                 f"Machine: {_machine(first)}; commits {', '.join(sorted({d['commit'] for d in pilots}))} (HEAD when each pilot "
                 "finished; each option is off by default, so a later commit leaves the earlier rows' models unchanged)", "",
@@ -133,13 +137,13 @@ def _ablation_sections() -> list[str]:
                 f"{first['n_reference']:,} showers (classifiers: `cpu` preset, 1 run; fewer showers than the full runs, so "
                 "AUCs are lower than they would be at 10,000 and only comparable within this table).", "",
                 *_core_reference_line(pilots),
-                "| variant (`--set`) | tag | trained | epochs | steps | ms / shower | AUC low | AUC high | S(E_tot/E_inc) | FPD x 1e3 | note |",
-                "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+                "| variant (`--set`) | tag | epochs | steps | ms / shower | AUC low | AUC high | S(E_tot/E_inc) | FPD x 1e3 | note |",
+                "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for d in pilots:
             words = d["command"].split()
             sets = ", ".join(words[i + 1] for i, w in enumerate(words) if w == "--set")
             for r in d["results"]:
-                out.append(f"| {sets} | {d['tag']} | {_trained_on(d)} | {d['epochs']} | {r['steps']} | {r['ms_per_shower_batch_10000']:.2f} | "
+                out.append(f"| {sets} | {d['tag']} | {d['epochs']} | {r['steps']} | {r['ms_per_shower_batch_10000']:.2f} | "
                            f"{r['auc_low']:.3f} | {r['auc_high']:.3f} | {r['separation_etot_einc']:.4f} | {r['fpd_x1e3']:.0f} | "
                            f"{d.get('note', '')} |")  # fmt: skip
         out.append("")
