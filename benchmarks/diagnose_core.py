@@ -5,7 +5,12 @@ radial ring, the fraction of that ring's alpha bins that are empty (below the cu
 of log10(alpha bin / ring mean) over hit bins, and the mean share of the ring's largest alpha
 bin. The simulator's showers are symmetric in alpha, so a good sample shares the ring evenly.
 
-Run: .venv/bin/python benchmarks/diagnose_core.py REFERENCE.h5 GENERATED.h5 [...] --geometry ds2 --layer 5
+With ``--radial``, also the layer's radial profile ring by ring: the mean fraction of the layer's
+energy in the ring, hits per voxel, and the median log10(E / E_inc) of the ring's hits. A sample
+can have the right number of hits and still put them two decades too low (faint hits the
+classifier sees in the radial centre and width of the first layers).
+
+Run: .venv/bin/python benchmarks/diagnose_core.py REFERENCE.h5 GENERATED.h5 [...] --geometry ds2 --layer 5 [--radial]
 """
 
 from __future__ import annotations
@@ -43,12 +48,30 @@ def core_statistics(path: str, geometry, layer: int, cut_mev: float, max_showers
     return result
 
 
+def radial_profile(path: str, geometry, layer: int, cut_mev: float, max_showers: int) -> dict[str, list[float]]:
+    """Per radial ring of one layer: energy fraction, hits per voxel, median log10(E / E_inc) of hits."""
+    batch = read_showers(path, max_showers=max_showers)
+    showers = batch.showers.reshape(-1, *geometry.shape)[:, layer]  # (N, alpha, r)
+    incident = np.broadcast_to(batch.incident_energies.reshape(-1, 1, 1), showers.shape)
+    ring_energy = showers.sum(1)
+    total = ring_energy.sum(1)
+    hit = showers >= cut_mev
+    medians = [float(np.median(np.log10(showers[:, :, r][hit[:, :, r]] / incident[:, :, r][hit[:, :, r]])))
+               if hit[:, :, r].any() else float("nan") for r in range(showers.shape[2])]  # fmt: skip
+    return {
+        "energy_fraction": (ring_energy[total > 0] / total[total > 0, None]).mean(0).tolist(),
+        "hits_per_voxel": hit.mean((0, 1)).tolist(),
+        "median_log10_hit_fraction": medians,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="+", help="reference first, then generated files")
     parser.add_argument("--geometry", default="ds2")
     parser.add_argument("--layer", type=int, default=5)
     parser.add_argument("--max-showers", type=int, default=5000)
+    parser.add_argument("--radial", action="store_true", help="also print the layer's radial profile ring by ring")
     parser.add_argument("--json", help="also write the figures here")
     parser.add_argument("--annotate", help="a benchmark result JSON: store the figures of the (one) generated file "
                         "and the reference in it, with a one-line note for BENCHMARKS.md")  # fmt: skip
@@ -61,6 +84,16 @@ def main() -> None:
         cells = [f"{name}: {s['ring0_fraction']:.2f} | {s['empty_alpha_bins']:.3f} | {s['log10_spread']:.2f} | "
                  f"{s['largest_alpha_share']:.2f}" for name, s in by_range.items()]  # fmt: skip
         print(path, "\n   ", "\n    ".join(cells))
+    if args.radial:
+        print(f"layer {args.layer} by radial ring: energy fraction / hits per voxel / median log10(E / E_inc) of hits")
+        for path in args.files:
+            profile = radial_profile(
+                path, detector.geometry, args.layer, detector.readout_threshold_mev, args.max_showers
+            )
+            print(path)
+            for name, values in profile.items():
+                print(f"    {name:26s}", " ".join(f"{v:6.3f}" if name != "median_log10_hit_fraction" else f"{v:6.2f}"
+                                                   for v in values))  # fmt: skip
     if args.annotate:
         if len(args.files) != 2:
             raise SystemExit("--annotate needs exactly two files: the reference and one generated file")
