@@ -55,7 +55,9 @@ def main() -> None:
     }
     detector = get_detector(args.geometry)
     train_file, ref = simulated_data(args.geometry, args.workdir, args.n_train, args.n_reference)
-    name = tagged(f"{args.geometry}_{args.objective}", args.tag)
+    # Another sampler on a reused run (same tag) gets its own result beside the default Heun one.
+    sampler = "" if args.sampler == "heun" else f"_{args.sampler}"
+    name = tagged(f"{args.geometry}_{args.objective}{sampler}", args.tag)
     work = Path(args.workdir) / (f"{args.geometry}-diffusion-{args.objective}" + (f"-{args.tag}" if args.tag else ""))
     run = work / "run"
     start = time.perf_counter()
