@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import sample_and_judge, selected_epoch, simulated_data, tagged, write_result
+from _common import RESULTS, sample_and_judge, selected_epoch, simulated_data, tagged, write_result
 
 from calosurrogate.models import build_surrogate, load_surrogate
 from calosurrogate.models.diffusion_samplers import network_calls
@@ -61,7 +62,8 @@ def main() -> None:
     work = Path(args.workdir) / (f"{args.geometry}-diffusion-{args.objective}" + (f"-{args.tag}" if args.tag else ""))
     run = work / "run"
     start = time.perf_counter()
-    if not (run / "model.pt").exists():
+    reused = (run / "model.pt").exists()
+    if not reused:
         model = build_surrogate("diffusion", detector.geometry, {"objective": args.objective, **overrides})
         config = TrainConfig(epochs=1000, batch_size=256, learning_rate=1e-3, precision=train_precision,
                              max_minutes=args.minutes, seed=1)  # fmt: skip
@@ -73,7 +75,10 @@ def main() -> None:
         epochs, train_s = int(last["epoch"]), float(last["seconds"])
     model = load_surrogate(run / "model.pt")
     conditions = conditions_from_file(ref, model)[: args.n_eval]
-    rows = []
+    # A reused run keeps the rows it measured before at other step counts (one table per run).
+    earlier = RESULTS / f"diffusion_steps_{name}.json"
+    before = json.loads(earlier.read_text()) if reused and earlier.exists() else {}
+    rows = before.get("results", [])
     plan = [(int(s), args.precision) for s in args.steps.split(",")]
     if args.check_fp32_at is not None and args.precision != "fp32":
         plan.append((args.check_fp32_at, "fp32"))
@@ -83,12 +88,15 @@ def main() -> None:
         row = {"steps": steps, "precision": precision, "network_calls": network_calls(steps, args.sampler),
                **sample_and_judge(model, conditions, ref, out, precision, args.n_eval)}  # fmt: skip
         print(row, flush=True)
-        rows.append(row)
+        rows = [r for r in rows if (r["steps"], r["precision"]) != (steps, precision)] + [row]
+    rows.sort(key=lambda r: (r["precision"] != args.precision, r["steps"]))
     data = {"geometry": args.geometry, "objective": args.objective, "sampler": args.sampler,
             "train_minutes_budget": args.minutes, "train_precision": train_precision, "train_seconds": round(train_s), "epochs": epochs,
             "selected_epoch": selected_epoch(run, adversarial=False),
             "model_config": model.checkpoint_dict()["config"], "n_reference": len(conditions),
             "classifier_runs": 1, "threads": torch.get_num_threads(), "tag": args.tag, "results": rows}  # fmt: skip
+    if before:  # the commands that measured the rows kept from before
+        data["earlier_commands"] = [*before.get("earlier_commands", []), before["command"]]
     command = " ".join(["python benchmarks/bench_diffusion_steps.py", *sys.argv[1:]])
     print("wrote", write_result(f"diffusion_steps_{name}", data, command))
 
