@@ -241,7 +241,8 @@ def _pareto_sections() -> list[str]:
                              f"{r['sampling_ms_per_shower_batch_10000']:.3f} | {r['auc_high']:.3f} | {r['auc_low']:.3f} | "
                              f"{r['FPD x 1e3']['value']:.1f} |")  # fmt: skip
         geometry_runs = [d for d in steps_results if d["geometry"] == geometry]
-        # Every run goes in the table; only the latest in the plot, where their lines would overlap.
+        # Every run goes in the table; only the latest model (its tag, every sampler) in the plot,
+        # where the lines of all runs would overlap.
         latest = max(geometry_runs, key=lambda d: d["date"]) if geometry_runs else None
         for steps_run in geometry_runs:
             fewest = min(r["steps"] for r in steps_run["results"])
@@ -249,9 +250,14 @@ def _pareto_sections() -> list[str]:
                 precision = r.get("precision", "fp32")
                 # One line per sampling precision, labelled by step count only (the first names the family).
                 family = "diffusion" + (f" ({steps_run['tag']})" if steps_run.get("tag") else "")
-                label = f"{family} {r['steps']} steps {precision}" if r["steps"] == fewest else f"{r['steps']}"
-                if steps_run is latest:
-                    ours.append({"label": label, "series": f"{family} {precision}",
+                series = f"{family} {steps_run['sampler']} {precision}"
+                label = (
+                    f"{series.replace(precision, '')}{r['steps']} steps {precision}"
+                    if r["steps"] == fewest
+                    else f"{r['steps']}"
+                )
+                if steps_run.get("tag") == latest.get("tag"):
+                    ours.append({"label": label, "series": series,
                                  "ms_per_shower": r["ms_per_shower_batch_10000"], "quality": r["auc_high"]})  # fmt: skip
                 lines.append(f"| {family}, {r['steps']} {steps_run['sampler']} steps | {precision} | "
                              f"{steps_run['train_minutes_budget']:g} min, {steps_run['epochs']} epochs | "
