@@ -52,12 +52,12 @@ def radial_profile(path: str, geometry, layer: int, cut_mev: float, max_showers:
     """Per radial ring of one layer: energy fraction, hits per voxel, median log10(E / E_inc) of hits."""
     batch = read_showers(path, max_showers=max_showers)
     showers = batch.showers.reshape(-1, *geometry.shape)[:, layer]  # (N, alpha, r)
-    incident = np.broadcast_to(batch.incident_energies.reshape(-1, 1, 1), showers.shape)
+    fraction = showers / batch.incident_energies.reshape(-1, 1, 1)
     ring_energy = showers.sum(1)
     total = ring_energy.sum(1)
     hit = showers >= cut_mev
-    medians = [float(np.median(np.log10(showers[:, :, r][hit[:, :, r]] / incident[:, :, r][hit[:, :, r]])))
-               if hit[:, :, r].any() else float("nan") for r in range(showers.shape[2])]  # fmt: skip
+    medians = [float(np.median(np.log10(fraction[:, :, r][hit[:, :, r]]))) if hit[:, :, r].any() else float("nan")
+               for r in range(showers.shape[2])]  # fmt: skip
     return {
         "energy_fraction": (ring_energy[total > 0] / total[total > 0, None]).mean(0).tolist(),
         "hits_per_voxel": hit.mean((0, 1)).tolist(),

@@ -251,11 +251,8 @@ def _pareto_sections() -> list[str]:
                 # One line per sampling precision, labelled by step count only (the first names the family).
                 family = "diffusion" + (f" ({steps_run['tag']})" if steps_run.get("tag") else "")
                 series = f"{family} {steps_run['sampler']} {precision}"
-                label = (
-                    f"{series.replace(precision, '')}{r['steps']} steps {precision}"
-                    if r["steps"] == fewest
-                    else f"{r['steps']}"
-                )
+                first = f"{family} {steps_run['sampler']} {r['steps']} steps {precision}"
+                label = first if r["steps"] == fewest else f"{r['steps']}"
                 if steps_run.get("tag") == latest.get("tag"):
                     ours.append({"label": label, "series": series,
                                  "ms_per_shower": r["ms_per_shower_batch_10000"], "quality": r["auc_high"]})  # fmt: skip

@@ -302,13 +302,13 @@ class DiffusionSurrogate(Surrogate):
         net = self.net if net is None else net
         sd = self.config.sigma_data
         s = sigma[:, None]
-        c_skip = sd**2 / (s**2 + sd**2)
-        c_out = s * sd / (s**2 + sd**2).sqrt()
-        c_in = 1 / (s**2 + sd**2).sqrt()
+        output = net(x / (s**2 + sd**2).sqrt(), torch.log(sigma) / 4, cond)  # c_in x
         if self.config.spike_slab:
             empty_code = -self.coding.mean / self.coding.std  # raw code of an empty voxel: log1p(0) = 0
-            return spike_slab_posterior_mean(x, sigma, empty_code, net(c_in * x, torch.log(sigma) / 4, cond))
-        return c_skip * x + c_out * net(c_in * x, torch.log(sigma) / 4, cond)
+            return spike_slab_posterior_mean(x, sigma, empty_code, output)
+        c_skip = sd**2 / (s**2 + sd**2)
+        c_out = s * sd / (s**2 + sd**2).sqrt()
+        return c_skip * x + c_out * output
 
     def denoiser(self, cond: Tensor, net: nn.Module | None = None) -> diffusion_samplers.Denoiser:
         """``D(x, sigma)`` in variance-exploding coordinates for mapped conditions ``(N, K)``
