@@ -73,3 +73,49 @@ def test_whitening_stays_float32_under_bf16_autocast() -> None:
 def test_bad_block_sizes_are_refused() -> None:
     with pytest.raises(ValueError, match="block sizes"):
         BlockWhitening([3, 0])
+
+
+def test_masked_standardize_uses_only_the_counted_entries() -> None:
+    from calosurrogate.data.transforms import Standardize
+
+    x = torch.tensor([[1.0, 5.0], [3.0, -100.0], [100.0, 7.0], [5.0, 9.0]])
+    mask = torch.tensor([[True, True], [True, False], [False, True], [True, True]])
+    scaler = Standardize(2).fit(x, mask)
+    assert torch.allclose(scaler.mean, torch.tensor([3.0, 7.0]))
+    assert torch.allclose(scaler.std, torch.tensor([2.0, 2.0]))  # sample std of (1, 3, 5) and (5, 7, 9)
+    lonely = Standardize(2).fit(x, torch.tensor([[True, False], [True, False], [False, False], [False, True]]))
+    assert lonely.mean[1] == 0.0 and lonely.std[1] == 1.0  # one counted entry: no spread to learn
+
+
+def _decomposition():
+    from calosurrogate.data.transforms import LayerDecomposition
+
+    return LayerDecomposition([0, 2, 4, 6, 8, 10])  # five layers of two voxels
+
+
+def test_determined_codes_are_the_codes_the_occupancy_fixes() -> None:
+    decomposition = _decomposition()
+    generator = torch.Generator().manual_seed(0)
+    occupied = torch.rand(500, 5, generator=generator) < 0.5
+    layer_e = torch.where(occupied, torch.rand(500, 5, generator=generator) + 0.1, torch.zeros(500, 5))
+    u = decomposition.encode_energies(layer_e, torch.full((500, 1), 10.0))
+    fixed, values = decomposition.determined_codes(occupied)
+    assert torch.equal(u[fixed], values[fixed])
+    free = u[~fixed]
+    assert ((free > 0) & (free < 1)).all()  # what is left is neither point mass
+    # by hand: layers 0 and 3 occupied -> u0 free, layer 0 free (3 follows), 1 and 2 zero, 3 is the last (1)
+    fixed, values = decomposition.determined_codes(torch.tensor([[1, 0, 0, 1, 0]]))
+    assert fixed.tolist() == [[False, False, True, True, True]]
+    assert values[0, 3:].tolist() == [0.0, 1.0]
+    fixed, values = decomposition.determined_codes(torch.zeros(1, 5))
+    assert fixed.all() and (values == 0).all()
+
+
+def test_decoding_with_the_determined_codes_leaves_empty_layers_exactly_empty() -> None:
+    decomposition = _decomposition()
+    occupied = torch.tensor([[1, 0, 1, 0, 0], [0, 1, 1, 1, 1], [0, 0, 0, 0, 1]])
+    fixed, values = decomposition.determined_codes(occupied)
+    u = torch.where(fixed, values, torch.full((3, 5), 0.3))  # any free codes in (0, 1)
+    layer_e = decomposition.decode_energies(u, torch.full((3, 1), 100.0))
+    assert torch.equal(layer_e > 0, occupied.bool())
+    assert torch.allclose(layer_e.sum(1), 0.3 * 1.5 * torch.full((3,), 100.0))

@@ -311,3 +311,49 @@ def test_spike_slab_config_is_refused_where_it_does_not_apply(tiny_geometry) -> 
         build_surrogate("diffusion", tiny_geometry, {"spike_slab": True, "objective": "ddpm"})
     with pytest.raises(ConfigError, match="replaces voxel_skip"):
         build_surrogate("diffusion", tiny_geometry, {"spike_slab": True, "voxel_skip": True})
+
+
+def _showers_with_empty_layers(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tiny-geometry showers (12 voxels a layer) whose deep layers are empty in runs: layer 1
+    in 30% of showers, layer 2 in 60% (always when layer 1 is), layer 0 in 20%."""
+    incident = 1000.0 * 10 ** (2 * torch.rand(n, 1, generator=generator))
+    u1, u2, u0 = torch.rand(3, n, generator=generator)
+    occupied = torch.stack([u0 > 0.2, u1 > 0.3, (u1 > 0.3) & (u2 > 3 / 7)], dim=1)
+    voxels = incident / 20 * torch.exp(0.5 * torch.randn(n, 36, generator=generator))
+    return voxels * occupied.repeat_interleave(12, dim=1), torch.cat([incident, torch.zeros(n, 1)], dim=1)
+
+
+@pytest.mark.parametrize("occupancy", [False, True])
+def test_layer_occupancy_keeps_empty_layers_exactly_empty(occupancy, tiny_geometry) -> None:
+    generator = torch.Generator().manual_seed(0)
+    showers, conditions = _showers_with_empty_layers(4000, generator)
+    torch.manual_seed(0)
+    model = build_surrogate(
+        "diffusion", tiny_geometry, {"layer_energies": True, "layer_occupancy": occupancy, "hidden": 16, "blocks": 1},
+        ("incident_energies", "incident_angles"),
+    )  # fmt: skip
+    model.fit_preprocessing(showers, conditions)
+    stage = [p for name, p in model.named_parameters() if name.startswith(("energy_flow.", "occupancy."))]
+    optimizer = torch.optim.Adam(stage, lr=3e-3)
+    for _ in range(250):  # the first stage alone: its loss does not touch the voxel network
+        batch = torch.randint(0, 4000, (256,), generator=generator)
+        loss = model._energy_nll(showers[batch], conditions[batch]).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        cond = model.conditions_map(conditions)
+        uniform = torch.rand(4000, 3) if occupancy else None
+        layer_e = model._sample_layer_energies(cond, conditions[:, :1], torch.randn(4000, 3), uniform)
+    empty = (layer_e == 0).float().mean(0)
+    truth = torch.tensor([0.2, 0.3, 0.6])
+    if occupancy:
+        assert torch.allclose(empty, truth, atol=0.04)
+        assert ((layer_e[:, 1] == 0) & (layer_e[:, 2] > 0)).float().mean() < 0.01  # layer 2 (almost) never alone
+    else:  # a flow over the codes alone smears the point masses at u = 0 and 1
+        assert (empty - truth).abs().max() > 0.2
+
+
+def test_layer_occupancy_needs_the_layer_energy_stage(tiny_geometry) -> None:
+    with pytest.raises(ConfigError, match="layer_occupancy is part of the layer-energy stage"):
+        build_surrogate("diffusion", tiny_geometry, {"layer_occupancy": True})

@@ -170,3 +170,28 @@ def test_glam_conserves_layer_energy_and_round_trips_at_initialisation() -> None
     one[0, geometry.layer_slice(1).start] = 1.0  # layer 1, first alpha bin, innermost ring
     hit = torch.nonzero(glam.encode(one)[0]).flatten()
     assert len(hit) >= 1 and all(grid.voxel_layer[i] == 1 and grid.voxel_r[i] == 0 for i in hit.tolist())
+
+
+def test_autoregressive_bernoulli_is_normalised_autoregressive_and_samples_its_probabilities() -> None:
+    import itertools
+
+    from calosurrogate.models.networks import AutoregressiveBernoulli
+
+    torch.manual_seed(0)
+    model = AutoregressiveBernoulli(3, 2, hidden=(16,))
+    for p in model.parameters():  # random, far from uniform probabilities
+        torch.nn.init.normal_(p, std=1.5)
+    context = torch.tensor([[0.5, -1.0]])
+    flags = torch.tensor(list(itertools.product([0.0, 1.0], repeat=3)))
+    with torch.no_grad():
+        probs = model.log_prob(flags, context.expand(8, 2)).exp()
+        assert probs.sum().item() == pytest.approx(1.0, abs=1e-5)
+        # the logit of flag i does not move with flags >= i
+        logits = model.logits(flags, context.expand(8, 2))
+        for i in range(3):
+            same_before = (flags[:, :i] == flags[0, :i]).all(1)
+            assert torch.allclose(logits[same_before, i], logits[0, i])
+        draws = model.sample_from_uniform(context.expand(40000, 2), torch.rand(40000, 3))
+    codes = (draws * torch.tensor([4.0, 2.0, 1.0])).sum(1).long()  # the row of `flags` each draw is
+    frequencies = torch.bincount(codes, minlength=8).float() / 40000
+    assert torch.allclose(frequencies, probs, atol=0.01)

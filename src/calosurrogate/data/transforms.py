@@ -82,10 +82,25 @@ class Standardize(nn.Module):
         self.register_buffer("std", torch.ones(n_features))
 
     @torch.no_grad()
-    def fit(self, x: Tensor) -> Standardize:
-        """Learn mean and standard deviation from ``(N, D)``."""
-        self.mean.copy_(x.double().mean(0).float())
-        self.std.copy_(x.double().std(0).clamp_min(self.eps).float())
+    def fit(self, x: Tensor, mask: Tensor | None = None) -> Standardize:
+        """Learn mean and standard deviation from ``(N, D)``.
+
+        Args:
+            x: Values, ``(N, D)``.
+            mask: Which entries count, ``(N, D)`` bool (None: all). A column with fewer than two
+                counted entries keeps mean 0 and standard deviation 1.
+        """
+        if mask is None:
+            self.mean.copy_(x.double().mean(0).float())
+            self.std.copy_(x.double().std(0).clamp_min(self.eps).float())
+            return self
+        weight = mask.double()
+        count = weight.sum(0)
+        mean = (x.double() * weight).sum(0) / count.clamp_min(1.0)
+        var = (((x.double() - mean) ** 2) * weight).sum(0) / (count - 1.0).clamp_min(1.0)
+        enough = count >= 2
+        self.mean.copy_(torch.where(enough, mean, torch.zeros_like(mean)).float())
+        self.std.copy_(torch.where(enough, var.sqrt().clamp_min(self.eps), torch.ones_like(var)).float())
         return self
 
     def forward(self, x: Tensor) -> Tensor:
@@ -232,6 +247,28 @@ class LayerDecomposition(nn.Module):
             torch.zeros_like(remaining[:, :-1]),
         )
         return torch.cat([u0, ratios.clamp(0.0, 1.0)], dim=1)
+
+    def determined_codes(self, occupied: Tensor) -> tuple[Tensor, Tensor]:
+        """The entries of ``u`` that the set of occupied (non-empty) layers fixes, and their values.
+
+        Given which layers hold energy, ``u_{i+1} = E_i / sum_{j >= i} E_j`` is exactly 0 for an
+        empty layer and exactly 1 for the last occupied one; ``u_0`` is 0 when no layer is
+        occupied. Only the other entries carry information. A continuous density over ``u``
+        smears these point masses (deep layers with a trace of energy instead of none); a
+        model told the occupancy learns the free entries only.
+
+        Args:
+            occupied: ``(N, L)``, nonzero where a layer holds energy.
+
+        Returns:
+            ``fixed`` ``(N, L)`` bool and ``values`` ``(N, L)`` (0 or 1, meaningful where fixed).
+        """
+        occupied = occupied.bool()
+        later = occupied.flip(1).cumsum(1).flip(1)[:, 1:] > 0  # some layer j > i is occupied, i < L - 1
+        head = occupied[:, :-1]
+        fixed = torch.cat([~occupied.any(1, keepdim=True), ~(head & later)], dim=1)
+        values = torch.cat([torch.zeros_like(occupied[:, :1]), head & ~later], dim=1)
+        return fixed, values.to(torch.get_default_dtype())
 
     def decode_energies(self, u: Tensor, incident_energies: Tensor) -> Tensor:
         """``u`` -> layer energies (MeV), non-negative."""

@@ -43,7 +43,13 @@ from calosurrogate.models.denoisers import (
     spike_slab_posterior_mean,
 )
 from calosurrogate.models.glam import GeometryLatentMap, GridBackbone
-from calosurrogate.models.networks import LogEnergyCoding, coupling_spline_flow, flow_from_noise, flow_log_prob
+from calosurrogate.models.networks import (
+    AutoregressiveBernoulli,
+    LogEnergyCoding,
+    coupling_spline_flow,
+    flow_from_noise,
+    flow_log_prob,
+)
 
 OBJECTIVES = ("edm", "ddpm", "v", "flow-matching")
 WHITENINGS = ("none", "layer", "shower")
@@ -93,6 +99,11 @@ class DiffusionConfig:
         layer_energies: Add a first stage, a coupling spline flow over the layer energies (CaloFlow's
             flow I coding), and condition the voxel model on them; sampled showers are rescaled
             layer by layer to the sampled layer energies (as CaloDREAM's two-stage generation).
+        layer_occupancy: The first stage first draws which layers hold energy (an autoregressive
+            Bernoulli over the layers, :class:`~calosurrogate.models.networks.AutoregressiveBernoulli`),
+            then the flow draws only the codes the occupancy leaves free, given the occupancy
+            (:meth:`~calosurrogate.data.transforms.LayerDecomposition.determined_codes`): empty
+            layers stay exactly empty instead of receiving a trace of energy. Needs ``layer_energies``.
         distill_steps: 0 for an ordinary model; N > 0 for a student of progressive distillation,
             trained to reproduce in N Euler (DDIM) steps what its frozen teacher does in 2N
             (:meth:`DiffusionSurrogate.distilled`).
@@ -123,6 +134,7 @@ class DiffusionConfig:
     code_scale: str = "all"
     whitening: str = "none"
     layer_energies: bool = False
+    layer_occupancy: bool = False
     distill_steps: int = 0
     energy_cut_mev: float | None = None
     seed: int = 0
@@ -144,6 +156,8 @@ class DiffusionConfig:
             )
         if self.spike_slab and (self.voxel_skip or self.pointwise_hidden):
             raise ConfigError("diffusion: spike_slab replaces voxel_skip and pointwise_hidden; switch them off")
+        if self.layer_occupancy and not self.layer_energies:
+            raise ConfigError("diffusion: layer_occupancy is part of the layer-energy stage; set layer_energies too")
         _check_sampling(self.sampler, self.steps)
 
 
@@ -188,6 +202,7 @@ class DiffusionSurrogate(Surrogate):
         self.conditions_map = ConditionMap(k)
         self.coding = LogEnergyCoding(geometry.n_voxels, float(self.cut), scale_on_hits=config.code_scale == "hits")
         self.whitening = None
+        self.occupancy: AutoregressiveBernoulli | None = None
         if config.whitening == "layer":
             self.whitening = BlockWhitening([layer.n_voxels for layer in geometry.layers])
         elif config.whitening == "shower":
@@ -203,7 +218,10 @@ class DiffusionSurrogate(Surrogate):
             self.logit = Logit(1e-6)
             self.energy_scaler = Standardize(n_layers)
             self.log_energy_scaler = Standardize(n_layers)
-            self.energy_flow = coupling_spline_flow(n_layers, k, 6, 128, 8, config.seed)
+            # Told the occupancy, the flow learns the free codes; the fixed ones are filled with noise.
+            flow_context = k + n_layers if config.layer_occupancy else k
+            self.energy_flow = coupling_spline_flow(n_layers, flow_context, 6, 128, 8, config.seed)
+            self.occupancy = AutoregressiveBernoulli(n_layers, k) if config.layer_occupancy else None
             k = k + n_layers  # the voxel model also sees the (standardised log) layer energies
         if config.backbone == "transformer":
             self.net = LayerTransformer(geometry, k, config.transformer_dim, config.transformer_depth)
@@ -233,8 +251,9 @@ class DiffusionSurrogate(Surrogate):
         if self.whitening is not None:
             self.whitening.fit(self.coding(showers, conditions[:, :1]))
         if self.config.layer_energies:
-            u, log_e = self._layer_codes(showers, conditions)
-            self.energy_scaler.fit(u)
+            layer_e, u, log_e = self._layer_codes(showers, conditions)
+            free = None if self.occupancy is None else ~self.decomposition.determined_codes(layer_e > 0)[0]
+            self.energy_scaler.fit(u, free)
             self.log_energy_scaler.fit(log_e)
         codes = self._encode(showers, conditions)
         margin = 0.1 * (codes.max(0).values - codes.min(0).values) + 1e-3
@@ -253,23 +272,41 @@ class DiffusionSurrogate(Surrogate):
         return self.coding.inverse(codes, incident_energies)
 
     # -------------------------------------------------------- layer-energy stage
-    def _layer_codes(self, showers: Tensor, conditions: Tensor) -> tuple[Tensor, Tensor]:
+    def _layer_codes(self, showers: Tensor, conditions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Layer energies (MeV), their flow codes ``u`` (logit) and ``log10(E + cut)``, each ``(N, L)``."""
         layer_e = self.decomposition.layer_energies(showers.float())
         u = self.logit(self.decomposition.encode_energies(layer_e, conditions[:, :1].float()))
-        return u, torch.log10(layer_e + self.cut)
+        return layer_e, u, torch.log10(layer_e + self.cut)
 
     def _context(self, showers: Tensor, conditions: Tensor) -> Tensor:
         """What the voxel model is conditioned on: mapped conditions (+ standardised log layer energies)."""
         cond = self.conditions_map(conditions)
         if not self.config.layer_energies:
             return cond
-        _, log_e = self._layer_codes(showers, conditions)
+        _, _, log_e = self._layer_codes(showers, conditions)
         return torch.cat([cond, self.log_energy_scaler(log_e)], dim=1)
 
     def _energy_nll(self, showers: Tensor, conditions: Tensor) -> Tensor:
-        u, _ = self._layer_codes(showers, conditions)
-        nll = -flow_log_prob(self.energy_flow, self.energy_scaler(u), self.conditions_map(conditions))
-        return nll / self.geometry.n_layers
+        layer_e, u, _ = self._layer_codes(showers, conditions)
+        z, cond = self.energy_scaler(u), self.conditions_map(conditions)
+        if self.occupancy is None:
+            return -flow_log_prob(self.energy_flow, z, cond) / self.geometry.n_layers
+        occupied = (layer_e > 0).float()
+        fixed, _ = self.decomposition.determined_codes(occupied)
+        z = torch.where(fixed, torch.randn_like(z), z)  # the flow need not model what occupancy fixes
+        nll = -flow_log_prob(self.energy_flow, z, torch.cat([cond, occupied], dim=1))
+        return (nll - self.occupancy.log_prob(occupied, cond)) / self.geometry.n_layers
+
+    def _sample_layer_energies(self, cond: Tensor, incident: Tensor, noise: Tensor, uniform: Tensor | None) -> Tensor:
+        """First stage: layer energies (MeV) ``(N, L)`` from the flow's base noise (and the occupancy's uniforms)."""
+        if self.occupancy is None:
+            z = flow_from_noise(self.energy_flow, cond, noise)
+            return self.decomposition.decode_energies(self.logit.inverse(self.energy_scaler.inverse(z)), incident)
+        occupied = self.occupancy.sample_from_uniform(cond, uniform)
+        z = flow_from_noise(self.energy_flow, torch.cat([cond, occupied], dim=1), noise)
+        u = self.logit.inverse(self.energy_scaler.inverse(z))
+        fixed, values = self.decomposition.determined_codes(occupied)
+        return self.decomposition.decode_energies(torch.where(fixed, values.to(u.dtype), u), incident)
 
     # ----------------------------------------------------------------- objectives
     def objective_loss(self, showers: Tensor, conditions: Tensor) -> Tensor:
@@ -403,6 +440,8 @@ class DiffusionSurrogate(Surrogate):
         noise = [torch.randn(n, v, device=device)]
         if self.config.layer_energies:
             noise.append(torch.randn(n, self.geometry.n_layers, device=device))
+        if self.config.layer_occupancy:
+            noise.append(torch.rand(n, self.geometry.n_layers, device=device))
         if self.config.sampler == "ddpm":
             noise.append(torch.randn(self.config.steps, n, v, device=device))
         return tuple(noise)
@@ -414,8 +453,9 @@ class DiffusionSurrogate(Surrogate):
         cond = self.conditions_map(conditions)
         incident = conditions[:, :1].float()
         if cfg.layer_energies:
-            u = self.logit.inverse(self.energy_scaler.inverse(flow_from_noise(self.energy_flow, cond, noise.pop(0))))
-            layer_e = self.decomposition.decode_energies(u, incident)
+            flow_noise = noise.pop(0)
+            uniform = noise.pop(0) if cfg.layer_occupancy else None
+            layer_e = self._sample_layer_energies(cond, incident, flow_noise, uniform)
             cond = torch.cat([cond, self.log_energy_scaler(torch.log10(layer_e + self.cut))], dim=1)
         codes = diffusion_samplers.sample(
             self.denoiser(cond), start.float(), cfg.steps, cfg.sampler, cfg.sigma_min, cfg.sigma_max,
