@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -357,3 +358,22 @@ def test_layer_occupancy_keeps_empty_layers_exactly_empty(occupancy, tiny_geomet
 def test_layer_occupancy_needs_the_layer_energy_stage(tiny_geometry) -> None:
     with pytest.raises(ConfigError, match="layer_occupancy is part of the layer-energy stage"):
         build_surrogate("diffusion", tiny_geometry, {"layer_occupancy": True})
+
+
+def test_ancestral_sampling_never_holds_every_steps_noise_at_once(tiny_geometry, monkeypatch) -> None:
+    model = build_surrogate("diffusion", tiny_geometry, {"hidden": 16, "blocks": 1, "sampler": "ddpm", "steps": 8})
+    model.fit_preprocessing(torch.rand(64, 36) * 100, torch.full((64, 1), 1e4))
+    assert model.sample_noise(torch.full((5, 1), 1e4))[-1].shape == (8, 5, 36)  # the exportable split keeps it
+    drawn = []
+    randn = torch.randn
+
+    def recording_randn(*size, **kwargs):
+        out = randn(*size, **kwargs)
+        drawn.append(out.numel())
+        return out
+
+    monkeypatch.setattr(torch, "randn", recording_randn)
+    monkeypatch.setattr(torch, "randn_like", lambda x, **kw: recording_randn(*x.shape, dtype=x.dtype, device=x.device))
+    showers = model.sample(np.full((50, 1), 1e4, dtype=np.float32), batch_size=50)
+    assert showers.shape == (50, 36) and np.isfinite(showers).all()
+    assert len(drawn) >= 8 and max(drawn) <= 50 * 36  # one step's noise at a time

@@ -435,16 +435,27 @@ class DiffusionSurrogate(Surrogate):
         _check_sampling(sampler, steps)
         self.config.sampler, self.config.steps = sampler, steps
 
-    def sample_noise(self, conditions: Tensor) -> tuple[Tensor, ...]:
-        n, v, device = conditions.shape[0], self.geometry.n_voxels, conditions.device
-        noise = [torch.randn(n, v, device=device)]
+    def _start_noise(self, conditions: Tensor) -> list[Tensor]:
+        """The random inputs other than the ancestral sampler's fresh noise of each step."""
+        n, device = conditions.shape[0], conditions.device
+        noise = [torch.randn(n, self.geometry.n_voxels, device=device)]
         if self.config.layer_energies:
             noise.append(torch.randn(n, self.geometry.n_layers, device=device))
         if self.config.layer_occupancy:
             noise.append(torch.rand(n, self.geometry.n_layers, device=device))
+        return noise
+
+    def sample_noise(self, conditions: Tensor) -> tuple[Tensor, ...]:
+        noise = self._start_noise(conditions)
         if self.config.sampler == "ddpm":
-            noise.append(torch.randn(self.config.steps, n, v, device=device))
+            n, v = conditions.shape[0], self.geometry.n_voxels
+            noise.append(torch.randn(self.config.steps, n, v, device=conditions.device))
         return tuple(noise)
+
+    def sample_showers(self, conditions: Tensor) -> Tensor:
+        # The ancestral sampler draws each step's fresh noise when it needs it: all steps at once
+        # would be steps x N x V numbers (17 GB for 10,000 ds2 showers at 64 steps).
+        return self.showers_from_noise(conditions, *self._start_noise(conditions))
 
     def showers_from_noise(self, conditions: Tensor, *noise: Tensor) -> Tensor:
         cfg = self.config
