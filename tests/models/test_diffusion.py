@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from calosurrogate.data.transforms import dequantize
 from calosurrogate.models import ConfigError, build_surrogate
 from calosurrogate.models.denoisers import LinearAttention3d
 from calosurrogate.models.diffusion import LOW_NOISE_WEIGHTS, OBJECTIVES, _alpha_bar, _t_of_alpha_bar
@@ -338,7 +339,8 @@ def test_layer_occupancy_keeps_empty_layers_exactly_empty(occupancy, tiny_geomet
     optimizer = torch.optim.Adam(stage, lr=3e-3)
     for _ in range(250):  # the first stage alone: its loss does not touch the voxel network
         batch = torch.randint(0, 4000, (256,), generator=generator)
-        loss = model._energy_nll(showers[batch], conditions[batch]).mean()
+        noisy = dequantize(showers[batch], model.training_noise_mev(), generator)  # as the training loop does
+        loss = model._energy_nll(noisy, conditions[batch]).mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

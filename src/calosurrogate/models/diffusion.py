@@ -273,8 +273,13 @@ class DiffusionSurrogate(Surrogate):
 
     # -------------------------------------------------------- layer-energy stage
     def _layer_codes(self, showers: Tensor, conditions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Layer energies (MeV), their flow codes ``u`` (logit) and ``log10(E + cut)``, each ``(N, L)``."""
-        layer_e = self.decomposition.layer_energies(showers.float())
+        """Layer energies (MeV), their flow codes ``u`` (logit) and ``log10(E + cut)``, each ``(N, L)``.
+
+        Counted over voxels above the cut, as the voxel coding sees them: the training loop's
+        dequantisation noise would otherwise give every empty ds2 layer about 0.07 MeV, which the
+        first stage learns and the sampled showers keep as a faint hit.
+        """
+        layer_e = self.decomposition.layer_energies(self.apply_cut(showers))
         u = self.logit(self.decomposition.encode_energies(layer_e, conditions[:, :1].float()))
         return layer_e, u, torch.log10(layer_e + self.cut)
 
