@@ -337,7 +337,7 @@ def test_layer_occupancy_keeps_empty_layers_exactly_empty(occupancy, tiny_geomet
     model.fit_preprocessing(showers, conditions)
     stage = [p for name, p in model.named_parameters() if name.startswith(("energy_flow.", "occupancy."))]
     optimizer = torch.optim.Adam(stage, lr=3e-3)
-    for _ in range(250):  # the first stage alone: its loss does not touch the voxel network
+    for _ in range(400):  # the first stage alone: its loss does not touch the voxel network
         batch = torch.randint(0, 4000, (256,), generator=generator)
         noisy = dequantize(showers[batch], model.training_noise_mev(), generator)  # as the training loop does
         loss = model._energy_nll(noisy, conditions[batch]).mean()
@@ -354,7 +354,7 @@ def test_layer_occupancy_keeps_empty_layers_exactly_empty(occupancy, tiny_geomet
         assert torch.allclose(empty, truth, atol=0.04)
         assert ((layer_e[:, 1] == 0) & (layer_e[:, 2] > 0)).float().mean() < 0.01  # layer 2 (almost) never alone
     else:  # a flow over the codes alone smears the point masses at u = 0 and 1
-        assert (empty - truth).abs().max() > 0.2
+        assert (empty - truth).abs().max() > 0.15
 
 
 def test_layer_occupancy_needs_the_layer_energy_stage(tiny_geometry) -> None:
