@@ -192,6 +192,7 @@ def _steps_sections() -> list[str]:
         earlier = "".join(f"Earlier rows of this run: `{c}`  \n" for c in d.get("earlier_commands", []))
         out += [f"## Diffusion: quality against sampling steps ({d['geometry']}, objective {d['objective']}, sampler {d['sampler']})", "",
                 f"Command: `{d['command']}`  ", f"{earlier}Machine: {_machine(d)}; commit {d['commit']}, {d['date']}", "",
+                *([f"Note: {d['note']}", ""] if d.get("note") else []),
                 f"Training: {d['train_minutes_budget']:g} minutes ({d.get('train_precision', 'bf16')}{_threads(d)}), {d['epochs']} epochs{_selected(d)}. Each row samples {d['n_reference']:,} showers "
                 f"with the reference's energies (batch 10,000) and judges them (classifiers: `cpu` preset, {d['classifier_runs']} run).", "",
                 "| steps | sampling precision | network calls | ms / shower | AUC low | AUC high | S(E_tot/E_inc) | FPD x 1e3 | CFD layer (floor) |",
