@@ -75,10 +75,7 @@ def main() -> None:
         epochs, train_s = int(last["epoch"]), float(last["seconds"])
     model = load_surrogate(run / "model.pt")
     conditions = conditions_from_file(ref, model)[: args.n_eval]
-    # A reused run keeps the rows it measured before at other step counts (one table per run).
-    earlier = RESULTS / f"diffusion_steps_{name}.json"
-    before = json.loads(earlier.read_text()) if reused and earlier.exists() else {}
-    rows = before.get("results", [])
+    rows = []
     plan = [(int(s), args.precision) for s in args.steps.split(",")]
     if args.check_fp32_at is not None and args.precision != "fp32":
         plan.append((args.check_fp32_at, "fp32"))
@@ -88,7 +85,13 @@ def main() -> None:
         row = {"steps": steps, "precision": precision, "network_calls": network_calls(steps, args.sampler),
                **sample_and_judge(model, conditions, ref, out, precision, args.n_eval)}  # fmt: skip
         print(row, flush=True)
-        rows = [r for r in rows if (r["steps"], r["precision"]) != (steps, precision)] + [row]
+        rows.append(row)
+    # A reused run keeps the rows it measured before at other step counts (one table per run). Read
+    # now, not at the start: another run on the same model may have written meanwhile.
+    earlier = RESULTS / f"diffusion_steps_{name}.json"
+    before = json.loads(earlier.read_text()) if reused and earlier.exists() else {}
+    measured = {(r["steps"], r["precision"]) for r in rows}
+    rows += [r for r in before.get("results", []) if (r["steps"], r["precision"]) not in measured]
     rows.sort(key=lambda r: (r["precision"] != args.precision, r["steps"]))
     data = {"geometry": args.geometry, "objective": args.objective, "sampler": args.sampler,
             "train_minutes_budget": args.minutes, "train_precision": train_precision, "train_seconds": round(train_s), "epochs": epochs,

@@ -304,14 +304,13 @@ class DiffusionSurrogate(Surrogate):
 
     def _sample_layer_energies(self, cond: Tensor, incident: Tensor, noise: Tensor, uniform: Tensor | None) -> Tensor:
         """First stage: layer energies (MeV) ``(N, L)`` from the flow's base noise (and the occupancy's uniforms)."""
-        if self.occupancy is None:
-            z = flow_from_noise(self.energy_flow, cond, noise)
-            return self.decomposition.decode_energies(self.logit.inverse(self.energy_scaler.inverse(z)), incident)
-        occupied = self.occupancy.sample_from_uniform(cond, uniform)
-        z = flow_from_noise(self.energy_flow, torch.cat([cond, occupied], dim=1), noise)
-        u = self.logit.inverse(self.energy_scaler.inverse(z))
-        fixed, values = self.decomposition.determined_codes(occupied)
-        return self.decomposition.decode_energies(torch.where(fixed, values.to(u.dtype), u), incident)
+        occupied = None if self.occupancy is None else self.occupancy.sample_from_uniform(cond, uniform)
+        context = cond if occupied is None else torch.cat([cond, occupied], dim=1)
+        u = self.logit.inverse(self.energy_scaler.inverse(flow_from_noise(self.energy_flow, context, noise)))
+        if occupied is not None:
+            fixed, values = self.decomposition.determined_codes(occupied)
+            u = torch.where(fixed, values.to(u.dtype), u)
+        return self.decomposition.decode_energies(u, incident)
 
     # ----------------------------------------------------------------- objectives
     def objective_loss(self, showers: Tensor, conditions: Tensor) -> Tensor:
