@@ -119,3 +119,22 @@ def test_decoding_with_the_determined_codes_leaves_empty_layers_exactly_empty() 
     layer_e = decomposition.decode_energies(u, torch.full((3, 1), 100.0))
     assert torch.equal(layer_e > 0, occupied.bool())
     assert torch.allclose(layer_e.sum(1), 0.3 * 1.5 * torch.full((3,), 100.0))
+
+
+def test_composition_through_the_cut_keeps_every_layer_energy() -> None:
+    decomposition = _decomposition()
+    cut = 1.0
+    layer_e = torch.tensor([[10.0, 1.5, 0.0, 4.0, 3.0]])
+    # layer 0: one voxel below the cut after scaling (10 * 0.05 = 0.5), layer 1: both below (0.75
+    # each), layer 2: empty, layer 3: the shape model said empty, layer 4: both kept
+    shapes = torch.tensor([[0.95, 0.05, 0.5, 0.5, 0.0, 0.0, 0.0, 0.0, 2.0, 1.0]])
+    preference = torch.tensor([[0.0, 0.0, -1.0, 2.0, 0.0, 0.0, -3.0, -2.0, 0.0, 0.0]])
+    plain = decomposition.compose(layer_e, shapes)
+    assert torch.allclose(decomposition.layer_energies(plain), torch.tensor([[10.0, 1.5, 0.0, 0.0, 3.0]]))
+    showers = decomposition.compose(layer_e, shapes, cut, preference)
+    assert torch.allclose(decomposition.layer_energies(showers), layer_e)
+    assert not ((showers > 0) & (showers < cut)).any()  # nothing left for the sampling cut to remove
+    assert torch.allclose(showers, torch.tensor([[10.0, 0.0, 0.0, 1.5, 0.0, 0.0, 0.0, 4.0, 2.0, 1.0]]))
+    # without a preference the shape ranks; a tie goes to the layer's first voxel
+    showers = decomposition.compose(layer_e, shapes, cut)
+    assert showers[0, 2:4].tolist() == [1.5, 0.0] and showers[0, 6:8].tolist() == [4.0, 0.0]

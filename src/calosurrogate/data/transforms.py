@@ -281,9 +281,45 @@ class LayerDecomposition(nn.Module):
         energies.append(remaining)
         return torch.stack(energies, dim=1).clamp_min(0.0)
 
-    def compose(self, layer_energies: Tensor, shapes: Tensor) -> Tensor:
-        """Shapes (renormalised to sum 1 per layer) times layer energies -> voxels (MeV)."""
+    def compose(
+        self, layer_energies: Tensor, shapes: Tensor, cut: Tensor | float | None = None, preference: Tensor | None = None
+    ) -> Tensor:
+        """Shapes (renormalised to sum 1 per layer) times layer energies -> voxels (MeV).
+
+        With ``cut`` the composition keeps the layer energies through the energy cut: voxels the
+        scaling leaves below the cut are dropped and the rest rescaled to the layer's energy
+        (which only raises them), and a layer with energy but no voxel left (a first stage that
+        says "a faint hit here" beside a shape model that says "empty") puts all its energy into
+        one voxel, the one ``preference`` ranks highest (default: the shape itself). A plain
+        composition followed by the cut loses those layers: on ds2 2.6 % of the occupied layers,
+        mostly the faint deep ones, and their log energy is a classifier input.
+
+        Args:
+            layer_energies: ``(N, L)`` MeV, as the first stage counts them (voxels above the cut).
+            shapes: ``(N, V)``, non-negative up to rounding; any scale.
+            cut: Energy cut (MeV), or None for the plain composition.
+            preference: ``(N, V)`` score of how likely each voxel is to be hit (e.g. the shape
+                model's code before it is clipped to "empty").
+        """
+        voxel_layer = self.voxel_layer
         shapes = shapes.clamp_min(0.0)
         sums = self.layer_energies(shapes)
-        shapes = shapes / sums[:, self.voxel_layer].clamp_min(1e-30)
-        return shapes * layer_energies[:, self.voxel_layer]
+        showers = shapes / sums[:, voxel_layer].clamp_min(1e-30) * layer_energies[:, voxel_layer]
+        if cut is None:
+            return showers
+        showers = torch.where(showers < cut, torch.zeros_like(showers), showers)
+        kept = self.layer_energies(showers)
+        showers = showers / kept[:, voxel_layer].clamp_min(1e-30) * layer_energies[:, voxel_layer]
+        lost = (kept <= 0) & (layer_energies > 0)
+        best = self._first_best_voxel(shapes if preference is None else preference)
+        return torch.where(lost[:, voxel_layer] & best, layer_energies[:, voxel_layer], showers)
+
+    def _first_best_voxel(self, score: Tensor) -> Tensor:
+        """``(N, V)`` bool: per shower and layer, the first voxel with the layer's highest score."""
+        n, n_voxels = score.shape
+        index = self.voxel_layer.expand(n, -1)
+        layer_max = score.new_full((n, self.n_layers), -torch.inf).scatter_reduce(1, index, score, "amax")
+        position = torch.arange(n_voxels, device=score.device).expand(n, -1)
+        candidate = torch.where(score >= layer_max[:, self.voxel_layer], position, n_voxels)
+        first = torch.full_like(layer_max, n_voxels, dtype=torch.long).scatter_reduce(1, index, candidate, "amin")
+        return position == first[:, self.voxel_layer]

@@ -478,8 +478,15 @@ class DiffusionSurrogate(Surrogate):
         )  # fmt: skip
         showers = self._decode(codes, incident)
         if cfg.layer_energies:  # the first stage decides the layer energies; the voxel model their spread
-            showers = self.decomposition.compose(layer_e, showers)
+            showers = self.decomposition.compose(layer_e, showers, self.cut, self._unclipped_log_energy(codes))
         return showers
+
+    def _unclipped_log_energy(self, codes: Tensor) -> Tensor:
+        """The voxel coding's log energy before decoding clips sub-threshold codes to "empty" ``(N, V)``:
+        which voxel of a layer the network holds most likely to be hit."""
+        if self.whitening is not None:
+            codes = self.whitening.inverse(codes)
+        return codes.float() * self.coding.std + self.coding.mean
 
 
 __all__ = ["OBJECTIVES", "DiffusionConfig", "DiffusionSurrogate"]
