@@ -282,7 +282,11 @@ class LayerDecomposition(nn.Module):
         return torch.stack(energies, dim=1).clamp_min(0.0)
 
     def compose(
-        self, layer_energies: Tensor, shapes: Tensor, cut: Tensor | float | None = None, preference: Tensor | None = None
+        self,
+        layer_energies: Tensor,
+        shapes: Tensor,
+        cut: Tensor | float | None = None,
+        preference: Tensor | None = None,
     ) -> Tensor:
         """Shapes (renormalised to sum 1 per layer) times layer energies -> voxels (MeV).
 
