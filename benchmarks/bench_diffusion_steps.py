@@ -42,6 +42,7 @@ def main() -> None:
     parser.add_argument("--n-eval", type=int, default=None, help="judge on the first N reference showers")
     parser.add_argument("--set", dest="assignments", action="append", default=[], help="model.KEY=VALUE")
     parser.add_argument("--tag", default="", help="suffix of the work folder and result name (variants)")
+    parser.add_argument("--ema-decay", type=float, default=None, help="keep (and judge) an EMA of the weights")
     args = parser.parse_args()
     import torch
     import yaml
@@ -66,7 +67,7 @@ def main() -> None:
     if not reused:
         model = build_surrogate("diffusion", detector.geometry, {"objective": args.objective, **overrides})
         config = TrainConfig(epochs=1000, batch_size=256, learning_rate=1e-3, precision=train_precision,
-                             max_minutes=args.minutes, seed=1)  # fmt: skip
+                             max_minutes=args.minutes, seed=1, ema_decay=args.ema_decay)  # fmt: skip
         result = train(model, train_file, run, config, force=True)
         epochs, train_s = result.epochs_done, time.perf_counter() - start
     else:  # a reused run: what its training log says
@@ -94,7 +95,7 @@ def main() -> None:
     rows += [r for r in before.get("results", []) if (r["steps"], r["precision"]) not in measured]
     rows.sort(key=lambda r: (r["precision"] != args.precision, r["steps"]))
     data = {"geometry": args.geometry, "objective": args.objective, "sampler": args.sampler,
-            "train_minutes_budget": args.minutes, "train_precision": train_precision, "train_seconds": round(train_s), "epochs": epochs,
+            "train_minutes_budget": args.minutes, "train_precision": train_precision, "train_seconds": round(train_s), "epochs": epochs, "ema_decay": args.ema_decay,
             "selected_epoch": selected_epoch(run, adversarial=False),
             "model_config": model.checkpoint_dict()["config"], "n_reference": len(conditions),
             "classifier_runs": 1, "threads": torch.get_num_threads(), "tag": args.tag, "results": rows}  # fmt: skip
