@@ -266,10 +266,11 @@ class DiffusionSurrogate(Surrogate):
         codes = self.coding(showers, conditions[:, :1])
         return codes if self.whitening is None else self.whitening(codes)
 
+    def _unwhiten(self, codes: Tensor) -> Tensor:
+        return codes if self.whitening is None else self.whitening.inverse(codes)
+
     def _decode(self, codes: Tensor, incident_energies: Tensor) -> Tensor:
-        if self.whitening is not None:
-            codes = self.whitening.inverse(codes)
-        return self.coding.inverse(codes, incident_energies)
+        return self.coding.inverse(self._unwhiten(codes), incident_energies)
 
     # -------------------------------------------------------- layer-energy stage
     def _layer_codes(self, showers: Tensor, conditions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -476,17 +477,12 @@ class DiffusionSurrogate(Surrogate):
             self.denoiser(cond), start.float(), cfg.steps, cfg.sampler, cfg.sigma_min, cfg.sigma_max,
             ancestral_noise=noise.pop(0) if noise else None,
         )  # fmt: skip
-        showers = self._decode(codes, incident)
+        codes = self._unwhiten(codes)
+        showers = self.coding.inverse(codes, incident)
         if cfg.layer_energies:  # the first stage decides the layer energies; the voxel model their spread
-            showers = self.decomposition.compose(layer_e, showers, self.cut, self._unclipped_log_energy(codes))
+            # Ranked by the unclipped log code: which voxel the network holds most likely to be hit.
+            showers = self.decomposition.compose(layer_e, showers, self.cut, self.coding.unstandardise(codes))
         return showers
-
-    def _unclipped_log_energy(self, codes: Tensor) -> Tensor:
-        """The voxel coding's log energy before decoding clips sub-threshold codes to "empty" ``(N, V)``:
-        which voxel of a layer the network holds most likely to be hit."""
-        if self.whitening is not None:
-            codes = self.whitening.inverse(codes)
-        return codes.float() * self.coding.std + self.coding.mean
 
 
 __all__ = ["OBJECTIVES", "DiffusionConfig", "DiffusionSurrogate"]

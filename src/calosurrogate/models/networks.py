@@ -354,9 +354,13 @@ class LogEnergyCoding(nn.Module):
         """Showers ``(N, V)`` MeV -> standardised codes ``(N, V)``."""
         return (self.raw(showers, incident_energies) - self.mean) / self.std
 
+    def unstandardise(self, codes: Tensor) -> Tensor:
+        """Standardised codes -> raw log codes (:meth:`raw`), unclipped: below 0 means "empty"."""
+        return codes.float() * self.std + self.mean
+
     def inverse(self, codes: Tensor, incident_energies: Tensor) -> Tensor:
         """Standardised codes -> showers in MeV (non-negative)."""
-        y = codes.float() * self.std + self.mean
+        y = self.unstandardise(codes)
         incident = incident_energies.float().reshape(-1, 1)
         # Tensor bounds, not Python floats: keeps the graph free of data-dependent values (export).
         if self.hits_only:
