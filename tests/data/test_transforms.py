@@ -138,3 +138,79 @@ def test_composition_through_the_cut_keeps_every_layer_energy() -> None:
     # without a preference the shape ranks; a tie goes to the layer's first voxel
     showers = decomposition.compose(layer_e, shapes, cut)
     assert showers[0, 2:4].tolist() == [1.5, 0.0] and showers[0, 6:8].tolist() == [4.0, 0.0]
+
+
+def test_composition_fills_lost_layers_with_the_given_patterns_through_the_cut() -> None:
+    decomposition = _decomposition()
+    cut = 1.0
+    layer_e = torch.tensor([[10.0, 1.5, 0.0, 4.0, 3.0]])
+    shapes = torch.tensor([[0.95, 0.05, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]])
+    preference = torch.tensor([[0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0, 2.0]])
+    asked = []
+
+    def fill(lost: torch.Tensor) -> torch.Tensor:
+        asked.append(lost.clone())
+        # layer 1: both halves fall below the cut (0.75 each); layer 3: 1 + 3 MeV; layer 4: no pattern
+        return torch.tensor([[0.0, 0.0, 0.5, 0.5, 0.0, 0.0, 0.25, 0.75, 0.0, 0.0]])
+
+    showers = decomposition.compose(layer_e, shapes, cut, preference, fill)
+    assert asked[0].tolist() == [[False, True, False, True, True]]  # occupied layers the shapes left empty
+    assert torch.allclose(showers, torch.tensor([[10.0, 0.0, 1.5, 0.0, 0.0, 0.0, 1.0, 3.0, 0.0, 3.0]]))
+    assert torch.allclose(decomposition.layer_energies(showers), layer_e)
+
+
+def _library(**options):
+    from calosurrogate.data.transforms import FaintLayerLibrary
+
+    return FaintLayerLibrary([0, 4, 8], **options)  # two layers of four voxels
+
+
+def _faint_showers() -> tuple[torch.Tensor, torch.Tensor]:
+    showers = torch.tensor(
+        [
+            [3.0, 1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0],  # layer 0: 2 hits; layer 1: 3 hits (too many)
+            [0.0, 0.0, 5.0, 0.0, 0.0, 0.0, 0.0, 0.0],  # layer 0: 1 hit; layer 1 empty
+            [0.0, 0.0, 0.0, 0.0, 0.0, 2.0, 0.0, 0.0],  # layer 1: 1 hit
+        ]
+    )
+    return showers, torch.tensor([[100.0], [1000.0], [100.0]])
+
+
+def test_faint_layer_library_keeps_layers_with_few_hits_and_returns_the_nearest_pattern() -> None:
+    library = _library(capacity=4, max_hits=2, neighbours=1).fit(*_faint_showers())
+    assert library.size.tolist() == [2, 1]
+    layer_e = torch.tensor([[4.2, 0.0], [5.0, 0.0], [0.0, 7.0]])
+    incident = torch.tensor([[100.0], [1000.0], [500.0]])
+    wanted = torch.tensor([[True, False], [True, False], [False, True]])
+    patterns = library.patterns(layer_e, incident, wanted, torch.rand(3, 2))
+    expected = torch.tensor(
+        [
+            [0.75, 0.25, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],  # nearest: the 4 MeV layer at 100 MeV
+            [0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0],  # nearest: the 5 MeV layer at 1000 MeV
+            [0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0],  # the only faint layer 1
+        ]
+    )
+    assert torch.allclose(patterns, expected)
+    assert (library.patterns(layer_e, incident, torch.zeros(3, 2, dtype=torch.bool), torch.rand(3, 2)) == 0).all()
+
+
+def test_faint_layer_library_chooses_among_the_nearest_by_the_uniform_number() -> None:
+    library = _library(capacity=4, max_hits=2, neighbours=2).fit(*_faint_showers())
+    layer_e, incident = torch.tensor([[4.2, 0.0]]), torch.tensor([[100.0]])
+    wanted = torch.tensor([[True, False]])
+    first = library.patterns(layer_e, incident, wanted, torch.tensor([[0.1, 0.0]]))
+    second = library.patterns(layer_e, incident, wanted, torch.tensor([[0.9, 0.0]]))
+    assert first[0, :4].tolist() == [0.75, 0.25, 0.0, 0.0] and second[0, :4].tolist() == [0.0, 0.0, 1.0, 0.0]
+
+
+def test_faint_layer_library_keeps_a_reproducible_subset_beyond_its_capacity() -> None:
+    generator = torch.Generator().manual_seed(0)
+    showers = torch.zeros(200, 8)
+    showers[torch.arange(200), torch.randint(0, 4, (200,), generator=generator)] = 1.0 + torch.rand(200)
+    incident = torch.full((200, 1), 100.0)
+    one, two = (_library(capacity=16, max_hits=2).fit(showers, incident, seed=3) for _ in range(2))
+    assert one.size.tolist() == [16, 0]
+    assert torch.equal(one.keys, two.keys) and not torch.equal(
+        one.keys, _library(capacity=16).fit(showers, incident, 4).keys
+    )
+    assert torch.allclose(one.fractions[0, :, 0], torch.ones(16))  # one hit each: all the layer's energy

@@ -23,8 +23,17 @@ VARIANTS = [(name, {}) for name in sorted(REGISTRY)] + [
     ("diffusion", {"layer_energies": True}),
     ("diffusion", {"whitening": "layer", "layer_energies": True, "voxel_skip": True, "code_scale": "hits"}),
     ("diffusion", {"whitening": "shower", "objective": "flow-matching", "pointwise_hidden": 4}),
-    ("diffusion", {"spike_slab": True, "layer_energies": True, "code_scale": "hits", "layer_occupancy": True,
-                   "sampler": "ddpm"}),
+    (
+        "diffusion",
+        {
+            "spike_slab": True,
+            "layer_energies": True,
+            "code_scale": "hits",
+            "layer_occupancy": True,
+            "layer_library": True,
+            "sampler": "ddpm",
+        },
+    ),
     (
         "diffusion",
         {"backbone": "transformer", "transformer_dim": 16, "transformer_depth": 1, "objective": "flow-matching"},

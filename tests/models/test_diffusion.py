@@ -397,3 +397,35 @@ def test_sampled_showers_keep_the_first_stages_layer_energies_through_the_cut(ti
     assert visible.any() and (layer_e > 0).float().mean() < 1
     assert torch.allclose(counted[visible], layer_e[visible], rtol=1e-5)
     assert (counted[~visible] == 0).all()
+
+
+@pytest.mark.parametrize("library", [False, True])
+def test_layers_the_voxel_model_leaves_empty_take_a_faint_training_layers_pattern(library, tiny_geometry, monkeypatch):
+    generator = torch.Generator().manual_seed(2)
+    showers, conditions = _showers_with_empty_layers(500, generator)
+    showers[:, 24:36] *= torch.nn.functional.one_hot(torch.tensor(6), 12)  # layer 2: one hit, always voxel 30
+    torch.manual_seed(2)
+    config = {"layer_energies": True, "layer_occupancy": True, "layer_library": library, "hidden": 16, "blocks": 1,
+              "steps": 4}  # fmt: skip
+    model = build_surrogate("diffusion", tiny_geometry, config, ("incident_energies", "incident_angles"))
+    model.fit_preprocessing(showers, conditions)
+    # A voxel model that says "empty" everywhere: every occupied layer is lost.
+    monkeypatch.setattr(model.coding, "inverse", lambda codes, incident: torch.zeros_like(codes))
+    noise = model.sample_noise(conditions)
+    with torch.no_grad():
+        layer_e = model._sample_layer_energies(model.conditions_map(conditions), conditions[:, :1], *noise[1:3])
+        sampled = model.showers_from_noise(conditions, *noise)
+    faint = layer_e[:, 2] >= model.cut
+    assert faint.sum() > 50
+    assert torch.allclose(model.decomposition.layer_energies(sampled)[faint], layer_e[faint], rtol=1e-5)
+    at_voxel_30 = (sampled[faint, 30] == layer_e[faint, 2]).float().mean()
+    if library:  # the only pattern layer 2 ever had in training
+        assert at_voxel_30 == 1.0
+        assert int(model.library.size[2]) == int((showers[:, 30] > 0).sum()) and (model.library.size[:2] == 0).all()
+    else:  # one voxel, chosen by the voxel model's codes
+        assert at_voxel_30 < 0.9
+
+
+def test_layer_library_needs_the_layer_energy_stage(tiny_geometry) -> None:
+    with pytest.raises(ConfigError, match="layer_library is part of the layer-energy stage"):
+        build_surrogate("diffusion", tiny_geometry, {"layer_library": True})

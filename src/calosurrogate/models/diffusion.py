@@ -33,7 +33,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from calosurrogate.data.transforms import BlockWhitening, ConditionMap, LayerDecomposition, Logit, Standardize
+from calosurrogate.data.transforms import (
+    BlockWhitening,
+    ConditionMap,
+    FaintLayerLibrary,
+    LayerDecomposition,
+    Logit,
+    Standardize,
+)
 from calosurrogate.models import diffusion_samplers
 from calosurrogate.models.base import ConfigError, Surrogate, register
 from calosurrogate.models.denoisers import (
@@ -104,6 +111,10 @@ class DiffusionConfig:
             then the flow draws only the codes the occupancy leaves free, given the occupancy
             (:meth:`~calosurrogate.data.transforms.LayerDecomposition.determined_codes`): empty
             layers stay exactly empty instead of receiving a trace of energy. Needs ``layer_energies``.
+        layer_library: A layer the first stage fills but the voxel model leaves empty takes the hit
+            pattern of a faint training layer of similar layer and incident energy
+            (:class:`~calosurrogate.data.transforms.FaintLayerLibrary`) instead of one voxel
+            holding all its energy. Needs ``layer_energies``.
         distill_steps: 0 for an ordinary model; N > 0 for a student of progressive distillation,
             trained to reproduce in N Euler (DDIM) steps what its frozen teacher does in 2N
             (:meth:`DiffusionSurrogate.distilled`).
@@ -135,6 +146,7 @@ class DiffusionConfig:
     whitening: str = "none"
     layer_energies: bool = False
     layer_occupancy: bool = False
+    layer_library: bool = False
     distill_steps: int = 0
     energy_cut_mev: float | None = None
     seed: int = 0
@@ -156,8 +168,9 @@ class DiffusionConfig:
             )
         if self.spike_slab and (self.voxel_skip or self.pointwise_hidden):
             raise ConfigError("diffusion: spike_slab replaces voxel_skip and pointwise_hidden; switch them off")
-        if self.layer_occupancy and not self.layer_energies:
-            raise ConfigError("diffusion: layer_occupancy is part of the layer-energy stage; set layer_energies too")
+        for option in ("layer_occupancy", "layer_library"):
+            if getattr(self, option) and not self.layer_energies:
+                raise ConfigError(f"diffusion: {option} is part of the layer-energy stage; set layer_energies too")
         _check_sampling(self.sampler, self.steps)
 
 
@@ -223,6 +236,7 @@ class DiffusionSurrogate(Surrogate):
             self.energy_flow = coupling_spline_flow(n_layers, flow_context, 6, 128, 8, config.seed)
             self.occupancy = AutoregressiveBernoulli(n_layers, k) if config.layer_occupancy else None
             k = k + n_layers  # the voxel model also sees the (standardised log) layer energies
+        self.library = FaintLayerLibrary(geometry.layer_offsets.tolist()) if config.layer_library else None
         if config.backbone == "transformer":
             self.net = LayerTransformer(geometry, k, config.transformer_dim, config.transformer_depth)
         elif config.backbone == "unet" and geometry.is_regular:
@@ -255,6 +269,8 @@ class DiffusionSurrogate(Surrogate):
             free = None if self.occupancy is None else ~self.decomposition.determined_codes(layer_e > 0)[0]
             self.energy_scaler.fit(u, free)
             self.log_energy_scaler.fit(log_e)
+        if self.library is not None:
+            self.library.fit(self.apply_cut(showers), conditions[:, :1], seed=self.config.seed)
         codes = self._encode(showers, conditions)
         margin = 0.1 * (codes.max(0).values - codes.min(0).values) + 1e-3
         self.code_low.copy_(codes.min(0).values - margin)
@@ -446,8 +462,9 @@ class DiffusionSurrogate(Surrogate):
         noise = [torch.randn(n, self.geometry.n_voxels, device=device)]
         if self.config.layer_energies:
             noise.append(torch.randn(n, self.geometry.n_layers, device=device))
-        if self.config.layer_occupancy:
-            noise.append(torch.rand(n, self.geometry.n_layers, device=device))
+        for option in (self.config.layer_occupancy, self.config.layer_library):
+            if option:  # the occupancy's uniforms, then the library's choices
+                noise.append(torch.rand(n, self.geometry.n_layers, device=device))
         return noise
 
     def sample_noise(self, conditions: Tensor) -> tuple[Tensor, ...]:
@@ -471,6 +488,7 @@ class DiffusionSurrogate(Surrogate):
         if cfg.layer_energies:
             flow_noise = noise.pop(0)
             uniform = noise.pop(0) if cfg.layer_occupancy else None
+            choice = noise.pop(0) if cfg.layer_library else None
             layer_e = self._sample_layer_energies(cond, incident, flow_noise, uniform)
             cond = torch.cat([cond, self.log_energy_scaler(torch.log10(layer_e + self.cut))], dim=1)
         codes = diffusion_samplers.sample(
@@ -480,8 +498,17 @@ class DiffusionSurrogate(Surrogate):
         codes = self._unwhiten(codes)
         showers = self.coding.inverse(codes, incident)
         if cfg.layer_energies:  # the first stage decides the layer energies; the voxel model their spread
+            # The voxel model's own sub-cut voxels are empty: decoded at the empty code they are
+            # rounding residues (~1e-12 MeV), which scaling to a layer energy would make hits.
+            showers = self.apply_cut(showers)
+            fill = None
+            if self.library is not None:
+
+                def fill(lost: Tensor) -> Tensor:
+                    return self.library.patterns(layer_e, incident, lost, choice)
+
             # Ranked by the unclipped log code: which voxel the network holds most likely to be hit.
-            showers = self.decomposition.compose(layer_e, showers, self.cut, self.coding.unstandardise(codes))
+            showers = self.decomposition.compose(layer_e, showers, self.cut, self.coding.unstandardise(codes), fill)
         return showers
 
 
