@@ -105,27 +105,38 @@ def worst_separation(separation: dict[str, dict], n: int) -> list[dict]:
 
 
 def sample_and_judge(
-    model, conditions, reference: Path, out: Path, precision: str, n_eval: int | None
+    model, conditions, reference: Path, out: Path, precision: str, n_eval: int | None, classifier_runs: int = 1
 ) -> dict[str, Any]:
     """Sample one shower per condition row (batch 10,000) into ``out`` and judge it against the
-    reference: classifier AUCs (one run), separation of E_tot/E_inc, FPD, CFD, the five
-    worst-separated features and the time per shower."""
-    import dataclasses
-
-    from calosurrogate.evaluation import EvaluationSettings, evaluate_files
+    reference (:func:`judge`), with the time per shower."""
     from calosurrogate.sampling import sample_to_file
 
     _, seconds = sample_to_file(
         model, conditions, out, batch_size=10_000, precision=precision, force=True, progress=False
     )
+    ms = round(1e3 * seconds / len(conditions), 4)
+    return {"ms_per_shower_batch_10000": ms, **judge(model.geometry, reference, out, n_eval, classifier_runs)}
+
+
+def judge(geometry, reference: Path, generated: Path, n_eval: int | None, classifier_runs: int = 1) -> dict[str, Any]:
+    """Classifier AUCs (mean over ``classifier_runs`` trainings, with their spread when more than
+    one), separation of E_tot/E_inc, FPD, CFD and the five worst-separated features of a
+    generated file against the reference."""
+    import dataclasses
+
+    from calosurrogate.evaluation import EvaluationSettings, evaluate_files
+
     settings = EvaluationSettings()
-    settings.classifier = dataclasses.replace(settings.classifier, runs=1)
+    settings.classifier = dataclasses.replace(settings.classifier, runs=classifier_runs)
     settings.metrics = ("histograms", "fpd", "cfd", "cls-high", "cls-low")
     settings.max_showers = n_eval
-    evaluation = evaluate_files(reference, out, model.geometry, settings)
+    evaluation = evaluate_files(reference, generated, geometry, settings)
+    spread = {}
+    if classifier_runs > 1:
+        spread = {f"auc_{kind}_std": evaluation.classifiers[f"cls-{kind}"]["auc_std"] for kind in ("low", "high")}
     return {
-        "ms_per_shower_batch_10000": round(1e3 * seconds / len(conditions), 4),
         "auc_low": evaluation.classifiers["cls-low"]["auc"], "auc_high": evaluation.classifiers["cls-high"]["auc"],
+        **spread,
         "separation_etot_einc": evaluation.separation["E_tot/E_inc"]["value"],
         "fpd_x1e3": evaluation.scalars["FPD x 1e3"]["value"], "fpd_x1e3_error": evaluation.scalars["FPD x 1e3"]["error"],
         **{_snake(k): {"value": v["value"], "floor": v.get("floor")} for k, v in evaluation.scalars.items() if k.startswith("CFD")},

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, sample_and_judge, selected_epoch, simulated_data, tagged, write_result
+from _common import RESULTS, judge, sample_and_judge, selected_epoch, simulated_data, tagged, write_result
 
 from calosurrogate.models import build_surrogate, load_surrogate
 from calosurrogate.models.diffusion_samplers import network_calls
@@ -43,6 +43,11 @@ def main() -> None:
     parser.add_argument("--set", dest="assignments", action="append", default=[], help="model.KEY=VALUE")
     parser.add_argument("--tag", default="", help="suffix of the work folder and result name (variants)")
     parser.add_argument("--ema-decay", type=float, default=None, help="keep (and judge) an EMA of the weights")
+    parser.add_argument("--classifier-runs", type=int, default=1, help="classifier trainings averaged per AUC")
+    parser.add_argument(
+        "--reuse-samples", action="store_true",
+        help="judge the generated file a reused run already has at a step count (its earlier timing kept)",
+    )  # fmt: skip
     args = parser.parse_args()
     import torch
     import yaml
@@ -76,6 +81,13 @@ def main() -> None:
         epochs, train_s = int(last["epoch"]), float(last["seconds"])
     model = load_surrogate(run / "model.pt")
     conditions = conditions_from_file(ref, model)[: args.n_eval]
+    earlier = RESULTS / f"diffusion_steps_{name}.json"
+    timed = {}  # (steps, precision) -> ms / shower of the earlier rows, for --reuse-samples
+    if reused and earlier.exists():
+        timed = {
+            (r["steps"], r["precision"]): r["ms_per_shower_batch_10000"]
+            for r in json.loads(earlier.read_text())["results"]
+        }
     rows = []
     plan = [(int(s), args.precision) for s in args.steps.split(",")]
     if args.check_fp32_at is not None and args.precision != "fp32":
@@ -84,12 +96,16 @@ def main() -> None:
         model.configure_sampling(sampler=args.sampler, steps=steps)
         out = work / f"generated_{args.sampler}_{steps}_{precision}.h5"
         row = {"steps": steps, "precision": precision, "network_calls": network_calls(steps, args.sampler),
-               **sample_and_judge(model, conditions, ref, out, precision, args.n_eval)}  # fmt: skip
+               "classifier_runs": args.classifier_runs}  # fmt: skip
+        if args.reuse_samples and out.exists() and (steps, precision) in timed:
+            row["ms_per_shower_batch_10000"] = timed[steps, precision]
+            row.update(judge(model.geometry, ref, out, args.n_eval, args.classifier_runs))
+        else:
+            row.update(sample_and_judge(model, conditions, ref, out, precision, args.n_eval, args.classifier_runs))
         print(row, flush=True)
         rows.append(row)
     # A reused run keeps the rows it measured before at other step counts (one table per run). Read
     # now, not at the start: another run on the same model may have written meanwhile.
-    earlier = RESULTS / f"diffusion_steps_{name}.json"
     before = json.loads(earlier.read_text()) if reused and earlier.exists() else {}
     measured = {(r["steps"], r["precision"]) for r in rows}
     rows += [r for r in before.get("results", []) if (r["steps"], r["precision"]) not in measured]
@@ -98,7 +114,7 @@ def main() -> None:
             "train_minutes_budget": args.minutes, "train_precision": train_precision, "train_seconds": round(train_s), "epochs": epochs, "ema_decay": args.ema_decay,
             "selected_epoch": selected_epoch(run, adversarial=False),
             "model_config": model.checkpoint_dict()["config"], "n_reference": len(conditions),
-            "classifier_runs": 1, "threads": torch.get_num_threads(), "tag": args.tag, "results": rows}  # fmt: skip
+            "classifier_runs": args.classifier_runs, "threads": torch.get_num_threads(), "tag": args.tag, "results": rows}  # fmt: skip
     if before:  # the commands that measured the rows kept from before
         data["earlier_commands"] = [*before.get("earlier_commands", []), before["command"]]
     command = " ".join(["python benchmarks/bench_diffusion_steps.py", *sys.argv[1:]])

@@ -5,7 +5,7 @@ from the training showers, used only at sampling; a model trained without it get
 same training file as :func:`calosurrogate.training.train` would fit it (the first training
 showers, at most 50,000), and the copy is judged beside the original.
 
-Usage: ``python benchmarks/refit_layer_library.py SOURCE_RUN TARGET_RUN TRAIN_FILE``
+Usage: ``python benchmarks/refit_layer_library.py SOURCE_RUN TARGET_RUN TRAIN_FILE [--max-hits N]``
 (runs are folders with ``model.pt``, ``log.csv`` and ``train_config.json``; TARGET_RUN must not exist).
 """
 
@@ -28,11 +28,12 @@ def main() -> None:
     parser.add_argument("source", type=Path)
     parser.add_argument("target", type=Path)
     parser.add_argument("train_file", type=Path)
+    parser.add_argument("--max-hits", type=int, default=0, help="the model's library_max_hits (0: lost layers only)")
     args = parser.parse_args()
     if args.target.exists():
         raise SystemExit(f"{args.target}: exists; choose a new run folder")
     source = load_surrogate(args.source / "model.pt")
-    config = {**dataclasses.asdict(source.config), "layer_library": True}
+    config = {**dataclasses.asdict(source.config), "layer_library": True, "library_max_hits": args.max_hits}
     model = build_surrogate("diffusion", source.geometry, config, source.condition_names)
     missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
     if unexpected or any(not name.startswith("library.") for name in missing):

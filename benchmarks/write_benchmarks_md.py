@@ -158,9 +158,16 @@ def _cfd_cell(row: dict) -> str:
     return f"{row['cfd_layer']['value']:.3f}" + (f" ({floor:.3f})" if floor is not None else "")
 
 
+def _auc_cell(row: dict, kind: str) -> str:
+    """Mean AUC, with its spread and number of classifier trainings when more than one."""
+    runs = row.get("classifier_runs", 1)
+    spread = f" ± {row[f'auc_{kind}_std']:.3f} ({runs} runs)" if runs > 1 else ""
+    return f"{row[f'auc_{kind}']:.3f}{spread}"
+
+
 def _judged_cells(row: dict) -> str:
     """ms / shower | AUC low | AUC high | S(E_tot/E_inc) | FPD | CFD layer of a ``sample_and_judge`` row."""
-    return (f"{row['ms_per_shower_batch_10000']:.3f} | {row['auc_low']:.3f} | {row['auc_high']:.3f} | "
+    return (f"{row['ms_per_shower_batch_10000']:.3f} | {_auc_cell(row, 'low')} | {_auc_cell(row, 'high')} | "
             f"{row['separation_etot_einc']:.4f} | {row['fpd_x1e3']:.1f} ± {row['fpd_x1e3_error']:.1f} | {_cfd_cell(row)}")  # fmt: skip
 
 
@@ -194,7 +201,7 @@ def _steps_sections() -> list[str]:
                 f"Command: `{d['command']}`  ", f"{earlier}Machine: {_machine(d)}; commit {d['commit']}, {d['date']}", "",
                 *([f"Note: {d['note']}", ""] if d.get("note") else []),
                 f"Training: {d['train_minutes_budget']:g} minutes ({d.get('train_precision', 'bf16')}{_threads(d)}), {d['epochs']} epochs{_selected(d)}. Each row samples {d['n_reference']:,} showers "
-                f"with the reference's energies (batch 10,000) and judges them (classifiers: `cpu` preset, {d['classifier_runs']} run).", "",
+                f"with the reference's energies (batch 10,000) and judges them (classifiers: `cpu` preset; an AUC is one training's, or the mean ± spread of as many as its cell says).", "",
                 "| steps | sampling precision | network calls | ms / shower | AUC low | AUC high | S(E_tot/E_inc) | FPD x 1e3 | CFD layer (floor) |",
                 "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         out += [

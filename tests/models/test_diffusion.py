@@ -429,3 +429,34 @@ def test_layers_the_voxel_model_leaves_empty_take_a_faint_training_layers_patter
 def test_layer_library_needs_the_layer_energy_stage(tiny_geometry) -> None:
     with pytest.raises(ConfigError, match="layer_library is part of the layer-energy stage"):
         build_surrogate("diffusion", tiny_geometry, {"layer_library": True})
+
+
+@pytest.mark.parametrize("max_hits", [0, 1])
+def test_library_max_hits_sends_the_voxel_models_faint_layers_to_the_library(max_hits, tiny_geometry, monkeypatch):
+    generator = torch.Generator().manual_seed(3)
+    showers, conditions = _showers_with_empty_layers(500, generator)
+    showers[:, 24:36] *= torch.nn.functional.one_hot(torch.tensor(6), 12)  # layer 2: one hit, always voxel 30
+    config = {"layer_energies": True, "layer_occupancy": True, "layer_library": True, "library_max_hits": max_hits,
+              "hidden": 16, "blocks": 1, "steps": 4}  # fmt: skip
+    model = build_surrogate("diffusion", tiny_geometry, config, ("incident_energies", "incident_angles"))
+    model.fit_preprocessing(showers, conditions)
+
+    def one_hit_at_voxel_24(codes, incident):  # the voxel model's answer: layer 2 has one hit, at voxel 24
+        out = torch.zeros_like(codes)
+        out[:, [0, 12, 24]] = 1.0
+        return out
+
+    monkeypatch.setattr(model.coding, "inverse", one_hit_at_voxel_24)
+    noise = model.sample_noise(conditions)
+    with torch.no_grad():
+        sampled = model.showers_from_noise(conditions, *noise)
+    occupied = sampled[:, 24:36].sum(1) > 0
+    assert occupied.sum() > 50
+    hit = sampled[occupied, 24:36] > 0
+    assert (hit.sum(1) == 1).all()
+    assert hit[:, 6 if max_hits else 0].all()  # the library's voxel 30, or the model's own voxel 24
+
+
+def test_library_max_hits_needs_the_library(tiny_geometry) -> None:
+    with pytest.raises(ConfigError, match="library_max_hits chooses layers for the library"):
+        build_surrogate("diffusion", tiny_geometry, {"layer_energies": True, "library_max_hits": 2})

@@ -115,6 +115,10 @@ class DiffusionConfig:
             pattern of a faint training layer of similar layer and incident energy
             (:class:`~calosurrogate.data.transforms.FaintLayerLibrary`) instead of one voxel
             holding all its energy. Needs ``layer_energies``.
+        library_max_hits: With ``layer_library``, a layer the voxel model gives at most this many
+            hits counts as lost too and takes a library pattern (0: only layers left empty). Where
+            a layer's energy is a handful of sampling spots, the data's own patterns place them
+            better than a voxel model that under-samples rare hits.
         distill_steps: 0 for an ordinary model; N > 0 for a student of progressive distillation,
             trained to reproduce in N Euler (DDIM) steps what its frozen teacher does in 2N
             (:meth:`DiffusionSurrogate.distilled`).
@@ -147,6 +151,7 @@ class DiffusionConfig:
     layer_energies: bool = False
     layer_occupancy: bool = False
     layer_library: bool = False
+    library_max_hits: int = 0
     distill_steps: int = 0
     energy_cut_mev: float | None = None
     seed: int = 0
@@ -171,6 +176,10 @@ class DiffusionConfig:
         for option in ("layer_occupancy", "layer_library"):
             if getattr(self, option) and not self.layer_energies:
                 raise ConfigError(f"diffusion: {option} is part of the layer-energy stage; set layer_energies too")
+        if self.library_max_hits and not self.layer_library:
+            raise ConfigError("diffusion: library_max_hits chooses layers for the library; set layer_library too")
+        if self.library_max_hits < 0:
+            raise ConfigError(f"diffusion: library_max_hits must be at least 0, got {self.library_max_hits}")
         _check_sampling(self.sampler, self.steps)
 
 
@@ -502,6 +511,9 @@ class DiffusionSurrogate(Surrogate):
             # rounding residues (~1e-12 MeV), which scaling to a layer energy would make hits.
             showers = self.apply_cut(showers)
             fill = None
+            if cfg.library_max_hits:  # the layers the voxel model makes this faint go to the library
+                hits = self.decomposition.layer_energies((showers > 0).float())
+                showers = torch.where((hits <= cfg.library_max_hits)[:, self.decomposition.voxel_layer], 0.0, showers)
             if self.library is not None:
 
                 def fill(lost: Tensor) -> Tensor:
