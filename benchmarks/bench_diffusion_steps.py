@@ -115,8 +115,9 @@ def main() -> None:
             "selected_epoch": selected_epoch(run, adversarial=False),
             "model_config": model.checkpoint_dict()["config"], "n_reference": len(conditions),
             "classifier_runs": args.classifier_runs, "threads": torch.get_num_threads(), "tag": args.tag, "results": rows}  # fmt: skip
-    if before:  # the commands that measured the rows kept from before
+    if before:  # the commands that measured the rows kept from before, and what was noted of them
         data["earlier_commands"] = [*before.get("earlier_commands", []), before["command"]]
+        data.update({"note": before["note"]} if "note" in before else {})
     command = " ".join(["python benchmarks/bench_diffusion_steps.py", *sys.argv[1:]])
     print("wrote", write_result(f"diffusion_steps_{name}", data, command))
 
