@@ -114,3 +114,24 @@ def test_distill_command(tiny_geometry, tiny_file, tmp_path) -> None:
     result = runner.invoke(main, ["distill", "--run", str(tmp_path / "wgan"), "--data", str(tiny_file), "--steps", "2",
                                   "--out", str(tmp_path / "s2")])  # fmt: skip
     assert result.exit_code != 0 and "cannot be distilled" in result.output
+
+
+def test_shipped_configs_build_their_models(tiny_geometry) -> None:
+    """Every file in configs/ names only settings that exist, with values the model and loop accept."""
+    import dataclasses
+    from pathlib import Path
+
+    import yaml
+
+    from calosurrogate.models import build_surrogate
+    from calosurrogate.training.loop import TrainConfig
+
+    configs = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+    assert configs
+    for path in configs:
+        loaded = yaml.safe_load(path.read_text())
+        assert set(loaded) <= {"model", "train"}, path
+        family = path.stem.split("-", 1)[1]  # ds2-diffusion.yaml -> diffusion
+        model = build_surrogate(family, tiny_geometry, loaded["model"])
+        assert {k: getattr(model.config, k) for k in loaded["model"]} == loaded["model"]
+        assert dataclasses.asdict(TrainConfig(**loaded["train"])).items() >= loaded["train"].items()
