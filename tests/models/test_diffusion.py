@@ -460,3 +460,24 @@ def test_library_max_hits_sends_the_voxel_models_faint_layers_to_the_library(max
 def test_library_max_hits_needs_the_library(tiny_geometry) -> None:
     with pytest.raises(ConfigError, match="library_max_hits chooses layers for the library"):
         build_surrogate("diffusion", tiny_geometry, {"layer_energies": True, "library_max_hits": 2})
+
+
+def test_without_a_library_a_lost_layer_goes_to_its_core_voxel(tiny_geometry, monkeypatch) -> None:
+    from calosurrogate.models import diffusion_samplers
+
+    generator = torch.Generator().manual_seed(4)
+    showers, conditions = _showers_with_empty_layers(500, generator)
+    showers[:, 24:36] *= torch.linspace(0.1, 2.0, 12)  # layer 2's largest hits: voxel 35
+    config = {"layer_energies": True, "layer_occupancy": True, "spike_slab": True, "code_scale": "hits",
+              "hidden": 16, "blocks": 1, "steps": 4}  # fmt: skip
+    model = build_surrogate("diffusion", tiny_geometry, config, ("incident_energies", "incident_angles"))
+    model.fit_preprocessing(showers, conditions)
+    empty_code = -model.coding.mean / model.coding.std
+    # A voxel model whose codes all land on the empty code: every occupied layer is lost, and the
+    # rounding of code * std + mean alone would rank its voxels.
+    monkeypatch.setattr(diffusion_samplers, "sample", lambda *args, **kwargs: empty_code.expand(500, -1).clone())
+    with torch.no_grad():
+        sampled = model.showers_from_noise(conditions, *model.sample_noise(conditions))
+    occupied = sampled[:, 24:36].sum(1) > 0
+    assert occupied.sum() > 50
+    assert (sampled[occupied, 24:35] == 0).all() and (sampled[occupied, 35] > 0).all()

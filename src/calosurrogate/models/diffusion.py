@@ -519,9 +519,17 @@ class DiffusionSurrogate(Surrogate):
                 def fill(lost: Tensor) -> Tensor:
                     return self.library.patterns(layer_e, incident, lost, choice)
 
-            # Ranked by the unclipped log code: which voxel the network holds most likely to be hit.
-            showers = self.decomposition.compose(layer_e, showers, self.cut, self.coding.unstandardise(codes), fill)
+            showers = self.decomposition.compose(layer_e, showers, self.cut, self._hit_preference(codes), fill)
         return showers
+
+    def _hit_preference(self, codes: Tensor) -> Tensor:
+        """Which voxel the voxel model holds most likely to be hit: its unclipped log code; among voxels
+        snapped to the empty code (which differ only by rounding), the one whose training hits
+        are largest (the shower core)."""
+        raw = self.coding.unstandardise(codes)
+        at_empty = raw.abs() < 1e-3  # a hit is at least log(1 + GAP) above the empty code
+        core = self.coding.mean / self.coding.mean.abs().max().clamp_min(1e-30)  # in [-1, 1]
+        return torch.where(at_empty, 5e-4 * core.expand_as(raw), raw)  # keeps their place among the others
 
 
 __all__ = ["OBJECTIVES", "DiffusionConfig", "DiffusionSurrogate"]
