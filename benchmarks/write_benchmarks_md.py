@@ -277,6 +277,39 @@ def _pareto_sections() -> list[str]:
     return out
 
 
+def _reliability_sections() -> list[str]:
+    data = _load("fault_harness")
+    if not data:
+        return []
+    trials = data["trials"]
+    out = ["## Reliability: the fault harness", "",
+           f"Command: `{data['command']}`  ", f"Machine: {_machine(data)}; commit {data['commit']}, {data['date']}", "",
+           "Real `calo` processes on small data (tests/faults.py), killed at a random fraction (0.1-0.95) of their "
+           "uninterrupted run time, then finished (`--resume` for training); races start one command twice on one "
+           "output. Outputs are judged by reading them.", "",
+           "| command | trial | trials | output after the kill: complete / none / half | partials or locks left | "
+           "left after the re-run | re-run completes | resumed weights = uninterrupted |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for job in sorted({t["job"] for t in trials}):
+        for kind in ("SIGTERM", "SIGKILL", "race"):
+            rows = [t for t in trials if t["job"] == job and t["kind"] == kind]
+            if not rows:
+                continue
+            counts = [sum(t["output"] == state for t in rows) for state in ("complete", "absent", "half")]
+            weights = [t["same_weights"] for t in rows if t["same_weights"] is not None]
+            out.append(
+                f"| {job} | {kind} | {len(rows)} | {' / '.join(map(str, counts))} | "
+                f"{sum(bool(t['leftovers']) for t in rows)} | {sum(not t['swept'] for t in rows)} | "
+                f"{sum(t['rerun_ok'] for t in rows)} of {len(rows)}{' (one winner, one one-line refusal)' if kind == 'race' else ''} | "
+                f"{f'{sum(weights)} of {len(weights)}' if weights else '-'} |"
+            )
+    out += ["", f"{data['kills']} kills and {data['races']} races: {data['failures']} failed, {data['tracebacks']} tracebacks. "
+            "A SIGKILL leaves its partial file or lock (nothing can run after it); the next run of any command into "
+            "that folder removes them once their writer's process is gone.", "",
+            f"Property tests (hypothesis, tests/test_properties.py): {data['property_examples_per_test']} random inputs "
+            f"each for the shower-file validator and the config parser; {data['property_tests']}.", ""]  # fmt: skip
+    return out
+
+
 def _load(name: str) -> dict | None:
     path = RESULTS / f"{name}.json"
     return json.loads(path.read_text()) if path.exists() else None
@@ -422,6 +455,7 @@ def main() -> None:
     out += _distillation_sections()
     out += _ablation_sections()
     out += _pareto_sections()
+    out += _reliability_sections()
     (ROOT / "BENCHMARKS.md").write_text("\n".join(out) + "\n")
     print("wrote BENCHMARKS.md")
 

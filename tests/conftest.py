@@ -6,6 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import settings
+
+# Property tests: a few hundred examples in CI; the fault-harness benchmark runs the larger profile.
+settings.register_profile("ci", max_examples=200, deadline=None)
+settings.register_profile("harness", max_examples=3000, deadline=None)
+settings.load_profile("ci")
 
 OFFICIAL_BINNING = Path(__file__).resolve().parents[1] / ".." / "shared" / "calochallenge" / "binning"
 

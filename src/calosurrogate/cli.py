@@ -5,20 +5,21 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from calosurrogate._io import OutputExistsError
+from calosurrogate._io import OutputExistsError, folder_lock, terminate_as_exception
 from calosurrogate.data import ShowerFileError, inspect_file
 from calosurrogate.geometry import GeometryError, get_geometry
 
 DEFAULT_METRICS_TEXT = ("histograms", "fpd", "kpd", "cfd", "cls-high")
-USER_ERRORS = (ShowerFileError, GeometryError, OutputExistsError, ValueError, FileNotFoundError, KeyError,
+USER_ERRORS = (ShowerFileError, GeometryError, OutputExistsError, ValueError, OSError, KeyError,
                NotImplementedError)  # fmt: skip
-# ConfigError and CheckpointError are ValueErrors, so they are covered too.
+# ConfigError and CheckpointError are ValueErrors; FileNotFoundError and PermissionError OSErrors.
 
 
 def _friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -38,11 +39,18 @@ def _friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.version_option(package_name="calosurrogate")
 def main() -> None:
     """calosurrogate: train, sample and judge fast calorimeter-shower surrogates."""
+    terminate_as_exception()  # SIGTERM unwinds like an error: no partial file stays behind
+    warnings.showwarning = _show_warning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line on stderr (``warning: ...``), not Python's file-and-line form."""
+    click.echo(f"warning: {message}", err=True)
 
 
 @main.command()
 @click.option("--geometry", "geometry_name", default="ds2", show_default=True, help="Detector to simulate.")
-@click.option("--n", "n_showers", type=int, required=True, help="Number of showers.")
+@click.option("--n", "n_showers", type=click.IntRange(min=1), required=True, help="Number of showers.")
 @click.option(
     "--energy", default=None, help="Incident-energy spectrum, e.g. log-uniform:1GeV:1TeV (default: the dataset's)."
 )
@@ -112,10 +120,13 @@ def geometry_cmd(name: str, xml_out: Path | None, force: bool) -> None:
     "--classifier", "classifier_preset", type=click.Choice(["cpu", "reference"]), default="cpu", show_default=True,
     help="cpu: hidden 256, 15 epochs, <= 50k showers per class; reference: hidden 2048, 50 epochs.",
 )  # fmt: skip
-@click.option("--classifier-runs", type=int, default=1, show_default=True, help="Independent classifier trainings.")
-@click.option("--classifier-epochs", type=int, default=None, help="Override the preset's epochs.")
+@click.option("--classifier-runs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Independent classifier trainings.")  # fmt: skip
+@click.option("--classifier-epochs", type=click.IntRange(min=1), default=None, help="Override the preset's epochs.")
 @click.option("--fast", is_flag=True, help="Reduced FPD/KPD sample sizes and classifier (quick look, not comparable).")
-@click.option("--max-showers", type=int, default=None, help="Use at most this many showers of each file.")
+@click.option(
+    "--max-showers", type=click.IntRange(min=1), default=None, help="Use at most this many showers of each file."
+)
 @click.option("--on-count-mismatch", type=click.Choice(["subsample", "error"]), default="subsample", show_default=True)
 @click.option("--min-energy", type=float, default=None, help="Threshold in MeV (default: the dataset's).")
 @click.option("--device", default="cpu", show_default=True, help="Device of the classifier (cpu, cuda).")
@@ -129,11 +140,10 @@ def evaluate(
     """Judge generated showers against reference showers with the CaloChallenge metrics and CFD."""
     from calosurrogate.evaluation import EvaluationSettings, evaluate_files
     from calosurrogate.metrics import ClassifierSettings
-    from calosurrogate.report import write_evaluation
+    from calosurrogate.report import check_evaluation_folder, write_evaluation
 
     geometry = get_geometry(geometry_name)
-    if (out_dir / "metrics.json").exists() and not force:
-        raise OutputExistsError(f"{out_dir} already holds an evaluation; pass --force to replace it")
+    check_evaluation_folder(out_dir, force)
     base = EvaluationSettings.fast() if fast else EvaluationSettings()
     if not fast:
         base.classifier = ClassifierSettings.cpu() if classifier_preset == "cpu" else ClassifierSettings.reference()
@@ -148,8 +158,10 @@ def evaluate(
         max_showers=max_showers,
         on_count_mismatch=on_count_mismatch,
     )
-    result = evaluate_files(reference, generated, geometry, settings)
-    files = write_evaluation(result, geometry, out_dir, force=force)
+    with folder_lock(out_dir, "an evaluation"):  # before the long work: a busy or unwritable --out fails now
+        check_evaluation_folder(out_dir, force)
+        result = evaluate_files(reference, generated, geometry, settings)
+        files = write_evaluation(result, geometry, out_dir, force=force)
     click.echo((out_dir / "summary.md").read_text())
     click.echo(f"Report: {files['report.html']}")
 
@@ -163,7 +175,12 @@ def _parse_settings(config_path: Path | None, assignments: tuple[str, ...]) -> t
     model_cfg: dict = {}
     train_cfg: dict = {}
     if config_path is not None:
-        loaded = yaml.safe_load(Path(config_path).read_text()) or {}
+        try:
+            loaded = yaml.safe_load(Path(config_path).read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{config_path}: not valid YAML ({' '.join(str(err).split())})") from err
+        if not isinstance(loaded, dict) or not all(isinstance(v, dict | None) for v in loaded.values()):
+            raise ConfigError(f"{config_path}: expected the sections 'model:' and 'train:', each of KEY: VALUE lines")
         unknown = set(loaded) - {"model", "train"}
         if unknown:
             raise ConfigError(f"{config_path}: unknown section(s) {sorted(unknown)}; use 'model:' and 'train:'")
@@ -174,7 +191,11 @@ def _parse_settings(config_path: Path | None, assignments: tuple[str, ...]) -> t
         section, dot, name = key.partition(".")
         if not sep or not dot or section not in ("model", "train"):
             raise ConfigError(f"--set {item!r}: write model.KEY=VALUE or train.KEY=VALUE")
-        (model_cfg if section == "model" else train_cfg)[name] = yaml.safe_load(value)
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            parsed = value  # not YAML: the string itself, which the config check then judges
+        (model_cfg if section == "model" else train_cfg)[name] = parsed
     return model_cfg, train_cfg
 
 
@@ -194,12 +215,14 @@ def _parse_settings(config_path: Path | None, assignments: tuple[str, ...]) -> t
 )
 @click.option("--set", "assignments", multiple=True, help="Override one setting: model.KEY=VALUE or train.KEY=VALUE.")
 @click.option("--conditions", default="", help="Extra condition datasets of the file, comma separated.")
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--resume", is_flag=True,
+              help="Continue the run in --out from its last checkpoint, with its saved settings and data.")  # fmt: skip
 @click.option("--force", is_flag=True, help="Start afresh in an --out that holds a run.")
 @_friendly_errors
+@click.pass_context
 def train(
-    model_name: str, data: Path, run_dir: Path, geometry_name: str | None, config_path: Path | None,
-    assignments: tuple[str, ...], conditions: str, resume: bool, force: bool,
+    ctx: click.Context, model_name: str, data: Path, run_dir: Path, geometry_name: str | None,
+    config_path: Path | None, assignments: tuple[str, ...], conditions: str, resume: bool, force: bool,
 ) -> None:  # fmt: skip
     """Train a surrogate on a CaloChallenge file (checkpoint every epoch; --resume after a kill)."""
     from calosurrogate.data import ShowerFile
@@ -209,17 +232,25 @@ def train(
     from calosurrogate.training import TrainConfig
     from calosurrogate.training import train as run_training
 
+    if resume and force:
+        raise click.UsageError("--resume continues a run and --force restarts it: give one of them")
     model_cfg, train_cfg = _parse_settings(config_path, assignments)
     if geometry_name is None:
         with ShowerFile(data) as f:
-            matches = geometries_with_voxels(f.n_voxels)
+            n_voxels = f.n_voxels
+        matches = geometries_with_voxels(n_voxels)
         if len(matches) != 1:
-            raise click.ClickException(f"{data}: cannot tell the geometry from {f.n_voxels} voxels; pass --geometry")
+            found = f"it matches {', '.join(matches)}" if matches else "no built-in geometry has that many"
+            raise click.ClickException(f"{data}: {n_voxels} voxels per shower, {found}; pass --geometry")
         geometry_name = matches[0]
     geometry = get_geometry(geometry_name)
     names = ("incident_energies", *[c.strip() for c in conditions.split(",") if c.strip()])
-    model = build_surrogate(model_name, geometry, model_cfg, names)
-    config = config_from_dict(TrainConfig, train_cfg, where="train config")
+    # On --resume the saved run decides; what the command line sets explicitly must agree with it.
+    given = ctx.get_parameter_source("model_name") == click.core.ParameterSource.COMMANDLINE
+    if resume and not given and model_cfg and (run_dir / "train_config.json").exists():
+        model_name = json.loads((run_dir / "train_config.json").read_text()).get("family", model_name)
+    model = build_surrogate(model_name, geometry, model_cfg, names) if not resume or given or model_cfg else None
+    config = config_from_dict(TrainConfig, train_cfg, where="train config") if not resume or train_cfg else None
     result = run_training(model, data, run_dir, config, resume=resume, force=force)
     click.echo(
         f"trained {result.epochs_done} epoch(s), stopped by {result.stopped_because}; best validation loss {result.best_val_loss:.4f}"
@@ -231,12 +262,13 @@ def train(
 @click.option(
     "--run", "run_dir", type=click.Path(path_type=Path), required=True, help="Run folder (or a model.pt file)."
 )
-@click.option("--n", "n_showers", type=int, default=None, help="Number of showers (default: all of --energies FILE).")
+@click.option("--n", "n_showers", type=click.IntRange(min=1), default=None,
+              help="Number of showers (default: all of --energies FILE).")  # fmt: skip
 @click.option(
     "--energies", default=None, help="A reference HDF5 file (its energies and conditions) or a spectrum spec."
 )
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Output HDF5 file.")
-@click.option("--batch-size", type=int, default=10_000, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=10_000, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option(
     "--precision",
@@ -255,14 +287,24 @@ def sample(
     precision: str, seed: int, sampler: str | None, steps: int | None, force: bool,
 ) -> None:  # fmt: skip
     """Generate showers with a trained surrogate, in batches, into a CaloChallenge file."""
+    from calosurrogate._io import check_output_path
     from calosurrogate.sampling import conditions_from_file, conditions_from_spectrum, sample_to_file
+    from calosurrogate.simulate.spectra import EnergySpectrum
 
+    check_output_path(out, force)  # before loading anything
     model = _load_run(run_dir)
     options = {k: v for k, v in (("sampler", sampler), ("steps", steps)) if v is not None}
     model.configure_sampling(**options)
     if energies is not None and Path(energies).exists():
         conditions = conditions_from_file(energies, model, n_showers)
     else:
+        if energies is not None:
+            try:
+                EnergySpectrum.parse(energies)
+            except ValueError as err:
+                raise click.ClickException(
+                    f"--energies {energies}: no such file, and not a spectrum either ({err})"
+                ) from err
         if n_showers is None:
             raise click.ClickException("--n is needed unless --energies names a file")
         spec = energies or ("ds1" if model.geometry.name.startswith("ds1") else "log-uniform:1GeV:1TeV")
@@ -346,7 +388,8 @@ def bench(run: Path, batch_sizes: str, device: str, precisions: str, compile_mod
 @click.option(
     "--out", "run_dir", type=click.Path(file_okay=False, path_type=Path), required=True, help="Student run folder."
 )
-@click.option("--steps", type=int, required=True, help="Student steps (the teacher is matched at twice as many).")
+@click.option("--steps", type=click.IntRange(min=1), required=True,
+              help="Student steps (the teacher is matched at twice as many).")  # fmt: skip
 @click.option(
     "--config",
     "config_path",
@@ -371,7 +414,7 @@ def distill(run: Path, data: Path, run_dir: Path, steps: int, config_path: Path 
     teacher = _load_run(run)
     if not hasattr(teacher, "distilled"):
         raise click.ClickException(f"{run}: a {teacher.family!r} model cannot be distilled (diffusion models only)")
-    config = config_from_dict(TrainConfig, train_cfg, where="train config")
+    config = config_from_dict(TrainConfig, train_cfg, where="train config") if not resume or train_cfg else None
     result = run_training(teacher.distilled(steps), data, run_dir, config, resume=resume, force=force)
     click.echo(f"distilled to {steps} step(s) in {result.epochs_done} epoch(s); student: {result.model_path}")
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from calosurrogate.data import ShowerFile
+from calosurrogate.data import ShowerFile, ShowerFileError
 from calosurrogate.geometry import CylindricalGeometry
 from calosurrogate.metrics import (
     ClassifierSettings,
@@ -93,8 +93,12 @@ class EvaluationSettings:
         unknown = set(self.metrics) - set(ALL_METRICS)
         if unknown:
             raise ValueError(f"unknown metrics {sorted(unknown)}; choose from {list(ALL_METRICS)}")
+        if not self.metrics:
+            raise ValueError(f"no metric asked for; choose from {list(ALL_METRICS)}")
         if self.on_count_mismatch not in ("subsample", "error"):
             raise ValueError("on_count_mismatch must be 'subsample' or 'error'")
+        if self.max_showers is not None and self.max_showers < 1:
+            raise ValueError(f"max_showers must be at least 1, got {self.max_showers}")
 
     @classmethod
     def fast(cls, **overrides: Any) -> EvaluationSettings:
@@ -310,6 +314,9 @@ def evaluate_files(
         ShowerFile(generated_path, geometry, negative="keep") as gen,
     ):
         n_ref, n_gen = ref.n_showers, gen.n_showers
+        for path, count in ((reference_path, n_ref), (generated_path, n_gen)):
+            if count == 0:
+                raise ShowerFileError(path, "showers", "holds no showers; there is nothing to judge")
         n = min(n_ref, n_gen)
         if settings.max_showers is not None:
             n = min(n, settings.max_showers)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from calosurrogate._io import atomic_output, folder_lock
 from calosurrogate.evaluation import EvaluationSettings, evaluate_files
 from calosurrogate.models import build_surrogate, load_surrogate
 from calosurrogate.report import write_evaluation
@@ -88,17 +89,19 @@ def run_quickstart(
     settings = dataclasses.replace(settings, progress=progress)
 
     def judge() -> None:
-        result = evaluate_files(reference, generated, detector.geometry, settings)
-        result.provenance["pipeline"] = {
-            "model": model_name,
-            "train_config": dataclasses.asdict(config),
-            "timings_s": timings,
-            **sampling_seconds,
-        }
-        write_evaluation(result, detector.geometry, eval_dir, force=True)
+        with folder_lock(eval_dir, "an evaluation"):
+            result = evaluate_files(reference, generated, detector.geometry, settings)
+            result.provenance["pipeline"] = {
+                "model": model_name,
+                "train_config": dataclasses.asdict(config),
+                "timings_s": timings,
+                **sampling_seconds,
+            }
+            write_evaluation(result, detector.geometry, eval_dir, force=True)
 
     step("evaluate", eval_dir / "report.html", judge)
-    (out / "timings.json").write_text(json.dumps(timings, indent=2))
+    with atomic_output(out / "timings.json", force=True) as tmp:
+        tmp.write_text(json.dumps(timings, indent=2))
     summary = (eval_dir / "summary.md").read_text()
     echo("\n" + summary)
     return {"train": train_file, "reference": reference, "model": model_path, "generated": generated,

@@ -149,7 +149,7 @@ def test_non_positive_incident_energy(tmp_path, rng) -> None:
     energies[1] = 0.0
     path = tmp_path / "e0.h5"
     _raw_file(path, incident_energies=energies, showers=showers)
-    with pytest.raises(ShowerFileError, match="non-positive incident energy at shower 1"):
+    with pytest.raises(ShowerFileError, match=r"1 zero or negative incident energies \(first at shower 1\)"):
         read_showers(path)
 
 

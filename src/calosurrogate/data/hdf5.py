@@ -128,8 +128,10 @@ class ShowerFile:
         energies, showers = f[INCIDENT_ENERGIES], f[SHOWERS]
         if energies.ndim != 2 or energies.shape[1] != 1:
             raise ShowerFileError(self.path, INCIDENT_ENERGIES, f"shape {energies.shape}, expected (N, 1)")
-        if showers.ndim != 2:
-            raise ShowerFileError(self.path, SHOWERS, f"shape {showers.shape}, expected (N, n_voxels)")
+        if showers.ndim != 2 or showers.shape[1] == 0:
+            raise ShowerFileError(
+                self.path, SHOWERS, f"shape {showers.shape}, expected (N, n_voxels) with n_voxels >= 1"
+            )
         if energies.shape[0] != showers.shape[0]:
             raise ShowerFileError(
                 self.path,
@@ -151,8 +153,13 @@ class ShowerFile:
         for name in conditions:
             if name not in f:
                 raise ShowerFileError(
-                    self.path, name, f"condition dataset missing (available: {', '.join(self.available_conditions)})"
-                )
+                    self.path, name,
+                    f"condition dataset missing (available: {', '.join(self.available_conditions) or 'none'})",
+                )  # fmt: skip
+            if not isinstance(f[name], h5py.Dataset) or f[name].ndim == 0:
+                raise ShowerFileError(self.path, name, "expected a dataset of shape (N,) or (N, k)")
+            if f[name].dtype.kind not in "fiu":
+                raise ShowerFileError(self.path, name, f"dtype {f[name].dtype}, expected numbers")
             if f[name].shape[0] != energies.shape[0]:
                 raise ShowerFileError(self.path, name, f"first dimension {f[name].shape[0]} != N = {energies.shape[0]}")
 
@@ -202,21 +209,39 @@ class ShowerFile:
             raise ShowerFileError(
                 self.path, SHOWERS, f"cannot read showers {start}:{stop} (file truncated or corrupt?): {err}"
             ) from err
-        self._check_values(INCIDENT_ENERGIES, energies, start, allow_negative=False)
+        self._check_energies(energies, start)
         showers = self._check_values(SHOWERS, showers, start, allow_negative=True)
-        if np.any(energies <= 0):
-            first = start + int(np.argmax(energies[:, 0] <= 0))
-            raise ShowerFileError(self.path, INCIDENT_ENERGIES, f"non-positive incident energy at shower {first}")
+        for name, values in conds.items():
+            self._check_values(name, values, start, allow_negative=False)
         return ShowerBatch(energies, showers, conds)
 
     def read_conditions(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Incident energies and the opened condition datasets of showers ``[start, stop)``, ``(n, C)``,
         without reading the showers themselves."""
         stop = self.n_showers if stop is None else min(stop, self.n_showers)
-        energies = self._file[INCIDENT_ENERGIES][start:stop]
-        self._check_values(INCIDENT_ENERGIES, energies, start, allow_negative=False)
-        extra = [np.asarray(self._file[name][start:stop]).reshape(len(energies), -1) for name in self.condition_names]
+        try:
+            energies = self._file[INCIDENT_ENERGIES][start:stop]
+            extra = [
+                np.asarray(self._file[name][start:stop]).reshape(len(energies), -1) for name in self.condition_names
+            ]
+        except OSError as err:
+            raise ShowerFileError(
+                self.path, INCIDENT_ENERGIES, f"cannot read rows {start}:{stop} (file truncated or corrupt?): {err}"
+            ) from err
+        self._check_energies(energies, start)
+        for name, values in zip(self.condition_names, extra, strict=True):
+            self._check_values(name, values, start, allow_negative=False)
         return np.concatenate([energies, *extra], axis=1)
+
+    def _check_energies(self, energies: np.ndarray, start: int) -> None:
+        """Incident energies must be finite and positive (MeV)."""
+        self._check_values(INCIDENT_ENERGIES, energies, start, allow_negative=False)
+        if np.any(energies <= 0):
+            bad = int((energies <= 0).sum())
+            first = start + int(np.argmax(energies[:, 0] <= 0))
+            raise ShowerFileError(
+                self.path, INCIDENT_ENERGIES, f"{bad} zero or negative incident energies (first at shower {first})"
+            )
 
     def _check_values(self, name: str, values: np.ndarray, start: int, allow_negative: bool) -> np.ndarray:
         finite = np.isfinite(values)

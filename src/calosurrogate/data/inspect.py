@@ -17,7 +17,8 @@ class FileSummary:
     """What :func:`inspect_file` found.
 
     Energies in MeV; ``sparsity`` is the fraction of voxels equal to zero; ``layer_mean_energy``
-    the mean energy per relevant layer (MeV), present when a geometry is known.
+    the mean energy per relevant layer (MeV), present when a geometry is known. Statistics of
+    a file with no showers are None (null in JSON), never infinite.
     """
 
     path: str
@@ -26,10 +27,10 @@ class FileSummary:
     dtype: str
     matching_geometries: list[str]
     geometry: str | None
-    incident_energy_min: float
-    incident_energy_max: float
-    energy_ratio_mean: float
-    sparsity: float
+    incident_energy_min: float | None
+    incident_energy_max: float | None
+    energy_ratio_mean: float | None
+    sparsity: float | None
     negative_values: int
     extra_datasets: list[str]
     layer_mean_energy: list[float] | None
@@ -46,9 +47,16 @@ class FileSummary:
             f"voxels          {self.n_voxels} ({self.dtype}); built-in geometries with this count: "
             + (", ".join(self.matching_geometries) or "none"),
             f"geometry        {self.geometry or 'not given'}",
-            f"E_inc range     {self.incident_energy_min:.6g} - {self.incident_energy_max:.6g} MeV",
-            f"<E_tot/E_inc>   {self.energy_ratio_mean:.4f}",
-            f"sparsity        {self.sparsity:.3f} (fraction of zero voxels)",
+        ]
+        if self.n_showers == 0:
+            lines.append("statistics      none: the file holds no showers")
+        else:
+            lines += [
+                f"E_inc range     {self.incident_energy_min:.6g} - {self.incident_energy_max:.6g} MeV",
+                f"<E_tot/E_inc>   {self.energy_ratio_mean:.4f}",
+                f"sparsity        {self.sparsity:.3f} (fraction of zero voxels)",
+            ]
+        lines += [
             f"negative values {self.negative_values}",
             f"extra datasets  {', '.join(self.extra_datasets) or 'none'}",
         ]
@@ -85,6 +93,7 @@ def inspect_file(
             if geometry is not None and layer_sum is not None:
                 layer_sum += np.add.reduceat(batch.showers, geometry.layer_offsets[:-1], axis=1).sum(axis=0)
         n = max(f.n_showers, 1)
+        empty = f.n_showers == 0
         return FileSummary(
             path=str(path),
             n_showers=f.n_showers,
@@ -92,11 +101,11 @@ def inspect_file(
             dtype=str(f.dtype),
             matching_geometries=geometries_with_voxels(f.n_voxels),
             geometry=geometry.name if geometry is not None else None,
-            incident_energy_min=float(e_min),
-            incident_energy_max=float(e_max),
-            energy_ratio_mean=ratio_sum / n,
-            sparsity=zeros / (n * f.n_voxels),
+            incident_energy_min=None if empty else float(e_min),
+            incident_energy_max=None if empty else float(e_max),
+            energy_ratio_mean=None if empty else ratio_sum / n,
+            sparsity=None if empty or f.n_voxels == 0 else zeros / (n * f.n_voxels),
             negative_values=int(negatives),
             extra_datasets=f.available_conditions,
-            layer_mean_energy=(layer_sum / n).tolist() if layer_sum is not None else None,
+            layer_mean_energy=(layer_sum / n).tolist() if layer_sum is not None and not empty else None,
         )

@@ -66,6 +66,13 @@ class ClassifierSettings:
     max_per_class: int | None = None
     cnn_channels: int = 8
 
+    def __post_init__(self) -> None:
+        for name in ("hidden", "epochs", "batch_size", "runs", "cnn_channels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"classifier {name} must be at least 1, got {getattr(self, name)}")
+        if self.max_per_class is not None and self.max_per_class < 2:
+            raise ValueError(f"classifier max_per_class must be at least 2, got {self.max_per_class}")
+
     @classmethod
     def reference(cls, **overrides: object) -> ClassifierSettings:
         """The community's settings."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import types
+import typing
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
@@ -44,13 +46,82 @@ class CheckpointError(ValueError):
     """A saved model does not fit what it is used with (or is not a calosurrogate model)."""
 
 
+class ExtrapolationWarning(UserWarning):
+    """A surrogate is asked for showers at conditions outside the range it was trained on."""
+
+
 def config_from_dict(config_cls: type, values: dict[str, Any], where: str = "config") -> Any:
-    """Build a config dataclass, refusing unknown keys with the list of valid ones."""
-    names = {f.name for f in dataclasses.fields(config_cls)}
-    unknown = sorted(set(values) - names)
+    """Build a config dataclass from plain values (YAML, ``--set``, a checkpoint), checked key by key.
+
+    Unknown keys are refused with the list of valid ones; each value must be of its field's
+    type: an int where an int is declared (not 1.5, not "abc"), a number where a float is
+    (an int or a numeric string such as YAML's ``1e-3`` is converted), a list where a tuple is.
+
+    Raises:
+        ConfigError: One line naming ``where``, the key, the value and the expected type.
+    """
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys: {sorted(names)}")
-    return config_cls(**values)
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys: {sorted(fields)}")
+    try:
+        hints = typing.get_type_hints(config_cls)
+    except NameError:  # an annotation only a type checker can resolve: leave those values to the class
+        hints = {}
+    checked = {key: _checked_value(value, hints[key], f"{where}: {key}") if key in hints else value
+               for key, value in values.items()}  # fmt: skip
+    try:
+        return config_cls(**checked)
+    except (TypeError, ValueError) as err:  # the class's own checks (ConfigError among them) get the place
+        raise ConfigError(f"{where}: {err}") from err
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def _checked_value(value: Any, hint: Any, where: str) -> Any:
+    """``value`` converted to ``hint`` where that loses nothing, else a ConfigError naming ``where``."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _checked_value(value, option, where)
+            except ConfigError as err:
+                errors.append(err)
+        raise ConfigError(f"{where} = {value!r}: expected {_type_name(hint)}")
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where} = {value!r}: expected a list ({_type_name(hint)})")
+        inner = [args[0]] * len(value) if len(args) == 2 and args[1] is Ellipsis else list(args)
+        if len(inner) != len(value):
+            raise ConfigError(f"{where} = {value!r}: expected {len(inner)} values ({_type_name(hint)})")
+        return tuple(_checked_value(v, t, f"{where}[{i}]") for i, (v, t) in enumerate(zip(value, inner, strict=True)))
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where} = {value!r}: expected true or false")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where} = {value!r}: expected an integer")
+    if hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)  # YAML reads 1e-3 (no dot) as a string
+            except ValueError:
+                pass
+        raise ConfigError(f"{where} = {value!r}: expected a number")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where} = {value!r}: expected a string")
+    return value  # dicts and other structures: the class checks them
 
 
 def autocast_context(device: torch.device, precision: str) -> Any:
@@ -99,6 +170,9 @@ class Surrogate(nn.Module, ABC):
         # Sampling cut and dequantisation width: the config's energy_cut_mev, else the dataset's threshold.
         cut = getattr(config, "energy_cut_mev", None)
         self.register_buffer("cut", torch.tensor(float(cut if cut is not None else default_min_energy(geometry))))
+        # (lowest, highest) value of each condition column in the training data, saved beside the
+        # weights (not in them, so that models saved before it load); sampling warns outside it.
+        self.condition_range: tuple[list[float], list[float]] | None = None
 
     @property
     def n_conditions(self) -> int:
@@ -198,6 +272,8 @@ class Surrogate(nn.Module, ABC):
         seed: int | None = None,
     ) -> Iterator[np.ndarray]:
         """Like :meth:`sample`, yielding one ``(b, V)`` block per batch (bounded memory)."""
+        if batch_size < 1:
+            raise ConfigError(f"batch size must be at least 1, got {batch_size}")
         if not bool(self._fitted):
             raise CheckpointError("the model's preprocessing is not fitted: train it (or load a trained one) first")
         cond = torch.as_tensor(np.asarray(conditions, dtype=np.float32)).reshape(len(conditions), -1)
@@ -221,6 +297,7 @@ class Surrogate(nn.Module, ABC):
             "geometry_name": self.geometry.name,
             "geometry_xml": self.geometry.to_xml_string(),
             "condition_names": list(self.condition_names),
+            "condition_range": self.condition_range,
             "state_dict": self.state_dict(),
         }
 
@@ -288,6 +365,9 @@ def surrogate_from_checkpoint(checkpoint: dict[str, Any], source: str = "checkpo
             geometry = builtin
     model = build_surrogate(checkpoint["family"], geometry, checkpoint["config"], tuple(checkpoint["condition_names"]))
     model.load_state_dict(checkpoint["state_dict"])
+    if checkpoint.get("condition_range") is not None:
+        low, high = checkpoint["condition_range"]
+        model.condition_range = (list(low), list(high))
     return model
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from calosurrogate._io import OutputExistsError, atomic_output
+from calosurrogate._io import OutputExistsError, atomic_folder
 from calosurrogate.evaluation import EvaluationResult
 from calosurrogate.geometry import CylindricalGeometry
 from calosurrogate.plotting import (
@@ -50,8 +50,7 @@ def _fmt(value: float, error: float | None = None) -> str:
 def _save(fig: Figure, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    with atomic_output(path, force=True) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+    fig.savefig(path, format="png", dpi=110)
     plt.close(fig)
 
 
@@ -281,38 +280,54 @@ def write_evaluation(
     out_dir: str | os.PathLike[str],
     force: bool = False,
 ) -> dict[str, Path]:
-    """Write ``metrics.json``, ``summary.md``, the PNG plots and ``report.html`` into ``out_dir``.
+    """Write ``metrics.json``, ``summary.md``, the PNG plots and ``report.html`` as the folder ``out_dir``.
 
-    Each file is written under a temporary name and renamed when complete.
+    The folder is made whole beside its final name and renamed into place, so it holds a
+    complete evaluation or none. With ``force`` a former evaluation there is replaced whole
+    (none of its plots stay); a folder of other files is never replaced.
 
     Raises:
-        OutputExistsError: If ``out_dir`` already holds an evaluation and ``force`` is false.
+        OutputExistsError: If ``out_dir`` already holds an evaluation and ``force`` is false, or
+            holds other files.
     """
     out = Path(out_dir)
-    if (out / "metrics.json").exists() and not force:
-        raise OutputExistsError(
-            f"{out} already holds an evaluation (metrics.json); pass force=True (--force) to replace it"
-        )
-    out.mkdir(parents=True, exist_ok=True)
+    check_evaluation_folder(out, force)
     written: dict[str, Path] = {}
-    rendered: list[tuple[str, str, bytes]] = []
-    for name, caption, build in _figures(result, geometry):
-        fig = build()
-        if fig is None:
-            continue
-        _save(fig, out / name)
-        rendered.append((name, caption, (out / name).read_bytes()))
-        written[name] = out / name
-
-    def write_text(name: str, text: str) -> None:
-        with atomic_output(out / name, force=True) as tmp:
-            Path(tmp).write_text(text)
-        written[name] = out / name
-
-    write_text("metrics.json", json.dumps(_jsonable(result.to_json_dict()), indent=2))
-    write_text("summary.md", _markdown(result))
-    write_text("report.html", _html(result, rendered))
+    with atomic_folder(out, force, replaceable=_holds_evaluation, what="an evaluation") as stage:
+        rendered: list[tuple[str, str, bytes]] = []
+        for name, caption, build in _figures(result, geometry):
+            fig = build()
+            if fig is None:
+                continue
+            _save(fig, stage / name)
+            rendered.append((name, caption, (stage / name).read_bytes()))
+            written[name] = out / name
+        texts = {
+            "metrics.json": json.dumps(_jsonable(result.to_json_dict()), indent=2),
+            "summary.md": _markdown(result),
+            "report.html": _html(result, rendered),
+        }
+        for name, text in texts.items():
+            (stage / name).write_text(text)
+            written[name] = out / name
     return written
+
+
+def _holds_evaluation(folder: Path) -> bool:
+    return (folder / "metrics.json").is_file()
+
+
+def check_evaluation_folder(out_dir: str | os.PathLike[str], force: bool) -> None:
+    """Refuse, before the long work, a folder that cannot receive an evaluation: one holding an
+    evaluation (unless ``force``) or other files."""
+    out = Path(out_dir)
+    if out.is_dir() and any(out.iterdir()):
+        if not _holds_evaluation(out):
+            raise OutputExistsError(f"{out} exists and holds other files than an evaluation; choose another --out")
+        if not force:
+            raise OutputExistsError(f"{out} already holds an evaluation; use --force to replace it")
+    elif out.exists() and not out.is_dir():
+        raise OutputExistsError(f"{out} exists and is not a folder; choose another --out")
 
 
 def _jsonable(value: Any) -> Any:

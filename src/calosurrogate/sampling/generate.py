@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from calosurrogate.data import ShowerFile, ShowerWriter
+from calosurrogate.data import INCIDENT_ENERGIES, ShowerFile, ShowerFileError, ShowerWriter
 from calosurrogate.devices import resolve_device, resolve_precision
-from calosurrogate.models.base import ConfigError, Surrogate
+from calosurrogate.models.base import ConfigError, ExtrapolationWarning, Surrogate
 from calosurrogate.simulate.spectra import EnergySpectrum
 
 
@@ -19,10 +20,51 @@ def conditions_from_file(path: str | os.PathLike[str], model: Surrogate, n: int 
     """Conditions ``(N, C)`` of a reference file (its incident energies and extra condition datasets).
 
     Raises:
-        ShowerFileError: If the file lacks a condition the model needs or has another voxel count.
+        ShowerFileError: If the file lacks a condition the model needs, has another voxel count,
+            holds no showers or a zero, negative or non-finite incident energy.
     """
     with ShowerFile(path, model.geometry, negative="keep", conditions=model.condition_names[1:]) as f:
+        if f.n_showers == 0:
+            raise ShowerFileError(path, INCIDENT_ENERGIES, "holds no showers, so no incident energies to sample at")
         return f.read_conditions(0, n).astype(np.float64)
+
+
+def check_conditions(conditions: np.ndarray, model: Surrogate) -> np.ndarray:
+    """Conditions ``(N, C)`` as float64 after checking that a model can sample them.
+
+    Incident energies (column 0, MeV) must be finite and positive, the other columns finite.
+    Values outside the range the model saw in training give a :class:`ExtrapolationWarning`.
+
+    Raises:
+        ConfigError: No rows, the wrong number of columns, or values that are not allowed.
+    """
+    conditions = np.asarray(conditions, dtype=np.float64)
+    if conditions.ndim == 1:
+        conditions = conditions.reshape(-1, 1)
+    if conditions.ndim != 2 or conditions.shape[1] != model.n_conditions:
+        raise ConfigError(f"conditions of shape {conditions.shape}; the model needs (N, {model.n_conditions}) "
+                          f"with columns {list(model.condition_names)}")  # fmt: skip
+    if len(conditions) == 0:
+        raise ConfigError("no conditions to sample: ask for at least one shower")
+    if not np.isfinite(conditions).all():
+        raise ConfigError(f"{int((~np.isfinite(conditions)).sum())} conditions are NaN or infinite")
+    if (conditions[:, 0] <= 0).any():
+        raise ConfigError(f"{int((conditions[:, 0] <= 0).sum())} incident energies are zero or negative; "
+                          "they must be positive (MeV)")  # fmt: skip
+    seen = model.condition_range
+    if seen is not None:
+        low, high = np.asarray(seen[0]), np.asarray(seen[1])
+        outside = (conditions < low) | (conditions > high)
+        for column in np.flatnonzero(outside.any(axis=0)):
+            warnings.warn(
+                f"{int(outside[:, column].sum())} of {len(conditions)} values of {model.condition_names[column]} lie "
+                f"outside the range seen in training [{low[column]:.6g}, {high[column]:.6g}] (largest "
+                f"{conditions[:, column].max():.6g}, smallest {conditions[:, column].min():.6g}): the surrogate "
+                "extrapolates there",
+                ExtrapolationWarning,
+                stacklevel=2,
+            )
+    return conditions
 
 
 def conditions_from_spectrum(spec: str, n: int, model: Surrogate, seed: int = 0) -> np.ndarray:
@@ -46,8 +88,17 @@ def sample_to_file(
     force: bool = False,
     progress: bool = True,
 ) -> tuple[Path, float]:
-    """Generate one shower per row of ``conditions`` into ``out``; returns the path and the seconds spent sampling."""
-    conditions = np.asarray(conditions)
+    """Generate one shower per row of ``conditions`` into ``out``; returns the path and the seconds spent sampling.
+
+    The file appears only when it holds one shower for every row of ``conditions``.
+
+    Raises:
+        ConfigError: Unusable conditions (see :func:`check_conditions`) or ``batch_size`` < 1.
+        OutputExistsError: ``out`` exists (or appears meanwhile) and ``force`` is false.
+    """
+    conditions = check_conditions(conditions, model)
+    if batch_size < 1:
+        raise ConfigError(f"batch size must be at least 1, got {batch_size}")
     dims = {name: int(conditions.shape[1] - 1) for name in model.condition_names[1:2]} if model.n_conditions > 1 else {}
     if model.n_conditions > 2:
         raise ConfigError("writing more than one extra condition dataset is not supported yet")
@@ -72,4 +123,6 @@ def sample_to_file(
             lo += len(showers)
             bar.update(len(showers))
         bar.close()
+        if lo != len(conditions):  # raised inside the writer: no file appears
+            raise RuntimeError(f"the {model.family} model gave {lo} showers for {len(conditions)} conditions")
     return Path(out), seconds

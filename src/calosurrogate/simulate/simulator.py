@@ -24,6 +24,7 @@ block number, so a run is reproducible for a seed whatever the output chunking.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -135,6 +136,14 @@ def simulate_to_file(
         raise ValueError("n must be at least 1")
     spectrum = spectrum or detector.default_spectrum
     spectrum = EnergySpectrum.parse(spectrum) if isinstance(spectrum, str) else spectrum
+    usual = EnergySpectrum.parse(detector.default_spectrum).bounds
+    low, high = spectrum.bounds
+    if low < usual[0] or high > usual[1]:
+        warnings.warn(
+            f"{spectrum.spec} reaches outside {detector.name}'s range {usual[0]:.6g}-{usual[1]:.6g} MeV, where "
+            "the parametrisation was not checked: showers there are an extrapolation",
+            stacklevel=2,
+        )
     simulator = ShowerSimulator(detector)
     attrs = {
         "generator": "calosurrogate parametrized shower simulator (GFlash-style; not Geant4)",

@@ -88,6 +88,13 @@ class EnergySpectrum:
             "discrete:E1,E2,..., powers-of-two:K1:K2 or ds1"
         )
 
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """Lowest and highest energy the spectrum gives, MeV."""
+        if self.kind in ("log-uniform", "uniform"):
+            return self.low, self.high
+        return min(self.values), max(self.values)
+
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """Draw ``n`` energies in MeV, shape ``(n,)``."""
         if self.kind == "log-uniform":

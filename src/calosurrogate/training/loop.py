@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from calosurrogate._io import OutputExistsError, atomic_output
-from calosurrogate.data import ShowerFile
+from calosurrogate._io import OutputExistsError, atomic_output, folder_lock
+from calosurrogate.data import SHOWERS, ShowerFile, ShowerFileError
 from calosurrogate.data.transforms import dequantize
 from calosurrogate.devices import resolve_device, resolve_precision
 from calosurrogate.models.base import (
@@ -113,8 +113,14 @@ class TrainConfig:
             raise ConfigError(f"schedule must be cosine, onecycle, plateau or none, got {self.schedule!r}")
         if not 0 < self.val_fraction < 1:
             raise ConfigError("val_fraction must be between 0 and 1")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ConfigError("epochs and batch_size must be positive")
+        if self.epochs < 1 or self.batch_size < 1 or self.chunk_size < 1:
+            raise ConfigError("epochs, batch_size and chunk_size must be at least 1")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"learning_rate must be positive, got {self.learning_rate}")
+        if self.max_showers is not None and self.max_showers < 2:
+            raise ConfigError(f"max_showers must be at least 2, got {self.max_showers}")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ConfigError(f"max_minutes must be positive, got {self.max_minutes}")
 
 
 class ShowerStream:
@@ -244,7 +250,7 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 
 def train(
-    model: Surrogate,
+    model: Surrogate | None,
     data_path: str | os.PathLike[str],
     run_dir: str | os.PathLike[str],
     config: TrainConfig | None = None,
@@ -256,34 +262,87 @@ def train(
     """Train ``model`` on a CaloChallenge file, checkpointing into ``run_dir``.
 
     Args:
-        model: A freshly built surrogate (ignored when resuming: the checkpoint's model is used).
+        model: A freshly built surrogate. When resuming, the checkpoint's model is used; a model
+            given then must have the saved family and config (None: take the saved one).
         data_path: Training file (its conditions must include the model's condition names).
         run_dir: Folder for ``checkpoint.pt``, ``model.pt``, ``log.csv``, ``train_config.json``.
-        config: Loop settings.
-        resume: Continue from ``run_dir/checkpoint.pt``.
+        config: Loop settings. When resuming: None takes the saved ones; given ones must equal them.
+        resume: Continue from ``run_dir/checkpoint.pt``, on the same data.
         force: Start afresh in a ``run_dir`` that already holds a run.
         progress: Show a progress bar.
         on_epoch: Called after each epoch with its number and log row (tests use it to interrupt).
 
     Raises:
-        OutputExistsError: ``run_dir`` holds a run and neither ``resume`` nor ``force`` is set.
-        CheckpointError: Resuming without a checkpoint, or data of another geometry.
+        OutputExistsError: ``run_dir`` holds a run and neither ``resume`` nor ``force`` is set, or
+            another job is writing into it.
+        CheckpointError: Resuming without a readable checkpoint, with other settings or data than
+            the saved run, or data of another geometry.
     """
     run = Path(run_dir)
+    if not resume and (run / CHECKPOINT).exists() and not force:
+        raise OutputExistsError(
+            f"{run} already holds a training run; use --resume to continue it or --force to restart"
+        )
+    with folder_lock(run, "a training run"):
+        return _train(model, Path(data_path), run, config, resume, progress, on_epoch)
+
+
+def _data_fingerprint(path: Path, n_showers: int, n_voxels: int) -> dict[str, Any]:
+    """What identifies a training file across a resume (its path may change, its content may not)."""
+    return {"path": str(path.resolve()), "n_showers": n_showers, "n_voxels": n_voxels, "bytes": path.stat().st_size}
+
+
+def _load_for_resume(
+    ckpt_path: Path, model: Surrogate | None, config: TrainConfig | None
+) -> tuple[dict[str, Any], Surrogate, TrainConfig]:
+    """The saved state, model and loop settings; refuses a model or settings that differ from them."""
+    if not ckpt_path.exists():
+        raise CheckpointError(f"{ckpt_path.parent}: no {CHECKPOINT} to resume from")
+    try:
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        saved = surrogate_from_checkpoint(state["model"], str(ckpt_path))
+        saved_config = config_from_dict(TrainConfig, state["train_config"], where=f"{ckpt_path} train config")
+    except CheckpointError:
+        raise
+    except Exception as err:  # truncated, corrupt or foreign file: torch and pickle raise many kinds
+        reason = (str(err).strip().splitlines() or [""])[0].split(". ")[0][:120]
+        raise CheckpointError(
+            f"{ckpt_path}: cannot be read as a checkpoint ({type(err).__name__}: {reason}); "
+            "use --force to restart the run"
+        ) from err
+    changed = []
+    if model is not None:
+        if model.family != saved.family:
+            changed.append(f"model {saved.family} -> {model.family}")
+        new, old = dataclasses.asdict(model.config), dataclasses.asdict(saved.config)
+        changed += [f"model.{k} {old[k]!r} -> {new[k]!r}" for k in new if k in old and new[k] != old[k]]
+    if config is not None:
+        new, old = dataclasses.asdict(config), dataclasses.asdict(saved_config)
+        changed += [f"train.{k} {old[k]!r} -> {new[k]!r}" for k in new if new[k] != old[k]]
+    if changed:
+        raise CheckpointError(
+            f"{ckpt_path.parent}: --resume continues the saved run as it was, but these differ from it: "
+            f"{', '.join(changed)}; drop them, or start a new run with --force"
+        )
+    return state, saved, saved_config
+
+
+def _train(
+    model: Surrogate | None,
+    data_path: Path,
+    run: Path,
+    config: TrainConfig | None,
+    resume: bool,
+    progress: bool,
+    on_epoch: Callable[[int, dict[str, float]], None] | None,
+) -> TrainResult:
     ckpt_path = run / CHECKPOINT
     state: dict[str, Any] | None = None
     if resume:
-        if not ckpt_path.exists():
-            raise CheckpointError(f"{run}: no {CHECKPOINT} to resume from")
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        model = surrogate_from_checkpoint(state["model"], str(ckpt_path))
-        config = config_from_dict(TrainConfig, state["train_config"], where="checkpoint train config")
-    elif ckpt_path.exists() and not force:
-        raise OutputExistsError(
-            f"{run} already holds a training run; pass resume=True (--resume) or force=True (--force)"
-        )
+        state, model, config = _load_for_resume(ckpt_path, model, config)
+    if model is None:
+        raise ConfigError("no model to train: build one (build_surrogate) or resume a saved run")
     config = config or TrainConfig()
-    run.mkdir(parents=True, exist_ok=True)
     if config.threads:
         torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
@@ -300,7 +359,17 @@ def train(
                 f"{data_path}: {f.n_voxels} voxels per shower (matches {geometries_with_voxels(f.n_voxels) or 'no built-in'}), "
                 f"but the model is for {model.geometry.name} ({model.geometry.n_voxels} voxels)"
             )
+        if f.n_showers < 2:
+            raise ShowerFileError(data_path, SHOWERS, f"holds {f.n_showers} shower(s); training needs at least 2")
         n_total = f.n_showers if config.max_showers is None else min(config.max_showers, f.n_showers)
+        fingerprint = _data_fingerprint(data_path, f.n_showers, f.n_voxels)
+    saved_data = state.get("data") if state is not None else None
+    if saved_data is not None and any(saved_data[k] != fingerprint[k] for k in ("n_showers", "n_voxels", "bytes")):
+        raise CheckpointError(
+            f"{data_path}: --resume continues on the data the run was trained on, {saved_data['path']} "
+            f"({saved_data['n_showers']} showers, {saved_data['bytes']} bytes); this file has "
+            f"{fingerprint['n_showers']} showers and {fingerprint['bytes']} bytes"
+        )
     n_val = max(1, int(n_total * config.val_fraction))
     n_train = n_total - n_val
     if n_train < config.batch_size:
@@ -319,6 +388,7 @@ def train(
             Path(data_path), model.condition_names, 0, min(n_train, 50_000), 1, config.chunk_size, False
         )
         model.fit_preprocessing(*fit_stream.all())
+        model.condition_range = _condition_range(data_path, model.condition_names, n_train, config.chunk_size)
     model.to(device)
     optimizers = _make_optimizers(model, config)
     schedulers = {name: _make_scheduler(opt, config, train_stream.n_batches()) for name, opt in optimizers.items()}
@@ -352,6 +422,7 @@ def train(
 
     noise = model.training_noise_mev()
     started = time.monotonic()
+    seconds_before = history[-1]["seconds"] if history else 0.0  # log.csv counts the whole run's time
     stopped = "epochs"
     epoch = start_epoch
     for epoch in range(start_epoch, config.epochs):
@@ -395,7 +466,8 @@ def train(
         means = {key: value / max(count, 1) for key, value in sums.items()}
         row = {"epoch": epoch + 1, "train_loss": means.pop("loss"), "val_loss": val_loss,
                **{f"train_{key}": value for key, value in means.items()},
-               "lr": next(iter(optimizers.values())).param_groups[0]["lr"], "seconds": time.monotonic() - started}  # fmt: skip
+               "lr": next(iter(optimizers.values())).param_groups[0]["lr"],
+               "seconds": seconds_before + time.monotonic() - started}  # fmt: skip
         history.append(row)
         keep_last = config.select == "last" or (config.select == "auto" and model.adversarial)
         if val_loss < best_val:
@@ -410,6 +482,7 @@ def train(
             "schedulers": {name: sch.state_dict() for name, sch in schedulers.items() if sch is not None},
             "ema": ema.state_dict() if ema is not None else None,
             "history": history, "best_val": best_val, "best_model": best_state, "epoch": epoch + 1, "stale": stale,
+            "data": fingerprint,
         })  # fmt: skip
         _write_log(run / LOG, history)
         if progress:
@@ -428,6 +501,18 @@ def train(
     with atomic_output(run / MODEL, force=True) as tmp:
         torch.save(best_state, tmp)
     return TrainResult(run, run / MODEL, len(history), best_val, history, stopped)
+
+
+def _condition_range(path: Path, names: tuple[str, ...], stop: int, chunk_size: int) -> tuple[list[float], list[float]]:
+    """Lowest and highest value of each condition column over the training showers (read without voxels)."""
+    low, high = None, None
+    with ShowerFile(path, conditions=names[1:]) as f:
+        for lo in range(0, stop, chunk_size):
+            block = f.read_conditions(lo, min(lo + chunk_size, stop))
+            low = block.min(axis=0) if low is None else np.minimum(low, block.min(axis=0))
+            high = block.max(axis=0) if high is None else np.maximum(high, block.max(axis=0))
+    assert low is not None and high is not None
+    return [float(v) for v in low], [float(v) for v in high]
 
 
 def _fit_cosine_to_budget(
