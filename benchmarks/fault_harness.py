@@ -33,10 +33,13 @@ def main() -> None:
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
         trials = faults.harness(Path(tmp), args.kills, ("simulate", "sample", "evaluate") * args.races, args.seed)
+    for t in trials:
+        print("ok  " if t.ok else "FAIL", t, flush=True)
     properties = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--hypothesis-profile=harness",
          str(ROOT / "tests" / "test_properties.py")], capture_output=True, text=True, cwd=ROOT,
     )  # fmt: skip
+    import tests.conftest  # noqa: F401  (registers the hypothesis profiles)
     from hypothesis import settings
 
     summary = {
@@ -50,8 +53,6 @@ def main() -> None:
         "property_tests_passed": properties.returncode == 0,
         "seconds": round(time.monotonic() - started),
     }
-    for t in trials:
-        print("ok  " if t.ok else "FAIL", t)
     print({k: v for k, v in summary.items() if k != "trials"})
     command = "python benchmarks/fault_harness.py " + " ".join(sys.argv[1:])
     print("wrote", write_result("fault_harness", summary, command.strip()))

@@ -1,6 +1,6 @@
 """Give a trained two-stage diffusion run a faint-layer library, its weights unchanged.
 
-The library (:class:`calosurrogate.data.transforms.FaintLayerLibrary`) is preprocessing fitted
+The library (:class:`calosurrogate.models.components.FaintLayerLibrary`) is preprocessing fitted
 from the training showers, used only at sampling; a model trained without it gets one from the
 same training file as :func:`calosurrogate.training.train` would fit it (the first training
 showers, at most 50,000), and the copy is judged beside the original.
@@ -17,10 +17,10 @@ import json
 import shutil
 from pathlib import Path
 
+from calosurrogate.data import ShowerStream
 from calosurrogate.data.hdf5 import ShowerFile
 from calosurrogate.models import load_surrogate
 from calosurrogate.models.base import build_surrogate
-from calosurrogate.training.loop import ShowerStream
 
 
 def main() -> None:

@@ -223,6 +223,65 @@ def _steps_sections() -> list[str]:
     return out
 
 
+def _best_rows(geometry: str) -> list[dict]:
+    """The best measured row of each family on a geometry: lowest high-level AUC, then the faster."""
+    rows = []
+    for path in sorted(RESULTS.glob("model_*.json")):
+        m = json.loads(path.read_text())
+        if m["geometry"] != geometry:
+            continue
+        for precision, r in m["results"].items():
+            rows.append({"family": m["model"], "setting": f"{_model_label(m)}, {precision}",
+                         "ms": r["sampling_ms_per_shower_batch_10000"], "auc_high": r["auc_high"], "auc_low": r["auc_low"],
+                         "fpd": r["FPD x 1e3"]["value"], "budget": f"{m['train_minutes_budget']:g} min, {m['epochs']} epochs",
+                         "machine": _machine(m), "date": m["date"]})  # fmt: skip
+    for path in sorted(RESULTS.glob("diffusion_steps_*.json")):
+        d = json.loads(path.read_text())
+        if d["geometry"] != geometry or _is_pilot(d):
+            continue
+        for r in d["results"]:
+            tag = f" ({d['tag']})" if d.get("tag") else ""
+            rows.append({"family": "diffusion", "setting": f"diffusion{tag}, {r['steps']} {d['sampler']} steps, "
+                         f"{r.get('precision', 'fp32')}", "ms": r["ms_per_shower_batch_10000"], "auc_high": r["auc_high"],
+                         "auc_low": r["auc_low"], "fpd": r["fpd_x1e3"],
+                         "budget": f"{d['train_minutes_budget']:g} min, {d['epochs']} epochs", "machine": _machine(d),
+                         "date": d["date"]})  # fmt: skip
+    best: dict[str, dict] = {}
+    for row in rows:
+        key = (round(row["auc_high"], 3), row["ms"])
+        if row["family"] not in best or key < (round(best[row["family"]]["auc_high"], 3), best[row["family"]]["ms"]):
+            best[row["family"]] = row
+    return sorted(best.values(), key=lambda r: r["auc_high"])
+
+
+def _answer_sections() -> list[str]:
+    """What a user asks first (which model, how good, how fast), per geometry, before any study."""
+    out = []
+    for geometry, dataset in (("ds2", "ds2"), ("ds1-photons", "ds1_photons")):
+        best = _best_rows(geometry)
+        if not best:
+            continue
+        out += [f"## Best of each family: {geometry}", "",
+                "Trained and judged on the built-in fast engine's showers (not Geant4); time per shower on a CPU at batch "
+                "10,000; AUC high/low: the high-level and low-level classifiers (0.5 = indistinguishable); the rows of "
+                "every run and the commands are in the studies below.", "",
+                "| family | best setting | AUC high | AUC low | FPD x 1e3 | ms / shower | training | data |",
+                "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        out += [f"| {r['family']} | {r['setting']} | {r['auc_high']:.3f} | {r['auc_low']:.3f} | {r['fpd']:.1f} | "
+                f"{r['ms']:.2f} | {r['budget']} | fast engine |" for r in best]  # fmt: skip
+        published = _published_points(dataset)
+        if published:
+            top = sorted(published, key=lambda p: p["quality"])[:3]
+            out += [
+                "",
+                "Published CaloChallenge 2022 rows with the lowest AUC high (Geant4 data, their hardware): "
+                + "; ".join(f"{p['label']} {p['quality']:.3f} at {p['ms_per_shower']:g} ms" for p in top)
+                + ".",
+            ]
+        out += ["", f"![quality against speed, {geometry}](benchmarks/pareto_{geometry}.png)", ""]
+    return out
+
+
 def _pareto_sections() -> list[str]:
     """One quality-vs-speed table and plot per geometry over every trained-model benchmark."""
     import matplotlib
@@ -375,6 +434,7 @@ def main() -> None:
            "`benchmarks/results/*.json` by `python benchmarks/write_benchmarks_md.py`. Our showers come from the",
            "built-in parametrized simulator, **not Geant4**: quality figures are not directly comparable with the",
            "published CaloChallenge rows quoted beside them for scale.", ""]  # fmt: skip
+    out += _answer_sections()
     sim = _load("simulator")
     if sim:
         out += ["## Simulator throughput", "", f"Command: `{sim['command']}`  ", f"Machine: {_machine(sim)}; commit {sim['commit']}, {sim['date']}", "",

@@ -288,8 +288,8 @@ def sample(
 ) -> None:  # fmt: skip
     """Generate showers with a trained surrogate, in batches, into a CaloChallenge file."""
     from calosurrogate._io import check_output_path
+    from calosurrogate.data import EnergySpectrum
     from calosurrogate.sampling import conditions_from_file, conditions_from_spectrum, sample_to_file
-    from calosurrogate.simulate.spectra import EnergySpectrum
 
     check_output_path(out, force)  # before loading anything
     model = _load_run(run_dir)

@@ -25,7 +25,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from calosurrogate.data import ShowerFile, ShowerFileError
-from calosurrogate.geometry import CylindricalGeometry
+from calosurrogate.geometry import CylindricalGeometry, default_min_energy
 from calosurrogate.metrics import (
     ClassifierSettings,
     CorrelationAccumulator,
@@ -35,7 +35,6 @@ from calosurrogate.metrics import (
     apply_threshold,
     classifier_test,
     compute_features,
-    default_min_energy,
     feature_histograms,
     fpd,
     kpd,

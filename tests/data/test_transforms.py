@@ -88,7 +88,7 @@ def test_masked_standardize_uses_only_the_counted_entries() -> None:
 
 
 def _decomposition():
-    from calosurrogate.data.transforms import LayerDecomposition
+    from calosurrogate.models.components import LayerDecomposition
 
     return LayerDecomposition([0, 2, 4, 6, 8, 10])  # five layers of two voxels
 
@@ -160,7 +160,7 @@ def test_composition_fills_lost_layers_with_the_given_patterns_through_the_cut()
 
 
 def _library(**options):
-    from calosurrogate.data.transforms import FaintLayerLibrary
+    from calosurrogate.models.components import FaintLayerLibrary
 
     return FaintLayerLibrary([0, 4, 8], **options)  # two layers of four voxels
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from calosurrogate.geometry import CylindricalGeometry, CylindricalLayer, get_geometry
+from calosurrogate.geometry import CylindricalGeometry, CylindricalLayer, default_min_energy, get_geometry
 from calosurrogate.metrics import (
     ClassifierSettings,
     apply_threshold,
     cfd,
     classifier_test,
     compute_features,
-    default_min_energy,
     fpd,
     kpd,
     low_level_inputs,

@@ -2,6 +2,7 @@
 
 from calosurrogate.geometry.builtin import (
     BUILTIN_GEOMETRIES,
+    default_min_energy,
     ds1_photons,
     ds1_pions,
     ds2,
@@ -21,6 +22,7 @@ __all__ = [
     "GeometryError",
     "LayerStack",
     "Material",
+    "default_min_energy",
     "ds1_photons",
     "ds1_pions",
     "ds2",

@@ -8,6 +8,16 @@ from __future__ import annotations
 
 from calosurrogate.geometry.cylindrical import CylindricalGeometry, CylindricalLayer, GeometryError
 
+DS1_MIN_ENERGY_MEV = 1.0
+DS23_MIN_ENERGY_MEV = 0.5e-3 / 0.033
+
+
+def default_min_energy(geometry: CylindricalGeometry) -> float:
+    """The dataset's read-out threshold in MeV, which the evaluation applies and surrogates sample
+    through: 1 MeV for dataset 1 (and binnings of irregular layers, like it), 0.5 keV / 0.033 (the
+    silicon threshold over the sampling fraction) for datasets 2 and 3."""
+    return DS1_MIN_ENERGY_MEV if geometry.name.startswith("ds1") or not geometry.is_regular else DS23_MIN_ENERGY_MEV
+
 
 def _layers(spec: list[tuple[int, list[float], int]]) -> tuple[CylindricalLayer, ...]:
     return tuple(

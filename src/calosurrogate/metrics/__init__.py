@@ -11,7 +11,7 @@ from calosurrogate.metrics.classifier import (
     low_level_inputs,
     low_level_normed_inputs,
 )
-from calosurrogate.metrics.features import HighLevelFeatures, apply_threshold, compute_features, default_min_energy
+from calosurrogate.metrics.features import HighLevelFeatures, apply_threshold, compute_features
 from calosurrogate.metrics.fpd_kpd import fpd, kpd
 from calosurrogate.metrics.result import MetricValue
 from calosurrogate.metrics.separation import (
@@ -32,7 +32,6 @@ __all__ = [
     "cfd",
     "classifier_test",
     "compute_features",
-    "default_min_energy",
     "feature_histograms",
     "fpd",
     "kpd",

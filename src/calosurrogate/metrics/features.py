@@ -16,13 +16,6 @@ import numpy as np
 from calosurrogate.geometry import CylindricalGeometry
 
 EPS = 1e-16
-DS1_MIN_ENERGY_MEV = 1.0
-DS23_MIN_ENERGY_MEV = 0.5e-3 / 0.033
-
-
-def default_min_energy(geometry: CylindricalGeometry) -> float:
-    """The evaluation threshold in MeV: 1 MeV for dataset 1, 0.5 keV / 0.033 for datasets 2 and 3."""
-    return DS1_MIN_ENERGY_MEV if geometry.name.startswith("ds1") or not geometry.is_regular else DS23_MIN_ENERGY_MEV
 
 
 def apply_threshold(showers: np.ndarray, min_energy: float) -> np.ndarray:

@@ -25,8 +25,7 @@ from torch import Tensor, nn
 
 from calosurrogate._io import atomic_output
 from calosurrogate.devices import resolve_device, resolve_precision
-from calosurrogate.geometry import CylindricalGeometry
-from calosurrogate.metrics.features import default_min_energy
+from calosurrogate.geometry import CylindricalGeometry, default_min_energy
 
 FORMAT_VERSION = 1
 UpdateFn = Callable[[str, Tensor], None]

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from calosurrogate.geometry import CylindricalGeometry
-from calosurrogate.models.networks import CylindricalConv3d
+from calosurrogate.layers import CylindricalConv3d
 
 
 def sinusoidal_embedding(values: Tensor, dim: int, max_period: float = 1e4) -> Tensor:

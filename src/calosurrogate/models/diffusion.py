@@ -1,7 +1,7 @@
 """Diffusion and flow-matching surrogates: one family, four objectives, samplers chosen at sampling time.
 
 Showers are coded as standardised ``log(1 + (E / E_inc) / delta)`` per voxel
-(:class:`~calosurrogate.models.networks.LogEnergyCoding`; empty voxels sit at a fixed code and
+(:class:`~calosurrogate.models.components.LogEnergyCoding`; empty voxels sit at a fixed code and
 the sampling cut restores exact zeros), and a backbone
 (:mod:`~calosurrogate.models.denoisers`: residual MLP, or CaloDiffusion's cylindrical U-Net,
 with GLaM's learned maps to a regular grid for dataset 1)
@@ -36,13 +36,20 @@ from torch import Tensor, nn
 from calosurrogate.data.transforms import (
     BlockWhitening,
     ConditionMap,
-    FaintLayerLibrary,
-    LayerDecomposition,
     Logit,
     Standardize,
 )
 from calosurrogate.models import diffusion_samplers
 from calosurrogate.models.base import ConfigError, Surrogate, register
+from calosurrogate.models.components import (
+    AutoregressiveBernoulli,
+    FaintLayerLibrary,
+    LayerDecomposition,
+    LogEnergyCoding,
+    coupling_spline_flow,
+    flow_from_noise,
+    flow_log_prob,
+)
 from calosurrogate.models.denoisers import (
     CylindricalUNet,
     LayerTransformer,
@@ -50,13 +57,6 @@ from calosurrogate.models.denoisers import (
     spike_slab_posterior_mean,
 )
 from calosurrogate.models.glam import GeometryLatentMap, GridBackbone
-from calosurrogate.models.networks import (
-    AutoregressiveBernoulli,
-    LogEnergyCoding,
-    coupling_spline_flow,
-    flow_from_noise,
-    flow_log_prob,
-)
 
 OBJECTIVES = ("edm", "ddpm", "v", "flow-matching")
 WHITENINGS = ("none", "layer", "shower")
@@ -96,7 +96,7 @@ class DiffusionConfig:
             from throwing the sampler far outside the data).
         code_scale: ``"all"``: standardise each voxel's code over all showers; ``"hits"``: with
             the mean and spread of its hits only (see
-            :class:`~calosurrogate.models.networks.LogEnergyCoding`).
+            :class:`~calosurrogate.models.components.LogEnergyCoding`).
         whitening: Decorrelate the standardised codes before the backbone sees them
             (:class:`~calosurrogate.data.transforms.BlockWhitening`): ``"none"``, ``"layer"``
             (within each layer) or ``"shower"`` (all voxels at once; small geometries only). The
@@ -107,13 +107,13 @@ class DiffusionConfig:
             flow I coding), and condition the voxel model on them; sampled showers are rescaled
             layer by layer to the sampled layer energies (as CaloDREAM's two-stage generation).
         layer_occupancy: The first stage first draws which layers hold energy (an autoregressive
-            Bernoulli over the layers, :class:`~calosurrogate.models.networks.AutoregressiveBernoulli`),
+            Bernoulli over the layers, :class:`~calosurrogate.models.components.AutoregressiveBernoulli`),
             then the flow draws only the codes the occupancy leaves free, given the occupancy
-            (:meth:`~calosurrogate.data.transforms.LayerDecomposition.determined_codes`): empty
+            (:meth:`~calosurrogate.models.components.LayerDecomposition.determined_codes`): empty
             layers stay exactly empty instead of receiving a trace of energy. Needs ``layer_energies``.
         layer_library: A layer the first stage fills but the voxel model leaves empty takes the hit
             pattern of a faint training layer of similar layer and incident energy
-            (:class:`~calosurrogate.data.transforms.FaintLayerLibrary`) instead of one voxel
+            (:class:`~calosurrogate.models.components.FaintLayerLibrary`) instead of one voxel
             holding all its energy. Needs ``layer_energies``.
         library_max_hits: With ``layer_library``, a layer the voxel model gives at most this many
             hits counts as lost too and takes a library pattern (0: only layers left empty). Where

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from calosurrogate.data.transforms import ConditionMap, LayerDecomposition, Logit, Standardize
+from calosurrogate.data.transforms import ConditionMap, Logit, Standardize
 from calosurrogate.models.base import ConfigError, Surrogate, register
-from calosurrogate.models.networks import (
+from calosurrogate.models.components import (
+    LayerDecomposition,
     autoregressive_spline_flow,
     coupling_spline_flow,
     flow_from_noise,

@@ -30,9 +30,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from calosurrogate.data.transforms import ConditionMap, LayerDecomposition, Standardize
+from calosurrogate.data.transforms import ConditionMap, Standardize
 from calosurrogate.models.base import Surrogate, UpdateFn, register
-from calosurrogate.models.networks import LogEnergyCoding, mlp
+from calosurrogate.models.components import LayerDecomposition, LogEnergyCoding, mlp
 
 
 @dataclass

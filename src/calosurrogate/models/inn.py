@@ -16,7 +16,7 @@ from torch import Tensor
 
 from calosurrogate.data.transforms import ConditionMap, Logit, Standardize, divide_by_incident
 from calosurrogate.models.base import Surrogate, register
-from calosurrogate.models.networks import coupling_spline_flow, flow_from_noise, flow_log_prob
+from calosurrogate.models.components import coupling_spline_flow, flow_from_noise, flow_log_prob
 
 
 @dataclass

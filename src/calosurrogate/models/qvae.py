@@ -35,7 +35,7 @@ from calosurrogate.models.boltzmann_samplers import (
     estimate_effective_beta,
     make_sampler,
 )
-from calosurrogate.models.networks import HurdleLikelihood, LogEnergyCoding, ShowerDecoder, ShowerEncoder
+from calosurrogate.models.components import HurdleLikelihood, LogEnergyCoding, ShowerDecoder, ShowerEncoder
 
 
 @dataclass

@@ -8,7 +8,7 @@ which makes VAEs among the fastest surrogates of the CaloChallenge table.
 Choices for calorimeter showers:
 
 - Reconstruction ``"hurdle"`` (default): the decoder gives, per voxel, the probability of a hit
-  and a Gaussian on the hit's log energy (:class:`~calosurrogate.models.networks.HurdleLikelihood`),
+  and a Gaussian on the hit's log energy (:class:`~calosurrogate.models.components.HurdleLikelihood`),
   so sparsity is learned explicitly and sampled showers are sparse; ``"mse"``: a unit Gaussian on
   ``log(1 + E / cut)`` codes, sampled as the decoder mean.
 - Prior ``"normal"``: a standard normal; ``"flow"``: a conditional coupling flow trained jointly,
@@ -28,7 +28,7 @@ from torch import Tensor
 
 from calosurrogate.data.transforms import ConditionMap
 from calosurrogate.models.base import ConfigError, Surrogate, register
-from calosurrogate.models.networks import (
+from calosurrogate.models.components import (
     HurdleLikelihood,
     LogEnergyCoding,
     ShowerDecoder,

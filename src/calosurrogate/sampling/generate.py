@@ -11,9 +11,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from calosurrogate.data import INCIDENT_ENERGIES, ShowerFile, ShowerFileError, ShowerWriter
+from calosurrogate.data.spectra import EnergySpectrum
 from calosurrogate.devices import resolve_device, resolve_precision
 from calosurrogate.models.base import ConfigError, ExtrapolationWarning, Surrogate
-from calosurrogate.simulate.spectra import EnergySpectrum
 
 
 def conditions_from_file(path: str | os.PathLike[str], model: Surrogate, n: int | None = None) -> np.ndarray:

@@ -32,6 +32,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from calosurrogate.data.hdf5 import ShowerWriter
+from calosurrogate.data.spectra import EnergySpectrum
 from calosurrogate.simulate.detectors import DetectorDescription
 from calosurrogate.simulate.gflash import (
     longitudinal_fractions,
@@ -39,7 +40,6 @@ from calosurrogate.simulate.gflash import (
     radial_cdf,
     radial_parameters,
 )
-from calosurrogate.simulate.spectra import EnergySpectrum
 
 PHOTON_CONVERSION_X0 = 9.0 / 7.0
 BLOCK_SIZE = 256

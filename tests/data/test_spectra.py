@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from calosurrogate.simulate import EnergySpectrum, parse_energy
+from calosurrogate.data import EnergySpectrum, parse_energy
 
 
 def test_parse_energy_units() -> None:

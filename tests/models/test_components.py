@@ -8,8 +8,8 @@ import pytest
 import torch
 from zuko.transforms import MonotonicRQSTransform
 
-from calosurrogate.models.networks import (
-    CylindricalConv3d,
+from calosurrogate.layers import CylindricalConv3d
+from calosurrogate.models.components import (
     HurdleLikelihood,
     LogEnergyCoding,
     SplineTransform,
@@ -175,7 +175,7 @@ def test_glam_conserves_layer_energy_and_round_trips_at_initialisation() -> None
 def test_autoregressive_bernoulli_is_normalised_autoregressive_and_samples_its_probabilities() -> None:
     import itertools
 
-    from calosurrogate.models.networks import AutoregressiveBernoulli
+    from calosurrogate.models.components import AutoregressiveBernoulli
 
     torch.manual_seed(0)
     model = AutoregressiveBernoulli(3, 2, hidden=(16,))

@@ -1,0 +1,43 @@
+"""Pieces several surrogate families are built from (families never import each other).
+
+- :mod:`~.flows`: normalizing-flow builders (spline coupling and autoregressive flows on zuko).
+- :mod:`~.mlp`: the plain multilayer perceptron.
+- :mod:`~.occupancy`: which layers hold energy (an autoregressive Bernoulli).
+- :mod:`~.convolutional`: cylindrical convolutional encoders and decoders of shower images.
+- :mod:`~.codings`: voxel codings (log energy with an empty code) and the hurdle likelihood.
+- :mod:`~.layer_energies`: a shower as layer energies and shapes, and the faint-layer library.
+"""
+
+from calosurrogate.models.components.codings import HurdleLikelihood, LogEnergyCoding
+from calosurrogate.models.components.convolutional import CylindricalConvNet, ShowerDecoder, ShowerEncoder
+from calosurrogate.models.components.flows import (
+    FloatOutput,
+    SplineTransform,
+    autoregressive_spline_flow,
+    coupling_spline_flow,
+    flow_from_noise,
+    flow_log_prob,
+    spline_shapes,
+)
+from calosurrogate.models.components.layer_energies import FaintLayerLibrary, LayerDecomposition
+from calosurrogate.models.components.mlp import mlp
+from calosurrogate.models.components.occupancy import AutoregressiveBernoulli
+
+__all__ = [
+    "AutoregressiveBernoulli",
+    "CylindricalConvNet",
+    "FaintLayerLibrary",
+    "FloatOutput",
+    "HurdleLikelihood",
+    "LayerDecomposition",
+    "LogEnergyCoding",
+    "ShowerDecoder",
+    "ShowerEncoder",
+    "SplineTransform",
+    "autoregressive_spline_flow",
+    "coupling_spline_flow",
+    "flow_from_noise",
+    "flow_log_prob",
+    "mlp",
+    "spline_shapes",
+]
