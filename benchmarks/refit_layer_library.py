@@ -17,7 +17,7 @@ import json
 import shutil
 from pathlib import Path
 
-from calosurrogate.data import ShowerStream
+from calosurrogate.data.stream import ShowerStream
 from calosurrogate.data.hdf5 import ShowerFile
 from calosurrogate.models import load_surrogate
 from calosurrogate.models.base import build_surrogate

@@ -234,23 +234,16 @@ def make_jobs(workdir: Path, scale: int = 1) -> dict[str, Job]:
     return {
         "simulate": Job("simulate", simulate, workdir / "sim.h5", _count(n_sim)),
         "sample": Job("sample", [*sample, "--out", "gen.h5"], workdir / "gen.h5", _count(n_sample)),
-        "train": Job(
-            "train",
-            [*train_args, "--out", "run"],
-            workdir / "run" / "model.pt",
-            _training_complete(epochs),
-            folder=workdir / "run",
-            resume_args=[*train_args, "--out", "run", "--resume"],
-        ),
+        "train": _train_job(train_args, workdir, "run", epochs, resumable=True),
         "evaluate": Job("evaluate", eval_args, workdir / "ev", _evaluation_complete),
-        "train_reference": Job(
-            "train",
-            [*train_args, "--out", "run_ref"],
-            workdir / "run_ref" / "model.pt",
-            _training_complete(epochs),
-            folder=workdir / "run_ref",
-        ),
+        "train_reference": _train_job(train_args, workdir, "run_ref", epochs, resumable=False),
     }
+
+
+def _train_job(train_args: list[str], workdir: Path, out: str, epochs: int, resumable: bool) -> Job:
+    resume = [*train_args, "--out", out, "--resume"] if resumable else None
+    return Job("train", [*train_args, "--out", out], workdir / out / "model.pt", _training_complete(epochs),
+               folder=workdir / out, resume_args=resume)  # fmt: skip
 
 
 def harness(workdir: Path, kills_per_job: int, races: tuple[str, ...], seed: int = 0, scale: int = 1) -> list[Trial]:

@@ -135,3 +135,29 @@ def test_shipped_configs_build_their_models(tiny_geometry) -> None:
         model = build_surrogate(family, tiny_geometry, loaded["model"])
         assert {k: getattr(model.config, k) for k in loaded["model"]} == loaded["model"]
         assert dataclasses.asdict(TrainConfig(**loaded["train"])).items() >= loaded["train"].items()
+
+
+def test_start_up_is_fast_and_models_are_listed_one_line_each() -> None:
+    """``calo --help`` and ``calo models`` need no torch: each answers within a second (best of three)."""
+    import subprocess
+    import sys
+    import time
+
+    from calosurrogate.models import REGISTRY
+    from calosurrogate.models.catalog import FAMILIES
+
+    assert set(FAMILIES) == set(REGISTRY)
+    for args in (["--help"], ["models"]):
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            result = subprocess.run([sys.executable, "-m", "calosurrogate.cli", *args], capture_output=True, text=True)
+            times.append(time.perf_counter() - start)
+            assert result.returncode == 0, result.stderr
+        assert min(times) < 1.0, (args, times)
+    lines = result.stdout.strip().splitlines()
+    assert [line.split()[0] for line in lines] == sorted(FAMILIES)
+    assert not any("see module docstring" in line for line in lines)
+    leaked = subprocess.run([sys.executable, "-c", "import sys, calosurrogate.cli, calosurrogate.models.catalog; "
+                             "print('torch' in sys.modules)"], capture_output=True, text=True)  # fmt: skip
+    assert leaked.stdout.strip() == "False"

@@ -250,10 +250,14 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
-def terminate_as_exception() -> None:
+def terminate_as_exception() -> Callable[[], None]:
     """Make SIGTERM (sent by ``timeout``, Slurm, ``kill``) raise ``SystemExit`` in the main thread.
 
     Python's default for SIGTERM ends the process without unwinding, so partial files would
     stay; as an exception it unwinds like an error, and every writer removes its partial.
+
+    Returns:
+        A function that restores the former handler (call it when the work is done).
     """
-    signal.signal(signal.SIGTERM, _raise_terminated)
+    former = signal.signal(signal.SIGTERM, _raise_terminated)
+    return lambda: signal.signal(signal.SIGTERM, former if former is not None else signal.SIG_DFL)

@@ -37,9 +37,14 @@ def _friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
 @click.group()
 @click.version_option(package_name="calosurrogate")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """calosurrogate: train, sample and judge fast calorimeter-shower surrogates."""
-    terminate_as_exception()  # SIGTERM unwinds like an error: no partial file stays behind
+    # SIGTERM unwinds the command like an error, so no partial file stays behind; once the command
+    # is over (its output complete), the default comes back: a late SIGTERM ends the process quietly
+    # instead of raising into the interpreter's shutdown.
+    restore = terminate_as_exception()
+    ctx.call_on_close(restore)
     warnings.showwarning = _show_warning
 
 
@@ -73,12 +78,13 @@ def simulate(
 
 @main.command()
 @click.argument("path", type=click.Path(path_type=Path))
-@click.option("--geometry", "geometry_name", default=None, help="Check against this geometry (name or XML).")
+@click.option("--geometry", "geometry_name", default=None,
+              help="Check against this geometry (name or XML; default: the one built-in geometry of its voxel count).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @_friendly_errors
 def inspect(path: Path, geometry_name: str | None, as_json: bool) -> None:
     """Summarise a CaloChallenge HDF5 file: geometry match, counts, energies, sparsity, layers."""
-    geometry = get_geometry(geometry_name) if geometry_name else None
+    geometry = _file_geometry(path, geometry_name, required=False)
     summary = inspect_file(path, geometry, progress=not as_json)
     click.echo(json.dumps(summary.to_dict(), indent=2) if as_json else summary.to_text())
 
@@ -225,8 +231,6 @@ def train(
     config_path: Path | None, assignments: tuple[str, ...], conditions: str, resume: bool, force: bool,
 ) -> None:  # fmt: skip
     """Train a surrogate on a CaloChallenge file (checkpoint every epoch; --resume after a kill)."""
-    from calosurrogate.data import ShowerFile
-    from calosurrogate.geometry import geometries_with_voxels
     from calosurrogate.models import build_surrogate
     from calosurrogate.models.base import config_from_dict
     from calosurrogate.training import TrainConfig
@@ -235,15 +239,7 @@ def train(
     if resume and force:
         raise click.UsageError("--resume continues a run and --force restarts it: give one of them")
     model_cfg, train_cfg = _parse_settings(config_path, assignments)
-    if geometry_name is None:
-        with ShowerFile(data) as f:
-            n_voxels = f.n_voxels
-        matches = geometries_with_voxels(n_voxels)
-        if len(matches) != 1:
-            found = f"it matches {', '.join(matches)}" if matches else "no built-in geometry has that many"
-            raise click.ClickException(f"{data}: {n_voxels} voxels per shower, {found}; pass --geometry")
-        geometry_name = matches[0]
-    geometry = get_geometry(geometry_name)
+    geometry = _file_geometry(data, geometry_name)
     names = ("incident_energies", *[c.strip() for c in conditions.split(",") if c.strip()])
     # On --resume the saved run decides; what the command line sets explicitly must agree with it.
     given = ctx.get_parameter_source("model_name") == click.core.ParameterSource.COMMANDLINE
@@ -322,12 +318,30 @@ def sample(
 
 @main.command()
 def models() -> None:
-    """List the registered model families."""
-    from calosurrogate.models import REGISTRY
+    """List the surrogate families (--model NAME), one line each."""
+    from calosurrogate.models.catalog import FAMILIES
 
-    for name, cls in sorted(REGISTRY.items()):
-        doc = (cls.__doc__ or "").strip().splitlines()[0]
-        click.echo(f"{name:10s} {doc}")
+    for name, family in sorted(FAMILIES.items()):
+        click.echo(f"{name:10s} {family.summary} ({family.papers})")
+
+
+def _file_geometry(path: Path, name: str | None, required: bool = True):
+    """The geometry named, else the one built-in geometry with the file's voxel count (None where
+    there is none or several and ``required`` is false)."""
+    from calosurrogate.data import ShowerFile
+    from calosurrogate.geometry import geometries_with_voxels
+
+    if name is not None:
+        return get_geometry(name)
+    with ShowerFile(path) as f:
+        n_voxels = f.n_voxels
+    matches = geometries_with_voxels(n_voxels)
+    if len(matches) == 1:
+        return get_geometry(matches[0])
+    if not required:
+        return None
+    found = f"it matches {', '.join(matches)}" if matches else "no built-in geometry has that many"
+    raise click.ClickException(f"{path}: {n_voxels} voxels per shower, {found}; pass --geometry")
 
 
 def _load_run(run: Path):
@@ -425,16 +439,18 @@ def distill(run: Path, data: Path, run_dir: Path, steps: int, config_path: Path 
 @click.option(
     "--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Output file (default: in RUN)."
 )
+@click.option("--tolerance", type=click.FloatRange(min=0.0, min_open=True), default=None,
+              help="Largest accepted difference to eager sampling, relative to the largest voxel [default: 1e-3].")  # fmt: skip
 @click.option("--force", is_flag=True, help="Overwrite an existing export.")
 @_friendly_errors
-def export_cmd(run: Path, fmt: str, out: Path | None, force: bool) -> None:
+def export_cmd(run: Path, fmt: str, out: Path | None, tolerance: float | None, force: bool) -> None:
     """Export the sampling pass (conditions + noise -> showers), checked against eager output."""
-    from calosurrogate.export import SUFFIX, ExportError, export_surrogate
+    from calosurrogate.export import DEFAULT_TOLERANCE, SUFFIX, ExportError, export_surrogate
 
     model = _load_run(run)
     target = out or ((run if run.is_dir() else run.parent) / f"model{SUFFIX[fmt]}")
     try:
-        result = export_surrogate(model, target, fmt, force=force)
+        result = export_surrogate(model, target, fmt, force=force, tolerance=tolerance or DEFAULT_TOLERANCE)
     except ExportError as err:
         raise click.ClickException(str(err)) from err
     inputs = dict(zip(result.input_names, result.input_shapes, strict=True))

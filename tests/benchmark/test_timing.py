@@ -98,7 +98,7 @@ def test_export_refuses_overwrite_and_unsupported_families(tiny_geometry, tmp_pa
         export_surrogate(model, tmp_path / "n.ts", "torchscript")
 
 
-def test_cli_bench_and_export(tiny_geometry, tmp_path) -> None:
+def test_cli_bench_and_export(tiny_geometry, tmp_path, monkeypatch) -> None:
     model = _fitted("wgan", tiny_geometry)
     model.save(tmp_path / "model.pt")
     runner = CliRunner()
@@ -109,6 +109,23 @@ def test_cli_bench_and_export(tiny_geometry, tmp_path) -> None:
     result = runner.invoke(main, ["export", "--run", str(tmp_path), "--format", "torchscript"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "model.ts.pt").exists()
+    before = (tmp_path / "model.ts.pt").read_bytes()
+    # a graph 1% off: refused at the default tolerance, the existing export kept; accepted at --tolerance 0.05
+    import calosurrogate.export as export
+
+    exporter = export._EXPORTERS["torchscript"]
+
+    def one_percent_off(*args):
+        graph = exporter(*args)
+        return lambda *inputs: graph(*inputs) * 1.01
+
+    monkeypatch.setitem(export._EXPORTERS, "torchscript", one_percent_off)
+    args = ["export", "--run", str(tmp_path), "--format", "torchscript", "--force"]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 1 and "above the tolerance 1e-03 (--tolerance)" in result.output
+    assert (tmp_path / "model.ts.pt").read_bytes() == before and not list(tmp_path.glob(".*partial"))
+    result = runner.invoke(main, [*args, "--tolerance", "0.05"])
+    assert result.exit_code == 0 and "1.0e-02" in result.output
     result = runner.invoke(main, ["bench", "--run", str(tmp_path), "--batch-sizes", "1"])
     assert result.exit_code != 0 and "exists" in result.output  # no silent overwrite
     result = runner.invoke(main, ["bench", "--run", str(tmp_path), "--precision", "fp16", "--out", str(tmp_path / "b")])

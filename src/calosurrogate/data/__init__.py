@@ -1,4 +1,8 @@
-"""Shower data: CaloChallenge HDF5 input/output, streaming, validation and inspection; incident-energy spectra."""
+"""Shower data: CaloChallenge HDF5 input/output, streaming, validation and inspection; incident-energy spectra.
+
+Torch-free (the command line starts fast); the torch pieces are imported from their modules:
+:mod:`calosurrogate.data.stream` (training batches) and :mod:`calosurrogate.data.transforms`.
+"""
 
 from calosurrogate.data.hdf5 import (
     INCIDENT_ENERGIES,
@@ -12,7 +16,6 @@ from calosurrogate.data.hdf5 import (
 )
 from calosurrogate.data.inspect import FileSummary, inspect_file
 from calosurrogate.data.spectra import EnergySpectrum, parse_energy
-from calosurrogate.data.stream import ShowerStream
 
 __all__ = [
     "INCIDENT_ENERGIES",
@@ -22,7 +25,6 @@ __all__ = [
     "ShowerBatch",
     "ShowerFile",
     "ShowerFileError",
-    "ShowerStream",
     "ShowerWriter",
     "inspect_file",
     "parse_energy",

@@ -25,6 +25,11 @@ SHOWERS = "showers"
 NegativePolicy = Literal["error", "clip", "keep"]
 
 
+def as_columns(values: np.ndarray) -> np.ndarray:
+    """A per-shower dataset ``(N,)`` or ``(N, ...)`` as ``(N, k)`` columns (also for N = 0)."""
+    return values.reshape(values.shape[0], int(np.prod(values.shape[1:], dtype=np.int64)))
+
+
 class ShowerFileError(ValueError):
     """A shower file cannot be used as it is; the message names the file, dataset and problem."""
 
@@ -204,7 +209,7 @@ class ShowerFile:
             conds = {}
             for name in self.condition_names:
                 c = self._file[name][start:stop]
-                conds[name] = c.reshape(len(c), -1)
+                conds[name] = as_columns(c)
         except OSError as err:
             raise ShowerFileError(
                 self.path, SHOWERS, f"cannot read showers {start}:{stop} (file truncated or corrupt?): {err}"
@@ -221,9 +226,7 @@ class ShowerFile:
         stop = self.n_showers if stop is None else min(stop, self.n_showers)
         try:
             energies = self._file[INCIDENT_ENERGIES][start:stop]
-            extra = [
-                np.asarray(self._file[name][start:stop]).reshape(len(energies), -1) for name in self.condition_names
-            ]
+            extra = [as_columns(np.asarray(self._file[name][start:stop])) for name in self.condition_names]
         except OSError as err:
             raise ShowerFileError(
                 self.path, INCIDENT_ENERGIES, f"cannot read rows {start}:{stop} (file truncated or corrupt?): {err}"

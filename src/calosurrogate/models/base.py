@@ -323,6 +323,17 @@ def register(name: str) -> Callable[[type[Surrogate]], type[Surrogate]]:
     return decorate
 
 
+def load_families() -> dict[str, type[Surrogate]]:
+    """Import every family of :data:`calosurrogate.models.catalog.FAMILIES` (they register themselves)."""
+    import importlib
+
+    from calosurrogate.models.catalog import FAMILIES
+
+    for family in FAMILIES.values():
+        importlib.import_module(f"calosurrogate.models.{family.module}")
+    return REGISTRY
+
+
 def build_surrogate(
     name: str,
     geometry: CylindricalGeometry,
@@ -330,6 +341,7 @@ def build_surrogate(
     condition_names: tuple[str, ...] = ("incident_energies",),
 ) -> Surrogate:
     """Build a registered family with its default config updated by ``overrides``."""
+    load_families()
     if name not in REGISTRY:
         raise ConfigError(f"unknown model {name!r}; registered: {sorted(REGISTRY)}")
     cls = REGISTRY[name]

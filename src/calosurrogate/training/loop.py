@@ -30,7 +30,8 @@ import torch
 from tqdm.auto import tqdm
 
 from calosurrogate._io import OutputExistsError, atomic_output, folder_lock
-from calosurrogate.data import SHOWERS, ShowerFile, ShowerFileError, ShowerStream
+from calosurrogate.data import SHOWERS, ShowerFile, ShowerFileError
+from calosurrogate.data.stream import ShowerStream
 from calosurrogate.data.transforms import dequantize
 from calosurrogate.devices import resolve_device, resolve_precision
 from calosurrogate.models.base import (
@@ -339,6 +340,8 @@ def _train(
                         "train": dataclasses.asdict(config),
                         "model": model.checkpoint_dict()["config"],
                         "family": model.family,
+                        # what "auto" became on this machine (a resumed run may resolve it anew)
+                        "resolved": {"device": str(device), "precision": precision},
                     },
                     indent=2,
                 )
