@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, judge, sample_and_judge, selected_epoch, simulated_data, tagged, write_result
 
 from calosurrogate.models import build_surrogate, load_surrogate
-from calosurrogate.models.diffusion_samplers import network_calls
+from calosurrogate.models.diffusion.samplers import network_calls
 from calosurrogate.sampling import conditions_from_file
 from calosurrogate.simulate import get_detector
 from calosurrogate.training import TrainConfig, train

@@ -17,8 +17,8 @@ import json
 import shutil
 from pathlib import Path
 
-from calosurrogate.data.stream import ShowerStream
 from calosurrogate.data.hdf5 import ShowerFile
+from calosurrogate.data.stream import ShowerStream
 from calosurrogate.models import load_surrogate
 from calosurrogate.models.base import build_surrogate
 

@@ -348,3 +348,30 @@ def test_sampled_file_is_whole(tiny_run, tmp_path) -> None:
     result = _run(["sample", "--run", tiny_run, "--n", 25, "--batch-size", 7, "--energies", "fixed:5GeV", "--out", out])
     assert result.exit_code == 0, result.output
     assert read_showers(out).showers.shape == (25, 36)
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_a_signal_removes_what_the_process_holds_unfinished(tmp_path, sig: str) -> None:
+    """Even when the signal lands in a finalizer, where a raised exception would be swallowed."""
+    import subprocess
+    import sys
+
+    script = f"""
+import os, signal, sys
+from pathlib import Path
+from calosurrogate._io import atomic_folder, atomic_output, folder_lock, remove_partials_on_signal
+remove_partials_on_signal()
+out = Path(sys.argv[1])
+class Finalizer:
+    def __del__(self):
+        os.kill(os.getpid(), signal.{sig})
+with folder_lock(out / "run", "a run"), atomic_output(out / "a.h5") as tmp, atomic_folder(out / "ev") as stage:
+    tmp.write_text("half")
+    (stage / "metrics.json").write_text("half")
+    Finalizer()  # dropped at once: the signal arrives inside __del__
+    print("went on after the signal")
+"""
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode == 128 + getattr(__import__("signal"), sig)
+    assert "went on" not in result.stdout and f"stopped by {sig}; 3 unfinished output(s) removed" in result.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -9,10 +9,11 @@ Three promises every command keeps, and this module is where they are kept:
   :class:`OutputExistsError` and nothing is lost. A folder of files made together (an
   evaluation) is staged whole and renamed into place (:func:`atomic_folder`); a folder a job
   fills over time (a training run) is held with :func:`folder_lock` for the whole job.
-- Nothing is left behind: a failing, interrupted (SIGINT) or terminated (SIGTERM, once
-  :func:`terminate_as_exception` is installed) writer removes its partial file; the partial of
-  a writer killed outright (SIGKILL, power loss) carries the host and process id of its writer
-  and is swept by the next writer into that folder once that process is gone.
+- Nothing is left behind: a failing writer removes its partial file; a terminated one (SIGTERM,
+  SIGINT, once :func:`remove_partials_on_signal` is installed) removes every partial file,
+  staging folder and lock the process holds, then exits; the partial of a writer killed
+  outright (SIGKILL, power loss) carries the host and process id of its writer and is swept by
+  the next writer into that folder once that process is gone.
 
 Outputs get the permissions of an ordinary new file (``0o666`` less the umask), not the
 ``0o600`` of a temporary file, so that a group can read models, data and reports.
@@ -32,6 +33,8 @@ from pathlib import Path
 
 PARTIAL_SUFFIX = ".partial"
 LOCK_SUFFIX = ".calo.lock"
+# Partial files, staging folders and locks this process holds now: what a signal handler removes.
+_HELD: set[Path] = set()
 
 
 class OutputExistsError(FileExistsError):
@@ -147,12 +150,15 @@ def atomic_output(path: str | os.PathLike[str], force: bool = False) -> Iterator
     os.fchmod(fd, 0o666 & ~_umask())
     os.close(fd)
     tmp = Path(tmp_name)
+    _HELD.add(tmp)
     try:
         yield tmp
         publish(tmp, path, force)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        _HELD.discard(tmp)
 
 
 @contextlib.contextmanager
@@ -177,6 +183,7 @@ def atomic_folder(
     sweep_stale_partials(path.parent, path.name)
     stage = Path(tempfile.mkdtemp(prefix=f".{path.name}.{_writer_tag()}.", suffix=PARTIAL_SUFFIX, dir=path.parent))
     os.chmod(stage, 0o777 & ~_umask())
+    _HELD.add(stage)
     try:
         yield stage
         try:
@@ -198,6 +205,8 @@ def atomic_folder(
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
+    finally:
+        _HELD.discard(stage)
 
 
 @contextlib.contextmanager
@@ -235,6 +244,7 @@ def folder_lock(folder: str | os.PathLike[str], what: str) -> Iterator[Path]:
             ) from None
         with os.fdopen(fd, "w") as handle:
             handle.write(_writer_tag())
+        _HELD.add(lock)
         break
     else:  # pragma: no cover - a lock taken over twice in a row by a racing job
         raise OutputExistsError(f"{folder} is being written by another job")
@@ -244,20 +254,34 @@ def folder_lock(folder: str | os.PathLike[str], what: str) -> Iterator[Path]:
         yield folder
     finally:
         lock.unlink(missing_ok=True)
+        _HELD.discard(lock)
 
 
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
+def _remove_held_and_exit(signum: int, frame: object) -> None:
+    for path in list(_HELD):
+        with contextlib.suppress(OSError):
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+    name = signal.Signals(signum).name
+    os.write(2, f"calo: stopped by {name}; {len(_HELD)} unfinished output(s) removed\n".encode())
+    os._exit(128 + signum)
 
 
-def terminate_as_exception() -> Callable[[], None]:
-    """Make SIGTERM (sent by ``timeout``, Slurm, ``kill``) raise ``SystemExit`` in the main thread.
+def remove_partials_on_signal() -> Callable[[], None]:
+    """On SIGTERM (``timeout``, Slurm, ``kill``) or SIGINT (Ctrl-C): remove what this process holds
+    unfinished (partial files, staging folders, locks), say so on stderr, and exit with 128 + the
+    signal number.
 
-    Python's default for SIGTERM ends the process without unwinding, so partial files would
-    stay; as an exception it unwinds like an error, and every writer removes its partial.
+    Done in the handler itself, not by raising into the program: an exception raised by a signal
+    can land in a finalizer (``__del__``), where Python swallows it, and the program would go on
+    as if nothing had been asked of it.
 
     Returns:
-        A function that restores the former handler (call it when the work is done).
+        A function that restores the former handlers (call it when the work is done).
     """
-    former = signal.signal(signal.SIGTERM, _raise_terminated)
-    return lambda: signal.signal(signal.SIGTERM, former if former is not None else signal.SIG_DFL)
+    former = {sig: signal.signal(sig, _remove_held_and_exit) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def restore() -> None:
+        for sig, handler in former.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+    return restore

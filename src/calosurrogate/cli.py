@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from calosurrogate._io import OutputExistsError, folder_lock, terminate_as_exception
+from calosurrogate._io import OutputExistsError, folder_lock, remove_partials_on_signal
 from calosurrogate.data import ShowerFileError, inspect_file
 from calosurrogate.geometry import GeometryError, get_geometry
 
@@ -40,11 +40,9 @@ def _friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """calosurrogate: train, sample and judge fast calorimeter-shower surrogates."""
-    # SIGTERM unwinds the command like an error, so no partial file stays behind; once the command
-    # is over (its output complete), the default comes back: a late SIGTERM ends the process quietly
-    # instead of raising into the interpreter's shutdown.
-    restore = terminate_as_exception()
-    ctx.call_on_close(restore)
+    # A SIGTERM or Ctrl-C during the command removes its unfinished outputs; once the command is
+    # over, the former handlers come back.
+    ctx.call_on_close(remove_partials_on_signal())
     warnings.showwarning = _show_warning
 
 
@@ -440,7 +438,7 @@ def distill(run: Path, data: Path, run_dir: Path, steps: int, config_path: Path 
     "--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Output file (default: in RUN)."
 )
 @click.option("--tolerance", type=click.FloatRange(min=0.0, min_open=True), default=None,
-              help="Largest accepted difference to eager sampling, relative to the largest voxel [default: 1e-3].")  # fmt: skip
+              help="Largest accepted difference to eager sampling, relative to the largest voxel [default: 5e-3].")  # fmt: skip
 @click.option("--force", is_flag=True, help="Overwrite an existing export.")
 @_friendly_errors
 def export_cmd(run: Path, fmt: str, out: Path | None, tolerance: float | None, force: bool) -> None:

@@ -30,11 +30,13 @@ from calosurrogate._io import atomic_output, check_output_path
 from calosurrogate.models.base import ExportNotSupportedError, Surrogate
 
 FORMATS = ("onnx", "torchscript", "pt2")
-# Exports run in float32. Another runtime orders float32 sums and evaluates exp/log differently
-# (relative error ~1e-7 per operation); a flow compounds that through every spline and exponential
-# of its layer-energy stage, which then scales whole layers, so deep flows differ by a few 1e-4 of
-# the largest voxel. 1e-3 accepts that and still refuses a graph that computes something else.
-DEFAULT_TOLERANCE = 1e-3
+# Exports run in float32, and another runtime orders float32 sums and evaluates exp and log a little
+# differently (~1e-7 relative per operation). A flow compounds that through its spline layers: on
+# the default ds2 flow (untrained, ONNX Runtime) the layer energies agree to 5e-6 and the shower
+# totals to 2e-6, but flow II's spread of a layer's energy over its voxels differs by up to 1.75e-3
+# of the largest voxel (47 of 414,720 voxels crossed the cut). 5e-3 accepts that and still refuses
+# a graph that computes something else.
+DEFAULT_TOLERANCE = 5e-3
 SUFFIX = {"onnx": ".onnx", "torchscript": ".ts.pt", "pt2": ".pt2"}
 
 

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
-
-from calosurrogate.data.transforms import BlockWhitening
 
 
 def _correlated(n: int, sizes: list[int], seed: int = 0) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -14,65 +11,6 @@ def _correlated(n: int, sizes: list[int], seed: int = 0) -> tuple[torch.Tensor, 
     mixings = [torch.randn(size, size, generator=generator, dtype=torch.float64) for size in sizes]
     blocks = [torch.randn(n, a.shape[0], generator=generator, dtype=torch.float64) @ a.T for a in mixings]
     return torch.cat(blocks, dim=1).float() + 3.0, [a @ a.T for a in mixings]
-
-
-@pytest.mark.parametrize("sizes", [[4, 4, 4], [3, 6, 2]], ids=["equal-blocks", "unequal-blocks"])
-def test_whitening_gives_unit_covariance_within_blocks_and_inverts(sizes) -> None:
-    x, _ = _correlated(20_000, sizes)
-    whitening = BlockWhitening(sizes, floor=1e-6).fit(x)
-    y = whitening(x)
-    start = 0
-    for size in sizes:
-        cov = torch.cov(y[:, start : start + size].T.double())
-        torch.testing.assert_close(cov, torch.eye(size, dtype=torch.float64), atol=1e-3, rtol=0)
-        start += size
-    assert y.mean(0).abs().max() < 1e-3
-    torch.testing.assert_close(whitening.inverse(y), x, atol=2e-4, rtol=1e-5)
-
-
-def test_whitening_map_is_the_inverse_square_root_of_the_covariance() -> None:
-    """ZCA: W = C^(-1/2), symmetric, which is the identity for data that is already white."""
-    x, covariances = _correlated(200_000, [3])
-    whitening = BlockWhitening([3], floor=1e-9).fit(x)
-    eigenvalues, vectors = torch.linalg.eigh(covariances[0])
-    expected = (vectors * eigenvalues.rsqrt()) @ vectors.T
-    torch.testing.assert_close(whitening.matrix[0].double(), expected, atol=0.02 * expected.abs().max().item(), rtol=0)
-    white = BlockWhitening([5], floor=1e-9).fit(torch.randn(200_000, 5, generator=torch.Generator().manual_seed(1)))
-    torch.testing.assert_close(white.matrix[0], torch.eye(5), atol=0.01, rtol=0)
-
-
-def test_blocks_are_never_mixed() -> None:
-    x, _ = _correlated(5000, [3, 6, 2])
-    whitening = BlockWhitening([3, 6, 2]).fit(x)
-    changed = x[:10].clone()
-    changed[:, 4] += 1.0  # a feature of the second block
-    difference = (whitening(changed) - whitening(x[:10])).abs().amax(0)
-    assert difference[3:9].max() > 0.1  # the block that holds the feature changes
-    assert torch.all(difference[:3] == 0) and torch.all(difference[9:] == 0)
-
-
-def test_constant_feature_is_floored_not_blown_up() -> None:
-    x, _ = _correlated(5000, [4])
-    x[:, 2] = 1.5  # a voxel that is always empty: zero variance
-    whitening = BlockWhitening([4], floor=1e-3).fit(x)
-    y = whitening(x)
-    assert torch.isfinite(y).all() and y.abs().max() < 100
-    torch.testing.assert_close(whitening.inverse(y), x, atol=1e-3, rtol=1e-4)
-
-
-def test_whitening_stays_float32_under_bf16_autocast() -> None:
-    x, _ = _correlated(2000, [4, 4])
-    whitening = BlockWhitening([4, 4]).fit(x)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        y = whitening(x)
-        back = whitening.inverse(y)
-    assert y.dtype == torch.float32
-    torch.testing.assert_close(back, x, atol=1e-4, rtol=1e-5)
-
-
-def test_bad_block_sizes_are_refused() -> None:
-    with pytest.raises(ValueError, match="block sizes"):
-        BlockWhitening([3, 0])
 
 
 def test_masked_standardize_uses_only_the_counted_entries() -> None:

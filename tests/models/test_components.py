@@ -150,7 +150,7 @@ def test_mlp_without_final_bias() -> None:
 
 def test_glam_conserves_layer_energy_and_round_trips_at_initialisation() -> None:
     from calosurrogate.geometry import get_geometry
-    from calosurrogate.models.glam import GeometryLatentMap
+    from calosurrogate.models.diffusion.glam import GeometryLatentMap
 
     geometry = get_geometry("ds1-photons")
     glam = GeometryLatentMap(geometry)

@@ -21,8 +21,8 @@ VARIANTS = [(name, {}) for name in sorted(REGISTRY)] + [
     ("qvae", {"layout": "four-partite"}),
     ("diffusion", {"objective": "ddpm"}),
     ("diffusion", {"layer_energies": True}),
-    ("diffusion", {"whitening": "layer", "layer_energies": True, "voxel_skip": True, "code_scale": "hits"}),
-    ("diffusion", {"whitening": "shower", "objective": "flow-matching", "pointwise_hidden": 4}),
+    ("diffusion", {"layer_energies": True, "code_scale": "hits"}),
+    ("diffusion", {"objective": "flow-matching"}),
     (
         "diffusion",
         {

@@ -12,8 +12,9 @@ from torch import nn
 
 from calosurrogate.data.transforms import dequantize
 from calosurrogate.models import ConfigError, build_surrogate
-from calosurrogate.models.denoisers import LinearAttention3d
-from calosurrogate.models.diffusion import LOW_NOISE_WEIGHTS, OBJECTIVES, _alpha_bar, _t_of_alpha_bar
+from calosurrogate.models.diffusion import OBJECTIVES
+from calosurrogate.models.diffusion.backbones import LinearAttention3d
+from calosurrogate.models.diffusion.objectives import alpha_bar
 
 S = 0.8  # the toy data: x0 ~ N(0, S^2) in every dimension
 
@@ -36,7 +37,7 @@ class OptimalNetwork(nn.Module):
             t = level
             variance = (1 - t) ** 2 * S**2 + t**2
             return (t - (1 - t) * S**2) / variance * x
-        a = _alpha_bar(level)
+        a = alpha_bar(level)
         variance = a * S**2 + 1 - a
         eps = (1 - a).sqrt() / variance * x
         if self.objective == "ddpm":
@@ -77,7 +78,7 @@ def test_sampling_options_are_validated_and_change_the_noise(tiny_geometry) -> N
 @pytest.mark.parametrize("backbone", ["unet", "transformer"])
 def test_conv_and_transformer_backbones_on_an_irregular_geometry(backbone) -> None:
     from calosurrogate.geometry import get_geometry
-    from calosurrogate.models.glam import GridBackbone
+    from calosurrogate.models.diffusion.glam import GridBackbone
 
     geometry = get_geometry("ds1-photons")
     model = build_surrogate("diffusion", geometry, {"backbone": backbone, "unet_channels": (4, 8), "steps": 2,
@@ -144,100 +145,10 @@ def test_linear_attention_starts_as_identity_then_sees_the_whole_shower() -> Non
     torch.testing.assert_close(attention(permuted).flatten(2), y.flatten(2)[:, :, perm], atol=1e-5, rtol=1e-5)
 
 
-def test_whitening_is_validated_and_refused_where_too_large(tiny_geometry) -> None:
-    with pytest.raises(ConfigError, match="whitening must be one of"):
-        build_surrogate("diffusion", tiny_geometry, {"whitening": "pca"})
-    with pytest.raises(ConfigError, match="code_scale must be"):
-        build_surrogate("diffusion", tiny_geometry, {"code_scale": "voxels"})
-    from calosurrogate.simulate import get_detector
-
-    with pytest.raises(ConfigError, match="use 'layer'"):
-        build_surrogate("diffusion", get_detector("ds3").geometry, {"whitening": "shower", "hidden": 8, "blocks": 1})
-
-
-def test_layer_whitening_round_trips_showers_through_the_codes(tiny_geometry, tiny_file) -> None:
-    """Encode then decode gives back the shower (above the cut): whitening loses nothing."""
-    from calosurrogate.data import read_showers
-
-    batch = read_showers(tiny_file, max_showers=500)
-    showers = torch.tensor(batch.showers, dtype=torch.float32)
-    conditions = torch.tensor(batch.incident_energies, dtype=torch.float32)
-    model = build_surrogate("diffusion", tiny_geometry, {"whitening": "layer", "hidden": 16, "blocks": 1},
-                            ("incident_energies",))  # fmt: skip
-    model.fit_preprocessing(showers, conditions)
-    codes = model._encode(showers, conditions)
-    visible = torch.where(showers >= model.cut, showers, torch.zeros_like(showers))
-    torch.testing.assert_close(model._decode(codes, conditions), visible, rtol=2e-3, atol=float(model.cut))
-    layer = tiny_geometry.layer_slice(1)
-    assert torch.cov(codes[:, layer].T).diag().mean() == pytest.approx(1.0, abs=0.05)
-
-
-@pytest.mark.parametrize("voxel_skip", [False, True])
-def test_voxel_skip_reaches_the_per_voxel_optimal_denoiser(voxel_skip) -> None:
-    """Independent voxels of different spreads s_v, noise sigma: the best estimate of x0 is
-    s_v^2 / (s_v^2 + sigma^2) x, a different factor per voxel. A network whose hidden layer is
-    far narrower than the shower only gets there with a factor per voxel."""
-    from calosurrogate.models.denoisers import ResidualMLP
-
-    torch.manual_seed(0)
-    n_voxels, sigma = 64, 0.5
-    spread = torch.logspace(-1.5, 0.3, n_voxels)
-    net = ResidualMLP(n_voxels, 1, hidden=4, blocks=1, voxel_skip=voxel_skip)
-    optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
-    level, conditions = torch.zeros(512), torch.zeros(512, 1)
-    for _ in range(400):
-        x0 = torch.randn(512, n_voxels) * spread
-        x = x0 + sigma * torch.randn_like(x0)
-        loss = ((net(x, level, conditions) - x0) ** 2).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    x0 = torch.randn(20_000, n_voxels) * spread
-    x = x0 + sigma * torch.randn_like(x0)
-    with torch.no_grad():
-        mse = ((net(x, torch.zeros(20_000), torch.zeros(20_000, 1)) - x0) ** 2).mean()
-    optimal = (spread**2 * sigma**2 / (spread**2 + sigma**2)).mean()
-    if voxel_skip:
-        assert mse < 1.05 * optimal
-    else:
-        assert mse > 1.4 * optimal
-
-
-@pytest.mark.parametrize("objective", OBJECTIVES)
-def test_low_noise_weight_is_one_over_one_plus_sigma_squared(objective) -> None:
-    """Each objective's noise level maps to the same weight 1 / (1 + sigma^2) of the EDM sigma."""
-    sigma = torch.tensor([0.01, 0.3, 1.0, 3.0, 50.0])
-    if objective == "edm":
-        level = torch.log(sigma) / 4
-    elif objective == "flow-matching":
-        level = sigma / (1 + sigma)
-    else:
-        level = _t_of_alpha_bar(1 / (1 + sigma**2))
-    torch.testing.assert_close(LOW_NOISE_WEIGHTS[objective](level), 1 / (1 + sigma**2), atol=1e-4, rtol=1e-3)
-
-
-def test_low_noise_gate_silences_the_per_voxel_terms_at_high_noise(tiny_geometry) -> None:
-    config = {"voxel_skip": True, "pointwise_hidden": 4, "low_noise_gate": True, "hidden": 16, "blocks": 1}
-    net = build_surrogate("diffusion", tiny_geometry, config).net
-    for p in (net.voxel_skip.bias, net.head.out.bias):
-        nn.init.constant_(p, 1.0)  # per-voxel terms that would move every voxel
-    x, conditions = torch.randn(8, tiny_geometry.n_voxels), torch.zeros(8, 1)
-    with torch.no_grad():
-        high = math.log(1e3) / 4 * torch.ones(8)
-        low = math.log(1e-3) / 4 * torch.ones(8)
-        gated_high = net(x, high, conditions)
-        net.low_noise_weight = None
-        ungated_high, ungated_low = net(x, high, conditions), net(x, low, conditions)
-        net.low_noise_weight = LOW_NOISE_WEIGHTS["edm"]
-        gated_low = net(x, low, conditions)
-    assert (ungated_high - gated_high).abs().max() > 0.5  # the gate removed the per-voxel terms...
-    torch.testing.assert_close(gated_low, ungated_low, atol=1e-4, rtol=1e-4)  # ...only at high noise
-
-
 @pytest.mark.parametrize("sigma", [0.01, 0.5, 3.0])
 def test_spike_slab_posterior_mean_matches_numerical_integration(sigma) -> None:
     """E[x0 | x] under p(x0) = p delta(x0 - spike) + (1 - p) N(m, w^2), by quadrature over x0."""
-    from calosurrogate.models.denoisers import spike_slab_posterior_mean
+    from calosurrogate.models.diffusion.objectives import spike_slab_posterior_mean
 
     x = torch.linspace(-6, 4, 41, dtype=torch.float64)
     spike, logit, mean, raw_width = -4.0, 1.5, 0.3, 0.2
@@ -257,7 +168,7 @@ def test_spike_slab_posterior_mean_matches_numerical_integration(sigma) -> None:
 
 
 def test_spike_slab_snaps_empty_voxels_and_keeps_hits_at_low_noise() -> None:
-    from calosurrogate.models.denoisers import spike_slab_posterior_mean
+    from calosurrogate.models.diffusion.objectives import spike_slab_posterior_mean
 
     prior = torch.tensor([0.0, 0.0, 0.55]).expand(1, 3, 3)
     x = torch.tensor([[-3.995, -3.0, 0.7]])  # within the noise of the spike, far from it, a hit
@@ -270,9 +181,10 @@ def test_spike_slab_snaps_empty_voxels_and_keeps_hits_at_low_noise() -> None:
 @pytest.mark.parametrize("spike_slab", [False, True])
 def test_spike_slab_reaches_the_optimal_denoiser_of_sparse_voxels(spike_slab) -> None:
     """Independent voxels, each empty (code -3) with its own probability, else N(0, 1): the best
-    denoiser is the per-voxel spike-and-slab posterior mean. A narrow MLP with a learned factor per
-    voxel stays well above that error; with the spike-and-slab output it reaches it."""
-    from calosurrogate.models.denoisers import ResidualMLP, spike_slab_posterior_mean
+    denoiser is the per-voxel spike-and-slab posterior mean. A narrow residual MLP stays well above
+    that error; with the spike-and-slab output it reaches it."""
+    from calosurrogate.models.diffusion.backbones import ResidualMLP, SpikeSlabMLP
+    from calosurrogate.models.diffusion.objectives import spike_slab_posterior_mean
 
     torch.manual_seed(0)
     n_voxels, sigma, spike = 32, 0.7, torch.full((32,), -3.0)
@@ -282,7 +194,7 @@ def test_spike_slab_reaches_the_optimal_denoiser_of_sparse_voxels(spike_slab) ->
         x0 = torch.where(torch.rand(n, n_voxels) < empty_probability, spike, torch.randn(n, n_voxels))
         return x0, x0 + sigma * torch.randn_like(x0)
 
-    net = ResidualMLP(n_voxels, 1, hidden=4, blocks=1, voxel_skip=not spike_slab, spike_slab=spike_slab)
+    net = (SpikeSlabMLP if spike_slab else ResidualMLP)(n_voxels, 1, hidden=4, blocks=1)
     sigmas = torch.full((512,), sigma)
 
     def denoise(x: torch.Tensor) -> torch.Tensor:
@@ -311,8 +223,10 @@ def test_spike_slab_reaches_the_optimal_denoiser_of_sparse_voxels(spike_slab) ->
 def test_spike_slab_config_is_refused_where_it_does_not_apply(tiny_geometry) -> None:
     with pytest.raises(ConfigError, match="spike_slab needs objective 'edm'"):
         build_surrogate("diffusion", tiny_geometry, {"spike_slab": True, "objective": "ddpm"})
-    with pytest.raises(ConfigError, match="replaces voxel_skip"):
-        build_surrogate("diffusion", tiny_geometry, {"spike_slab": True, "voxel_skip": True})
+    with pytest.raises(ConfigError, match="spike_slab needs objective 'edm' and backbone 'mlp'"):
+        build_surrogate("diffusion", tiny_geometry, {"spike_slab": True, "backbone": "transformer"})
+    with pytest.raises(ConfigError, match="code_scale must be"):
+        build_surrogate("diffusion", tiny_geometry, {"code_scale": "voxels"})
 
 
 def _showers_with_empty_layers(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -463,7 +377,7 @@ def test_library_max_hits_needs_the_library(tiny_geometry) -> None:
 
 
 def test_without_a_library_a_lost_layer_goes_to_its_core_voxel(tiny_geometry, monkeypatch) -> None:
-    from calosurrogate.models import diffusion_samplers
+    from calosurrogate.models.diffusion import samplers as diffusion_samplers
 
     generator = torch.Generator().manual_seed(4)
     showers, conditions = _showers_with_empty_layers(500, generator)

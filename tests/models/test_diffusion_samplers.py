@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from calosurrogate.models.diffusion_samplers import SAMPLERS, karras_sigmas, network_calls, sample
+from calosurrogate.models.diffusion.samplers import SAMPLERS, karras_sigmas, network_calls, sample
 
 MU, S, SIGMA_MAX = 1.5, 0.7, 80.0
 

@@ -28,3 +28,29 @@ def test_a_saved_model_samples_what_it_sampled_then(name: str) -> None:
     then = np.load(SAVED / f"{name}_showers.npy")
     assert (then > 0).any()
     np.testing.assert_array_equal(model.sample(CONDITIONS, seed=3), then)
+
+
+@pytest.mark.parametrize("option", [("voxel_skip", True), ("whitening", "layer"), ("pointwise_hidden", 4)])
+def test_a_format_1_model_with_a_removed_option_is_refused_by_name(tmp_path, option) -> None:
+    import torch
+
+    from calosurrogate.models import CheckpointError
+
+    checkpoint = torch.load(SAVED / "edm_heun.pt", weights_only=True)
+    assert checkpoint["format_version"] == 1 and checkpoint["config"]["voxel_skip"] is False
+    checkpoint["config"][option[0]] = option[1]
+    torch.save(checkpoint, tmp_path / "old.pt")
+    with pytest.raises(CheckpointError, match=f"old.pt: a format-1 diffusion model with {option[0]} on"):
+        load_surrogate(tmp_path / "old.pt")
+
+
+def test_unknown_format_versions_are_named(tmp_path) -> None:
+    import torch
+
+    from calosurrogate.models import CheckpointError
+
+    checkpoint = torch.load(SAVED / "edm_heun.pt", weights_only=True)
+    checkpoint["format_version"] = 7
+    torch.save(checkpoint, tmp_path / "new.pt")
+    with pytest.raises(CheckpointError, match="format version 7, expected 1 to 2"):
+        load_surrogate(tmp_path / "new.pt")

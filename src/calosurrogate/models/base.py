@@ -27,7 +27,9 @@ from calosurrogate._io import atomic_output
 from calosurrogate.devices import resolve_device, resolve_precision
 from calosurrogate.geometry import CylindricalGeometry, default_min_energy
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""Version of saved model files. 2: the diffusion family rebuilt from parts (its options that lost
+their ablation removed); files of version 1 load through :meth:`Surrogate.upgrade_config`."""
 UpdateFn = Callable[[str, Tensor], None]
 """``update(group, loss)``: one optimiser step of parameter group ``group`` on scalar ``loss``."""
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -184,6 +186,16 @@ class Surrogate(nn.Module, ABC):
         return next(self.parameters()).device
 
     # ------------------------------------------------------------------ family API
+    @classmethod
+    def upgrade_config(cls, config: dict[str, Any], format_version: int, source: str) -> dict[str, Any]:
+        """The config of a model saved in file format ``format_version``, in today's form.
+
+        Raises:
+            CheckpointError: The model used something today's code no longer has (``source``
+                names the file).
+        """
+        return config
+
     @abstractmethod
     def fit_preprocessing(self, showers: Tensor, conditions: Tensor) -> None:
         """Learn the preprocessing statistics from training showers ``(N, V)`` MeV and conditions ``(N, C)``."""
@@ -358,8 +370,13 @@ def surrogate_from_checkpoint(checkpoint: dict[str, Any], source: str = "checkpo
     """Rebuild a surrogate from :meth:`Surrogate.checkpoint_dict` output."""
     if not isinstance(checkpoint, dict) or "family" not in checkpoint or "state_dict" not in checkpoint:
         raise CheckpointError(f"{source}: not a calosurrogate model file")
-    if checkpoint.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{source}: format version {checkpoint.get('format_version')}, expected {FORMAT_VERSION}")
+    version = checkpoint.get("format_version")
+    if version not in (1, FORMAT_VERSION):
+        raise CheckpointError(f"{source}: format version {version}, expected 1 to {FORMAT_VERSION}")
+    load_families()
+    if checkpoint["family"] not in REGISTRY:
+        raise CheckpointError(f"{source}: model family {checkpoint['family']!r} is not one of {sorted(REGISTRY)}")
+    config = REGISTRY[checkpoint["family"]].upgrade_config(dict(checkpoint["config"]), version, source)
     import tempfile
 
     with tempfile.NamedTemporaryFile("w", suffix=".xml", delete=False) as tmp:
@@ -374,7 +391,7 @@ def surrogate_from_checkpoint(checkpoint: dict[str, Any], source: str = "checkpo
         builtin = BUILTIN_GEOMETRIES[checkpoint["geometry_name"]]()
         if builtin.same_binning(geometry):
             geometry = builtin
-    model = build_surrogate(checkpoint["family"], geometry, checkpoint["config"], tuple(checkpoint["condition_names"]))
+    model = build_surrogate(checkpoint["family"], geometry, config, tuple(checkpoint["condition_names"]))
     model.load_state_dict(checkpoint["state_dict"])
     if checkpoint.get("condition_range") is not None:
         low, high = checkpoint["condition_range"]

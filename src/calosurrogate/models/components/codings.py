@@ -78,6 +78,10 @@ class LogEnergyCoding(nn.Module):
         """Showers ``(N, V)`` MeV -> standardised codes ``(N, V)``."""
         return (self.raw(showers, incident_energies) - self.mean) / self.std
 
+    def empty_code(self) -> Tensor:
+        """The standardised code of an empty voxel ``(V,)`` (its raw code is ``log1p(0) = 0``)."""
+        return -self.mean / self.std
+
     def unstandardise(self, codes: Tensor) -> Tensor:
         """Standardised codes -> raw log codes (:meth:`raw`), unclipped: below 0 means "empty"."""
         return codes.float() * self.std + self.mean

@@ -1,24 +1,12 @@
-"""Diffusion and flow-matching surrogates: one family, four objectives, samplers chosen at sampling time.
+"""The diffusion family's wiring: coding, optional layer-energy first stage, objective, backbone, sampler.
 
 Showers are coded as standardised ``log(1 + (E / E_inc) / delta)`` per voxel
 (:class:`~calosurrogate.models.components.LogEnergyCoding`; empty voxels sit at a fixed code and
-the sampling cut restores exact zeros), and a backbone
-(:mod:`~calosurrogate.models.denoisers`: residual MLP, or CaloDiffusion's cylindrical U-Net,
-with GLaM's learned maps to a regular grid for dataset 1)
-is trained with one of these objectives:
-
-- ``"edm"``: denoising score matching with EDM's preconditioning, noise-level distribution and
-  loss weighting (Karras et al., arXiv:2206.00364), as CaloDiffusion uses on dataset 3 and
-  CaloScore v2 (arXiv:2308.03847) follows.
-- ``"ddpm"``: noise prediction with the cosine schedule (Ho et al., arXiv:2006.11239; Nichol and
-  Dhariwal, arXiv:2102.09672), CaloDiffusion's objective on datasets 1 and 2 (arXiv:2308.03876).
-- ``"v"``: v-prediction on the same schedule (Salimans and Ho, arXiv:2202.00512).
-- ``"flow-matching"``: conditional flow matching on the straight path ``x_t = (1 - t) x0 + t eps``
-  (Lipman et al., arXiv:2210.02747; Liu et al., arXiv:2209.03003), as CaloDREAM (arXiv:2405.09629).
-
-Each is expressed as a denoiser ``D(x, sigma)`` in EDM's variance-exploding coordinates, so every
-sampler of :mod:`~calosurrogate.models.diffusion_samplers` (Euler = DDIM, Heun, RK4,
-DPM-Solver++(2M), DDPM ancestral) works with every objective, with any number of steps
+the sampling cut restores exact zeros). A backbone (:mod:`.backbones`: residual MLP, layer
+transformer, or CaloDiffusion's cylindrical U-Net, through GLaM's learned maps on dataset 1)
+is trained with an objective (:mod:`.objectives`: EDM, its spike-and-slab variant, cosine DDPM,
+v-prediction, flow matching), which also turns it into the denoiser ``D(x, sigma)`` that every
+sampler of :mod:`.samplers` integrates, with any number of steps chosen at sampling time
 (:meth:`DiffusionSurrogate.configure_sampling`).
 """
 
@@ -26,21 +14,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from calosurrogate.data.transforms import (
-    BlockWhitening,
-    ConditionMap,
-    Logit,
-    Standardize,
-)
-from calosurrogate.models import diffusion_samplers
-from calosurrogate.models.base import ConfigError, Surrogate, register
+from calosurrogate.data.transforms import ConditionMap, Logit, Standardize
+from calosurrogate.models.base import CheckpointError, ConfigError, Surrogate, register
 from calosurrogate.models.components import (
     AutoregressiveBernoulli,
     FaintLayerLibrary,
@@ -50,17 +31,10 @@ from calosurrogate.models.components import (
     flow_from_noise,
     flow_log_prob,
 )
-from calosurrogate.models.denoisers import (
-    CylindricalUNet,
-    LayerTransformer,
-    ResidualMLP,
-    spike_slab_posterior_mean,
-)
-from calosurrogate.models.glam import GeometryLatentMap, GridBackbone
-
-OBJECTIVES = ("edm", "ddpm", "v", "flow-matching")
-WHITENINGS = ("none", "layer", "shower")
-COSINE_OFFSET = 0.008  # s of the cosine schedule (Nichol and Dhariwal)
+from calosurrogate.models.diffusion import samplers
+from calosurrogate.models.diffusion.backbones import CylindricalUNet, LayerTransformer, ResidualMLP, SpikeSlabMLP
+from calosurrogate.models.diffusion.glam import GeometryLatentMap, GridBackbone
+from calosurrogate.models.diffusion.objectives import OBJECTIVES, Objective, SpikeSlabEDM
 
 
 @dataclass
@@ -72,17 +46,11 @@ class DiffusionConfig:
         backbone: ``"mlp"``, ``"transformer"`` (one token per layer) or ``"unet"`` (on irregular
             geometries through GLaM, :mod:`~calosurrogate.models.glam`).
         hidden, blocks: Residual MLP size.
-        voxel_skip: The residual MLP's learned multiple of its input is one factor per voxel (a
-            function of noise level and conditions) instead of one for the whole shower.
-        pointwise_hidden: Width of a small MLP shared by all voxels that adds to each voxel's
-            output a nonlinear function of its own input (0: none).
-        low_noise_gate: Scale the per-voxel skip and the pointwise head by ``1 / (1 + sigma^2)``
-            (their work is the fine structure at low noise; at high noise they pass noise on).
         spike_slab: The residual MLP predicts, per voxel, a spike-and-slab prior (empty code or a
             Gaussian of hits) and the denoiser is its exact posterior mean
-            (:func:`~calosurrogate.models.denoisers.spike_slab_posterior_mean`): empty voxels snap
+            (:class:`~calosurrogate.models.diffusion.objectives.SpikeSlabEDM`): empty voxels snap
             to the empty code at low noise instead of ending as faint hits or as dimmed real
-            ones. EDM objective, MLP backbone, no whitening (the spike is a code of the coding).
+            ones. EDM objective, MLP backbone.
         unet_channels: U-Net channels at full and half resolution.
         unet_attention: Linear attention over all cells at the U-Net's coarse level.
         transformer_dim, transformer_depth: Width and blocks of the layer transformer.
@@ -97,12 +65,6 @@ class DiffusionConfig:
         code_scale: ``"all"``: standardise each voxel's code over all showers; ``"hits"``: with
             the mean and spread of its hits only (see
             :class:`~calosurrogate.models.components.LogEnergyCoding`).
-        whitening: Decorrelate the standardised codes before the backbone sees them
-            (:class:`~calosurrogate.data.transforms.BlockWhitening`): ``"none"``, ``"layer"``
-            (within each layer) or ``"shower"`` (all voxels at once; small geometries only). The
-            objective is then measured in whitened coordinates, where the directions of small
-            variance (differences between neighbouring voxels of a shower core) count as much
-            as the large ones.
         layer_energies: Add a first stage, a coupling spline flow over the layer energies (CaloFlow's
             flow I coding), and condition the voxel model on them; sampled showers are rescaled
             layer by layer to the sampled layer energies (as CaloDREAM's two-stage generation).
@@ -130,9 +92,6 @@ class DiffusionConfig:
     backbone: str = "mlp"
     hidden: int = 512
     blocks: int = 4
-    voxel_skip: bool = False
-    pointwise_hidden: int = 0
-    low_noise_gate: bool = False
     spike_slab: bool = False
     unet_channels: tuple[int, int] = (16, 32)
     unet_attention: bool = False
@@ -147,7 +106,6 @@ class DiffusionConfig:
     p_std: float = 1.2
     clip_denoised: bool = True
     code_scale: str = "all"
-    whitening: str = "none"
     layer_energies: bool = False
     layer_occupancy: bool = False
     layer_library: bool = False
@@ -159,20 +117,15 @@ class DiffusionConfig:
     def __post_init__(self) -> None:
         self.unet_channels = tuple(self.unet_channels)
         if self.objective not in OBJECTIVES:
-            raise ConfigError(f"diffusion: objective must be one of {OBJECTIVES}, got {self.objective!r}")
+            raise ConfigError(f"diffusion: objective must be one of {tuple(OBJECTIVES)}, got {self.objective!r}")
         if self.backbone not in ("mlp", "unet", "transformer"):
             raise ConfigError(f"diffusion: backbone must be mlp, unet or transformer, got {self.backbone!r}")
         if self.code_scale not in ("all", "hits"):
             raise ConfigError(f"diffusion: code_scale must be 'all' or 'hits', got {self.code_scale!r}")
-        if self.whitening not in WHITENINGS:
-            raise ConfigError(f"diffusion: whitening must be one of {WHITENINGS}, got {self.whitening!r}")
-        if self.spike_slab and (self.objective, self.backbone, self.whitening) != ("edm", "mlp", "none"):
+        if self.spike_slab and (self.objective, self.backbone) != ("edm", "mlp"):
             raise ConfigError(
-                "diffusion: spike_slab needs objective 'edm', backbone 'mlp' and whitening 'none', got "
-                f"{self.objective!r}, {self.backbone!r}, {self.whitening!r}"
+                f"diffusion: spike_slab needs objective 'edm' and backbone 'mlp', got {self.objective!r}, {self.backbone!r}"
             )
-        if self.spike_slab and (self.voxel_skip or self.pointwise_hidden):
-            raise ConfigError("diffusion: spike_slab replaces voxel_skip and pointwise_hidden; switch them off")
         for option in ("layer_occupancy", "layer_library"):
             if getattr(self, option) and not self.layer_energies:
                 raise ConfigError(f"diffusion: {option} is part of the layer-energy stage; set layer_energies too")
@@ -183,57 +136,49 @@ class DiffusionConfig:
         _check_sampling(self.sampler, self.steps)
 
 
-MAX_SHOWER_WHITENING_VOXELS = 8192  # a (V, V) matrix beyond this is too large to fit and apply
-
-
 def _check_sampling(sampler: str, steps: int) -> None:
-    if sampler not in diffusion_samplers.SAMPLERS:
-        raise ConfigError(f"diffusion: sampler must be one of {diffusion_samplers.SAMPLERS}, got {sampler!r}")
+    if sampler not in samplers.SAMPLERS:
+        raise ConfigError(f"diffusion: sampler must be one of {samplers.SAMPLERS}, got {sampler!r}")
     if int(steps) < 1:
         raise ConfigError(f"diffusion: steps must be at least 1, got {steps}")
 
 
-def _alpha_bar(t: Tensor) -> Tensor:
-    """Cosine schedule ``alpha_bar(t)``, t in [0, 1]."""
-    return torch.cos((t + COSINE_OFFSET) / (1 + COSINE_OFFSET) * math.pi / 2) ** 2
-
-
-def _t_of_alpha_bar(alpha_bar: Tensor) -> Tensor:
-    return (torch.acos(alpha_bar.clamp(0, 1).sqrt()) * 2 / math.pi * (1 + COSINE_OFFSET) - COSINE_OFFSET).clamp(0, 1)
-
-
-# Each objective's noise level (what its backbone is given) -> 1 / (1 + sigma^2), sigma the noise
-# in EDM's variance-exploding coordinates of the unit-variance codes.
-LOW_NOISE_WEIGHTS = {
-    "edm": lambda level: torch.sigmoid(-8 * level.float()),  # level = ln(sigma) / 4
-    "ddpm": lambda t: _alpha_bar(t.float()),  # sigma^2 = (1 - alpha_bar) / alpha_bar
-    "v": lambda t: _alpha_bar(t.float()),
-    "flow-matching": lambda t: (1 - t.float()) ** 2 / ((1 - t.float()) ** 2 + t.float() ** 2),  # sigma = t / (1 - t)
-}
-
-
 @register("diffusion")
 class DiffusionSurrogate(Surrogate):
-    """Diffusion / flow-matching surrogate (see module docstring)."""
+    """Diffusion and flow-matching surrogate (see module docstring)."""
 
     config_class = DiffusionConfig
+    # Options of format 1 that lost their ablation (BENCHMARKS.md, diffusion ablation), with the
+    # value that meant "off": a model saved with one of them off loads; with one on, it cannot.
+    REMOVED_OPTIONS: ClassVar[dict[str, Any]] = {
+        "voxel_skip": False, "pointwise_hidden": 0, "low_noise_gate": False, "whitening": "none",
+    }  # fmt: skip
+
+    @classmethod
+    def upgrade_config(cls, config: dict[str, Any], format_version: int, source: str) -> dict[str, Any]:
+        if format_version >= 2:
+            return config
+        for key, off in cls.REMOVED_OPTIONS.items():
+            if key in config and config.pop(key) != off:
+                raise CheckpointError(
+                    f"{source}: a format-1 diffusion model with {key} on; that option was removed in format 2 "
+                    "after it lost its ablation (BENCHMARKS.md), so this model cannot be loaded"
+                )
+        return config
 
     def __init__(self, config: DiffusionConfig, geometry, condition_names) -> None:
         super().__init__(config, geometry, condition_names)
         k = len(condition_names)
         self.conditions_map = ConditionMap(k)
         self.coding = LogEnergyCoding(geometry.n_voxels, float(self.cut), scale_on_hits=config.code_scale == "hits")
-        self.whitening = None
         self.occupancy: AutoregressiveBernoulli | None = None
-        if config.whitening == "layer":
-            self.whitening = BlockWhitening([layer.n_voxels for layer in geometry.layers])
-        elif config.whitening == "shower":
-            if geometry.n_voxels > MAX_SHOWER_WHITENING_VOXELS:
-                raise ConfigError(
-                    f"diffusion: whitening 'shower' needs a {geometry.n_voxels} x {geometry.n_voxels} matrix for "
-                    f"{geometry.name!r}; use 'layer' above {MAX_SHOWER_WHITENING_VOXELS} voxels"
-                )
-            self.whitening = BlockWhitening([geometry.n_voxels])
+        edm = {"sigma_data": config.sigma_data, "p_mean": config.p_mean, "p_std": config.p_std}
+        if config.spike_slab:
+            self.objective: Objective = SpikeSlabEDM(self.coding.empty_code, **edm)
+        else:
+            self.objective = (
+                OBJECTIVES[config.objective](**edm) if config.objective == "edm" else OBJECTIVES[config.objective]()
+            )
         if config.layer_energies:
             n_layers = geometry.n_layers
             self.decomposition = LayerDecomposition(geometry.layer_offsets.tolist())
@@ -256,10 +201,8 @@ class DiffusionSurrogate(Surrogate):
                 glam, CylindricalUNet(glam.latent_geometry, k, config.unet_channels, config.unet_attention)
             )
         else:
-            self.net = ResidualMLP(
-                geometry.n_voxels, k, config.hidden, config.blocks, config.voxel_skip, config.pointwise_hidden,
-                LOW_NOISE_WEIGHTS[config.objective] if config.low_noise_gate else None, config.spike_slab,
-            )  # fmt: skip
+            mlp = SpikeSlabMLP if config.spike_slab else ResidualMLP
+            self.net = mlp(geometry.n_voxels, k, config.hidden, config.blocks)
         # The frozen teacher of a distillation student (same architecture, weights copied in).
         self.teacher = copy.deepcopy(self.net).requires_grad_(False) if config.distill_steps else None
         self.register_buffer("code_low", torch.full((geometry.n_voxels,), -10.0))
@@ -271,8 +214,6 @@ class DiffusionSurrogate(Surrogate):
             return  # a student keeps its teacher's preprocessing: the teacher's network expects it
         self.conditions_map.fit(conditions)
         self.coding.fit(showers, conditions[:, :1])
-        if self.whitening is not None:
-            self.whitening.fit(self.coding(showers, conditions[:, :1]))
         if self.config.layer_energies:
             layer_e, u, log_e = self._layer_codes(showers, conditions)
             free = None if self.occupancy is None else ~self.decomposition.determined_codes(layer_e > 0)[0]
@@ -287,15 +228,8 @@ class DiffusionSurrogate(Surrogate):
         self._fitted.fill_(True)
 
     def _encode(self, showers: Tensor, conditions: Tensor) -> Tensor:
-        """Showers (MeV) -> what the backbone denoises: standardised (and optionally whitened) codes."""
-        codes = self.coding(showers, conditions[:, :1])
-        return codes if self.whitening is None else self.whitening(codes)
-
-    def _unwhiten(self, codes: Tensor) -> Tensor:
-        return codes if self.whitening is None else self.whitening.inverse(codes)
-
-    def _decode(self, codes: Tensor, incident_energies: Tensor) -> Tensor:
-        return self.coding.inverse(self._unwhiten(codes), incident_energies)
+        """Showers (MeV) -> what the backbone denoises: standardised codes."""
+        return self.coding(showers, conditions[:, :1])
 
     # -------------------------------------------------------- layer-energy stage
     def _layer_codes(self, showers: Tensor, conditions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -345,61 +279,20 @@ class DiffusionSurrogate(Surrogate):
         return self._voxel_loss(showers, conditions) + extra
 
     def _voxel_loss(self, showers: Tensor, conditions: Tensor) -> Tensor:
-        cfg = self.config
         cond = self._context(showers, conditions)
         x0 = self._encode(showers, conditions)
-        noise = torch.randn_like(x0)
-        n = x0.shape[0]
-        if cfg.objective == "edm":
-            sigma = torch.exp(cfg.p_mean + cfg.p_std * torch.randn(n, device=x0.device))
-            weight = (sigma**2 + cfg.sigma_data**2) / (sigma * cfg.sigma_data) ** 2
-            denoised = self._edm_denoiser(x0 + sigma[:, None] * noise, sigma, cond)
-            return weight * ((denoised - x0) ** 2).mean(1)
-        t = torch.rand(n, device=x0.device)
-        if cfg.objective == "flow-matching":
-            x_t = (1 - t[:, None]) * x0 + t[:, None] * noise
-            return ((self.net(x_t, t, cond) - (noise - x0)) ** 2).mean(1)
-        t = t.clamp(1e-4, 0.9999)  # alpha_bar(1) = 0 would make x_t pure noise with no signal to predict
-        a = _alpha_bar(t)[:, None]
-        x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        target = noise if cfg.objective == "ddpm" else a.sqrt() * noise - (1 - a).sqrt() * x0
-        return ((self.net(x_t, t, cond) - target) ** 2).mean(1)
+        return self.objective.loss(self.net, x0, torch.randn_like(x0), cond)
 
-    def _edm_denoiser(self, x: Tensor, sigma: Tensor, cond: Tensor, net: nn.Module | None = None) -> Tensor:
-        net = self.net if net is None else net
-        sd = self.config.sigma_data
-        s = sigma[:, None]
-        output = net(x / (s**2 + sd**2).sqrt(), torch.log(sigma) / 4, cond)  # c_in x
-        if self.config.spike_slab:
-            empty_code = -self.coding.mean / self.coding.std  # raw code of an empty voxel: log1p(0) = 0
-            return spike_slab_posterior_mean(x, sigma, empty_code, output)
-        c_skip = sd**2 / (s**2 + sd**2)
-        c_out = s * sd / (s**2 + sd**2).sqrt()
-        return c_skip * x + c_out * output
-
-    def denoiser(self, cond: Tensor, net: nn.Module | None = None) -> diffusion_samplers.Denoiser:
+    def denoiser(self, cond: Tensor, net: nn.Module | None = None) -> samplers.Denoiser:
         """``D(x, sigma)`` in variance-exploding coordinates for mapped conditions ``(N, K)``
         (with ``net``: another backbone of the same kind, the distillation teacher)."""
-        objective, clip = self.config.objective, self.config.clip_denoised
         net = self.net if net is None else net
 
         def denoise(x: Tensor, sigma: Tensor) -> Tensor:
-            estimate = _estimate(x, sigma.float())
-            return torch.minimum(torch.maximum(estimate, self.code_low), self.code_high) if clip else estimate
-
-        def _estimate(x: Tensor, sigma: Tensor) -> Tensor:
-            if objective == "edm":
-                return self._edm_denoiser(x, sigma, cond, net)
-            if objective == "flow-matching":
-                t = sigma / (1 + sigma)
-                x_t = x / (1 + sigma[:, None])
-                return x_t - t[:, None] * net(x_t, t, cond)
-            a = 1 / (1 + sigma**2)  # VP <-> VE: x_VE = x_t / sqrt(alpha_bar), sigma^2 = (1 - a) / a
-            x_t = x * a.sqrt()[:, None]
-            out = net(x_t, _t_of_alpha_bar(a), cond)
-            if objective == "ddpm":
-                return x - sigma[:, None] * out
-            return a.sqrt()[:, None] * x_t - (1 - a).sqrt()[:, None] * out
+            estimate = self.objective.denoise(net, x, sigma.float(), cond)
+            if not self.config.clip_denoised:
+                return estimate
+            return torch.minimum(torch.maximum(estimate, self.code_low), self.code_high)
 
         return denoise
 
@@ -438,7 +331,7 @@ class DiffusionSurrogate(Surrogate):
         cfg = self.config
         cond = self._context(showers, conditions)
         x0 = self._encode(showers, conditions)
-        grid = diffusion_samplers.karras_sigmas(2 * cfg.distill_steps, cfg.sigma_min, cfg.sigma_max).to(x0.device)
+        grid = samplers.karras_sigmas(2 * cfg.distill_steps, cfg.sigma_min, cfg.sigma_max).to(x0.device)
         i = torch.randint(0, cfg.distill_steps, (x0.shape[0],), device=x0.device)
         s, s_mid, s_next = grid[2 * i].float(), grid[2 * i + 1].float(), grid[2 * i + 2].float()
         x = x0 + s[:, None] * torch.randn_like(x0)
@@ -500,11 +393,10 @@ class DiffusionSurrogate(Surrogate):
             choice = noise.pop(0) if cfg.layer_library else None
             layer_e = self._sample_layer_energies(cond, incident, flow_noise, uniform)
             cond = torch.cat([cond, self.log_energy_scaler(torch.log10(layer_e + self.cut))], dim=1)
-        codes = diffusion_samplers.sample(
+        codes = samplers.sample(
             self.denoiser(cond), start.float(), cfg.steps, cfg.sampler, cfg.sigma_min, cfg.sigma_max,
             ancestral_noise=noise.pop(0) if noise else None,
         )  # fmt: skip
-        codes = self._unwhiten(codes)
         showers = self.coding.inverse(codes, incident)
         if cfg.layer_energies:  # the first stage decides the layer energies; the voxel model their spread
             # The voxel model's own sub-cut voxels are empty: decoded at the empty code they are
@@ -532,4 +424,4 @@ class DiffusionSurrogate(Surrogate):
         return torch.where(at_empty, 5e-4 * core.expand_as(raw), raw)  # keeps their place among the others
 
 
-__all__ = ["OBJECTIVES", "DiffusionConfig", "DiffusionSurrogate"]
+__all__ = ["DiffusionConfig", "DiffusionSurrogate"]

@@ -12,14 +12,14 @@
   over all cells at the coarse level. Regular geometries only.
 
 All take flat showers ``(N, V)``, a noise-level scalar per shower ``(N,)`` and mapped
-conditions ``(N, K)``, and return ``(N, V)`` in float32 (the residual MLP may instead return
-``(N, V, 3)``: the per-voxel prior of :func:`spike_slab_posterior_mean`).
+conditions ``(N, K)``, and return ``(N, V)`` in float32 (:class:`SpikeSlabMLP`: ``(N, V, 3)``, a
+per-voxel prior). They know no noise schedule: the objectives (:mod:`.objectives`) precondition
+their inputs and read their outputs.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -35,37 +35,6 @@ def sinusoidal_embedding(values: Tensor, dim: int, max_period: float = 1e4) -> T
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=values.device, dtype=torch.float32) / half)
     angles = 1000.0 * values.float().reshape(-1, 1) * freqs
     return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
-
-
-def spike_slab_posterior_mean(noisy: Tensor, sigma: Tensor, spike: Tensor, prior: Tensor) -> Tensor:
-    """Posterior mean of ``x0`` given ``x = x0 + sigma * eps`` under a spike-and-slab prior per voxel.
-
-    The prior of each voxel's clean code is a point mass at ``spike`` (the code of an empty
-    voxel) with weight ``sigmoid(logit)``, else a Gaussian ``N(mean, width^2)`` (the voxel's
-    hits). The posterior mean is exact: ``w * spike + (1 - w) * (mean sigma^2 + x width^2) /
-    (width^2 + sigma^2)``, ``w`` the posterior weight of the spike. A network that predicts the
-    prior from the whole noisy shower then denoises with the right nonlinearity in each voxel's
-    own value: at low noise an almost-empty voxel snaps to the empty code and a hit keeps its
-    value, which a network narrower than the shower cannot learn for every voxel on its own.
-
-    Args:
-        noisy: Noisy codes ``x``, ``(N, V)``.
-        sigma: Noise level per shower, ``(N,)``.
-        spike: Code of an empty voxel, ``(V,)``.
-        prior: ``(N, V, 3)``: logit of the spike weight, slab mean, and ``w`` with slab width
-            ``softplus(w) + 1e-3``.
-
-    Returns:
-        Denoised codes ``(N, V)``, float32.
-    """
-    logit, mean, raw_width = prior.float().unbind(-1)
-    x, s2 = noisy.float(), sigma.float().reshape(-1, 1) ** 2
-    slab_var = (F.softplus(raw_width) + 1e-3) ** 2
-    total_var = slab_var + s2
-    # log N(x; spike, sigma^2) - log N(x; mean, width^2 + sigma^2)
-    log_ratio = 0.5 * ((x - mean) ** 2 / total_var - (x - spike) ** 2 / s2 + torch.log(total_var / s2))
-    weight = torch.sigmoid(logit + log_ratio)
-    return weight * spike + (1 - weight) * (mean * s2 + x * slab_var) / total_var
 
 
 class ConditionEmbedding(nn.Module):
@@ -95,92 +64,58 @@ class _AdaLNBlock(nn.Module):
         return h + gate * self.mlp(self.norm(h) * (1 + scale) + shift)
 
 
-class _PointwiseHead(nn.Module):
-    """One small MLP applied to every voxel on its own, weights shared by all voxels.
+class ResidualMLP(nn.Module):
+    """Residual MLP with adaptive layer norm (see module docstring): ``(N, V) -> (N, V)``.
 
-    Per voxel it sees the voxel's noisy input, the global network's output and skip factor for
-    that voxel, and adds a correction: a nonlinear function of the voxel's own value, which a
-    posterior mean needs when a voxel is either empty or hit (two modes far apart in code).
-    The last layer starts at zero.
+    A learned multiple of the input, a function of the noise level and conditions, is added to
+    the output (it starts at 0): it lets a network narrower than the shower represent "output ~
+    input", which noise and v prediction need at high noise (EDM's c_skip, learned).
     """
 
-    def __init__(self, hidden: int) -> None:
+    outputs_per_voxel = 1
+
+    def __init__(self, n_voxels: int, n_conditions: int, hidden: int = 512, blocks: int = 4) -> None:
         super().__init__()
-        self.inp = nn.Linear(3, hidden)
-        self.out = nn.Linear(hidden, 1)
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
-
-    def forward(self, x: Tensor, global_output: Tensor, skip: Tensor) -> Tensor:
-        features = torch.stack([x.to(global_output.dtype), global_output, skip.expand_as(global_output)], dim=-1)
-        return self.out(F.silu(self.inp(features))).squeeze(-1)
-
-
-class ResidualMLP(nn.Module):
-    """Residual MLP with adaptive layer norm (see module docstring)."""
-
-    def __init__(
-        self,
-        n_voxels: int,
-        n_conditions: int,
-        hidden: int = 512,
-        blocks: int = 4,
-        voxel_skip: bool = False,
-        pointwise_hidden: int = 0,
-        low_noise_weight: Callable[[Tensor], Tensor] | None = None,
-        spike_slab: bool = False,
-    ) -> None:
-        super().__init__()
-        if spike_slab and (voxel_skip or pointwise_hidden):
-            raise ValueError("a spike-and-slab output takes no voxel skip or pointwise head: its prior does their work")
         self.embedding = ConditionEmbedding(n_conditions, min(hidden, 256))
         self.inp = nn.Linear(n_voxels, hidden)
         self.blocks = nn.ModuleList(_AdaLNBlock(hidden, min(hidden, 256)) for _ in range(blocks))
-        self.out = nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, (3 if spike_slab else 1) * n_voxels))
-        self.spike_slab = spike_slab
-        if spike_slab:
-            # Start every voxel at an even spike weight and a unit-width slab at 0 (the codes are standardised).
-            bias = self.out[1].bias.detach().view(3, n_voxels)
-            bias[0].zero_()
-            bias[1].zero_()
-            bias[2].fill_(math.log(math.e - 1))
-        # A noise-level-dependent multiple of the input added to the output: lets a network
-        # narrower than the shower represent "output ~ input", which noise and v prediction
-        # need at high noise (EDM's c_skip, learned). Starts at 0. With one factor for all
-        # voxels, every direction outside the output layer's span is shrunk alike and keeps
-        # unit variance at the end of sampling; one factor per voxel (``voxel_skip``) lets each
-        # voxel keep only its own spread given the noise level and conditions.
-        #
-        # ``low_noise_weight`` (noise level -> weight in [0, 1], 1 / (1 + sigma^2) in EDM's terms)
-        # scales the per-voxel terms: their job is the fine structure at low noise, and at high
-        # noise, where the input is mostly noise, they would only let it through. The common
-        # factor is then kept beside them for every noise level.
-        self.low_noise_weight = low_noise_weight
-        gated = low_noise_weight is not None and voxel_skip
-        skip_width = 1 if gated else (n_voxels if voxel_skip else 1)
-        self.skip = None if spike_slab else nn.Linear(min(hidden, 256), skip_width)
-        self.voxel_skip = nn.Linear(min(hidden, 256), n_voxels) if gated else None
-        self.head = _PointwiseHead(pointwise_hidden) if pointwise_hidden else None
-        for layer in (self.skip, self.voxel_skip):
-            if layer is not None:
-                nn.init.zeros_(layer.weight)
-                nn.init.zeros_(layer.bias)
+        self.out = nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, self.outputs_per_voxel * n_voxels))
+        self._init_output(n_voxels)
 
-    def forward(self, x: Tensor, noise_level: Tensor, conditions: Tensor) -> Tensor:
+    def _init_output(self, n_voxels: int) -> None:
+        self.skip = nn.Linear(min(self.inp.out_features, 256), 1)
+        nn.init.zeros_(self.skip.weight)
+        nn.init.zeros_(self.skip.bias)
+
+    def _features(self, x: Tensor, noise_level: Tensor, conditions: Tensor) -> tuple[Tensor, Tensor]:
         embedding = self.embedding(noise_level, conditions)
         h = self.inp(x)
         for block in self.blocks:
             h = block(h, embedding)
-        if self.spike_slab:
-            return self.out(h).float().unflatten(1, (3, -1)).transpose(1, 2)  # (N, V, 3)
-        out, skip = self.out(h), self.skip(embedding)
-        weight = 1.0 if self.low_noise_weight is None else self.low_noise_weight(noise_level).reshape(-1, 1)
-        if self.voxel_skip is not None:
-            skip = skip + weight * self.voxel_skip(embedding)
-        result = out + skip * x
-        if self.head is not None:
-            result = result + weight * self.head(x, out, skip)
-        return result.float()
+        return self.out(h), embedding
+
+    def forward(self, x: Tensor, noise_level: Tensor, conditions: Tensor) -> Tensor:
+        out, embedding = self._features(x, noise_level, conditions)
+        return (out + self.skip(embedding) * x).float()
+
+
+class SpikeSlabMLP(ResidualMLP):
+    """The residual MLP predicting, per voxel, a spike-and-slab prior: ``(N, V) -> (N, V, 3)`` (the
+    logit of the empty-voxel weight, the slab mean, its raw width), which
+    :class:`~calosurrogate.models.diffusion.objectives.SpikeSlabEDM` turns into the exact posterior mean."""
+
+    outputs_per_voxel = 3
+
+    def _init_output(self, n_voxels: int) -> None:
+        # Every voxel starts at an even spike weight and a unit-width slab at 0 (the codes are standardised).
+        bias = self.out[1].bias.detach().view(3, n_voxels)
+        bias[0].zero_()
+        bias[1].zero_()
+        bias[2].fill_(math.log(math.e - 1))
+
+    def forward(self, x: Tensor, noise_level: Tensor, conditions: Tensor) -> Tensor:
+        out, _ = self._features(x, noise_level, conditions)
+        return out.float().unflatten(1, (3, -1)).transpose(1, 2)
 
 
 class _TransformerBlock(nn.Module):
@@ -347,6 +282,6 @@ __all__ = [
     "LayerTransformer",
     "LinearAttention3d",
     "ResidualMLP",
+    "SpikeSlabMLP",
     "sinusoidal_embedding",
-    "spike_slab_posterior_mean",
 ]
