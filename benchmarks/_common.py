@@ -43,6 +43,27 @@ def write_result(name: str, data: dict[str, Any], command: str, commit: str | No
     return path
 
 
+def diffusion_overrides(assignments: list[str]) -> dict[str, Any]:
+    """The diffusion model settings of ``--set KEY=VALUE`` pairs (``model.`` optional; ``PART.KEY`` for
+    a part's setting). The flat names of file format 1 are read too (``layer_energies=true``), so the
+    commands recorded in results/ run as they are written."""
+    import yaml
+
+    from calosurrogate.models.base import merge_settings
+    from calosurrogate.models.diffusion.config import config_from_format_1
+
+    flat: dict[str, Any] = {}
+    nested: dict[str, Any] = {}
+    for assignment in assignments:
+        key, _, value = assignment.partition("=")
+        *parts, name = key.removeprefix("model.").split(".")
+        target = nested if parts else flat
+        for part in parts:
+            target = target.setdefault(part, {})
+        target[name] = yaml.safe_load(value)
+    return merge_settings(config_from_format_1(flat, "--set"), nested)
+
+
 def selected_epoch(run_dir: str | Path, adversarial: bool) -> int:
     """The epoch whose weights ``model.pt`` holds: the last for adversarial families, else the one
     with the lowest validation loss (the training loop's ``select="auto"``), read from ``log.csv``."""

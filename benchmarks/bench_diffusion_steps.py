@@ -17,9 +17,19 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, judge, sample_and_judge, selected_epoch, simulated_data, tagged, write_result
+from _common import (
+    RESULTS,
+    diffusion_overrides,
+    judge,
+    sample_and_judge,
+    selected_epoch,
+    simulated_data,
+    tagged,
+    write_result,
+)
 
 from calosurrogate.models import build_surrogate, load_surrogate
+from calosurrogate.models.base import merge_settings
 from calosurrogate.models.diffusion.samplers import network_calls
 from calosurrogate.sampling import conditions_from_file
 from calosurrogate.simulate import get_detector
@@ -50,16 +60,13 @@ def main() -> None:
     )  # fmt: skip
     args = parser.parse_args()
     import torch
-    import yaml
 
     from calosurrogate.devices import resolve_precision
 
     args.precision = resolve_precision(args.precision, torch.device("cpu"))
     train_precision = resolve_precision(args.train_precision, torch.device("cpu"))
 
-    overrides = {
-        k.removeprefix("model."): yaml.safe_load(v) for k, _, v in (a.partition("=") for a in args.assignments)
-    }
+    overrides = merge_settings({"objective": {"name": args.objective}}, diffusion_overrides(args.assignments))
     detector = get_detector(args.geometry)
     train_file, ref = simulated_data(args.geometry, args.workdir, args.n_train, args.n_reference)
     # Another sampler on a reused run (same tag) gets its own result beside the default Heun one.
@@ -70,7 +77,7 @@ def main() -> None:
     start = time.perf_counter()
     reused = (run / "model.pt").exists()
     if not reused:
-        model = build_surrogate("diffusion", detector.geometry, {"objective": args.objective, **overrides})
+        model = build_surrogate("diffusion", detector.geometry, overrides)
         config = TrainConfig(epochs=1000, batch_size=256, learning_rate=1e-3, precision=train_precision,
                              max_minutes=args.minutes, seed=1, ema_decay=args.ema_decay)  # fmt: skip
         result = train(model, train_file, run, config, force=True)

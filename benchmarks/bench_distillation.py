@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import sample_and_judge, selected_epoch, simulated_data, tagged, write_result
+from _common import diffusion_overrides, sample_and_judge, selected_epoch, simulated_data, tagged, write_result
 
 from calosurrogate.models import build_surrogate, load_surrogate
 from calosurrogate.sampling import conditions_from_file
@@ -44,14 +44,11 @@ def main() -> None:
     if args.start_steps >> args.rounds < 1:
         parser.error(f"{args.start_steps} steps cannot be halved {args.rounds} times")
     import torch
-    import yaml
 
     from calosurrogate.devices import resolve_precision
 
     precision = resolve_precision("auto", torch.device("cpu"))
-    overrides = {
-        k.removeprefix("model."): yaml.safe_load(v) for k, _, v in (a.partition("=") for a in args.assignments)
-    }
+    overrides = diffusion_overrides(args.assignments)
     detector = get_detector(args.geometry)
     train_file, reference = simulated_data(args.geometry, args.workdir, args.n_train, args.n_reference)
     name = tagged(f"distillation_{args.geometry}", args.tag)

@@ -33,7 +33,8 @@ def main() -> None:
     if args.target.exists():
         raise SystemExit(f"{args.target}: exists; choose a new run folder")
     source = load_surrogate(args.source / "model.pt")
-    config = {**dataclasses.asdict(source.config), "layer_library": True, "library_max_hits": args.max_hits}
+    config = dataclasses.asdict(source.config)
+    config["first_stage"].update(library=True, library_max_hits=args.max_hits)
     model = build_surrogate("diffusion", source.geometry, config, source.condition_names)
     missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
     if unexpected or any(not name.startswith("library.") for name in missing):

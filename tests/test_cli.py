@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from calosurrogate.cli import main
@@ -68,7 +69,8 @@ def test_sample_with_sampler_and_steps(tiny_geometry, tmp_path) -> None:
     torch.manual_seed(0)
     incident = torch.exp(torch.empty(200, 1).uniform_(7.0, 11.0))
     showers = torch.rand(200, tiny_geometry.n_voxels) * incident / 100
-    for name, overrides in (("diffusion", {"hidden": 8, "blocks": 1}), ("wgan", {"hidden": 8, "critic_hidden": 8})):
+    small = {"diffusion": {"backbone": {"hidden": 8, "blocks": 1}}, "wgan": {"hidden": 8, "critic_hidden": 8}}
+    for name, overrides in small.items():
         model = build_surrogate(name, tiny_geometry, overrides)
         model.fit_preprocessing(showers, incident)
         model.save(tmp_path / name / "model.pt")
@@ -98,7 +100,7 @@ def test_distill_command(tiny_geometry, tiny_file, tmp_path) -> None:
     torch.manual_seed(0)
     incident = torch.exp(torch.empty(200, 1).uniform_(7.0, 11.0))
     showers = torch.rand(200, tiny_geometry.n_voxels) * incident / 100
-    teacher = build_surrogate("diffusion", tiny_geometry, {"hidden": 8, "blocks": 1})
+    teacher = build_surrogate("diffusion", tiny_geometry, {"backbone": {"hidden": 8, "blocks": 1}})
     teacher.fit_preprocessing(showers, incident)
     teacher.save(tmp_path / "teacher" / "model.pt")
     runner = CliRunner()
@@ -107,7 +109,7 @@ def test_distill_command(tiny_geometry, tiny_file, tmp_path) -> None:
     result = runner.invoke(main, [*args, "--out", str(tmp_path / "student")])
     assert result.exit_code == 0, result.output
     student = load_surrogate(tmp_path / "student" / "model.pt")
-    assert student.config.distill_steps == 2 and student.config.steps == 2
+    assert student.config.distill_steps == 2 and student.config.sampling.steps == 2
     wgan = build_surrogate("wgan", tiny_geometry, {"hidden": 8, "critic_hidden": 8})
     wgan.fit_preprocessing(showers, incident)
     wgan.save(tmp_path / "wgan" / "model.pt")
@@ -124,6 +126,7 @@ def test_shipped_configs_build_their_models(tiny_geometry) -> None:
     import yaml
 
     from calosurrogate.models import build_surrogate
+    from calosurrogate.models.base import merge_settings
     from calosurrogate.training.loop import TrainConfig
 
     configs = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
@@ -133,7 +136,7 @@ def test_shipped_configs_build_their_models(tiny_geometry) -> None:
         assert set(loaded) <= {"model", "train"}, path
         family = path.stem.split("-", 1)[1]  # ds2-diffusion.yaml -> diffusion
         model = build_surrogate(family, tiny_geometry, loaded["model"])
-        assert {k: getattr(model.config, k) for k in loaded["model"]} == loaded["model"]
+        assert merge_settings(dataclasses.asdict(model.config), loaded["model"]) == dataclasses.asdict(model.config)
         assert dataclasses.asdict(TrainConfig(**loaded["train"])).items() >= loaded["train"].items()
 
 
@@ -161,3 +164,23 @@ def test_start_up_is_fast_and_models_are_listed_one_line_each() -> None:
     leaked = subprocess.run([sys.executable, "-c", "import sys, calosurrogate.cli, calosurrogate.models.catalog; "
                              "print('torch' in sys.modules)"], capture_output=True, text=True)  # fmt: skip
     assert leaked.stdout.strip() == "False"
+
+
+def test_nested_settings_from_the_command_line(tiny_geometry, tmp_path) -> None:
+    """``--set model.PART.KEY=VALUE`` reaches a part's setting; a YAML section and --set merge."""
+    from calosurrogate.cli import _parse_settings
+    from calosurrogate.models import ConfigError, build_surrogate
+
+    config = tmp_path / "c.yaml"
+    config.write_text("model:\n  backbone:\n    hidden: 16\n  sampling:\n    steps: 4\n")
+    model_cfg, _ = _parse_settings(config, ("model.backbone.blocks=1", "model.sampling.sampler=euler"))
+    assert model_cfg == {"backbone": {"hidden": 16, "blocks": 1}, "sampling": {"steps": 4, "sampler": "euler"}}
+    model = build_surrogate("diffusion", tiny_geometry, model_cfg)
+    assert (model.config.backbone.hidden, model.config.backbone.blocks, model.config.backbone.name) == (16, 1, "mlp")
+    assert (model.config.sampling.sampler, model.config.sampling.steps) == ("euler", 4)
+    with pytest.raises(ConfigError, match=r"model 'diffusion' config.backbone: hidden = 'wide': expected an integer"):
+        build_surrogate("diffusion", tiny_geometry, {"backbone": {"hidden": "wide"}})
+    with pytest.raises(ConfigError, match=r"config.sampling: unknown key\(s\) \['stepz'\]"):
+        build_surrogate("diffusion", tiny_geometry, {"sampling": {"stepz": 4}})
+    with pytest.raises(ConfigError, match="code_scale is a setting, not a part"):
+        _parse_settings(None, ("model.code_scale=hits", "model.code_scale.x=1"))

@@ -192,14 +192,19 @@ def _parse_settings(config_path: Path | None, assignments: tuple[str, ...]) -> t
         train_cfg.update(loaded.get("train") or {})
     for item in assignments:
         key, sep, value = item.partition("=")
-        section, dot, name = key.partition(".")
-        if not sep or not dot or section not in ("model", "train"):
-            raise ConfigError(f"--set {item!r}: write model.KEY=VALUE or train.KEY=VALUE")
+        section, *path = key.split(".")
+        if not sep or not path or not all(path) or section not in ("model", "train"):
+            raise ConfigError(f"--set {item!r}: write model.KEY=VALUE (model.PART.KEY=VALUE) or train.KEY=VALUE")
         try:
             parsed = yaml.safe_load(value)
         except yaml.YAMLError:
             parsed = value  # not YAML: the string itself, which the config check then judges
-        (model_cfg if section == "model" else train_cfg)[name] = parsed
+        target = model_cfg if section == "model" else train_cfg
+        for part in path[:-1]:  # model.backbone.hidden=256: the nested part's setting
+            if not isinstance(target.setdefault(part, {}), dict):
+                raise ConfigError(f"--set {item!r}: {part} is a setting, not a part with settings of its own")
+            target = target[part]
+        target[path[-1]] = parsed
     return model_cfg, train_cfg
 
 

@@ -19,7 +19,7 @@ SMALL = {"flow": {"energy_hidden": 16, "shape_hidden": 16, "shape_transforms": 2
          "inn": {"hidden": 16, "transforms": 2}, "vae": {"hidden": 16, "latent": 4},
          "wgan": {"hidden": 16, "critic_hidden": 16, "latent": 4},
          "qvae": {"hidden": 16, "units_per_partition": 4, "sampler_sweeps": 5},
-         "diffusion": {"hidden": 16, "blocks": 1, "steps": 3}}  # fmt: skip
+         "diffusion": {"backbone": {"hidden": 16, "blocks": 1}, "sampling": {"steps": 3}}}  # fmt: skip
 
 
 def _fitted(name: str, geometry, **overrides):

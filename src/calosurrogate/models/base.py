@@ -56,11 +56,14 @@ def config_from_dict(config_cls: type, values: dict[str, Any], where: str = "con
 
     Unknown keys are refused with the list of valid ones; each value must be of its field's
     type: an int where an int is declared (not 1.5, not "abc"), a number where a float is
-    (an int or a numeric string such as YAML's ``1e-3`` is converted), a list where a tuple is.
+    (an int or a numeric string such as YAML's ``1e-3`` is converted), a list where a tuple is,
+    a mapping where a nested config is (built the same way, its keys named ``where.key``).
 
     Raises:
         ConfigError: One line naming ``where``, the key, the value and the expected type.
     """
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where} = {values!r}: expected a mapping of settings")
     fields = {f.name: f for f in dataclasses.fields(config_cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
@@ -77,12 +80,28 @@ def config_from_dict(config_cls: type, values: dict[str, Any], where: str = "con
         raise ConfigError(f"{where}: {err}") from err
 
 
+def merge_settings(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``overrides``, nested mappings merged key by key (a nested config keeps
+    the settings an override does not name)."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_settings(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def _type_name(hint: Any) -> str:
     return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
 def _checked_value(value: Any, hint: Any, where: str) -> Any:
     """``value`` converted to ``hint`` where that loses nothing, else a ConfigError naming ``where``."""
+    if dataclasses.is_dataclass(hint):
+        if isinstance(value, hint):
+            return value
+        return config_from_dict(hint, value, where.replace(": ", "."))
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (types.UnionType, typing.Union):
         if value is None and type(None) in args:
@@ -357,8 +376,7 @@ def build_surrogate(
     if name not in REGISTRY:
         raise ConfigError(f"unknown model {name!r}; registered: {sorted(REGISTRY)}")
     cls = REGISTRY[name]
-    base = dataclasses.asdict(cls.config_class())
-    base.update(overrides or {})
+    base = merge_settings(dataclasses.asdict(cls.config_class()), overrides or {})
     config = config_from_dict(cls.config_class, base, where=f"model {name!r} config")
     # Initial weights depend on the config's seed only, never on what ran before.
     with torch.random.fork_rng(devices=[]):

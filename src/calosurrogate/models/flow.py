@@ -42,9 +42,8 @@ class CaloFlowConfig:
     Attributes:
         energy_flow: ``"coupling"`` (fast sampling), ``"autoregressive"`` (MAF, the CaloFlow
             teacher; sampling takes one network pass per layer) or ``"auto"`` (autoregressive up
-            to ``AUTOREGRESSIVE_MAX_LAYERS`` layers, coupling beyond). On ds1-photons (5 layers) the
-            MAF took the high-level AUC from 0.671 to 0.638 and the low-level one from 0.96 to 0.615 at
-            equal sampling time (BENCHMARKS.md, 30 CPU minutes).
+            to ``AUTOREGRESSIVE_MAX_LAYERS`` layers, coupling beyond; on ds1-photons the MAF separates
+            less from the reference at equal sampling time: BENCHMARKS.md, flow (maf)).
         energy_transforms, energy_hidden, energy_bins: Flow I (layer energies) size.
         shape_flow: ``"autoregressive"`` (the CaloFlow teacher: exact, but sampling takes one
             network pass per voxel), ``"coupling"`` (fast sampling), ``"per_layer"`` (shared
@@ -53,8 +52,8 @@ class CaloFlowConfig:
         shape_transforms, shape_hidden, shape_bins: Flow II size; ``shape_bins = 0`` means affine
             couplings. None picks by layout: per-layer, 8 affine transforms of width 128 (thousands
             of voxels make splines costly on a CPU); otherwise 6 spline transforms with 8 bins,
-            width 256 (on ds1-photons, 30 CPU minutes: high-level AUC 0.599 -> 0.589 against
-            width 128, for 1.21 instead of 1.02 ms per shower; BENCHMARKS.md).
+            width 256 (a little better than 128 on ds1-photons for a little more time per shower:
+            BENCHMARKS.md, flow (hidden128), flow (hidden256)).
         layer_embedding: Size of the learned layer embedding (per-layer flow II).
         logit_delta: ``delta`` of the logit preprocessing.
         energy_cut_mev: Voxels below this are zeroed after sampling, and it bounds the width of

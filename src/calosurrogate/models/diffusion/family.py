@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -33,114 +32,9 @@ from calosurrogate.models.components import (
 )
 from calosurrogate.models.diffusion import samplers
 from calosurrogate.models.diffusion.backbones import CylindricalUNet, LayerTransformer, ResidualMLP, SpikeSlabMLP
+from calosurrogate.models.diffusion.config import DiffusionConfig, config_from_format_1
 from calosurrogate.models.diffusion.glam import GeometryLatentMap, GridBackbone
-from calosurrogate.models.diffusion.objectives import OBJECTIVES, Objective, SpikeSlabEDM
-
-
-@dataclass
-class DiffusionConfig:
-    """Settings of the diffusion / flow-matching family.
-
-    Attributes:
-        objective: ``"edm"``, ``"ddpm"``, ``"v"`` or ``"flow-matching"``.
-        backbone: ``"mlp"``, ``"transformer"`` (one token per layer) or ``"unet"`` (on irregular
-            geometries through GLaM, :mod:`~calosurrogate.models.glam`).
-        hidden, blocks: Residual MLP size.
-        spike_slab: The residual MLP predicts, per voxel, a spike-and-slab prior (empty code or a
-            Gaussian of hits) and the denoiser is its exact posterior mean
-            (:class:`~calosurrogate.models.diffusion.objectives.SpikeSlabEDM`): empty voxels snap
-            to the empty code at low noise instead of ending as faint hits or as dimmed real
-            ones. EDM objective, MLP backbone.
-        unet_channels: U-Net channels at full and half resolution.
-        unet_attention: Linear attention over all cells at the U-Net's coarse level.
-        transformer_dim, transformer_depth: Width and blocks of the layer transformer.
-        sampler: Default sampler (``euler``, ``heun``, ``rk4``, ``dpm2m``, ``ddpm``).
-        steps: Default number of noise levels at sampling.
-        sigma_min, sigma_max: Noise levels the sampler runs between (standardised codes).
-        sigma_data: EDM's data standard deviation (the codes are standardised: 1).
-        p_mean, p_std: EDM's log-normal distribution of training noise levels.
-        clip_denoised: Clamp every denoised estimate to the per-voxel range of the training codes
-            (DDPM's "clip x0"; it stops errors of noise predictions, multiplied by the noise level,
-            from throwing the sampler far outside the data).
-        code_scale: ``"all"``: standardise each voxel's code over all showers; ``"hits"``: with
-            the mean and spread of its hits only (see
-            :class:`~calosurrogate.models.components.LogEnergyCoding`).
-        layer_energies: Add a first stage, a coupling spline flow over the layer energies (CaloFlow's
-            flow I coding), and condition the voxel model on them; sampled showers are rescaled
-            layer by layer to the sampled layer energies (as CaloDREAM's two-stage generation).
-        layer_occupancy: The first stage first draws which layers hold energy (an autoregressive
-            Bernoulli over the layers, :class:`~calosurrogate.models.components.AutoregressiveBernoulli`),
-            then the flow draws only the codes the occupancy leaves free, given the occupancy
-            (:meth:`~calosurrogate.models.components.LayerDecomposition.determined_codes`): empty
-            layers stay exactly empty instead of receiving a trace of energy. Needs ``layer_energies``.
-        layer_library: A layer the first stage fills but the voxel model leaves empty takes the hit
-            pattern of a faint training layer of similar layer and incident energy
-            (:class:`~calosurrogate.models.components.FaintLayerLibrary`) instead of one voxel
-            holding all its energy. Needs ``layer_energies``.
-        library_max_hits: With ``layer_library``, a layer the voxel model gives at most this many
-            hits counts as lost too and takes a library pattern (0: only layers left empty). Where
-            a layer's energy is a handful of sampling spots, the data's own patterns place them
-            better than a voxel model that under-samples rare hits.
-        distill_steps: 0 for an ordinary model; N > 0 for a student of progressive distillation,
-            trained to reproduce in N Euler (DDIM) steps what its frozen teacher does in 2N
-            (:meth:`DiffusionSurrogate.distilled`).
-        energy_cut_mev: Sampling cut (None: the dataset's threshold).
-        seed: Seed of the initial weights.
-    """
-
-    objective: str = "edm"
-    backbone: str = "mlp"
-    hidden: int = 512
-    blocks: int = 4
-    spike_slab: bool = False
-    unet_channels: tuple[int, int] = (16, 32)
-    unet_attention: bool = False
-    transformer_dim: int = 128
-    transformer_depth: int = 4
-    sampler: str = "heun"
-    steps: int = 32
-    sigma_min: float = 0.002
-    sigma_max: float = 80.0
-    sigma_data: float = 1.0
-    p_mean: float = -1.2
-    p_std: float = 1.2
-    clip_denoised: bool = True
-    code_scale: str = "all"
-    layer_energies: bool = False
-    layer_occupancy: bool = False
-    layer_library: bool = False
-    library_max_hits: int = 0
-    distill_steps: int = 0
-    energy_cut_mev: float | None = None
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        self.unet_channels = tuple(self.unet_channels)
-        if self.objective not in OBJECTIVES:
-            raise ConfigError(f"diffusion: objective must be one of {tuple(OBJECTIVES)}, got {self.objective!r}")
-        if self.backbone not in ("mlp", "unet", "transformer"):
-            raise ConfigError(f"diffusion: backbone must be mlp, unet or transformer, got {self.backbone!r}")
-        if self.code_scale not in ("all", "hits"):
-            raise ConfigError(f"diffusion: code_scale must be 'all' or 'hits', got {self.code_scale!r}")
-        if self.spike_slab and (self.objective, self.backbone) != ("edm", "mlp"):
-            raise ConfigError(
-                f"diffusion: spike_slab needs objective 'edm' and backbone 'mlp', got {self.objective!r}, {self.backbone!r}"
-            )
-        for option in ("layer_occupancy", "layer_library"):
-            if getattr(self, option) and not self.layer_energies:
-                raise ConfigError(f"diffusion: {option} is part of the layer-energy stage; set layer_energies too")
-        if self.library_max_hits and not self.layer_library:
-            raise ConfigError("diffusion: library_max_hits chooses layers for the library; set layer_library too")
-        if self.library_max_hits < 0:
-            raise ConfigError(f"diffusion: library_max_hits must be at least 0, got {self.library_max_hits}")
-        _check_sampling(self.sampler, self.steps)
-
-
-def _check_sampling(sampler: str, steps: int) -> None:
-    if sampler not in samplers.SAMPLERS:
-        raise ConfigError(f"diffusion: sampler must be one of {samplers.SAMPLERS}, got {sampler!r}")
-    if int(steps) < 1:
-        raise ConfigError(f"diffusion: steps must be at least 1, got {steps}")
+from calosurrogate.models.diffusion.objectives import OBJECTIVES, Objective
 
 
 @register("diffusion")
@@ -148,23 +42,15 @@ class DiffusionSurrogate(Surrogate):
     """Diffusion and flow-matching surrogate (see module docstring)."""
 
     config_class = DiffusionConfig
-    # Options of format 1 that lost their ablation (BENCHMARKS.md, diffusion ablation), with the
-    # value that meant "off": a model saved with one of them off loads; with one on, it cannot.
-    REMOVED_OPTIONS: ClassVar[dict[str, Any]] = {
-        "voxel_skip": False, "pointwise_hidden": 0, "low_noise_gate": False, "whitening": "none",
-    }  # fmt: skip
 
     @classmethod
     def upgrade_config(cls, config: dict[str, Any], format_version: int, source: str) -> dict[str, Any]:
         if format_version >= 2:
             return config
-        for key, off in cls.REMOVED_OPTIONS.items():
-            if key in config and config.pop(key) != off:
-                raise CheckpointError(
-                    f"{source}: a format-1 diffusion model with {key} on; that option was removed in format 2 "
-                    "after it lost its ablation (BENCHMARKS.md), so this model cannot be loaded"
-                )
-        return config
+        try:
+            return config_from_format_1(config, source)
+        except ValueError as err:
+            raise CheckpointError(str(err)) from err
 
     def __init__(self, config: DiffusionConfig, geometry, condition_names) -> None:
         super().__init__(config, geometry, condition_names)
@@ -172,37 +58,33 @@ class DiffusionSurrogate(Surrogate):
         self.conditions_map = ConditionMap(k)
         self.coding = LogEnergyCoding(geometry.n_voxels, float(self.cut), scale_on_hits=config.code_scale == "hits")
         self.occupancy: AutoregressiveBernoulli | None = None
-        edm = {"sigma_data": config.sigma_data, "p_mean": config.p_mean, "p_std": config.p_std}
-        if config.spike_slab:
-            self.objective: Objective = SpikeSlabEDM(self.coding.empty_code, **edm)
-        else:
-            self.objective = (
-                OBJECTIVES[config.objective](**edm) if config.objective == "edm" else OBJECTIVES[config.objective]()
-            )
-        if config.layer_energies:
+        self.objective: Objective = OBJECTIVES[config.objective.name].build(config.objective, self.coding)
+        stage = config.first_stage
+        if stage.layer_energies:
             n_layers = geometry.n_layers
             self.decomposition = LayerDecomposition(geometry.layer_offsets.tolist())
             self.logit = Logit(1e-6)
             self.energy_scaler = Standardize(n_layers)
             self.log_energy_scaler = Standardize(n_layers)
             # Told the occupancy, the flow learns the free codes; the fixed ones are filled with noise.
-            flow_context = k + n_layers if config.layer_occupancy else k
+            flow_context = k + n_layers if stage.occupancy else k
             self.energy_flow = coupling_spline_flow(n_layers, flow_context, 6, 128, 8, config.seed)
-            self.occupancy = AutoregressiveBernoulli(n_layers, k) if config.layer_occupancy else None
+            self.occupancy = AutoregressiveBernoulli(n_layers, k) if stage.occupancy else None
             k = k + n_layers  # the voxel model also sees the (standardised log) layer energies
-        self.library = FaintLayerLibrary(geometry.layer_offsets.tolist()) if config.layer_library else None
-        if config.backbone == "transformer":
-            self.net = LayerTransformer(geometry, k, config.transformer_dim, config.transformer_depth)
-        elif config.backbone == "unet" and geometry.is_regular:
-            self.net = CylindricalUNet(geometry, k, config.unet_channels, config.unet_attention)
-        elif config.backbone == "unet":  # irregular layers (dataset 1): convolve on GLaM's regular grid
+        self.library = FaintLayerLibrary(geometry.layer_offsets.tolist()) if stage.library else None
+        net = config.backbone
+        if net.name == "transformer":
+            self.net = LayerTransformer(geometry, k, net.transformer_dim, net.transformer_depth)
+        elif net.name == "unet" and geometry.is_regular:
+            self.net = CylindricalUNet(geometry, k, net.unet_channels, net.unet_attention)
+        elif net.name == "unet":  # irregular layers (dataset 1): convolve on GLaM's regular grid
             glam = GeometryLatentMap(geometry)
             self.net = GridBackbone(
-                glam, CylindricalUNet(glam.latent_geometry, k, config.unet_channels, config.unet_attention)
+                glam, CylindricalUNet(glam.latent_geometry, k, net.unet_channels, net.unet_attention)
             )
         else:
-            mlp = SpikeSlabMLP if config.spike_slab else ResidualMLP
-            self.net = mlp(geometry.n_voxels, k, config.hidden, config.blocks)
+            mlp = SpikeSlabMLP if self.objective.outputs_per_voxel == 3 else ResidualMLP
+            self.net = mlp(geometry.n_voxels, k, net.hidden, net.blocks)
         # The frozen teacher of a distillation student (same architecture, weights copied in).
         self.teacher = copy.deepcopy(self.net).requires_grad_(False) if config.distill_steps else None
         self.register_buffer("code_low", torch.full((geometry.n_voxels,), -10.0))
@@ -214,7 +96,7 @@ class DiffusionSurrogate(Surrogate):
             return  # a student keeps its teacher's preprocessing: the teacher's network expects it
         self.conditions_map.fit(conditions)
         self.coding.fit(showers, conditions[:, :1])
-        if self.config.layer_energies:
+        if self.config.first_stage.layer_energies:
             layer_e, u, log_e = self._layer_codes(showers, conditions)
             free = None if self.occupancy is None else ~self.decomposition.determined_codes(layer_e > 0)[0]
             self.energy_scaler.fit(u, free)
@@ -246,7 +128,7 @@ class DiffusionSurrogate(Surrogate):
     def _context(self, showers: Tensor, conditions: Tensor) -> Tensor:
         """What the voxel model is conditioned on: mapped conditions (+ standardised log layer energies)."""
         cond = self.conditions_map(conditions)
-        if not self.config.layer_energies:
+        if not self.config.first_stage.layer_energies:
             return cond
         _, _, log_e = self._layer_codes(showers, conditions)
         return torch.cat([cond, self.log_energy_scaler(log_e)], dim=1)
@@ -275,7 +157,7 @@ class DiffusionSurrogate(Surrogate):
     # ----------------------------------------------------------------- objectives
     def objective_loss(self, showers: Tensor, conditions: Tensor) -> Tensor:
         """Per-shower objective (mean over voxels; plus the layer-energy flow's NLL per layer), ``(N,)``."""
-        extra = self._energy_nll(showers, conditions) if self.config.layer_energies else 0.0
+        extra = self._energy_nll(showers, conditions) if self.config.first_stage.layer_energies else 0.0
         return self._voxel_loss(showers, conditions) + extra
 
     def _voxel_loss(self, showers: Tensor, conditions: Tensor) -> Tensor:
@@ -290,7 +172,7 @@ class DiffusionSurrogate(Surrogate):
 
         def denoise(x: Tensor, sigma: Tensor) -> Tensor:
             estimate = self.objective.denoise(net, x, sigma.float(), cond)
-            if not self.config.clip_denoised:
+            if not self.config.sampling.clip_denoised:
                 return estimate
             return torch.minimum(torch.maximum(estimate, self.code_low), self.code_high)
 
@@ -307,9 +189,9 @@ class DiffusionSurrogate(Surrogate):
         """
         if steps < 1:
             raise ConfigError(f"diffusion: distillation needs at least 1 student step, got {steps}")
-        overrides = {**dataclasses.asdict(self.config), "distill_steps": int(steps), "sampler": "euler",
-                     "steps": int(steps)}  # fmt: skip
-        student = type(self)(DiffusionConfig(**overrides), self.geometry, self.condition_names)
+        sampling = dataclasses.replace(self.config.sampling, sampler="euler", steps=int(steps))
+        config = dataclasses.replace(copy.deepcopy(self.config), distill_steps=int(steps), sampling=sampling)
+        student = type(self)(config, self.geometry, self.condition_names)
         state = {k: v for k, v in self.state_dict().items() if not k.startswith("teacher.")}
         student.load_state_dict(state, strict=False)
         student.teacher.load_state_dict(self.net.state_dict())
@@ -331,7 +213,9 @@ class DiffusionSurrogate(Surrogate):
         cfg = self.config
         cond = self._context(showers, conditions)
         x0 = self._encode(showers, conditions)
-        grid = samplers.karras_sigmas(2 * cfg.distill_steps, cfg.sigma_min, cfg.sigma_max).to(x0.device)
+        grid = samplers.karras_sigmas(2 * cfg.distill_steps, cfg.sampling.sigma_min, cfg.sampling.sigma_max).to(
+            x0.device
+        )
         i = torch.randint(0, cfg.distill_steps, (x0.shape[0],), device=x0.device)
         s, s_mid, s_next = grid[2 * i].float(), grid[2 * i + 1].float(), grid[2 * i + 2].float()
         x = x0 + s[:, None] * torch.randn_like(x0)
@@ -353,27 +237,28 @@ class DiffusionSurrogate(Surrogate):
         unknown = set(options) - {"sampler", "steps"}
         if unknown:
             raise ConfigError(f"diffusion: unknown sampling option(s) {sorted(unknown)}; valid: sampler, steps")
-        sampler = options.get("sampler") or self.config.sampler
-        steps = int(options.get("steps") or self.config.steps)
-        _check_sampling(sampler, steps)
-        self.config.sampler, self.config.steps = sampler, steps
+        current = self.config.sampling
+        self.config.sampling = dataclasses.replace(  # validated as the config is
+            current, sampler=options.get("sampler") or current.sampler, steps=int(options.get("steps") or current.steps)
+        )
 
     def _start_noise(self, conditions: Tensor) -> list[Tensor]:
         """The random inputs other than the ancestral sampler's fresh noise of each step."""
         n, device = conditions.shape[0], conditions.device
         noise = [torch.randn(n, self.geometry.n_voxels, device=device)]
-        if self.config.layer_energies:
+        stage = self.config.first_stage
+        if stage.layer_energies:
             noise.append(torch.randn(n, self.geometry.n_layers, device=device))
-        for option in (self.config.layer_occupancy, self.config.layer_library):
+        for option in (stage.occupancy, stage.library):
             if option:  # the occupancy's uniforms, then the library's choices
                 noise.append(torch.rand(n, self.geometry.n_layers, device=device))
         return noise
 
     def sample_noise(self, conditions: Tensor) -> tuple[Tensor, ...]:
         noise = self._start_noise(conditions)
-        if self.config.sampler == "ddpm":
+        if self.config.sampling.sampler == "ddpm":
             n, v = conditions.shape[0], self.geometry.n_voxels
-            noise.append(torch.randn(self.config.steps, n, v, device=conditions.device))
+            noise.append(torch.randn(self.config.sampling.steps, n, v, device=conditions.device))
         return tuple(noise)
 
     def sample_showers(self, conditions: Tensor) -> Tensor:
@@ -382,30 +267,30 @@ class DiffusionSurrogate(Surrogate):
         return self.showers_from_noise(conditions, *self._start_noise(conditions))
 
     def showers_from_noise(self, conditions: Tensor, *noise: Tensor) -> Tensor:
-        cfg = self.config
+        stage, sampling = self.config.first_stage, self.config.sampling
         noise = list(noise)
         start = noise.pop(0)
         cond = self.conditions_map(conditions)
         incident = conditions[:, :1].float()
-        if cfg.layer_energies:
+        if stage.layer_energies:
             flow_noise = noise.pop(0)
-            uniform = noise.pop(0) if cfg.layer_occupancy else None
-            choice = noise.pop(0) if cfg.layer_library else None
+            uniform = noise.pop(0) if stage.occupancy else None
+            choice = noise.pop(0) if stage.library else None
             layer_e = self._sample_layer_energies(cond, incident, flow_noise, uniform)
             cond = torch.cat([cond, self.log_energy_scaler(torch.log10(layer_e + self.cut))], dim=1)
         codes = samplers.sample(
-            self.denoiser(cond), start.float(), cfg.steps, cfg.sampler, cfg.sigma_min, cfg.sigma_max,
+            self.denoiser(cond), start.float(), sampling.steps, sampling.sampler, sampling.sigma_min, sampling.sigma_max,
             ancestral_noise=noise.pop(0) if noise else None,
         )  # fmt: skip
         showers = self.coding.inverse(codes, incident)
-        if cfg.layer_energies:  # the first stage decides the layer energies; the voxel model their spread
+        if stage.layer_energies:  # the first stage decides the layer energies; the voxel model their spread
             # The voxel model's own sub-cut voxels are empty: decoded at the empty code they are
             # rounding residues (~1e-12 MeV), which scaling to a layer energy would make hits.
             showers = self.apply_cut(showers)
             fill = None
-            if cfg.library_max_hits:  # the layers the voxel model makes this faint go to the library
+            if stage.library_max_hits:  # the layers the voxel model makes this faint go to the library
                 hits = self.decomposition.layer_energies((showers > 0).float())
-                showers = torch.where((hits <= cfg.library_max_hits)[:, self.decomposition.voxel_layer], 0.0, showers)
+                showers = torch.where((hits <= stage.library_max_hits)[:, self.decomposition.voxel_layer], 0.0, showers)
             if self.library is not None:
 
                 def fill(lost: Tensor) -> Tensor:

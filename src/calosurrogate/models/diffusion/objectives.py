@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -77,6 +77,11 @@ class Objective(ABC):
 
     outputs_per_voxel: ClassVar[int] = 1  # what the backbone returns per voxel
 
+    @classmethod
+    def build(cls, settings: Any, coding: Any) -> Objective:
+        """The objective for ``settings`` (an :class:`~.config.ObjectiveConfig`) and the family's voxel coding."""
+        return cls()
+
     @abstractmethod
     def loss(self, net: nn.Module, x0: Tensor, noise: Tensor, cond: Tensor) -> Tensor:
         """Per-shower loss ``(N,)`` of ``net`` on clean codes ``x0`` with standard normal ``noise``
@@ -93,6 +98,10 @@ class EDM(Objective):
 
     def __init__(self, sigma_data: float = 1.0, p_mean: float = -1.2, p_std: float = 1.2) -> None:
         self.sigma_data, self.p_mean, self.p_std = sigma_data, p_mean, p_std
+
+    @classmethod
+    def build(cls, settings: Any, coding: Any) -> Objective:
+        return cls(settings.sigma_data, settings.p_mean, settings.p_std)
 
     def loss(self, net: nn.Module, x0: Tensor, noise: Tensor, cond: Tensor) -> Tensor:
         sigma = torch.exp(self.p_mean + self.p_std * torch.randn(x0.shape[0], device=x0.device))
@@ -124,6 +133,10 @@ class SpikeSlabEDM(EDM):
     def __init__(self, empty_code: Callable[[], Tensor], **edm: float) -> None:
         super().__init__(**edm)
         self.empty_code = empty_code
+
+    @classmethod
+    def build(cls, settings: Any, coding: Any) -> Objective:
+        return cls(coding.empty_code, sigma_data=settings.sigma_data, p_mean=settings.p_mean, p_std=settings.p_std)
 
     def _combine(self, x: Tensor, sigma: Tensor, output: Tensor) -> Tensor:
         return spike_slab_posterior_mean(x, sigma, self.empty_code(), output)
@@ -179,6 +192,7 @@ class FlowMatching(Objective):
 
 OBJECTIVES: dict[str, type[Objective]] = {
     "edm": EDM,
+    "spike-slab": SpikeSlabEDM,
     "ddpm": CosineDDPM,
     "v": VPrediction,
     "flow-matching": FlowMatching,
