@@ -71,3 +71,26 @@ def test_training_and_sampling_resolve_auto(monkeypatch, tmp_path) -> None:
     out, _ = sample_to_file(model, np.full((8, 1), 1e4), tmp_path / "gen.h5", precision="auto", progress=False)
     with h5py.File(out) as f:
         assert f.attrs["precision"] == "fp32"
+
+
+def test_auto_precision_samples_small_cpu_batches_in_fp32(monkeypatch, tiny_geometry, tmp_path) -> None:
+    """bf16 does not pay for itself on small CPU batches: auto takes fp32 there, and the file says so."""
+    import h5py
+
+    from calosurrogate.models import build_surrogate
+    from calosurrogate.sampling import sample_to_file
+
+    monkeypatch.setattr(devices, "cpu_bf16_support", lambda: "AMX")
+    cpu = torch.device("cpu")
+    small, large = devices.CPU_BF16_MIN_BATCH - 1, devices.CPU_BF16_MIN_BATCH
+    assert devices.resolve_precision("auto", cpu, small) == "fp32"
+    assert devices.resolve_precision("auto", cpu, large) == "bf16"
+    assert devices.resolve_precision("auto", cpu) == "bf16"  # training: no sampling batch
+    assert devices.resolve_precision("bf16", cpu, 1) == "bf16"  # asked for explicitly: kept
+    model = build_surrogate("vae", tiny_geometry, {"hidden": 8, "latent": 2})
+    model.fit_preprocessing(torch.rand(50, tiny_geometry.n_voxels) * 10, torch.full((50, 1), 1e4))
+    for n, expected in ((3, "fp32"), (large, "bf16")):
+        out = tmp_path / f"{n}.h5"
+        sample_to_file(model, np.full((n, 1), 1e4), out, batch_size=1000, precision="auto", progress=False)
+        with h5py.File(out) as f:
+            assert f.attrs["precision"] == expected

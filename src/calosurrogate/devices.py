@@ -63,11 +63,21 @@ def native_bf16(device: torch.device) -> bool:
     return device.type == "cpu" and cpu_bf16_support() is not None
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``"auto"`` -> ``"bf16"`` where the device does bf16 natively, else ``"fp32"``.
+# Below this many showers per batch, "auto" samples in fp32 on a CPU: per pass, bf16 pays for
+# converting the weights and its kernels' set-up, which small batches do not earn back (a ds2 flow
+# on an AVX512-BF16 CPU: bf16 1.4x slower at batch 1, even at 32, faster from 100; benchmarks/LOG.md).
+CPU_BF16_MIN_BATCH = 64
+
+
+def resolve_precision(precision: str, device: torch.device, batch_size: int | None = None) -> str:
+    """``"auto"`` -> ``"bf16"`` where the device does bf16 natively, else ``"fp32"``; on a CPU also
+    ``"fp32"`` for sampling batches smaller than :data:`CPU_BF16_MIN_BATCH`.
 
     An explicit ``"bf16"`` is kept but warned about on a CPU without native bf16, where it is
     many times slower than fp32 (see :func:`cpu_bf16_support`).
+
+    Args:
+        batch_size: Showers per sampling pass, where known (None: training, or unknown).
 
     Raises:
         ValueError: If ``precision`` is not one of :data:`PRECISION_NAMES`.
@@ -75,7 +85,8 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision not in PRECISION_NAMES:
         raise ValueError(f"precision must be one of {list(PRECISION_NAMES)}, got {precision!r}")
     if precision == "auto":
-        return "bf16" if native_bf16(device) else "fp32"
+        small = device.type == "cpu" and batch_size is not None and batch_size < CPU_BF16_MIN_BATCH
+        return "bf16" if native_bf16(device) and not small else "fp32"
     if precision == "bf16" and device.type == "cpu" and not native_bf16(device):
         warnings.warn(
             "bf16 on this CPU (no AMX or AVX512-BF16) is emulated and many times slower than fp32; "
@@ -86,4 +97,11 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
-__all__ = ["PRECISION_NAMES", "cpu_bf16_support", "native_bf16", "resolve_device", "resolve_precision"]
+__all__ = [
+    "CPU_BF16_MIN_BATCH",
+    "PRECISION_NAMES",
+    "cpu_bf16_support",
+    "native_bf16",
+    "resolve_device",
+    "resolve_precision",
+]

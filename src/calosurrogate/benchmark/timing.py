@@ -110,7 +110,7 @@ def time_sampling(
         compile_model: Wrap the sampling pass in ``torch.compile`` (falls back to eager on failure).
     """
     device = resolve_device(device)
-    precision = resolve_precision(precision, device)  # results name what ran
+    precision = resolve_precision(precision, device, batch_size)  # results name what ran
     model.to(device).eval()
     cond = np.asarray(conditions, dtype=np.float32).reshape(len(conditions), -1)
     index = np.arange(batch_size) % len(cond)

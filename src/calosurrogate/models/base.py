@@ -310,6 +310,7 @@ class Surrogate(nn.Module, ABC):
         if cond.shape[1] != self.n_conditions:
             raise ConfigError(f"conditions have {cond.shape[1]} columns; the model needs {list(self.condition_names)}")
         device = resolve_device(device) if device is not None else self.device
+        precision = resolve_precision(precision, device, min(batch_size, len(cond)))
         self.to(device).eval()
         if seed is not None:
             torch.manual_seed(seed)

@@ -103,7 +103,8 @@ def sample_to_file(
     if model.n_conditions > 2:
         raise ConfigError("writing more than one extra condition dataset is not supported yet")
     seconds = 0.0
-    precision = resolve_precision(precision, resolve_device(device))  # the file records what ran
+    # the file records what ran; "auto" depends on the batch size too (small CPU batches: fp32)
+    precision = resolve_precision(precision, resolve_device(device), min(batch_size, len(conditions)))
     attrs = {"generator": f"calosurrogate {model.family} surrogate", "precision": precision, "seed": seed}
     with ShowerWriter(
         out, model.geometry.n_voxels, dtype=dtype, force=force, condition_dims=dims, attrs=attrs
