@@ -64,6 +64,10 @@ def test_energy_scale_is_flagged(sim_files, same_result) -> None:
     assert etot["value"] > etot["floor"] + 10 * etot["error"]
     # ds1 also histograms E_tot/E_inc per discrete energy: high energies, narrow bins, show it most.
     assert scaled.separation["E_tot/E_inc@65536MeV"]["value"] > 0.3
+    from calosurrogate.report.verdict import verdict
+
+    judged = verdict(scaled.to_json_dict())
+    assert judged["status"] == "separable" and "most of all E_tot/E_inc" in judged["sentence"]
 
 
 def test_low_level_classifiers_run(sim_files) -> None:
@@ -135,7 +139,11 @@ def test_written_outputs(sim_files, same_result, tmp_path) -> None:
     assert len(metrics["provenance"]["reference"]["sha256"]) == 64
     assert metrics["settings"]["classifier"]["hidden"] == 64
     assert "E_tot/E_inc" in metrics["separation_power"]
-    assert "classifier AUC, high-level" in files["summary.md"].read_text()
+    summary = files["summary.md"].read_text()
+    assert "classifier AUC, high-level" in summary
+    # the verdict comes first: two simulator files of the same settings are within every floor
+    assert metrics["verdict"]["status"] == "within its floor"
+    assert summary.splitlines()[2] == f"**Verdict: {metrics['verdict']['sentence']}**"
     assert files["report.html"].stat().st_size > 10_000
     with pytest.raises(FileExistsError, match="force"):
         write_evaluation(same_result, GEOMETRY, tmp_path / "eval")

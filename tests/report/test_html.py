@@ -60,6 +60,9 @@ def test_report_renders_in_chromium(report, tmp_path) -> None:
     assert metrics_table.count("<tr>") >= 6 and "FPD x 1e3" in metrics_table
     assert "CFD voxel" in metrics_table
     assert re.search(r'<table id="separation">', dom)
+    verdict = re.search(r'<div class="verdict ([a-z-]+)" id="verdict"><b>Verdict: (\w+)\.</b>', dom)
+    assert verdict and verdict.group(1) in ("within-its-floor", "close", "separable")
+    assert dom.index('id="verdict"') < dom.index('id="metrics"')  # the first thing on the page
     screenshot = tmp_path / "shot.png"
     subprocess.run(
         [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile2'}", f"--screenshot={screenshot}", "--window-size=1300,2400", html_path.as_uri()],

@@ -25,6 +25,7 @@ from calosurrogate.plotting import (
     figure_profiles,
     figure_separation_overview,
 )
+from calosurrogate.report.verdict import verdict
 
 PER_LAYER_KINDS = {
     "E_layer": "Energy per layer",
@@ -177,8 +178,21 @@ def _headline_rows(result: EvaluationResult) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def _markdown(result: EvaluationResult) -> str:
-    lines = [f"# Evaluation: {result.geometry}", "",
+def _per_class(classifier: dict[str, Any]) -> str:
+    limit = classifier.get("max_per_class")
+    return "all" if limit is None else f"at most {limit:,}"
+
+
+def _verdict_note(judged: dict[str, Any]) -> str:
+    t = judged["thresholds"]
+    return (f"Thresholds: a classifier AUC is within its floor up to {t['auc_within']}, close up to {t['auc_close']}; "
+            f"a metric with a floor is within it up to the floor plus {t['noise']}, close up to {t['close_factor']:g} "
+            f"times the floor; {judged['observables']['separable']} observables separable, "
+            f"{judged['observables']['close']} close, {judged['observables']['within its floor']} within their floors.")  # fmt: skip
+
+
+def _markdown(result: EvaluationResult, judged: dict[str, Any]) -> str:
+    lines = [f"# Evaluation: {result.geometry}", "", f"**Verdict: {judged['sentence']}**", "", _verdict_note(judged), "",
              f"Reference `{result.provenance['reference']['path']}` vs generated `{result.provenance['generated']['path']}`, "
              f"{result.n_showers['reference']} showers each.", "",
              "| metric | value | floor (reference half vs half) | note |", "|---|---|---|---|"]  # fmt: skip
@@ -191,7 +205,7 @@ def _markdown(result: EvaluationResult) -> str:
         lines += ["", "Warnings:", ""] + [f"- {w}" for w in result.warnings]
     cls = result.settings["classifier"]
     lines += ["", f"Classifier settings: hidden {cls['hidden']}, {cls['epochs']} epochs, batch {cls['batch_size']}, "
-              f"lr {cls['learning_rate']}, {cls['runs']} run(s), at most {cls['max_per_class']} showers per class."]  # fmt: skip
+              f"lr {cls['learning_rate']}, {cls['runs']} run(s), {_per_class(cls)} showers per class."]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -208,6 +222,10 @@ td.num{font-variant-numeric:tabular-nums;text-align:right}
 figure{display:inline-block;vertical-align:top;max-width:100%;box-sizing:border-box;background:#fff;border-radius:8px;padding:10px;margin:0 14px 18px 0;box-shadow:0 1px 3px #0002}
 figure img{max-width:100%;display:block}figcaption{font-size:13px;color:#444;margin-top:6px;max-width:640px}
 .warn{background:#fff4e5;border-left:4px solid #f0a020;padding:8px 12px;margin:8px 0}
+.verdict{font-size:16px;padding:12px 16px;margin:10px 0 14px;border-radius:8px;border-left:6px solid}
+.verdict .note{font-size:12px;color:#555;margin-top:6px}
+.verdict.within-its-floor{background:#e9f6ec;border-color:#2e8b4e}.verdict.close{background:#fff7e0;border-color:#d9a400}
+.verdict.separable{background:#fdecea;border-color:#c0392b}
 details{margin:8px 0 18px}summary{cursor:pointer;font-weight:600}code{font-size:12px}
 """
 
@@ -218,7 +236,7 @@ document.body.setAttribute('data-images-loaded',ok+'/'+imgs.length);});
 """
 
 
-def _html(result: EvaluationResult, figures: list[tuple[str, str, bytes]]) -> str:
+def _html(result: EvaluationResult, figures: list[tuple[str, str, bytes]], judged: dict[str, Any]) -> str:
     esc = html.escape
     prov = result.provenance
     cards = []
@@ -250,12 +268,14 @@ def _html(result: EvaluationResult, figures: list[tuple[str, str, bytes]]) -> st
 <p>reference <code>{esc(prov["reference"]["path"])}</code> vs generated <code>{esc(prov["generated"]["path"])}</code>,
 {result.n_showers["reference"]} showers each; calosurrogate {esc(prov["versions"]["calosurrogate"])}</p></header>
 <main>
+<div class="verdict {judged["status"].replace(" ", "-")}" id="verdict"><b>Verdict: {esc(judged["word"])}.</b>
+{esc(judged["sentence"].split(": ", 1)[1])}<div class="note">{esc(_verdict_note(judged))}</div></div>
 <div class="cards">{"".join(cards)}</div>
 {warns}
 <h2>Metrics</h2>
 <p>Floors compare the first half of the reference with its second half: what a perfect generator would score
 (an upper estimate, as the halves are half as large). Classifier: hidden width {cls["hidden"]}, {cls["epochs"]} epochs,
-{cls["runs"]} run(s), at most {cls["max_per_class"]} showers per class (the reference evaluation uses 2048 and 50 epochs).</p>
+{cls["runs"]} run(s), {_per_class(cls)} showers per class (the reference evaluation uses 2048 and 50 epochs).</p>
 <table id="metrics"><thead><tr><th>metric</th><th>value</th><th>floor</th><th>note</th></tr></thead><tbody>{rows}</tbody></table>
 <h2>Plots</h2>
 {figs}
@@ -302,10 +322,11 @@ def write_evaluation(
             _save(fig, stage / name)
             rendered.append((name, caption, (stage / name).read_bytes()))
             written[name] = out / name
+        numbers = {**result.to_json_dict(), "verdict": verdict(_jsonable(result.to_json_dict()))}
         texts = {
-            "metrics.json": json.dumps(_jsonable(result.to_json_dict()), indent=2),
-            "summary.md": _markdown(result),
-            "report.html": _html(result, rendered),
+            "metrics.json": json.dumps(_jsonable(numbers), indent=2),
+            "summary.md": _markdown(result, numbers["verdict"]),
+            "report.html": _html(result, rendered, numbers["verdict"]),
         }
         for name, text in texts.items():
             (stage / name).write_text(text)
