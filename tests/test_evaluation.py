@@ -54,7 +54,9 @@ def test_same_settings_look_alike(same_result) -> None:
     assert same_result.scalars["FPD x 1e3"]["value"] < 2 * same_result.scalars["FPD x 1e3"]["floor"] + 0.5
     for variant in ("CFD voxel", "CFD layer"):
         assert same_result.scalars[variant]["value"] < 2 * same_result.scalars[variant]["floor"] + 0.05
-    assert not same_result.warnings
+    # No generated excess outside the histograms; what both samples leave outside them is said, with both shares.
+    assert not [w for w in same_result.warnings if "more generated than reference" in w]
+    assert all("of the reference" in w and "of the generated" in w for w in same_result.warnings)
 
 
 def test_energy_scale_is_flagged(sim_files, same_result) -> None:

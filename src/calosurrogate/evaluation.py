@@ -456,8 +456,24 @@ def evaluate_files(
     return result
 
 
-def _outside_warnings(pairs: list[HistogramPair], tolerance: float = 0.002) -> list[str]:
-    """One warning naming the observables whose generated entries fall outside the range markedly more often than the reference's."""
+def _outside_warnings(pairs: list[HistogramPair], tolerance: float = 0.002, dropped: float = 0.01) -> list[str]:
+    """Warnings naming the observables whose generated entries fall outside the histogram range markedly
+    more often than the reference's, and those that drop more than ``dropped`` of either sample's
+    entries (a log-binned layer energy drops the showers with an empty layer)."""
+    lost = []
+    for pair in pairs:
+        frac_gen = pair.generated_outside / max(pair.generated.sum() + pair.generated_outside, 1)
+        frac_ref = pair.reference_outside / max(pair.reference.sum() + pair.reference_outside, 1)
+        if max(frac_gen, frac_ref) > dropped:
+            lost.append((max(frac_gen, frac_ref), pair.key, frac_ref, frac_gen))
+    notes = []
+    if lost:
+        lost.sort(reverse=True)
+        worst = ", ".join(
+            f"{key} ({fr:.1%} of the reference, {fg:.1%} of the generated)" for _, key, fr, fg in lost[:5]
+        )
+        notes.append(f"{len(lost)} observable(s) leave more than {dropped:.0%} of a sample's entries outside the histogram "
+                     f"range, where neither the plots nor the separation power see them; most: {worst}")  # fmt: skip
     flagged = []
     for pair in pairs:
         n_gen = pair.generated.sum() + pair.generated_outside
@@ -467,12 +483,13 @@ def _outside_warnings(pairs: list[HistogramPair], tolerance: float = 0.002) -> l
         if frac_gen > max(2 * frac_ref, tolerance):
             flagged.append((frac_gen - frac_ref, pair.key, frac_gen, frac_ref))
     if not flagged:
-        return []
+        return notes
     flagged.sort(reverse=True)
     worst = ", ".join(f"{key} ({fg:.1%} vs {fr:.1%})" for _, key, fg, fr in flagged[:5])
     return [
         f"{len(flagged)} observable(s) have more generated than reference entries outside the histogram range "
-        f"(dropped before the separation power); worst: {worst}"
+        f"(dropped before the separation power); worst: {worst}",
+        *notes,
     ]
 
 

@@ -33,3 +33,15 @@ def test_pareto_figure_draws_every_point() -> None:
     ax = fig.axes[0]
     assert sum(len(c.get_offsets()) for c in ax.collections) == 3
     assert {t.get_text() for t in ax.texts} == {"a x", "b x", "Peer"}
+
+
+def test_ratio_limits_hold_every_well_measured_bin() -> None:
+    import numpy as np
+
+    from calosurrogate.plotting.figures import ratio_limits
+
+    counts = np.array([500, 400, 300, 3, 0])
+    assert ratio_limits(np.array([1.0, 1.1, 0.9, 40.0, np.nan]), counts) == (0.5, 1.5)  # sparse tail ignored
+    low, high = ratio_limits(np.array([0.2, 1.0, 2.5, 1.0, np.nan]), counts)
+    assert low <= 0.2 * 0.95 and high >= 2.5 * 1.05  # a well-measured 2.5 stays in the frame
+    assert ratio_limits(np.array([30.0, 1.0, 1.0, 1.0, 1.0]), counts)[1] == 10.0  # capped

@@ -49,17 +49,32 @@ def draw_histogram_pair(pair: HistogramPair, ax: plt.Axes, ax_ratio: plt.Axes | 
         ax.set_xlabel(pair.label)
         return
     ax.tick_params(labelbottom=False)
+    gen_err = np.sqrt(pair.generated) / max(pair.generated.sum(), 1) / widths
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(ref > 0, gen / ref, np.nan)
         band = np.where(ref > 0, ref_err / ref, np.nan)
+        ratio_err = np.where(ref > 0, gen_err / ref, np.nan)
     ax_ratio.stairs(1 + band, pair.bins, baseline=1 - band, fill=True, color=REFERENCE_COLOUR, alpha=0.5)
     ax_ratio.stairs(ratio, pair.bins, color=GENERATED_COLOUR, linewidth=1.0)
+    centres = np.sqrt(pair.bins[:-1] * pair.bins[1:]) if pair.log_x else 0.5 * (pair.bins[:-1] + pair.bins[1:])
+    ax_ratio.errorbar(centres, ratio, yerr=ratio_err, fmt="none", ecolor=GENERATED_COLOUR, elinewidth=0.7, alpha=0.8)
     ax_ratio.axhline(1.0, color="black", linewidth=0.6)
-    ax_ratio.set_ylim(0.5, 1.5)
+    ax_ratio.set_ylim(*ratio_limits(ratio, pair.reference))
     ax_ratio.set_ylabel("gen / ref")
     ax_ratio.set_xlabel(pair.label)
     if pair.log_x:
         ax_ratio.set_xscale("log")
+
+
+def ratio_limits(ratio: np.ndarray, reference_counts: np.ndarray, min_counts: int = 10) -> tuple[float, float]:
+    """Ratio-panel limits that hold every ratio of a bin with at least ``min_counts`` reference
+    entries (at least 0.5-1.5; at most 0-10): a curve never leaves the frame where the reference
+    is well measured, and its sparse tails do not squash the rest."""
+    well = np.isfinite(ratio) & (np.asarray(reference_counts) >= min_counts)
+    if not well.any():
+        return 0.5, 1.5
+    low, high = float(ratio[well].min()), float(ratio[well].max())
+    return max(0.0, min(0.5, 0.9 * low)), min(10.0, max(1.5, 1.1 * high))
 
 
 def figure_histogram(pair: HistogramPair, separation: float | None = None) -> Figure:
@@ -68,7 +83,7 @@ def figure_histogram(pair: HistogramPair, separation: float | None = None) -> Fi
         2, 1, figsize=(4.8, 4.2), sharex=True, gridspec_kw={"height_ratios": [3, 1], "hspace": 0.05}
     )
     draw_histogram_pair(pair, ax, ax_ratio, separation)
-    ax.legend(loc="upper left", fontsize=8, frameon=False)
+    ax.legend(loc="best", fontsize=8, frameon=False)
     return fig
 
 
@@ -85,7 +100,7 @@ def figure_layer_grid(
         ax_ratio = fig.add_subplot(grid[2 * r + 1, c], sharex=ax)
         draw_histogram_pair(pair, ax, ax_ratio, s)
         if k == 0:
-            ax.legend(loc="upper left", fontsize=7, frameon=False)
+            ax.legend(loc="best", fontsize=7, frameon=False)
     fig.suptitle(title, y=0.99 - 0.02 / max(rows, 1))
     return fig
 
