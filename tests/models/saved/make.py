@@ -1,7 +1,11 @@
-"""Make the diffusion models saved before the family was rebuilt from parts (issue 19), and what they
-sampled then: ``tests/models/test_saved_models.py`` loads them with today's code and requires the same
-showers, bit for bit. Made once, at commit 8e8d209, with ``python tests/models/saved/make.py``; kept
-as the record of how (running it with today's code makes files of today's format).
+"""Make models saved before a change, and what they sampled then: ``tests/models/test_saved_models.py``
+loads them with today's code and requires the same showers, bit for bit. Kept as the record of how they
+were made (running it with today's code makes files of today's format):
+
+- the diffusion variants, before the family was rebuilt from parts (issue 19): at commit 8e8d209 with
+  ``python tests/models/saved/make.py diffusion``;
+- the flow variants, before CaloFlow's flow I became the shared layer-energy stage: at commit 1053518
+  with ``python tests/models/saved/make.py flow``.
 """
 
 from __future__ import annotations
@@ -26,6 +30,13 @@ VARIANTS = {
     "transformer": {"backbone": "transformer", "transformer_dim": 16, "transformer_depth": 1, "steps": 3},
     "unet": {"backbone": "unet", "unet_channels": [4, 8], "steps": 3},
 }  # fmt: skip
+FLOW_VARIANTS = {
+    "flow_maf": {"energy_hidden": 16, "shape_hidden": 16, "shape_transforms": 2, "energy_transforms": 2},
+    "flow_coupling": {"energy_flow": "coupling", "energy_hidden": 16, "shape_hidden": 16, "shape_transforms": 2,
+                      "energy_transforms": 2},
+    "flow_per_layer": {"shape_flow": "per_layer", "energy_hidden": 16, "shape_hidden": 16, "shape_transforms": 2,
+                       "energy_transforms": 2},
+}  # fmt: skip
 
 
 def geometry() -> CylindricalGeometry:
@@ -46,10 +57,10 @@ def data(n: int = 300) -> tuple[torch.Tensor, torch.Tensor]:
 CONDITIONS = np.array([[3e3], [2e4], [1.5e5]])
 
 
-def main() -> None:
+def main(family: str) -> None:
     showers, incident = data()
-    for name, config in VARIANTS.items():
-        model = build_surrogate("diffusion", geometry(), config)
+    for name, config in (VARIANTS if family == "diffusion" else FLOW_VARIANTS).items():
+        model = build_surrogate(family, geometry(), config)
         model.fit_preprocessing(showers, incident)
         with torch.no_grad():  # weights away from their zero initialisation, so every path matters
             generator = torch.Generator().manual_seed(1)
@@ -61,4 +72,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main(sys.argv[1] if len(sys.argv) > 1 else "diffusion")
