@@ -261,7 +261,7 @@ def test_layer_occupancy_keeps_empty_layers_exactly_empty(occupancy, tiny_geomet
         ("incident_energies", "incident_angles"),
     )  # fmt: skip
     model.fit_preprocessing(showers, conditions)
-    stage = [p for name, p in model.named_parameters() if name.startswith(("energy_flow.", "occupancy."))]
+    stage = [p for name, p in model.named_parameters() if name.startswith("first_stage.")]
     optimizer = torch.optim.Adam(stage, lr=3e-3)
     for _ in range(400):  # the first stage alone: its loss does not touch the voxel network
         batch = torch.randint(0, 4000, (256,), generator=generator)
@@ -273,7 +273,7 @@ def test_layer_occupancy_keeps_empty_layers_exactly_empty(occupancy, tiny_geomet
     with torch.no_grad():
         cond = model.conditions_map(conditions)
         uniform = torch.rand(4000, 3) if occupancy else None
-        layer_e = model._sample_layer_energies(cond, conditions[:, :1], torch.randn(4000, 3), uniform)
+        layer_e = model.first_stage.sample(cond, conditions[:, :1], torch.randn(4000, 3), uniform)
     empty = (layer_e == 0).float().mean(0)
     truth = torch.tensor([0.2, 0.3, 0.6])
     if occupancy:
@@ -318,9 +318,9 @@ def test_sampled_showers_keep_the_first_stages_layer_energies_through_the_cut(ti
     model.fit_preprocessing(showers, conditions)
     noise = model.sample_noise(conditions)
     with torch.no_grad():  # untrained: the voxel model's shapes are far from what the first stage wants
-        layer_e = model._sample_layer_energies(model.conditions_map(conditions), conditions[:, :1], *noise[1:])
+        layer_e = model.first_stage.sample(model.conditions_map(conditions), conditions[:, :1], *noise[1:])
         sampled = model.apply_cut(model.showers_from_noise(conditions, *noise))
-    counted = model.decomposition.layer_energies(sampled)
+    counted = model.first_stage.decomposition.layer_energies(sampled)
     visible = layer_e >= model.cut
     assert visible.any() and (layer_e > 0).float().mean() < 1
     assert torch.allclose(counted[visible], layer_e[visible], rtol=1e-5)
@@ -341,11 +341,11 @@ def test_layers_the_voxel_model_leaves_empty_take_a_faint_training_layers_patter
     monkeypatch.setattr(model.coding, "inverse", lambda codes, incident: torch.zeros_like(codes))
     noise = model.sample_noise(conditions)
     with torch.no_grad():
-        layer_e = model._sample_layer_energies(model.conditions_map(conditions), conditions[:, :1], *noise[1:3])
+        layer_e = model.first_stage.sample(model.conditions_map(conditions), conditions[:, :1], *noise[1:3])
         sampled = model.showers_from_noise(conditions, *noise)
     faint = layer_e[:, 2] >= model.cut
     assert faint.sum() > 50
-    assert torch.allclose(model.decomposition.layer_energies(sampled)[faint], layer_e[faint], rtol=1e-5)
+    assert torch.allclose(model.first_stage.decomposition.layer_energies(sampled)[faint], layer_e[faint], rtol=1e-5)
     at_voxel_30 = (sampled[faint, 30] == layer_e[faint, 2]).float().mean()
     if library:  # the only pattern layer 2 ever had in training
         assert at_voxel_30 == 1.0

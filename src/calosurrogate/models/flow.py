@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from calosurrogate.data.transforms import ConditionMap, Logit, Standardize
 from calosurrogate.models.base import ConfigError, Surrogate, register
 from calosurrogate.models.components import (
-    LayerDecomposition,
+    LayerEnergyStage,
     autoregressive_spline_flow,
     coupling_spline_flow,
     flow_from_noise,
@@ -95,19 +95,17 @@ class CaloFlow(Surrogate):
         self.shape_kind = kind
         n_layers, c = geometry.n_layers, len(condition_names)
         self.conditions_map = ConditionMap(c)
-        self.decomposition = LayerDecomposition(geometry.layer_offsets.tolist())
         self.logit = Logit(config.logit_delta)
-        self.energy_scaler = Standardize(n_layers)
-        self.log_energy_scaler = Standardize(n_layers)
         energy_kind = config.energy_flow
         if energy_kind == "auto":
             energy_kind = "autoregressive" if n_layers <= AUTOREGRESSIVE_MAX_LAYERS else "coupling"
         if energy_kind not in ("coupling", "autoregressive"):
             raise ConfigError(f"energy_flow must be auto, coupling or autoregressive, got {config.energy_flow!r}")
         energy_builder = coupling_spline_flow if energy_kind == "coupling" else autoregressive_spline_flow
-        self.energy_flow = energy_builder(
+        flow_i = energy_builder(
             n_layers, c, config.energy_transforms, config.energy_hidden, config.energy_bins, config.seed
         )
+        self.first_stage = LayerEnergyStage(geometry.layer_offsets.tolist(), flow_i, c, config.logit_delta)
         per_layer = kind == "per_layer"
         bins = config.shape_bins if config.shape_bins is not None else (0 if per_layer else 8)
         transforms = config.shape_transforms if config.shape_transforms is not None else (8 if per_layer else 6)
@@ -127,13 +125,10 @@ class CaloFlow(Surrogate):
 
     # --------------------------------------------------------------- preprocessing
 
-    def _encode(self, showers: Tensor, conditions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        incident = conditions[:, :1]
-        layer_e = self.decomposition.layer_energies(showers)
-        u = self.logit(self.decomposition.encode_energies(layer_e, incident))
-        shapes = self.logit(self.decomposition.shapes(showers, layer_e))
-        log_e = torch.log10(layer_e + self.cut)
-        return u, shapes, log_e, self.conditions_map(conditions)
+    def _encode(self, showers: Tensor, conditions: Tensor) -> tuple[Tensor, Tensor]:
+        """Layer energies (MeV) and logit shapes of showers, each ``(N, L)`` and ``(N, V)``."""
+        layer_e = self.first_stage.decomposition.layer_energies(showers)
+        return layer_e, self.logit(self.first_stage.decomposition.shapes(showers, layer_e))
 
     def _shape_rows(self, shapes: Tensor) -> Tensor:
         if self.shape_kind == "per_layer":
@@ -143,9 +138,8 @@ class CaloFlow(Surrogate):
     @torch.no_grad()
     def fit_preprocessing(self, showers: Tensor, conditions: Tensor) -> None:
         self.conditions_map.fit(conditions)
-        u, shapes, log_e, _ = self._encode(showers, conditions)
-        self.energy_scaler.fit(u)
-        self.log_energy_scaler.fit(log_e)
+        layer_e, shapes = self._encode(showers, conditions)
+        self.first_stage.fit(layer_e, conditions[:, :1], self.cut)
         self.shape_scaler.fit(self._shape_rows(shapes))
         self._fitted.fill_(True)
 
@@ -161,10 +155,11 @@ class CaloFlow(Surrogate):
 
     # ---------------------------------------------------------------- training
     def loss(self, showers: Tensor, conditions: Tensor) -> Tensor:
-        u, shapes, log_e, mapped = self._encode(showers, conditions)
-        nll_energy = -flow_log_prob(self.energy_flow, self.energy_scaler(u), mapped)
+        (layer_e, shapes), mapped = self._encode(showers, conditions), self.conditions_map(conditions)
+        nll_energy = self.first_stage.nll(layer_e, conditions[:, :1], mapped)
         rows = self.shape_scaler(self._shape_rows(shapes))
-        nll_shape = -flow_log_prob(self.shape_flow, rows, self._shape_context(mapped, self.log_energy_scaler(log_e)))
+        context = self._shape_context(mapped, self.first_stage.context(layer_e, self.cut))
+        nll_shape = -flow_log_prob(self.shape_flow, rows, context)
         if self.shape_kind == "per_layer":
             nll_shape = nll_shape.reshape(len(showers), -1).sum(1)
         return (nll_energy + nll_shape) / self.geometry.n_voxels
@@ -180,10 +175,12 @@ class CaloFlow(Surrogate):
 
     def showers_from_noise(self, conditions: Tensor, *noise: Tensor) -> Tensor:
         mapped = self.conditions_map(conditions)
-        u = self.logit.inverse(self.energy_scaler.inverse(flow_from_noise(self.energy_flow, mapped, noise[0])))
-        layer_e = self.decomposition.decode_energies(u, conditions[:, :1].float())
-        log_e = torch.log10(layer_e + self.cut)
-        context = self._shape_context(mapped, self.log_energy_scaler(log_e))
+        layer_e = self.first_stage.sample(mapped, conditions[:, :1].float(), noise[0])
+        context = self._shape_context(mapped, self.first_stage.context(layer_e, self.cut))
         rows = flow_from_noise(self.shape_flow, context, noise[1])
         shapes = self.logit.inverse(self.shape_scaler.inverse(rows)).reshape(-1, self.geometry.n_voxels)
-        return self.decomposition.compose(layer_e, shapes)
+        return self.first_stage.decomposition.compose(layer_e, shapes)
+
+    def load_state_dict(self, state_dict: dict[str, Tensor], strict: bool = True, assign: bool = False):
+        # Models saved before flow I became the shared first stage hold its entries at the top level.
+        return super().load_state_dict(LayerEnergyStage.moved_keys(state_dict, "first_stage."), strict, assign)

@@ -5,7 +5,8 @@
 - :mod:`~.occupancy`: which layers hold energy (an autoregressive Bernoulli).
 - :mod:`~.convolutional`: cylindrical convolutional encoders and decoders of shower images.
 - :mod:`~.codings`: voxel codings (log energy with an empty code) and the hurdle likelihood.
-- :mod:`~.layer_energies`: a shower as layer energies and shapes, and the faint-layer library.
+- :mod:`~.layer_energies`: a shower as layer energies and shapes, the layer-energy first stage
+  (CaloFlow's flow I, used by the flow and diffusion families) and the faint-layer library.
 """
 
 from calosurrogate.models.components.codings import HurdleLikelihood, LogEnergyCoding
@@ -19,7 +20,7 @@ from calosurrogate.models.components.flows import (
     flow_log_prob,
     spline_shapes,
 )
-from calosurrogate.models.components.layer_energies import FaintLayerLibrary, LayerDecomposition
+from calosurrogate.models.components.layer_energies import FaintLayerLibrary, LayerDecomposition, LayerEnergyStage
 from calosurrogate.models.components.mlp import mlp
 from calosurrogate.models.components.occupancy import AutoregressiveBernoulli
 
@@ -30,6 +31,7 @@ __all__ = [
     "FloatOutput",
     "HurdleLikelihood",
     "LayerDecomposition",
+    "LayerEnergyStage",
     "LogEnergyCoding",
     "ShowerDecoder",
     "ShowerEncoder",

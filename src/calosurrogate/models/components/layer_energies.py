@@ -1,5 +1,6 @@
-"""A shower as layer energies and normalised layer shapes, and the library of faint layers: the
-two-stage decomposition CaloFlow's flow I and diffusion's first stage share."""
+"""A shower as layer energies and normalised layer shapes (:class:`LayerDecomposition`), the first
+stage that generates the layer energies (:class:`LayerEnergyStage`, CaloFlow's flow I) and the
+library of faint layers (:class:`FaintLayerLibrary`): what the two-stage families share."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
+
+from calosurrogate.data.transforms import Logit, Standardize
+from calosurrogate.models.components.flows import flow_from_noise, flow_log_prob
+from calosurrogate.models.components.occupancy import AutoregressiveBernoulli
 
 
 class LayerDecomposition(nn.Module):
@@ -235,3 +240,87 @@ class FaintLayerLibrary(nn.Module):
         # Accumulate: the padding of short patterns repeats a voxel index with a zero fraction.
         index = (rows[:, None].expand(-1, max_hits), self.voxels[layers, entry])
         return out.index_put_(index, self.fractions[layers, entry], accumulate=True)
+
+
+class LayerEnergyStage(nn.Module):
+    """The first of two stages: a shower's layer energies given its conditions (CaloFlow's flow I,
+    Krause and Shih, arXiv:2106.05285), shared by the families that generate in two stages.
+
+    Layer energies ``E`` (MeV, ``(N, L)``) are coded as ``u`` in ``[0, 1]^L`` by
+    :class:`LayerDecomposition`, logit-mapped and standardised, and a conditional flow models the
+    codes. With ``occupancy``, an autoregressive Bernoulli (:class:`AutoregressiveBernoulli`) first
+    draws which layers hold energy and the flow, told the occupancy, draws only the codes it leaves
+    free: empty layers stay exactly empty. The stage also gives the second stage its context,
+    the standardised ``log10(E + cut)``.
+
+    Args:
+        layer_offsets: Voxel offsets of the layers, ``L + 1`` numbers.
+        flow: The conditional flow over the ``L`` codes (its kind and size are the family's choice);
+            its context is the mapped conditions ``(N, K)``, plus the ``L`` occupancy flags with
+            ``occupancy``.
+        n_conditions: ``K``, the width of the mapped conditions.
+        logit_delta: ``delta`` of the codes' logit map.
+        occupancy: Draw which layers hold energy first.
+    """
+
+    def __init__(
+        self, layer_offsets: list[int], flow: nn.Module, n_conditions: int, logit_delta: float = 1e-6,
+        occupancy: bool = False,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        n_layers = len(layer_offsets) - 1
+        self.decomposition = LayerDecomposition(layer_offsets)
+        self.logit = Logit(logit_delta)
+        self.energy_scaler = Standardize(n_layers)
+        self.log_energy_scaler = Standardize(n_layers)
+        self.energy_flow = flow
+        self.occupancy = AutoregressiveBernoulli(n_layers, n_conditions) if occupancy else None
+
+    def codes(self, layer_energies: Tensor, incident_energies: Tensor) -> Tensor:
+        """The flow's coordinates (before standardising) of layer energies ``(N, L)`` MeV."""
+        return self.logit(self.decomposition.encode_energies(layer_energies, incident_energies))
+
+    @torch.no_grad()
+    def fit(self, layer_energies: Tensor, incident_energies: Tensor, cut_mev: Tensor | float) -> None:
+        """Learn the standardisations from training layer energies ``(N, L)`` MeV."""
+        u = self.codes(layer_energies, incident_energies)
+        free = None if self.occupancy is None else ~self.decomposition.determined_codes(layer_energies > 0)[0]
+        self.energy_scaler.fit(u, free)
+        self.log_energy_scaler.fit(torch.log10(layer_energies + cut_mev))
+
+    def context(self, layer_energies: Tensor, cut_mev: Tensor | float) -> Tensor:
+        """What the second stage is told of the layer energies: standardised ``log10(E + cut)``, ``(N, L)``."""
+        return self.log_energy_scaler(torch.log10(layer_energies + cut_mev))
+
+    def nll(self, layer_energies: Tensor, incident_energies: Tensor, conditions: Tensor) -> Tensor:
+        """Negative log-likelihood of the layer codes (and occupancy) per shower, ``(N,)``, for mapped
+        ``conditions`` ``(N, K)``."""
+        z = self.energy_scaler(self.codes(layer_energies, incident_energies))
+        if self.occupancy is None:
+            return -flow_log_prob(self.energy_flow, z, conditions)
+        occupied = (layer_energies > 0).float()
+        fixed, _ = self.decomposition.determined_codes(occupied)
+        z = torch.where(fixed, torch.randn_like(z), z)  # the flow need not model what occupancy fixes
+        nll = -flow_log_prob(self.energy_flow, z, torch.cat([conditions, occupied], dim=1))
+        return nll - self.occupancy.log_prob(occupied, conditions)
+
+    def sample(
+        self, conditions: Tensor, incident_energies: Tensor, noise: Tensor, uniform: Tensor | None = None
+    ) -> Tensor:
+        """Layer energies (MeV) ``(N, L)`` from the flow's base ``noise`` (and, with occupancy, its uniforms)."""
+        occupied = None if self.occupancy is None else self.occupancy.sample_from_uniform(conditions, uniform)
+        context = conditions if occupied is None else torch.cat([conditions, occupied], dim=1)
+        u = self.logit.inverse(self.energy_scaler.inverse(flow_from_noise(self.energy_flow, context, noise)))
+        if occupied is not None:
+            fixed, values = self.decomposition.determined_codes(occupied)
+            u = torch.where(fixed, values.to(u.dtype), u)
+        return self.decomposition.decode_energies(u, incident_energies)
+
+    SAVED_NAMES = ("decomposition", "energy_scaler", "log_energy_scaler", "energy_flow", "occupancy")
+
+    @classmethod
+    def moved_keys(cls, state_dict: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
+        """A state dict whose stage entries sit at the family's top level (models saved before the
+        stage was shared) with them moved under ``prefix``; other state dicts unchanged."""
+        return {f"{prefix}{key}" if key.split(".")[0] in cls.SAVED_NAMES else key: value
+                for key, value in state_dict.items()}  # fmt: skip

@@ -19,16 +19,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from calosurrogate.data.transforms import ConditionMap, Logit, Standardize
+from calosurrogate.data.transforms import ConditionMap
 from calosurrogate.models.base import CheckpointError, ConfigError, Surrogate, register
 from calosurrogate.models.components import (
-    AutoregressiveBernoulli,
     FaintLayerLibrary,
-    LayerDecomposition,
+    LayerEnergyStage,
     LogEnergyCoding,
     coupling_spline_flow,
-    flow_from_noise,
-    flow_log_prob,
 )
 from calosurrogate.models.diffusion import samplers
 from calosurrogate.models.diffusion.backbones import CylindricalUNet, LayerTransformer, ResidualMLP, SpikeSlabMLP
@@ -57,19 +54,15 @@ class DiffusionSurrogate(Surrogate):
         k = len(condition_names)
         self.conditions_map = ConditionMap(k)
         self.coding = LogEnergyCoding(geometry.n_voxels, float(self.cut), scale_on_hits=config.code_scale == "hits")
-        self.occupancy: AutoregressiveBernoulli | None = None
+        self.first_stage: LayerEnergyStage | None = None
         self.objective: Objective = OBJECTIVES[config.objective.name].build(config.objective, self.coding)
         stage = config.first_stage
         if stage.layer_energies:
             n_layers = geometry.n_layers
-            self.decomposition = LayerDecomposition(geometry.layer_offsets.tolist())
-            self.logit = Logit(1e-6)
-            self.energy_scaler = Standardize(n_layers)
-            self.log_energy_scaler = Standardize(n_layers)
             # Told the occupancy, the flow learns the free codes; the fixed ones are filled with noise.
             flow_context = k + n_layers if stage.occupancy else k
-            self.energy_flow = coupling_spline_flow(n_layers, flow_context, 6, 128, 8, config.seed)
-            self.occupancy = AutoregressiveBernoulli(n_layers, k) if stage.occupancy else None
+            flow_i = coupling_spline_flow(n_layers, flow_context, 6, 128, 8, config.seed)
+            self.first_stage = LayerEnergyStage(geometry.layer_offsets.tolist(), flow_i, k, 1e-6, stage.occupancy)
             k = k + n_layers  # the voxel model also sees the (standardised log) layer energies
         self.library = FaintLayerLibrary(geometry.layer_offsets.tolist()) if stage.library else None
         net = config.backbone
@@ -96,11 +89,8 @@ class DiffusionSurrogate(Surrogate):
             return  # a student keeps its teacher's preprocessing: the teacher's network expects it
         self.conditions_map.fit(conditions)
         self.coding.fit(showers, conditions[:, :1])
-        if self.config.first_stage.layer_energies:
-            layer_e, u, log_e = self._layer_codes(showers, conditions)
-            free = None if self.occupancy is None else ~self.decomposition.determined_codes(layer_e > 0)[0]
-            self.energy_scaler.fit(u, free)
-            self.log_energy_scaler.fit(log_e)
+        if self.first_stage is not None:
+            self.first_stage.fit(self._layer_energies(showers), conditions[:, :1].float(), self.cut)
         if self.library is not None:
             self.library.fit(self.apply_cut(showers), conditions[:, :1], seed=self.config.seed)
         codes = self._encode(showers, conditions)
@@ -114,45 +104,24 @@ class DiffusionSurrogate(Surrogate):
         return self.coding(showers, conditions[:, :1])
 
     # -------------------------------------------------------- layer-energy stage
-    def _layer_codes(self, showers: Tensor, conditions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Layer energies (MeV), their flow codes ``u`` (logit) and ``log10(E + cut)``, each ``(N, L)``.
-
-        Counted over voxels above the cut, as the voxel coding sees them: the training loop's
-        dequantisation noise would otherwise give every empty ds2 layer about 0.07 MeV, which the
-        first stage learns and the sampled showers keep as a faint hit.
-        """
-        layer_e = self.decomposition.layer_energies(self.apply_cut(showers))
-        u = self.logit(self.decomposition.encode_energies(layer_e, conditions[:, :1].float()))
-        return layer_e, u, torch.log10(layer_e + self.cut)
+    def _layer_energies(self, showers: Tensor) -> Tensor:
+        """Layer energies (MeV) ``(N, L)``, counted over voxels above the cut, as the voxel coding sees
+        them: the training loop's dequantisation noise would otherwise give every empty ds2 layer
+        about 0.07 MeV, which the first stage learns and the sampled showers keep as a faint hit."""
+        return self.first_stage.decomposition.layer_energies(self.apply_cut(showers))
 
     def _context(self, showers: Tensor, conditions: Tensor) -> Tensor:
         """What the voxel model is conditioned on: mapped conditions (+ standardised log layer energies)."""
         cond = self.conditions_map(conditions)
-        if not self.config.first_stage.layer_energies:
+        if self.first_stage is None:
             return cond
-        _, _, log_e = self._layer_codes(showers, conditions)
-        return torch.cat([cond, self.log_energy_scaler(log_e)], dim=1)
+        return torch.cat([cond, self.first_stage.context(self._layer_energies(showers), self.cut)], dim=1)
 
     def _energy_nll(self, showers: Tensor, conditions: Tensor) -> Tensor:
-        layer_e, u, _ = self._layer_codes(showers, conditions)
-        z, cond = self.energy_scaler(u), self.conditions_map(conditions)
-        if self.occupancy is None:
-            return -flow_log_prob(self.energy_flow, z, cond) / self.geometry.n_layers
-        occupied = (layer_e > 0).float()
-        fixed, _ = self.decomposition.determined_codes(occupied)
-        z = torch.where(fixed, torch.randn_like(z), z)  # the flow need not model what occupancy fixes
-        nll = -flow_log_prob(self.energy_flow, z, torch.cat([cond, occupied], dim=1))
-        return (nll - self.occupancy.log_prob(occupied, cond)) / self.geometry.n_layers
-
-    def _sample_layer_energies(self, cond: Tensor, incident: Tensor, noise: Tensor, uniform: Tensor | None) -> Tensor:
-        """First stage: layer energies (MeV) ``(N, L)`` from the flow's base noise (and the occupancy's uniforms)."""
-        occupied = None if self.occupancy is None else self.occupancy.sample_from_uniform(cond, uniform)
-        context = cond if occupied is None else torch.cat([cond, occupied], dim=1)
-        u = self.logit.inverse(self.energy_scaler.inverse(flow_from_noise(self.energy_flow, context, noise)))
-        if occupied is not None:
-            fixed, values = self.decomposition.determined_codes(occupied)
-            u = torch.where(fixed, values.to(u.dtype), u)
-        return self.decomposition.decode_energies(u, incident)
+        nll = self.first_stage.nll(
+            self._layer_energies(showers), conditions[:, :1].float(), self.conditions_map(conditions)
+        )
+        return nll / self.geometry.n_layers
 
     # ----------------------------------------------------------------- objectives
     def objective_loss(self, showers: Tensor, conditions: Tensor) -> Tensor:
@@ -276,28 +245,33 @@ class DiffusionSurrogate(Surrogate):
             flow_noise = noise.pop(0)
             uniform = noise.pop(0) if stage.occupancy else None
             choice = noise.pop(0) if stage.library else None
-            layer_e = self._sample_layer_energies(cond, incident, flow_noise, uniform)
-            cond = torch.cat([cond, self.log_energy_scaler(torch.log10(layer_e + self.cut))], dim=1)
+            layer_e = self.first_stage.sample(cond, incident, flow_noise, uniform)
+            cond = torch.cat([cond, self.first_stage.context(layer_e, self.cut)], dim=1)
         codes = samplers.sample(
             self.denoiser(cond), start.float(), sampling.steps, sampling.sampler, sampling.sigma_min, sampling.sigma_max,
             ancestral_noise=noise.pop(0) if noise else None,
         )  # fmt: skip
         showers = self.coding.inverse(codes, incident)
         if stage.layer_energies:  # the first stage decides the layer energies; the voxel model their spread
+            decomposition = self.first_stage.decomposition
             # The voxel model's own sub-cut voxels are empty: decoded at the empty code they are
             # rounding residues (~1e-12 MeV), which scaling to a layer energy would make hits.
             showers = self.apply_cut(showers)
             fill = None
             if stage.library_max_hits:  # the layers the voxel model makes this faint go to the library
-                hits = self.decomposition.layer_energies((showers > 0).float())
-                showers = torch.where((hits <= stage.library_max_hits)[:, self.decomposition.voxel_layer], 0.0, showers)
+                hits = decomposition.layer_energies((showers > 0).float())
+                showers = torch.where((hits <= stage.library_max_hits)[:, decomposition.voxel_layer], 0.0, showers)
             if self.library is not None:
 
                 def fill(lost: Tensor) -> Tensor:
                     return self.library.patterns(layer_e, incident, lost, choice)
 
-            showers = self.decomposition.compose(layer_e, showers, self.cut, self._hit_preference(codes), fill)
+            showers = decomposition.compose(layer_e, showers, self.cut, self._hit_preference(codes), fill)
         return showers
+
+    def load_state_dict(self, state_dict: dict[str, Tensor], strict: bool = True, assign: bool = False):
+        # Models saved before the first stage was shared hold its entries at the top level.
+        return super().load_state_dict(LayerEnergyStage.moved_keys(state_dict, "first_stage."), strict, assign)
 
     def _hit_preference(self, codes: Tensor) -> Tensor:
         """Which voxel the voxel model holds most likely to be hit: its unclipped log code; among voxels
