@@ -30,6 +30,19 @@ def test_a_saved_model_samples_what_it_sampled_then(name: str) -> None:
     np.testing.assert_array_equal(model.sample(CONDITIONS, seed=3), then)
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_a_saved_model_has_the_training_loss_it_had_then(name: str) -> None:
+    """The objective too is unchanged: the same per-shower loss on the same showers and random draws."""
+    import sys
+
+    sys.path.insert(0, str(SAVED))
+    from make import training_loss
+
+    np.testing.assert_array_equal(
+        training_loss(load_surrogate(SAVED / f"{name}.pt")), np.load(SAVED / f"{name}_loss.npy")
+    )
+
+
 @pytest.mark.parametrize("option", [("voxel_skip", True), ("whitening", "layer"), ("pointwise_hidden", 4)])
 def test_a_format_1_model_with_a_removed_option_is_refused_by_name(tmp_path, option) -> None:
     import torch

@@ -6,6 +6,9 @@ were made (running it with today's code makes files of today's format):
   ``python tests/models/saved/make.py diffusion``;
 - the flow variants, before CaloFlow's flow I became the shared layer-energy stage: at commit 1053518
   with ``python tests/models/saved/make.py flow``.
+
+The ``*_loss.npy`` files (:func:`training_loss`) were computed from the saved files with the code of the
+same commits (8e8d209, 1053518), after the fact; the training objective must give them again.
 """
 
 from __future__ import annotations
@@ -57,6 +60,13 @@ def data(n: int = 300) -> tuple[torch.Tensor, torch.Tensor]:
 CONDITIONS = np.array([[3e3], [2e4], [1.5e5]])
 
 
+def training_loss(model) -> np.ndarray:
+    """The per-shower training loss of 64 toy showers, its random draws seeded: the objective's record."""
+    showers, incident = data(64)
+    torch.manual_seed(5)
+    return model.loss(showers, incident).detach().numpy()
+
+
 def main(family: str) -> None:
     showers, incident = data()
     for name, config in (VARIANTS if family == "diffusion" else FLOW_VARIANTS).items():
@@ -68,6 +78,7 @@ def main(family: str) -> None:
                 p.add_(0.05 * torch.randn(p.shape, generator=generator))
         model.save(HERE / f"{name}.pt")
         np.save(HERE / f"{name}_showers.npy", model.sample(CONDITIONS, seed=3))
+        np.save(HERE / f"{name}_loss.npy", training_loss(model))
         print(name, "saved")
 
 
