@@ -252,6 +252,64 @@ def _load_for_resume(
     return state, saved, saved_config
 
 
+@dataclass
+class _Data:
+    """The training file as the loop uses it: its training and validation streams and fingerprint."""
+
+    train: ShowerStream
+    val: ShowerStream
+    fingerprint: dict[str, Any]
+
+
+def _data(data_path: Path, model: Surrogate, config: TrainConfig, saved: dict[str, Any] | None) -> _Data:
+    """Check the file against the model (and, on resume, the saved run's data) and split it."""
+    with ShowerFile(data_path, conditions=model.condition_names[1:]) as f:
+        from calosurrogate.geometry import geometries_with_voxels
+
+        if f.n_voxels != model.geometry.n_voxels:
+            raise CheckpointError(
+                f"{data_path}: {f.n_voxels} voxels per shower (matches {geometries_with_voxels(f.n_voxels) or 'no built-in'}), "
+                f"but the model is for {model.geometry.name} ({model.geometry.n_voxels} voxels)"
+            )
+        if f.n_showers < 2:
+            raise ShowerFileError(data_path, SHOWERS, f"holds {f.n_showers} shower(s); training needs at least 2")
+        n_total = f.n_showers if config.max_showers is None else min(config.max_showers, f.n_showers)
+        fingerprint = _data_fingerprint(data_path, f.n_showers, f.n_voxels)
+    if saved is not None and any(saved[k] != fingerprint[k] for k in ("n_showers", "n_voxels", "bytes")):
+        raise CheckpointError(
+            f"{data_path}: --resume continues on the data the run was trained on, {saved['path']} "
+            f"({saved['n_showers']} showers, {saved['bytes']} bytes); this file has "
+            f"{fingerprint['n_showers']} showers and {fingerprint['bytes']} bytes"
+        )
+    n_train = n_total - max(1, int(n_total * config.val_fraction))
+    if n_train < config.batch_size:
+        raise ConfigError(f"{data_path}: {n_train} training showers, fewer than one batch of {config.batch_size}")
+    cache = n_total * model.geometry.n_voxels * 4 <= config.cache_limit_gb * 1e9
+    names = model.condition_names
+    return _Data(
+        ShowerStream(data_path, names, 0, n_train, config.batch_size, config.chunk_size, cache),
+        ShowerStream(data_path, names, n_train, n_total, max(config.batch_size, 2048), config.chunk_size, cache),
+        fingerprint,
+    )
+
+
+def _fit_preprocessing(model: Surrogate, data_path: Path, stream: ShowerStream, chunk_size: int) -> None:
+    """A new run's preprocessing, from (at most 50,000 of) the training showers, and its condition range."""
+    fit_stream = ShowerStream(data_path, model.condition_names, 0, min(len(stream), 50_000), 1, chunk_size, False)
+    model.fit_preprocessing(*fit_stream.all())
+    model.condition_range = _condition_range(data_path, model.condition_names, len(stream), chunk_size)
+
+
+def _write_train_config(run: Path, config: TrainConfig, model: Surrogate, device: torch.device, precision: str) -> None:
+    import json
+
+    record = {"train": dataclasses.asdict(config), "model": model.checkpoint_dict()["config"], "family": model.family,
+              # what "auto" became on this machine (a resumed run may resolve it anew)
+              "resolved": {"device": str(device), "precision": precision}}  # fmt: skip
+    with atomic_output(run / "train_config.json", force=True) as tmp:
+        Path(tmp).write_text(json.dumps(record, indent=2))
+
+
 def _train(
     model: Surrogate | None,
     data_path: Path,
@@ -275,48 +333,14 @@ def _train(
     # machine with native bf16 (AMX, CUDA) uses it there.
     precision = resolve_precision(config.precision, device)
     autocast_context(device, precision)  # validates the precision for this device early
-
-    with ShowerFile(data_path, conditions=model.condition_names[1:]) as f:
-        from calosurrogate.geometry import geometries_with_voxels
-
-        if f.n_voxels != model.geometry.n_voxels:
-            raise CheckpointError(
-                f"{data_path}: {f.n_voxels} voxels per shower (matches {geometries_with_voxels(f.n_voxels) or 'no built-in'}), "
-                f"but the model is for {model.geometry.name} ({model.geometry.n_voxels} voxels)"
-            )
-        if f.n_showers < 2:
-            raise ShowerFileError(data_path, SHOWERS, f"holds {f.n_showers} shower(s); training needs at least 2")
-        n_total = f.n_showers if config.max_showers is None else min(config.max_showers, f.n_showers)
-        fingerprint = _data_fingerprint(data_path, f.n_showers, f.n_voxels)
-    saved_data = state.get("data") if state is not None else None
-    if saved_data is not None and any(saved_data[k] != fingerprint[k] for k in ("n_showers", "n_voxels", "bytes")):
-        raise CheckpointError(
-            f"{data_path}: --resume continues on the data the run was trained on, {saved_data['path']} "
-            f"({saved_data['n_showers']} showers, {saved_data['bytes']} bytes); this file has "
-            f"{fingerprint['n_showers']} showers and {fingerprint['bytes']} bytes"
-        )
-    n_val = max(1, int(n_total * config.val_fraction))
-    n_train = n_total - n_val
-    if n_train < config.batch_size:
-        raise ConfigError(f"{data_path}: {n_train} training showers, fewer than one batch of {config.batch_size}")
-    bytes_needed = n_total * model.geometry.n_voxels * 4
-    cache = bytes_needed <= config.cache_limit_gb * 1e9
-    train_stream = ShowerStream(
-        Path(data_path), model.condition_names, 0, n_train, config.batch_size, config.chunk_size, cache
-    )
-    val_stream = ShowerStream(
-        Path(data_path), model.condition_names, n_train, n_total, max(config.batch_size, 2048), config.chunk_size, cache
-    )
-
+    data = _data(data_path, model, config, state.get("data") if state is not None else None)
     if state is None:
-        fit_stream = ShowerStream(
-            Path(data_path), model.condition_names, 0, min(n_train, 50_000), 1, config.chunk_size, False
-        )
-        model.fit_preprocessing(*fit_stream.all())
-        model.condition_range = _condition_range(data_path, model.condition_names, n_train, config.chunk_size)
+        _fit_preprocessing(model, data_path, data.train, config.chunk_size)
     model.to(device)
+
+    # Optimisers, schedules and EMA: new, or as the checkpoint left them.
     optimizers = _make_optimizers(model, config)
-    schedulers = {name: _make_scheduler(opt, config, train_stream.n_batches()) for name, opt in optimizers.items()}
+    schedulers = {name: _make_scheduler(opt, config, data.train.n_batches()) for name, opt in optimizers.items()}
     ema = copy.deepcopy(model) if config.ema_decay else None
     history: list[dict[str, float]] = []
     best_val, best_state, start_epoch, stale = math.inf, None, 0, 0
@@ -331,71 +355,36 @@ def _train(
         best_val, start_epoch, stale = state["best_val"], state["epoch"], state["stale"]
         best_state = state["best_model"]
     else:
-        with atomic_output(run / "train_config.json", force=True) as tmp:
-            import json
-
-            Path(tmp).write_text(
-                json.dumps(
-                    {
-                        "train": dataclasses.asdict(config),
-                        "model": model.checkpoint_dict()["config"],
-                        "family": model.family,
-                        # what "auto" became on this machine (a resumed run may resolve it anew)
-                        "resolved": {"device": str(device), "precision": precision},
-                    },
-                    indent=2,
-                )
-            )
+        _write_train_config(run, config, model, device, precision)
 
     noise = model.training_noise_mev()
     started = time.monotonic()
     seconds_before = history[-1]["seconds"] if history else 0.0  # log.csv counts the whole run's time
     stopped = "epochs"
-    epoch = start_epoch
     for epoch in range(start_epoch, config.epochs):
+        # Every random draw is seeded from (seed, epoch): a resumed run continues as an uninterrupted one.
         torch.manual_seed(config.seed * 100_003 + epoch)
         shuffle = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
         noise_gen = torch.Generator().manual_seed(config.seed * 100_003 + epoch + 7)
-        model.train()
-        sums: dict[str, float] = {}
-        count = 0
-        bar = tqdm(
-            train_stream.batches(shuffle),
-            total=train_stream.n_batches(),
-            desc=f"epoch {epoch + 1}/{config.epochs}",
-            disable=not progress,
-            leave=False,
-        )
-        update = _updater(optimizers, schedulers, config, device, epoch)
         steps_before = {name: sch.last_epoch for name, sch in schedulers.items() if sch is not None}
-        for showers, conds in bar:
-            showers = dequantize(showers, noise, noise_gen).to(device)
-            conds = conds.to(device)
-            with autocast_context(device, precision):
-                logged = model.training_step(showers, conds, update)
-            if ema is not None:
-                with torch.no_grad():
-                    for p_ema, p in zip(ema.parameters(), model.parameters(), strict=True):
-                        p_ema.lerp_(p, 1 - config.ema_decay)
-            for key, value in logged.items():
-                sums[key] = sums.get(key, 0.0) + float(value) * len(showers)
-            count += len(showers)
-            bar.set_postfix(loss=f"{float(logged['loss']):.4f}")
+        means = _run_epoch(model, ema, data.train, _updater(optimizers, schedulers, config, device, epoch), shuffle,
+                           noise_gen, noise, device, precision, config, f"epoch {epoch + 1}/{config.epochs}", progress)  # fmt: skip
         if config.max_minutes is not None:
             elapsed = time.monotonic() - started
             steps = {name: sch.last_epoch - steps_before[name] for name, sch in schedulers.items() if sch is not None}
             _fit_cosine_to_budget(schedulers, config, elapsed, epoch + 1 - start_epoch, epoch + 1, steps)
         judged = ema if ema is not None else model
-        val_loss = _validate(judged, val_stream, device, config, noise)
+        val_loss = _validate(judged, data.val, device, config, noise)
         if config.schedule == "plateau":
             for scheduler in schedulers.values():
                 scheduler.step(val_loss)
-        means = {key: value / max(count, 1) for key, value in sums.items()}
         row = {"epoch": epoch + 1, "train_loss": means.pop("loss"), "val_loss": val_loss,
                **{f"train_{key}": value for key, value in means.items()},
                "lr": next(iter(optimizers.values())).param_groups[0]["lr"],
                "seconds": seconds_before + time.monotonic() - started}  # fmt: skip
         history.append(row)
+
+        # Which weights model.pt keeps, then the checkpoint and the log.
         keep_last = config.select == "last" or (config.select == "auto" and model.adversarial)
         if val_loss < best_val:
             best_val, stale = val_loss, 0
@@ -409,13 +398,14 @@ def _train(
             "schedulers": {name: sch.state_dict() for name, sch in schedulers.items() if sch is not None},
             "ema": ema.state_dict() if ema is not None else None,
             "history": history, "best_val": best_val, "best_model": best_state, "epoch": epoch + 1, "stale": stale,
-            "data": fingerprint,
+            "data": data.fingerprint,
         })  # fmt: skip
         _write_log(run / LOG, history)
         if progress:
             tqdm.write(f"epoch {epoch + 1}: train {row['train_loss']:.4f}  val {val_loss:.4f}  lr {row['lr']:.2e}")
         if on_epoch is not None:
             on_epoch(epoch + 1, row)
+
         if config.patience is not None and stale >= config.patience:
             stopped = "early stopping"
             break
@@ -428,6 +418,32 @@ def _train(
     with atomic_output(run / MODEL, force=True) as tmp:
         torch.save(best_state, tmp)
     return TrainResult(run, run / MODEL, len(history), best_val, history, stopped)
+
+
+def _run_epoch(
+    model: Surrogate, ema: Surrogate | None, stream: ShowerStream, update: Callable[[str, torch.Tensor], None],
+    shuffle: torch.Generator, noise_gen: torch.Generator, noise: float, device: torch.device, precision: str,
+    config: TrainConfig, description: str, progress: bool,
+) -> dict[str, float]:  # fmt: skip
+    """One pass over the training showers; returns the mean of each logged scalar (``"loss"`` among them)."""
+    model.train()
+    sums: dict[str, float] = {}
+    count = 0
+    bar = tqdm(stream.batches(shuffle), total=stream.n_batches(), desc=description, disable=not progress, leave=False)
+    for showers, conds in bar:
+        showers = dequantize(showers, noise, noise_gen).to(device)
+        conds = conds.to(device)
+        with autocast_context(device, precision):
+            logged = model.training_step(showers, conds, update)
+        if ema is not None:
+            with torch.no_grad():
+                for p_ema, p in zip(ema.parameters(), model.parameters(), strict=True):
+                    p_ema.lerp_(p, 1 - config.ema_decay)
+        for key, value in logged.items():
+            sums[key] = sums.get(key, 0.0) + float(value) * len(showers)
+        count += len(showers)
+        bar.set_postfix(loss=f"{float(logged['loss']):.4f}")
+    return {key: value / max(count, 1) for key, value in sums.items()}
 
 
 def _condition_range(path: Path, names: tuple[str, ...], stop: int, chunk_size: int) -> tuple[list[float], list[float]]:
