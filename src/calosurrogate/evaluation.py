@@ -374,47 +374,64 @@ def evaluate_files(
     result = EvaluationResult(
         geometry.name, {"reference": n, "generated": n}, settings_dict, provenance, warnings=notes
     )
-    ref_f, gen_f = ref_sum.features, gen_sum.features
     do_floor = settings.floors and n >= MIN_FLOOR_SHOWERS
-    half_a, half_b = ref_f[: n // 2], ref_f[n // 2 :]
-
     if "histograms" in settings.metrics:
-        pairs = feature_histograms(geometry, ref_f, gen_f, min_energy)
-        floor_pairs = {p.key: p for p in feature_histograms(geometry, half_a, half_b, min_energy)} if do_floor else {}
-        if voxel_bins is not None:
-            pairs.append(
-                HistogramPair("voxel_energy", "voxel energy [MeV]", voxel_bins, voxel_counts["reference"], voxel_counts["generated"],
-                              voxel_outside["reference"], voxel_outside["generated"], log_x=True)
-            )  # fmt: skip
-            if do_floor:
-                floor_pairs["voxel_energy"] = HistogramPair(
-                    "voxel_energy", "", voxel_bins, voxel_counts["half0"], voxel_counts["half1"]
-                )
-        result.histograms = pairs
-        for pair in pairs:
-            s = pair.separation_power()
-            floor = floor_pairs[pair.key].separation_power() if pair.key in floor_pairs else None
-            entry = _metric_entry(s, floor)
-            entry.update(
-                {
-                    "label": pair.label,
-                    "reference_outside": pair.reference_outside,
-                    "generated_outside": pair.generated_outside,
-                }
-            )
-            result.separation[pair.key] = entry
-        result.warnings += _outside_warnings(pairs)
-
-    needs_high = any(m in settings.metrics for m in ("fpd", "kpd", "cls-high"))
-    if needs_high:
-        x_ref, x_gen = ref_f.classifier_inputs(), gen_f.classifier_inputs()
-        x_ref, x_gen = np.nan_to_num(x_ref), np.nan_to_num(x_gen)
-        x_a, x_b = x_ref[: n // 2], x_ref[n // 2 :]
-    fpd_kw = {
-        "min_samples": settings.fpd_min_samples,
-        "max_samples": settings.fpd_max_samples,
-        "num_batches": settings.fpd_num_batches,
+        _add_separation(
+            result, geometry, ref_sum, gen_sum, min_energy, do_floor, voxel_bins, voxel_counts, voxel_outside
+        )
+    high_level = None
+    if any(m in settings.metrics for m in ("fpd", "kpd", "cls-high")):
+        high_level = tuple(np.nan_to_num(s.features.classifier_inputs()) for s in (ref_sum, gen_sum))
+        _add_distances(result, settings, *high_level, do_floor)
+    _add_cfd(result, ref_sum, gen_sum, do_floor)
+    _add_classifiers(result, settings, geometry, ref_sum, gen_sum, high_level, do_floor)
+    result.mean_showers = {"reference": ref_sum.mean_shower, "generated": gen_sum.mean_shower}
+    result.mean_layer_energy = {
+        "reference": ref_sum.features.e_layer.mean(0),
+        "generated": gen_sum.features.e_layer.mean(0),
     }
+    return result
+
+
+def _add_separation(
+    result: EvaluationResult, geometry: CylindricalGeometry, ref_sum: SampleSummary, gen_sum: SampleSummary,
+    min_energy: float, do_floor: bool, voxel_bins: np.ndarray | None, voxel_counts: dict[str, np.ndarray],
+    voxel_outside: dict[str, int],
+) -> None:  # fmt: skip
+    """Histograms of every high-level feature (and the pooled voxel energies) with their separation powers."""
+    ref_f, gen_f = ref_sum.features, gen_sum.features
+    n = len(ref_f.e_tot)
+    half_a, half_b = ref_f[: n // 2], ref_f[n // 2 :]
+    pairs = feature_histograms(geometry, ref_f, gen_f, min_energy)
+    floor_pairs = {p.key: p for p in feature_histograms(geometry, half_a, half_b, min_energy)} if do_floor else {}
+    if voxel_bins is not None:
+        pairs.append(
+            HistogramPair("voxel_energy", "voxel energy [MeV]", voxel_bins, voxel_counts["reference"], voxel_counts["generated"],
+                          voxel_outside["reference"], voxel_outside["generated"], log_x=True)
+        )  # fmt: skip
+        if do_floor:
+            floor_pairs["voxel_energy"] = HistogramPair(
+                "voxel_energy", "", voxel_bins, voxel_counts["half0"], voxel_counts["half1"]
+            )
+    result.histograms = pairs
+    for pair in pairs:
+        s = pair.separation_power()
+        floor = floor_pairs[pair.key].separation_power() if pair.key in floor_pairs else None
+        entry = _metric_entry(s, floor)
+        entry.update({"label": pair.label, "reference_outside": pair.reference_outside,
+                      "generated_outside": pair.generated_outside})  # fmt: skip
+        result.separation[pair.key] = entry
+    result.warnings += _outside_warnings(pairs)
+
+
+def _add_distances(
+    result: EvaluationResult, settings: EvaluationSettings, x_ref: np.ndarray, x_gen: np.ndarray, do_floor: bool
+) -> None:
+    """FPD and KPD on the high-level features, each beside its floor (the reference's halves)."""
+    half = len(x_ref) // 2
+    x_a, x_b = x_ref[:half], x_ref[half:]
+    fpd_kw = {"min_samples": settings.fpd_min_samples, "max_samples": settings.fpd_max_samples,
+              "num_batches": settings.fpd_num_batches}  # fmt: skip
     kpd_kw = {"batch_size": settings.kpd_batch_size, "num_batches": settings.kpd_num_batches}
     if "fpd" in settings.metrics:
         value = fpd(x_ref, x_gen, **fpd_kw).scaled(1e3, " x 1e3")
@@ -424,21 +441,31 @@ def evaluate_files(
         value = kpd(x_ref, x_gen, **kpd_kw).scaled(1e3, " x 1e3")
         floor = kpd(x_a, x_b, **kpd_kw).scaled(1e3, " x 1e3") if do_floor else None
         result.scalars["KPD x 1e3"] = _metric_entry(value, floor)
+
+
+def _add_cfd(result: EvaluationResult, ref_sum: SampleSummary, gen_sum: SampleSummary, do_floor: bool) -> None:
+    """CFD of each variant the passes accumulated, with its floor and both correlation maps."""
     for variant, acc in ref_sum.cfd.items():
         value = cfd_from_accumulators(acc, gen_sum.cfd[variant])
-        halves = ref_sum.cfd_halves[variant]
-        floor = cfd_from_accumulators(*halves) if do_floor else None
+        floor = cfd_from_accumulators(*ref_sum.cfd_halves[variant]) if do_floor else None
         result.scalars[f"CFD {variant}"] = _metric_entry(value, floor)
         result.correlation_maps[variant] = {
             "reference": acc.correlation_map(),
             "generated": gen_sum.cfd[variant].correlation_map(),
         }
 
+
+def _add_classifiers(
+    result: EvaluationResult, settings: EvaluationSettings, geometry: CylindricalGeometry, ref_sum: SampleSummary,
+    gen_sum: SampleSummary, high_level: tuple[np.ndarray, np.ndarray] | None, do_floor: bool,
+) -> None:  # fmt: skip
+    """Each classifier test asked for (optionally with its floor)."""
     for kind in ("cls-low", "cls-low-normed", "cls-high", "cls-cnn"):
         if kind not in settings.metrics:
             continue
         if kind == "cls-high":
-            ref_in, gen_in = x_ref, x_gen
+            assert high_level is not None
+            ref_in, gen_in = high_level
         else:
             stored = _INPUTS_OF.get(kind, kind)
             ref_in, gen_in = ref_sum.low_level[stored], gen_sum.low_level[stored]
@@ -450,10 +477,6 @@ def evaluate_files(
             floor = classifier_test(ref_in[:half], ref_in[half:], settings.classifier, kind, image_shape)
             entry["floor"], entry["floor_std"] = floor.auc, floor.auc_std
         result.classifiers[kind] = entry
-
-    result.mean_showers = {"reference": ref_sum.mean_shower, "generated": gen_sum.mean_shower}
-    result.mean_layer_energy = {"reference": ref_f.e_layer.mean(0), "generated": gen_f.e_layer.mean(0)}
-    return result
 
 
 def _outside_warnings(pairs: list[HistogramPair], tolerance: float = 0.002, dropped: float = 0.01) -> list[str]:
