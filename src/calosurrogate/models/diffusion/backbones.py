@@ -20,6 +20,8 @@ their inputs and read their outputs.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -276,7 +278,34 @@ class CylindricalUNet(nn.Module):
         return self.out(F.silu(h)).flatten(1).float()
 
 
+def _mlp(geometry: CylindricalGeometry, n_conditions: int, settings: Any, outputs_per_voxel: int) -> nn.Module:
+    mlp = SpikeSlabMLP if outputs_per_voxel == 3 else ResidualMLP
+    return mlp(geometry.n_voxels, n_conditions, settings.hidden, settings.blocks)
+
+
+def _transformer(geometry: CylindricalGeometry, n_conditions: int, settings: Any, outputs_per_voxel: int) -> nn.Module:
+    return LayerTransformer(geometry, n_conditions, settings.transformer_dim, settings.transformer_depth)
+
+
+def _unet(geometry: CylindricalGeometry, n_conditions: int, settings: Any, outputs_per_voxel: int) -> nn.Module:
+    if geometry.is_regular:
+        return CylindricalUNet(geometry, n_conditions, settings.unet_channels, settings.unet_attention)
+    # Irregular layers (dataset 1): convolve on GLaM's regular grid.
+    from calosurrogate.models.diffusion.glam import GeometryLatentMap, GridBackbone
+
+    glam = GeometryLatentMap(geometry)
+    return GridBackbone(glam, CylindricalUNet(glam.latent_geometry, n_conditions, settings.unet_channels,
+                                              settings.unet_attention))  # fmt: skip
+
+
+BackboneBuilder = Callable[[CylindricalGeometry, int, Any, int], nn.Module]
+BACKBONES: dict[str, BackboneBuilder] = {"mlp": _mlp, "transformer": _transformer, "unet": _unet}
+"""``name -> build(geometry, n_conditions, settings, outputs_per_voxel)``: a new backbone is a class
+above and one entry here (settings: :class:`~calosurrogate.models.diffusion.config.BackboneConfig`)."""
+
+
 __all__ = [
+    "BACKBONES",
     "ConditionEmbedding",
     "CylindricalUNet",
     "LayerTransformer",

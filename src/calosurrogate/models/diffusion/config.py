@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from calosurrogate.models.base import ConfigError
+from calosurrogate.models.diffusion.backbones import BACKBONES
 from calosurrogate.models.diffusion.objectives import OBJECTIVES
 from calosurrogate.models.diffusion.samplers import SAMPLERS
-
-BACKBONES = ("mlp", "transformer", "unet")
 
 
 @dataclass
@@ -57,7 +56,7 @@ class BackboneConfig:
     def __post_init__(self) -> None:
         self.unet_channels = tuple(self.unet_channels)
         if self.name not in BACKBONES:
-            raise ConfigError(f"backbone name must be one of {BACKBONES}, got {self.name!r}")
+            raise ConfigError(f"backbone name must be one of {tuple(BACKBONES)}, got {self.name!r}")
 
 
 @dataclass

@@ -28,9 +28,8 @@ from calosurrogate.models.components import (
     coupling_spline_flow,
 )
 from calosurrogate.models.diffusion import samplers
-from calosurrogate.models.diffusion.backbones import CylindricalUNet, LayerTransformer, ResidualMLP, SpikeSlabMLP
+from calosurrogate.models.diffusion.backbones import BACKBONES
 from calosurrogate.models.diffusion.config import DiffusionConfig, config_from_format_1
-from calosurrogate.models.diffusion.glam import GeometryLatentMap, GridBackbone
 from calosurrogate.models.diffusion.objectives import OBJECTIVES, Objective
 
 
@@ -65,19 +64,8 @@ class DiffusionSurrogate(Surrogate):
             self.first_stage = LayerEnergyStage(geometry.layer_offsets.tolist(), flow_i, k, 1e-6, stage.occupancy)
             k = k + n_layers  # the voxel model also sees the (standardised log) layer energies
         self.library = FaintLayerLibrary(geometry.layer_offsets.tolist()) if stage.library else None
-        net = config.backbone
-        if net.name == "transformer":
-            self.net = LayerTransformer(geometry, k, net.transformer_dim, net.transformer_depth)
-        elif net.name == "unet" and geometry.is_regular:
-            self.net = CylindricalUNet(geometry, k, net.unet_channels, net.unet_attention)
-        elif net.name == "unet":  # irregular layers (dataset 1): convolve on GLaM's regular grid
-            glam = GeometryLatentMap(geometry)
-            self.net = GridBackbone(
-                glam, CylindricalUNet(glam.latent_geometry, k, net.unet_channels, net.unet_attention)
-            )
-        else:
-            mlp = SpikeSlabMLP if self.objective.outputs_per_voxel == 3 else ResidualMLP
-            self.net = mlp(geometry.n_voxels, k, net.hidden, net.blocks)
+        build = BACKBONES[config.backbone.name]
+        self.net = build(geometry, k, config.backbone, self.objective.outputs_per_voxel)
         # The frozen teacher of a distillation student (same architecture, weights copied in).
         self.teacher = copy.deepcopy(self.net).requires_grad_(False) if config.distill_steps else None
         self.register_buffer("code_low", torch.full((geometry.n_voxels,), -10.0))
