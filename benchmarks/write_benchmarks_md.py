@@ -55,7 +55,8 @@ def _speed_sections() -> list[str]:
         data = json.loads(path.read_text())
         rows = data["results"]
         sizes = sorted({r["batch_size"] for r in rows})
-        out += [f"## Sampling speed by family ({data['geometry']}, {rows[0]['device'] if rows else ''})", "",
+        out += [f"## Sampling speed by family ({data['geometry']}, {rows[0]['device'] if rows else ''}, "
+                f"bf16 {'native' if _bf16_native(data) else 'emulated'})", "",
                 f"Command: `{data['command']}`  ", f"Machine: {_machine(data)}; commit {data['commit']}, {data['date']}", "",
                 "Default configuration of each family; time per shower is the median of repeated full sampling passes "
                 "(noise, network, cut) after warm-up, in ms, with the 16-84% spread of the repeats.", "",
@@ -428,6 +429,35 @@ def _published_rows(dataset: str, names: list[str]) -> list[str]:
     return rows
 
 
+def _model_sections() -> list[str]:
+    """One section per trained-model benchmark run (the run log)."""
+    out: list[str] = []
+    for path in sorted(RESULTS.glob("model_*.json")):
+        data = json.loads(path.read_text())
+        out += [f"## Surrogate quality: `{_model_label(data)}` on {data['geometry']}", "",
+                f"Command: `{data['command']}`  ", f"Machine: {_machine(data)}; commit {data['commit']}, {data['date']}", "",
+                *([f"Note: {data['note']}", ""] if data.get("note") else []),
+                f"Budget: {data['train_minutes_budget']} minutes of training ({data['train_precision']} autocast{_threads(data)}), which bought "
+                f"{data['epochs']} epochs{_selected(data)} over {data['n_train']:,} training showers; judged against {data['n_reference']:,} reference showers "
+                "(classifiers: `cpu` preset, 3 runs).", "",
+                "| sampling precision | ms / shower (batch 10,000, CPU) | AUC low | AUC high | FPD x 1e3 (floor) | KPD x 1e3 | CFD layer (floor) | S(E_tot/E_inc) |",
+                "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for precision, r in data["results"].items():
+            out.append(
+                f"| {precision} | {r['sampling_ms_per_shower_batch_10000']:.3f} | {r['auc_low']:.3f} ± {r['auc_low_std']:.3f} | "
+                f"{r['auc_high']:.3f} ± {r['auc_high_std']:.3f} | {r['FPD x 1e3']['value']:.2f} ({r['FPD x 1e3']['floor']:.2f}) | "
+                f"{_pm(r['KPD x 1e3'], 2)} | {r['CFD layer']['value']:.3f} ({r['CFD layer']['floor']:.3f}) | {r['separation_etot_einc']:.4f} |"
+            )
+        dataset = {"ds1-photons": "ds1_photons", "ds2": "ds2"}.get(data["geometry"])
+        peers = PEERS.get(data["model"], PEERS["flow"])
+        published = _published_rows(dataset, peers) if dataset else []
+        if published:
+            out += ["", "For scale, published CaloChallenge rows on the Geant4 data of the same geometry:", "",
+                    "| model | AUC low | AUC high | FPD x 1e3 | ms / shower CPU, batch 10,000 |", "|---|---|---|---|---|", *published]  # fmt: skip
+        out.append("")
+    return out
+
+
 def main() -> None:
     out = ["# Benchmarks", "",
            "Every figure below was measured by the command shown, on the machine shown, and is rendered from",
@@ -446,7 +476,7 @@ def main() -> None:
         out += ["", "Goal (issue 2): at least 500 ds2 showers per second on the 2-core machine.", ""]
     for qs in (json.loads(p.read_text()) for p in sorted(RESULTS.glob("quickstart*.json"))):
         cls = qs["classifiers"].get("cls-high", {})
-        out += ["## The main job (`bash scripts/quickstart.sh`)", "", f"Machine: {_machine(qs)}; commit {qs['commit']}, {qs['date']}", "",
+        out += [f"## The main job (`bash scripts/quickstart.sh`, CPU with bf16 {'native' if _bf16_native(qs) else 'emulated'})", "", f"Machine: {_machine(qs)}; commit {qs['commit']}, {qs['date']}", "",
                 f"Wall time {qs['wall_seconds'] / 60:.1f} minutes ({qs['note']}). Steps (s): "
                 + ", ".join(f"{k} {v:.0f}" for k, v in qs["step_seconds"].items()) + ".", "",
                 f"{qs['n_showers']['reference']:,} showers judged; training budget {qs['train_config']['max_minutes']} min "
@@ -486,38 +516,20 @@ def main() -> None:
                 out.append(f"| {key} | {_pm(same[key])} | {same[key]['floor']:.3f} |")
         out += ["", f"With the generated energies scaled by 1.05, the separation power of E_tot/E_inc rises to "
                 f"{ev['scaled_by_1.05']['separation_etot_einc']:.3f}.", ""]  # fmt: skip
-    for path in sorted(RESULTS.glob("model_*.json")):
-        data = json.loads(path.read_text())
-        out += [f"## Surrogate quality: `{_model_label(data)}` on {data['geometry']}", "",
-                f"Command: `{data['command']}`  ", f"Machine: {_machine(data)}; commit {data['commit']}, {data['date']}", "",
-                *([f"Note: {data['note']}", ""] if data.get("note") else []),
-                f"Budget: {data['train_minutes_budget']} minutes of training ({data['train_precision']} autocast{_threads(data)}), which bought "
-                f"{data['epochs']} epochs{_selected(data)} over {data['n_train']:,} training showers; judged against {data['n_reference']:,} reference showers "
-                "(classifiers: `cpu` preset, 3 runs).", "",
-                "| sampling precision | ms / shower (batch 10,000, CPU) | AUC low | AUC high | FPD x 1e3 (floor) | KPD x 1e3 | CFD layer (floor) | S(E_tot/E_inc) |",
-                "|---|---|---|---|---|---|---|---|"]  # fmt: skip
-        for precision, r in data["results"].items():
-            out.append(
-                f"| {precision} | {r['sampling_ms_per_shower_batch_10000']:.3f} | {r['auc_low']:.3f} ± {r['auc_low_std']:.3f} | "
-                f"{r['auc_high']:.3f} ± {r['auc_high_std']:.3f} | {r['FPD x 1e3']['value']:.2f} ({r['FPD x 1e3']['floor']:.2f}) | "
-                f"{_pm(r['KPD x 1e3'], 2)} | {r['CFD layer']['value']:.3f} ({r['CFD layer']['floor']:.3f}) | {r['separation_etot_einc']:.4f} |"
-            )
-        dataset = {"ds1-photons": "ds1_photons", "ds2": "ds2"}.get(data["geometry"])
-        peers = PEERS.get(data["model"], PEERS["flow"])
-        published = _published_rows(dataset, peers) if dataset else []
-        if published:
-            out += ["", "For scale, published CaloChallenge rows on the Geant4 data of the same geometry:", "",
-                    "| model | AUC low | AUC high | FPD x 1e3 | ms / shower CPU, batch 10,000 |", "|---|---|---|---|---|", *published]  # fmt: skip
-        out.append("")
+    out += _pareto_sections()
+    out += ["Every run behind these rows, with its command, budget, per-precision figures and notes: "
+            "[benchmarks/results/RUNS.md](benchmarks/results/RUNS.md); how the ds2 diffusion set-up was found: "
+            "[benchmarks/LOG.md](benchmarks/LOG.md).", ""]  # fmt: skip
     out += _speed_sections()
     out += _lever_sections()
-    out += _steps_sections()
     out += _distillation_sections()
     out += _ablation_sections()
-    out += _pareto_sections()
     out += _reliability_sections()
     (ROOT / "BENCHMARKS.md").write_text("\n".join(out) + "\n")
-    print("wrote BENCHMARKS.md")
+    runs = ["# Runs", "", "One section per benchmark run, rendered from the JSON files beside this one by "
+            "`python benchmarks/write_benchmarks_md.py`; the results page is BENCHMARKS.md.", ""]  # fmt: skip
+    (RESULTS / "RUNS.md").write_text("\n".join(runs + _model_sections() + _steps_sections()) + "\n")
+    print("wrote BENCHMARKS.md and benchmarks/results/RUNS.md")
 
 
 if __name__ == "__main__":
