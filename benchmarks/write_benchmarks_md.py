@@ -55,8 +55,9 @@ def _speed_sections() -> list[str]:
         data = json.loads(path.read_text())
         rows = data["results"]
         sizes = sorted({r["batch_size"] for r in rows})
+        families = ", ".join(sorted({r["family"] for r in rows}))
         out += [f"## Sampling speed by family ({data['geometry']}, {rows[0]['device'] if rows else ''}, "
-                f"bf16 {'native' if _bf16_native(data) else 'emulated'})", "",
+                f"bf16 {'native' if _bf16_native(data) else 'emulated'}: {families})", "",
                 f"Command: `{data['command']}`  ", f"Machine: {_machine(data)}; commit {data['commit']}, {data['date']}", "",
                 "Default configuration of each family; time per shower is the median of repeated full sampling passes "
                 "(noise, network, cut) after warm-up, in ms, with the 16-84% spread of the repeats.", "",
