@@ -151,3 +151,57 @@ def test_written_outputs(sim_files, same_result, tmp_path) -> None:
         write_evaluation(same_result, GEOMETRY, tmp_path / "eval")
     with h5py.File(sim_files["reference"]) as f:
         assert f["showers"].shape == (N, 368)
+
+
+def _copy(src, dst):
+    batch = read_showers(src, max_showers=4000)
+    return write_showers(dst, batch.incident_energies, batch.showers)
+
+
+def test_floors_are_cached_beside_the_reference_by_content(sim_files, tmp_path) -> None:
+    reference = _copy(sim_files["reference"], tmp_path / "reference.h5")
+    generated = _copy(sim_files["same"], tmp_path / "generated.h5")
+    settings = _settings(metrics=("fpd", "kpd", "prdc"), kpd_num_batches=3)
+    first = evaluate_files(reference, generated, GEOMETRY, settings)
+    assert "floors_from_cache" not in first.provenance
+    cache = tmp_path / ".reference.h5.calo-floors.json"
+    assert len(json.loads(cache.read_text())["entries"]) == 3  # fpd, kpd, prdc
+    second = evaluate_files(reference, generated, GEOMETRY, settings)
+    assert second.provenance["floors_from_cache"]["metrics"] == ["fpd", "kpd", "prdc"]
+    for key, entry in first.scalars.items():
+        assert second.scalars[key]["floor"] == entry["floor"] and second.scalars[key]["value"] == entry["value"]
+    # other settings are another entry, not a stale hit
+    other = evaluate_files(reference, generated, GEOMETRY, _settings(metrics=("kpd",), kpd_num_batches=4))
+    assert "floors_from_cache" not in other.provenance
+    # the reference rewritten in place under the same name: its floors are computed anew
+    batch = read_showers(reference)
+    write_showers(reference, batch.incident_energies, batch.showers * 1.3, force=True)
+    third = evaluate_files(reference, generated, GEOMETRY, settings)
+    assert "floors_from_cache" not in third.provenance
+    assert third.scalars["FPD x 1e3"]["floor"] != first.scalars["FPD x 1e3"]["floor"]
+    assert len(json.loads(cache.read_text())["entries"]) == 7
+
+
+def test_a_damaged_or_unwritable_cache_costs_nothing_but_time(sim_files, tmp_path) -> None:
+    reference = _copy(sim_files["reference"], tmp_path / "reference.h5")
+    generated = _copy(sim_files["same"], tmp_path / "generated.h5")
+    cache = tmp_path / ".reference.h5.calo-floors.json"
+    cache.write_text("{not json")
+    settings = _settings(metrics=("fpd",))
+    result = evaluate_files(reference, generated, GEOMETRY, settings)
+    assert "floor" in result.scalars["FPD x 1e3"] and json.loads(cache.read_text())["format"] == 1
+    cache.unlink()
+    cache.mkdir()  # a name that cannot be written as a file: the write fails, the evaluation does not
+    with pytest.warns(UserWarning, match="floor cache not written"):
+        result = evaluate_files(reference, generated, GEOMETRY, settings)
+    assert "floor" in result.scalars["FPD x 1e3"]
+
+
+def test_without_floors_nothing_is_judged_against_a_floor(sim_files) -> None:
+    result = evaluate_files(
+        sim_files["reference"], sim_files["same"], GEOMETRY, _settings(metrics=("histograms", "kpd"), floors=False)
+    )
+    assert all("floor" not in e for e in [*result.scalars.values(), *result.separation.values()])
+    from calosurrogate.report.verdict import verdict
+
+    assert verdict(result.to_json_dict())["status"] == "not judged"

@@ -117,8 +117,8 @@ def geometry_cmd(name: str, xml_out: Path | None, force: bool) -> None:
     "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output folder."
 )
 @click.option(
-    "--metrics", default="histograms,fpd,kpd,cfd,cls-high", show_default=True,
-    help="Comma list of: histograms, fpd, kpd, cfd, cls-low, cls-low-normed, cls-high, cls-cnn (image CNN; ds2/ds3).",
+    "--metrics", default="histograms,fpd,kpd,prdc,cfd,cls-high", show_default=True,
+    help="Comma list of: histograms, fpd, kpd, prdc, cfd, cls-low, cls-low-normed, cls-high, cls-cnn (image CNN; ds2/ds3).",
 )  # fmt: skip
 @click.option(
     "--classifier", "classifier_preset", type=click.Choice(["cpu", "reference"]), default="cpu", show_default=True,
@@ -127,7 +127,11 @@ def geometry_cmd(name: str, xml_out: Path | None, force: bool) -> None:
 @click.option("--classifier-runs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Independent classifier trainings.")  # fmt: skip
 @click.option("--classifier-epochs", type=click.IntRange(min=1), default=None, help="Override the preset's epochs.")
-@click.option("--fast", is_flag=True, help="Reduced FPD/KPD sample sizes and classifier (quick look, not comparable).")
+@click.option(
+    "--fast", is_flag=True, help="Reduced FPD/KPD/PRDC sample sizes and classifier (quick look, not comparable)."
+)
+@click.option("--no-floors", is_flag=True,
+              help="Skip the reference-half floors (quicker; the verdict then has nothing to judge against).")  # fmt: skip
 @click.option(
     "--max-showers", type=click.IntRange(min=1), default=None, help="Use at most this many showers of each file."
 )
@@ -138,8 +142,8 @@ def geometry_cmd(name: str, xml_out: Path | None, force: bool) -> None:
 @_friendly_errors
 def evaluate(
     reference: Path, generated: Path, geometry_name: str, out_dir: Path, metrics: str, classifier_preset: str,
-    classifier_runs: int, classifier_epochs: int | None, fast: bool, max_showers: int | None, on_count_mismatch: str,
-    min_energy: float | None, device: str, force: bool,
+    classifier_runs: int, classifier_epochs: int | None, fast: bool, no_floors: bool, max_showers: int | None,
+    on_count_mismatch: str, min_energy: float | None, device: str, force: bool,
 ) -> None:  # fmt: skip
     """Judge generated showers against reference showers with the CaloChallenge metrics and CFD."""
     from calosurrogate.evaluation import EvaluationSettings, evaluate_files
@@ -161,6 +165,7 @@ def evaluate(
         min_energy=min_energy,
         max_showers=max_showers,
         on_count_mismatch=on_count_mismatch,
+        floors=not no_floors,
     )
     with folder_lock(out_dir, "an evaluation"):  # before the long work: a busy or unwritable --out fails now
         check_evaluation_folder(out_dir, force)

@@ -52,4 +52,29 @@ def test_floor_thresholds_count_the_errors() -> None:
     assert judge_with_floor("s", entry).status == "within its floor"  # 0.002 above: within two errors
     assert judge_with_floor("s", {**entry, "value": 0.02}).status == "close"
     assert judge_with_floor("s", {**entry, "value": 0.04}).status == "separable"
-    assert judge_with_floor("s", {"value": 3.0, "error": 0.1}).status == "within its floor"  # no floor: no judgement
+    assert judge_with_floor("s", {"value": 3.0, "error": 0.1}).status == "no floor"  # no floor: no judgement
+
+
+def test_prdc_directions() -> None:
+    """Precision, recall and coverage fall short of their floors; density misses it either way."""
+    entry = {"value": 0.80, "error": 0.005, "floor": 0.82, "floor_error": 0.005, "direction": "higher"}
+    assert judge_with_floor("precision", {**entry, "value": 0.815}).status == "within its floor"
+    assert judge_with_floor("precision", {**entry, "value": 0.95}).status == "within its floor"  # above: no harm
+    assert judge_with_floor("precision", {**entry, "value": 0.78}).status == "close"  # 5% short
+    assert judge_with_floor("precision", {**entry, "value": 0.5}).status == "separable"
+    density = {**entry, "floor": 1.0, "direction": "closer"}
+    assert judge_with_floor("density", {**density, "value": 1.005}).status == "within its floor"
+    assert judge_with_floor("density", {**density, "value": 1.08}).status == "close"
+    assert judge_with_floor("density", {**density, "value": 1.6}).status == "separable"  # crowding
+    assert judge_with_floor("density", {**density, "value": 0.4}).status == "separable"
+
+
+def test_without_floors_the_verdict_says_not_judged() -> None:
+    numbers = {"scalars": {"FPD x 1e3": {"value": 5000.0, "error": 1.0}},
+               "separation_power": {"E_layer/0": {"value": 0.9, "error": 0.01}}}  # fmt: skip
+    judged = verdict(numbers)
+    assert judged["status"] == "not judged" and judged["sentence"].startswith("Not judged")
+    assert judged["not_judged"] == ["FPD x 1e3", "E_layer/0"]
+    # a classifier needs no floor: it is judged, and the rest is said to be unjudged
+    judged = verdict({**numbers, "classifiers": {"cls-high": {"auc": 0.99}}})
+    assert judged["status"] == "separable" and "Not judged, for want of a floor: 2" in judged["sentence"]

@@ -9,6 +9,10 @@ Thresholds (stated in the report beside the verdict):
   metric between the two halves of the reference) is *within its floor* when its value exceeds
   the floor by at most two standard errors, *close* when it is at most :data:`CLOSE_FACTOR` times
   the floor (plus two errors), *separable* beyond.
+- PRDC's precision, recall and coverage (higher is better) are *within their floor* when they
+  fall short of it by at most two standard errors, *close* when by at most :data:`PRDC_CLOSE`
+  of the floor (plus two errors); density, which a generator can push above its floor by
+  crowding the reference's dense regions, is judged by its distance from the floor either way.
 
 Pure functions over the numbers of an evaluation (``metrics.json``'s content).
 """
@@ -22,8 +26,15 @@ from typing import Any
 AUC_WITHIN = 0.55
 AUC_CLOSE = 0.65
 CLOSE_FACTOR = 3.0
+PRDC_CLOSE = 0.1
 RANK = {"within its floor": 0, "close": 1, "separable": 2}
-WORDS = {"within its floor": "Indistinguishable", "close": "Close", "separable": "Separable"}
+WORDS = {
+    "within its floor": "Indistinguishable",
+    "close": "Close",
+    "separable": "Separable",
+    "not judged": "Not judged",
+}
+NO_FLOOR = "no floor"  # computed without floors (--no-floors, or too few reference showers): not judged
 
 
 @dataclass(frozen=True)
@@ -43,15 +54,26 @@ def judge_auc(metric: str, auc: float) -> Judgement:
 
 
 def judge_with_floor(metric: str, entry: dict[str, Any]) -> Judgement:
-    """A metric with ``value``, ``error`` and ``floor`` (and ``floor_error``) against its floor."""
+    """A metric with ``value``, ``error`` and ``floor`` (and ``floor_error``) against its floor;
+    without a floor its status is :data:`NO_FLOOR`.
+
+    ``entry["direction"]`` says which way is worse: ``"lower"`` (the default: a value above the
+    floor is worse), ``"higher"`` (a value below it is) or ``"closer"`` (any distance from it).
+    """
     value, floor = float(entry["value"]), entry.get("floor")
     if floor is None or not math.isfinite(float(floor)):
-        return Judgement(metric, value, None, "within its floor")
+        return Judgement(metric, value, None, NO_FLOOR)
     floor = float(floor)
     noise = 2 * math.hypot(float(entry.get("error") or 0.0), float(entry.get("floor_error") or 0.0))
-    if value <= floor + noise:
+    direction = entry.get("direction", "lower")
+    if direction == "lower":
+        excess, allowed = value - floor, (CLOSE_FACTOR - 1) * floor
+    else:
+        excess = floor - value if direction == "higher" else abs(value - floor)
+        allowed = PRDC_CLOSE * abs(floor)
+    if excess <= noise:
         status = "within its floor"
-    elif value <= CLOSE_FACTOR * floor + noise:
+    elif excess <= allowed + noise:
         status = "close"
     else:
         status = "separable"
@@ -85,17 +107,23 @@ def verdict(numbers: dict[str, Any], n_worst: int = 3) -> dict[str, Any]:
         numbers: ``metrics.json``'s content (``EvaluationResult.to_json_dict()``).
     """
     headline, observables = judgements(numbers)
+    unjudged = [j.metric for j in headline + observables if j.status == NO_FLOOR]
+    headline = [j for j in headline if j.status != NO_FLOOR]
+    observables = [j for j in observables if j.status != NO_FLOOR]
     counts = {status: sum(j.status == status for j in observables) for status in RANK}
     worst = _worst(observables, n_worst)
     everything = headline + observables
-    status = max((j.status for j in everything), key=RANK.__getitem__, default="within its floor")
+    status = max((j.status for j in everything), key=RANK.__getitem__, default="not judged")
     apart = [j for j in headline if j.status == "separable"]
     named = ", ".join(
         f"{j.metric} ({_num(j.value)} against a floor of {_num(j.floor)})"
         for j in worst
         if j.floor is not None and j.status != "within its floor"
     )
-    if status == "within its floor":
+    if status == "not judged":
+        sentence = ("Not judged: no metric has a floor to stand against (computed without floors, or the reference "
+                    "is too small to halve); read the numbers and plots instead.")  # fmt: skip
+    elif status == "within its floor":
         sentence = "Indistinguishable: every metric is within its floor (the reference's halves against each other)."
     elif status == "close":
         sentence = ("Close: no metric separates the samples clearly, but some sit above their floors; nearest to "
@@ -104,10 +132,13 @@ def verdict(numbers: dict[str, Any], n_worst: int = 3) -> dict[str, Any]:
         what = "".join(f"{j.metric} {_num(j.value)}; " for j in apart)
         sentence = (f"Separable: {what}{counts['separable']} of {len(observables)} observables separate beyond their "
                     f"floors" + (f", most of all {named}." if named else "."))  # fmt: skip
+    if unjudged and status != "not judged":
+        sentence += f" Not judged, for want of a floor: {len(unjudged)} metric(s) and observable(s)."
     return {
         "status": status,
         "word": WORDS[status],
         "sentence": sentence,
+        "not_judged": unjudged,
         "metrics": [j.__dict__ for j in headline],
         "observables": counts,
         "worst": [j.__dict__ for j in worst],
@@ -115,6 +146,7 @@ def verdict(numbers: dict[str, Any], n_worst: int = 3) -> dict[str, Any]:
             "auc_within": AUC_WITHIN,
             "auc_close": AUC_CLOSE,
             "close_factor": CLOSE_FACTOR,
+            "prdc_close": PRDC_CLOSE,
             "noise": "two standard errors of value and floor",
         },
     }

@@ -187,7 +187,8 @@ def _verdict_note(judged: dict[str, Any]) -> str:
     t = judged["thresholds"]
     return (f"Thresholds: a classifier AUC is within its floor up to {t['auc_within']}, close up to {t['auc_close']}; "
             f"a metric with a floor is within it up to the floor plus {t['noise']}, close up to {t['close_factor']:g} "
-            f"times the floor; {judged['observables']['separable']} observables separable, "
+            f"times the floor (PRDC: a shortfall, or for density a distance, of at most {t.get('prdc_close', 0.1):.0%} "
+            f"of the floor); {judged['observables']['separable']} observables separable, "
             f"{judged['observables']['close']} close, {judged['observables']['within its floor']} within their floors.")  # fmt: skip
 
 
@@ -225,7 +226,7 @@ figure img{max-width:100%;display:block}figcaption{font-size:13px;color:#444;mar
 .verdict{font-size:16px;padding:12px 16px;margin:10px 0 14px;border-radius:8px;border-left:6px solid}
 .verdict .note{font-size:12px;color:#555;margin-top:6px}
 .verdict.within-its-floor{background:#e9f6ec;border-color:#2e8b4e}.verdict.close{background:#fff7e0;border-color:#d9a400}
-.verdict.separable{background:#fdecea;border-color:#c0392b}
+.verdict.separable{background:#fdecea;border-color:#c0392b}.verdict.not-judged{background:#eef1f6;border-color:#7a869a}
 details{margin:8px 0 18px}summary{cursor:pointer;font-weight:600}code{font-size:12px}
 """
 

@@ -8,7 +8,9 @@ low-level classifier is asked for, for at most ``classifier.max_per_class`` show
 Floors: where the reference holds enough showers, each metric is also computed for the
 first half of the reference against its second half (the "Geant4 vs Geant4" floor). A
 half-sized sample is noisier than the full one, so a floor is an upper estimate of the
-metric's value for a perfect generator at full size.
+metric's value for a perfect generator at full size. The costly floors (FPD, KPD, PRDC) are
+kept beside the reference file, keyed by its content (:mod:`.floor_cache`), so a reference
+pays for them once.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from calosurrogate.data import ShowerFile, ShowerFileError
+from calosurrogate.evaluation.floor_cache import FloorCache
 from calosurrogate.geometry import CylindricalGeometry, default_min_energy
 from calosurrogate.metrics import (
     ClassifierSettings,
@@ -44,11 +47,12 @@ from calosurrogate.metrics import (
     variant_series,
 )
 from calosurrogate.metrics.cfd import VARIANTS, cfd_from_accumulators
+from calosurrogate.metrics.prdc import prdc
 from calosurrogate.metrics.separation import histogram_counts, voxel_energy_bins
 
-ALL_METRICS = ("histograms", "fpd", "kpd", "cfd", "cls-low", "cls-low-normed", "cls-high", "cls-cnn")
+ALL_METRICS = ("histograms", "fpd", "kpd", "prdc", "cfd", "cls-low", "cls-low-normed", "cls-high", "cls-cnn")
 _INPUTS_OF = {"cls-cnn": "cls-low"}  # metrics that read another metric's stored inputs
-DEFAULT_METRICS = ("histograms", "fpd", "kpd", "cfd", "cls-high")
+DEFAULT_METRICS = ("histograms", "fpd", "kpd", "prdc", "cfd", "cls-high")
 MIN_FLOOR_SHOWERS = 1000
 
 
@@ -63,8 +67,11 @@ class EvaluationSettings:
         classifier: Classifier network and schedule.
         fpd_min_samples, fpd_max_samples, fpd_num_batches: FPD settings (reference: 10k, 50k, 20).
         kpd_batch_size, kpd_num_batches: KPD settings (reference: 10k, 10).
+        prdc_nearest_k, prdc_sample_size, prdc_num_draws: PRDC's k, showers per set and draw, and
+            independent draws (:func:`calosurrogate.metrics.prdc.prdc`).
         cfd_bootstrap: Bootstrap replicas for the CFD errors.
         floors: Compute reference-half vs reference-half floors.
+        floor_cache: Keep the FPD, KPD and PRDC floors beside the reference and reuse them.
         classifier_floor: Also train the classifiers for the floor (costly).
         on_count_mismatch: ``"subsample"`` (use the first min(N) showers of each, with a
             warning) or ``"error"``.
@@ -81,8 +88,12 @@ class EvaluationSettings:
     fpd_num_batches: int = 20
     kpd_batch_size: int = 10_000
     kpd_num_batches: int = 10
+    prdc_nearest_k: int = 5
+    prdc_sample_size: int = 10_000
+    prdc_num_draws: int = 5
     cfd_bootstrap: int = 20
     floors: bool = True
+    floor_cache: bool = True
     classifier_floor: bool = False
     on_count_mismatch: str = "subsample"
     max_showers: int | None = None
@@ -101,9 +112,10 @@ class EvaluationSettings:
 
     @classmethod
     def fast(cls, **overrides: Any) -> EvaluationSettings:
-        """Reduced sample sizes for quick looks (FPD 2k-10k x 5, KPD 2k x 10, small classifier)."""
+        """Reduced sample sizes for quick looks (FPD 2k-10k x 5, KPD 2k x 10, PRDC 2k x 3, small classifier)."""
         base = {
             "fpd_min_samples": 2000, "fpd_max_samples": 10_000, "fpd_num_batches": 5, "kpd_batch_size": 2000,
+            "prdc_sample_size": 2000, "prdc_num_draws": 3,
             "classifier": ClassifierSettings.cpu(epochs=10, max_per_class=20_000), "cfd_bootstrap": 10,
         }  # fmt: skip
         return cls(**{**base, **overrides})
@@ -161,11 +173,12 @@ def file_sha256(path: str | os.PathLike[str], block: int = 1 << 24) -> str:
     return digest.hexdigest()
 
 
-def _metric_entry(value: MetricValue, floor: MetricValue | None) -> dict[str, Any]:
+def _metric_entry(value: MetricValue, floor: MetricValue | dict[str, Any] | None) -> dict[str, Any]:
     entry: dict[str, Any] = {"value": value.value, "error": value.error, "settings": value.settings}
     if floor is not None:
-        entry["floor"] = floor.value
-        entry["floor_error"] = floor.error
+        floor = floor.to_dict() if isinstance(floor, MetricValue) else floor
+        entry["floor"] = floor["value"]
+        entry["floor_error"] = floor["error"]
     return entry
 
 
@@ -375,14 +388,20 @@ def evaluate_files(
         geometry.name, {"reference": n, "generated": n}, settings_dict, provenance, warnings=notes
     )
     do_floor = settings.floors and n >= MIN_FLOOR_SHOWERS
+    cache = None
+    if do_floor and settings.floor_cache:
+        context = {"n_showers": n, "min_energy": min_energy}
+        cache = FloorCache(reference_path, provenance["reference"]["sha256"], context)
     if "histograms" in settings.metrics:
         _add_separation(
             result, geometry, ref_sum, gen_sum, min_energy, do_floor, voxel_bins, voxel_counts, voxel_outside
         )
     high_level = None
-    if any(m in settings.metrics for m in ("fpd", "kpd", "cls-high")):
+    if any(m in settings.metrics for m in ("fpd", "kpd", "prdc", "cls-high")):
         high_level = tuple(np.nan_to_num(s.features.classifier_inputs()) for s in (ref_sum, gen_sum))
-        _add_distances(result, settings, *high_level, do_floor)
+        _add_distances(result, settings, *high_level, do_floor, cache)
+    if cache is not None and cache.hits:
+        result.provenance["floors_from_cache"] = {"file": str(cache.path), "metrics": cache.hits}
     _add_cfd(result, ref_sum, gen_sum, do_floor)
     _add_classifiers(result, settings, geometry, ref_sum, gen_sum, high_level, do_floor)
     result.mean_showers = {"reference": ref_sum.mean_shower, "generated": gen_sum.mean_shower}
@@ -425,22 +444,39 @@ def _add_separation(
 
 
 def _add_distances(
-    result: EvaluationResult, settings: EvaluationSettings, x_ref: np.ndarray, x_gen: np.ndarray, do_floor: bool
-) -> None:
-    """FPD and KPD on the high-level features, each beside its floor (the reference's halves)."""
+    result: EvaluationResult, settings: EvaluationSettings, x_ref: np.ndarray, x_gen: np.ndarray, do_floor: bool,
+    cache: FloorCache | None,
+) -> None:  # fmt: skip
+    """FPD, KPD and PRDC on the high-level features, each beside its floor (the reference's halves)."""
     half = len(x_ref) // 2
     x_a, x_b = x_ref[:half], x_ref[half:]
+
+    def floor_of(metric: str, kwargs: dict[str, Any], compute: Any) -> Any:
+        if not do_floor:
+            return None
+        if cache is None:
+            return compute()
+        return cache.get_or_compute(metric, kwargs, compute)
+
     fpd_kw = {"min_samples": settings.fpd_min_samples, "max_samples": settings.fpd_max_samples,
               "num_batches": settings.fpd_num_batches}  # fmt: skip
     kpd_kw = {"batch_size": settings.kpd_batch_size, "num_batches": settings.kpd_num_batches}
-    if "fpd" in settings.metrics:
-        value = fpd(x_ref, x_gen, **fpd_kw).scaled(1e3, " x 1e3")
-        floor = fpd(x_a, x_b, **fpd_kw).scaled(1e3, " x 1e3") if do_floor else None
-        result.scalars["FPD x 1e3"] = _metric_entry(value, floor)
-    if "kpd" in settings.metrics:
-        value = kpd(x_ref, x_gen, **kpd_kw).scaled(1e3, " x 1e3")
-        floor = kpd(x_a, x_b, **kpd_kw).scaled(1e3, " x 1e3") if do_floor else None
-        result.scalars["KPD x 1e3"] = _metric_entry(value, floor)
+    prdc_kw = {"nearest_k": settings.prdc_nearest_k, "sample_size": settings.prdc_sample_size,
+               "num_draws": settings.prdc_num_draws}  # fmt: skip
+    for metric, function, kwargs in (("fpd", fpd, fpd_kw), ("kpd", kpd, kpd_kw)):
+        if metric not in settings.metrics:
+            continue
+        value = function(x_ref, x_gen, **kwargs).scaled(1e3, " x 1e3")
+        floor = floor_of(metric, kwargs, lambda f=function, k=kwargs: f(x_a, x_b, **k).scaled(1e3, " x 1e3").to_dict())
+        result.scalars[f"{metric.upper()} x 1e3"] = _metric_entry(value, floor)
+    if "prdc" in settings.metrics:
+        values = prdc(x_ref, x_gen, **prdc_kw)
+        floors = floor_of("prdc", prdc_kw, lambda: {k: v.to_dict() for k, v in prdc(x_a, x_b, **prdc_kw).items()})
+        for name, value in values.items():
+            entry = _metric_entry(value, None if floors is None else floors[name])
+            # density sits near its floor from either side; a shortfall of the others is what counts
+            entry["direction"] = "closer" if name == "density" else "higher"
+            result.scalars[f"PRDC {name}"] = entry
 
 
 def _add_cfd(result: EvaluationResult, ref_sum: SampleSummary, gen_sum: SampleSummary, do_floor: bool) -> None:
