@@ -130,3 +130,29 @@ def test_cli_bench_and_export(tiny_geometry, tmp_path, monkeypatch) -> None:
     assert result.exit_code != 0 and "exists" in result.output  # no silent overwrite
     result = runner.invoke(main, ["bench", "--run", str(tmp_path), "--precision", "fp16", "--out", str(tmp_path / "b")])
     assert result.exit_code != 0 and "fp16" in result.output
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_a_bf16_trained_flow_exports_at_the_default_tolerance(fmt, tiny_geometry, tmp_path) -> None:
+    """Training under bf16 autocast leaves fp32 weights; the exported graph runs them in fp32 and
+    must agree with eager fp32 sampling within the default tolerance."""
+    if fmt == "onnx":
+        pytest.importorskip("onnxruntime")
+    from calosurrogate.data import write_showers
+    from calosurrogate.export import DEFAULT_TOLERANCE
+    from calosurrogate.models import load_surrogate
+    from calosurrogate.training import TrainConfig, train
+
+    rng = np.random.default_rng(0)
+    incident = np.exp(rng.uniform(7.0, 11.0, (600, 1)))
+    showers = rng.random((600, tiny_geometry.n_voxels)) * incident / tiny_geometry.n_voxels
+    showers *= rng.random(showers.shape) < 0.6
+    data = write_showers(tmp_path / "train.h5", incident, showers)
+    model = build_surrogate("flow", tiny_geometry, SMALL["flow"])
+    config = TrainConfig(epochs=2, batch_size=100, precision="bf16", seed=0)
+    train(model, data, tmp_path / "run", config, progress=False)
+    recorded = json.loads((tmp_path / "run" / "train_config.json").read_text())
+    assert recorded["resolved"]["precision"] == "bf16"
+    trained = load_surrogate(tmp_path / "run" / "model.pt")
+    result = export_surrogate(trained, tmp_path / f"model.{fmt}", fmt)
+    assert result.max_relative_difference < DEFAULT_TOLERANCE

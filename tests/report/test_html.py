@@ -38,11 +38,14 @@ def report(tmp_path_factory):
 
 def test_every_figure_is_written(report) -> None:
     pngs = [name for name in report if name.endswith(".png")]
-    for expected in ("etot_einc.png", "voxel_energy.png", "separation_overview.png", "mean_showers.png",
-                     "layer_correlations.png", "cfd_maps.png", "E_layer.png", "sparsity.png"):  # fmt: skip
+    for expected in ("etot_einc.png", "response.png", "etot_einc_per_energy.png", "voxel_energy.png",
+                     "separation_overview.png", "mean_showers.png", "profiles.png", "layer_correlations.png",
+                     "cfd_maps.png", "E_layer.png", "sparsity.png"):  # fmt: skip
         assert expected in pngs
     for name in pngs:
         assert report[name].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # every layer has a figure of its own, behind the selector
+    assert sorted(p.name for p in report["layers"].iterdir()) == [f"layer_{i:02d}.png" for i in range(45)]
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (scripts/test.sh installs it where it can)")
@@ -52,13 +55,18 @@ def test_report_renders_in_chromium(report, tmp_path) -> None:
         [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom", html_path.as_uri()],
         capture_output=True, text=True, timeout=120, check=True,
     ).stdout  # fmt: skip
-    n_images = len([name for name in report if name.endswith(".png")])
+    n_images = len([name for name in report if name.endswith(".png")]) + len(list(report["layers"].iterdir()))
     match = re.search(r'data-images-loaded="(\d+)/(\d+)"', dom)
     assert match, "the page's load check did not run"
     assert match.group(1) == match.group(2) == str(n_images)
     metrics_table = re.search(r'<table id="metrics">.*?</table>', dom, re.S).group(0)
     assert metrics_table.count("<tr>") >= 6 and "FPD x 1e3" in metrics_table
-    assert "CFD voxel" in metrics_table
+    assert "CFD voxel" in metrics_table and "PRDC coverage" in metrics_table
+    # the layer selector shows exactly one layer's figure: the selected one
+    selected = re.search(r'<select id="layer-select">.*?<option value="(\d+)" selected(?:="")?>', dom, re.S).group(1)
+    shown = re.findall(r'<figure data-layer="(\d+)" style="display: inline-block;?"', dom)
+    assert shown == [selected]
+    assert len(re.findall(r'<figure data-layer="\d+"', dom)) == 45
     assert re.search(r'<table id="separation">', dom)
     verdict = re.search(r'<div class="verdict ([a-z-]+)" id="verdict"><b>Verdict: (\w+)\.</b>', dom)
     assert verdict and verdict.group(1) in ("within-its-floor", "close", "separable")

@@ -48,6 +48,7 @@ from calosurrogate.metrics import (
 )
 from calosurrogate.metrics.cfd import VARIANTS, cfd_from_accumulators
 from calosurrogate.metrics.prdc import prdc
+from calosurrogate.metrics.response import incident_energy_bins, response_resolution
 from calosurrogate.metrics.separation import histogram_counts, voxel_energy_bins
 
 ALL_METRICS = ("histograms", "fpd", "kpd", "prdc", "cfd", "cls-low", "cls-low-normed", "cls-high", "cls-cnn")
@@ -128,6 +129,7 @@ class SampleSummary:
     features: HighLevelFeatures
     mean_shower: np.ndarray
     max_voxel: float
+    radial: dict[str, np.ndarray] | None  # mean radial energy density (MeV / mm^2) and its standard error
     cfd: dict[str, CorrelationAccumulator]
     cfd_halves: dict[str, tuple[CorrelationAccumulator, CorrelationAccumulator]]
     low_level: dict[str, np.ndarray]
@@ -149,6 +151,9 @@ class EvaluationResult:
     mean_showers: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     mean_layer_energy: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     correlation_maps: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
+    response: dict[str, Any] = field(default_factory=dict, repr=False)
+    mean_layer_energy_error: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    radial_profile: dict[str, dict[str, np.ndarray]] | None = field(default=None, repr=False)
 
     def to_json_dict(self) -> dict[str, Any]:
         """The numbers (not the arrays) as plain JSON-able data."""
@@ -160,8 +165,10 @@ class EvaluationResult:
             "scalars": self.scalars,
             "classifiers": self.classifiers,
             "separation_power": self.separation,
+            "response": {k: np.asarray(v).tolist() if k == "edges_mev" else {n: np.asarray(a).tolist() for n, a in v.items()}
+                         for k, v in self.response.items()},
             "warnings": self.warnings,
-        }
+        }  # fmt: skip
 
 
 def file_sha256(path: str | os.PathLike[str], block: int = 1 << 24) -> str:
@@ -208,6 +215,8 @@ class _Pass:
         self.n_total = n_total
         self.features: list[HighLevelFeatures] = []
         self.sum_shower = np.zeros(geometry.n_voxels)
+        n_r = geometry.layers[0].n_r if geometry.is_regular else 0
+        self.radial_sums = (np.zeros(n_r), np.zeros(n_r))  # of the per-shower radial density and its square
         self.max_voxel = 0.0
         self.n_seen = 0
         want_cfd = "cfd" in settings.metrics
@@ -248,6 +257,10 @@ class _Pass:
             return
         self.features.append(compute_features(x, energies, self.geometry, None))
         self.sum_shower += x.sum(axis=0)
+        if self.geometry.is_regular:
+            density = (x / self.geometry.voxel_areas).reshape(len(x), *self.geometry.shape).sum(axis=1).mean(axis=1)
+            self.radial_sums[0][:] += density.sum(axis=0)
+            self.radial_sums[1][:] += (density**2).sum(axis=0)
         self.max_voxel = max(self.max_voxel, float(x.max(initial=0.0)))
         for variant, acc in self.cfd.items():
             series = variant_series(variant, x, self.geometry)
@@ -277,10 +290,17 @@ class _Pass:
 
     def summary(self) -> SampleSummary:
         cfd = {v: h[0].merge(h[1]) for v, h in self.halves.items()} if self.split_halves else self.cfd
+        n = max(self.n_seen, 1)
+        radial = None
+        if self.geometry.is_regular:
+            mean = self.radial_sums[0] / n
+            variance = np.maximum(self.radial_sums[1] / n - mean**2, 0.0)
+            radial = {"mean": mean, "error": np.sqrt(variance / max(n - 1, 1))}
         return SampleSummary(
             features=HighLevelFeatures.concatenate(self.features),
-            mean_shower=self.sum_shower / max(self.n_seen, 1),
+            mean_shower=self.sum_shower / n,
             max_voxel=self.max_voxel,
+            radial=radial,
             cfd=cfd,
             cfd_halves=self.halves,
             low_level={k: np.concatenate(v) for k, v in self.low.items() if v},
@@ -404,11 +424,22 @@ def evaluate_files(
         result.provenance["floors_from_cache"] = {"file": str(cache.path), "metrics": cache.hits}
     _add_cfd(result, ref_sum, gen_sum, do_floor)
     _add_classifiers(result, settings, geometry, ref_sum, gen_sum, high_level, do_floor)
+    edges = incident_energy_bins(ref_sum.features.incident_energy)
+    result.response = {"edges_mev": edges} | {
+        name: response_resolution(s.features.incident_energy, s.features.e_tot, edges)
+        for name, s in (("reference", ref_sum), ("generated", gen_sum))
+    }
     result.mean_showers = {"reference": ref_sum.mean_shower, "generated": gen_sum.mean_shower}
     result.mean_layer_energy = {
         "reference": ref_sum.features.e_layer.mean(0),
         "generated": gen_sum.features.e_layer.mean(0),
     }
+    result.mean_layer_energy_error = {
+        name: s.features.e_layer.std(0, ddof=1) / np.sqrt(max(len(s.features.e_layer), 1))
+        for name, s in (("reference", ref_sum), ("generated", gen_sum))
+    }
+    if ref_sum.radial is not None and gen_sum.radial is not None:
+        result.radial_profile = {"reference": ref_sum.radial, "generated": gen_sum.radial}
     return result
 
 

@@ -8,12 +8,14 @@ Binnings: ../shared/spec/evaluation.md section 5.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
 
 from calosurrogate.geometry import CylindricalGeometry
 from calosurrogate.metrics.features import HighLevelFeatures
+from calosurrogate.metrics.response import incident_energy_bins
 from calosurrogate.metrics.result import MetricValue
 
 N_BOOTSTRAP = 50
@@ -109,6 +111,13 @@ def _range_for(geometry: CylindricalGeometry, layer_id: int, kind: str) -> float
     return 1500.0 if layer_id in (12, 13, 14) else 500.0
 
 
+ENERGY_RATIO_BINS = 4  # incident-energy bins of the E_tot/E_inc histograms of a continuous spectrum
+
+
+def _energy_text(mev: float) -> str:
+    return f"{mev / 1e3:.3g} GeV" if mev < 1e6 else f"{mev / 1e6:.3g} TeV"
+
+
 def _log_bins(low: float, high: float, n_edges: int) -> np.ndarray | None:
     if not np.isfinite(high) or high <= low:
         return None
@@ -191,6 +200,14 @@ def feature_histograms(
             generated.width_phi[:, j],
             w_bins,
         )
+    if not _is_ds1(geometry):  # a continuous spectrum: E_tot/E_inc in a few bins of incident energy
+        edges = incident_energy_bins(reference.incident_energy, ENERGY_RATIO_BINS)
+        for lo, hi in itertools.pairwise(edges):
+            ref_sel = (reference.incident_energy >= lo) & (reference.incident_energy < hi)
+            gen_sel = (generated.incident_energy >= lo) & (generated.incident_energy < hi)
+            name = f"{_energy_text(lo)}-{_energy_text(hi)}"
+            add(f"E_tot/E_inc@{name}", f"E_tot / E_inc, E_inc {name}", ratio_ref[ref_sel], ratio_gen[gen_sel],
+                np.linspace(0.5, 1.5, 51))  # fmt: skip
     if _is_ds1(geometry):
         for energy in np.unique(reference.incident_energy):
             ref_sel = reference.incident_energy == energy

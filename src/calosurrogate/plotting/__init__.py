@@ -8,6 +8,7 @@ from calosurrogate.plotting.figures import (
     figure_layer_grid,
     figure_mean_showers,
     figure_profiles,
+    figure_response,
     figure_separation_overview,
 )
 
@@ -19,6 +20,7 @@ __all__ = [
     "figure_mean_showers",
     "figure_pareto",
     "figure_profiles",
+    "figure_response",
     "figure_separation_overview",
     "figure_timing",
 ]

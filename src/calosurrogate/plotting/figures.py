@@ -13,7 +13,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import matplotlib.collections
+import matplotlib.colors
+import matplotlib.gridspec
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import numpy as np
 from matplotlib.figure import Figure
 
@@ -30,8 +34,37 @@ def _fractions(counts: np.ndarray) -> np.ndarray:
     return counts / total if total > 0 else np.zeros(len(counts))
 
 
+# Radial observables of a geometry with few radial bins take nearly discrete values: on the
+# separation power's 100 bins their histograms are combs. They are drawn in bins this many
+# times wider (the separation power written on the panel stays the one of the official bins).
+COARSER_DISPLAY = {"EC_r": 4, "width_r": 4}
+
+
+def _for_display(pair: HistogramPair) -> HistogramPair:
+    factor = COARSER_DISPLAY.get(pair.key.split("/")[0], 1)
+    n_bins = len(pair.bins) - 1
+    if factor == 1 or n_bins % factor:
+        return pair
+    merge = lambda counts: np.asarray(counts).reshape(-1, factor).sum(axis=1)  # noqa: E731
+    return HistogramPair(pair.key, pair.label, pair.bins[::factor], merge(pair.reference), merge(pair.generated),
+                         pair.reference_outside, pair.generated_outside, pair.log_x)  # fmt: skip
+
+
+def _outside_note(pair: HistogramPair) -> str | None:
+    """How many entries of each sample fall outside the range drawn (and the separation power's)."""
+    if not (pair.reference_outside or pair.generated_outside):
+        return None
+    parts = []
+    for name, outside, inside in (("ref", pair.reference_outside, pair.reference.sum()),
+                                  ("gen", pair.generated_outside, pair.generated.sum())):  # fmt: skip
+        parts.append(f"{name} {outside:,} ({outside / max(outside + inside, 1):.1%})")
+    return "outside range: " + ", ".join(parts)
+
+
 def draw_histogram_pair(pair: HistogramPair, ax: plt.Axes, ax_ratio: plt.Axes | None, separation: float | None) -> None:
-    """Draw one observable on ``ax`` (densities) and its ratio on ``ax_ratio``."""
+    """Draw one observable on ``ax`` (densities) and its ratio on ``ax_ratio``, with the number of
+    entries of each sample outside the range written on the panel."""
+    pair = _for_display(pair)
     widths = np.diff(pair.bins)
     ref = _fractions(pair.reference) / widths
     gen = _fractions(pair.generated) / widths
@@ -44,6 +77,9 @@ def draw_histogram_pair(pair: HistogramPair, ax: plt.Axes, ax_ratio: plt.Axes | 
         ax.set_yscale("log")
     if separation is not None:
         ax.text(0.97, 0.93, f"S = {separation:.4f}", transform=ax.transAxes, ha="right", va="top", fontsize=8)
+    note = _outside_note(pair)
+    if note:
+        ax.text(0.03, 0.02, note, transform=ax.transAxes, ha="left", va="bottom", fontsize=6.5, color="#8a4b00")
     ax.set_ylabel("density")
     if ax_ratio is None:
         ax.set_xlabel(pair.label)
@@ -90,18 +126,16 @@ def figure_histogram(pair: HistogramPair, separation: float | None = None) -> Fi
 def figure_layer_grid(
     pairs: Sequence[HistogramPair], separations: Sequence[float | None], title: str, columns: int = 3
 ) -> Figure:
-    """Several layers of one observable, each with its ratio panel."""
+    """Several layers (or observables) side by side, each with its ratio panel right below it."""
     rows = -(-len(pairs) // columns)
-    fig = plt.figure(figsize=(3.6 * columns, 3.1 * rows))
-    grid = fig.add_gridspec(rows * 2, columns, height_ratios=[3, 1.2] * rows, hspace=0.75, wspace=0.35)
+    fig = plt.figure(figsize=(3.6 * columns, 3.0 * rows + 0.4))
+    outer = fig.add_gridspec(rows, columns, hspace=0.42, wspace=0.35, top=1 - 0.45 / (3.0 * rows + 0.4))
     for k, (pair, s) in enumerate(zip(pairs, separations, strict=True)):
-        r, c = divmod(k, columns)
-        ax = fig.add_subplot(grid[2 * r, c])
-        ax_ratio = fig.add_subplot(grid[2 * r + 1, c], sharex=ax)
+        ax, ax_ratio = _with_ratio(fig, outer[divmod(k, columns)])
         draw_histogram_pair(pair, ax, ax_ratio, s)
         if k == 0:
             ax.legend(loc="best", fontsize=7, frameon=False)
-    fig.suptitle(title, y=0.99 - 0.02 / max(rows, 1))
+    fig.suptitle(title)
     return fig
 
 
@@ -131,22 +165,25 @@ def figure_separation_overview(separation: dict[str, dict], geometry: Cylindrica
 
 
 def _polar_image(
-    ax: plt.Axes, geometry: CylindricalGeometry, index: int, values: np.ndarray, vmin: float, vmax: float
-) -> None:
+    ax: plt.Axes, geometry: CylindricalGeometry, index: int, values: np.ndarray, norm: matplotlib.colors.Normalize,
+    cmap: str = "viridis",
+) -> matplotlib.collections.QuadMesh:  # fmt: skip
     layer = geometry.layers[index]
     alpha_edges = np.linspace(-np.pi, np.pi, layer.n_alpha + 1)
     image = values.reshape(layer.n_alpha, layer.n_r)
     r_edges = np.asarray(layer.r_edges)
-    norm = matplotlib.colors.LogNorm(vmin=vmin, vmax=vmax)
-    ax.pcolormesh(alpha_edges, r_edges, np.clip(image.T, vmin, None), norm=norm, cmap="viridis", shading="flat")
+    shown = np.clip(image.T, norm.vmin, None) if isinstance(norm, matplotlib.colors.LogNorm) else image.T
+    mesh = ax.pcolormesh(alpha_edges, r_edges, shown, norm=norm, cmap=cmap, shading="flat")
     ax.set_xticks([])
     ax.set_yticks([])
+    return mesh
 
 
 def figure_mean_showers(
     geometry: CylindricalGeometry, reference: np.ndarray, generated: np.ndarray, max_layers: int = 6
 ) -> Figure:
-    """Mean shower image per layer (polar, log colour), reference above generated."""
+    """Mean shower image per layer (polar, log colour, one colour bar per layer), reference above
+    generated, and below them the relative difference (generated - reference) / reference."""
     layer_energy = np.array([reference[geometry.layer_slice(i)].sum() for i in range(geometry.n_layers)])
     # Layers spread over the depth that holds 99% of the energy, so the images show the shower's evolution.
     fraction = np.cumsum(layer_energy) / max(layer_energy.sum(), 1e-300)
@@ -160,19 +197,86 @@ def figure_mean_showers(
         )
     )
     fig, axes = plt.subplots(
-        2, len(chosen), figsize=(2.2 * len(chosen), 4.6), subplot_kw={"projection": "polar"}, squeeze=False
-    )
+        3, len(chosen), figsize=(2.5 * len(chosen), 7.4), subplot_kw={"projection": "polar"}, squeeze=False,
+        gridspec_kw={"hspace": 0.35, "wspace": 0.45},
+    )  # fmt: skip
+    difference_norm = matplotlib.colors.Normalize(vmin=-0.5, vmax=0.5)
     for col, i in enumerate(chosen):
         sl = geometry.layer_slice(i)
         both = np.concatenate([reference[sl], generated[sl]])
         vmax = max(both.max(), 1e-6)
         vmin = max(vmax * 1e-4, both[both > 0].min() if (both > 0).any() else vmax * 1e-4)
+        norm = matplotlib.colors.LogNorm(vmin=vmin, vmax=vmax)
         for row, values in enumerate((reference[sl], generated[sl])):
-            _polar_image(axes[row, col], geometry, i, values, vmin, vmax)
+            mesh = _polar_image(axes[row, col], geometry, i, values, norm)
+        bar = fig.colorbar(mesh, ax=axes[:2, col], orientation="horizontal", fraction=0.05, pad=0.04, label="MeV")
+        # a narrow log range gets labelled minor ticks, which collide; decades (or the two ends) only
+        bar.minorformatter = matplotlib.ticker.NullFormatter()
+        if np.log10(vmax / vmin) < 1.5:
+            bar.set_ticks([vmin, vmax], labels=[f"{vmin:.2g}", f"{vmax:.2g}"])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            relative = np.where(reference[sl] > 0, (generated[sl] - reference[sl]) / reference[sl], np.nan)
+        difference = _polar_image(axes[2, col], geometry, i, relative, difference_norm, cmap="RdBu_r")
         axes[0, col].set_title(f"layer {geometry.layers[i].layer_id}")
-    axes[0, 0].set_ylabel("reference", labelpad=18)
-    axes[1, 0].set_ylabel("generated", labelpad=18)
+    fig.colorbar(difference, ax=axes[2, :], orientation="horizontal", fraction=0.05, pad=0.06,
+                 label="(generated - reference) / reference, clipped to +-50%", extend="both")  # fmt: skip
+    for row, name in enumerate(("reference", "generated", "relative difference")):
+        axes[row, 0].set_ylabel(name, labelpad=22)
     fig.suptitle("Mean shower per layer (MeV per voxel, log colour scale)")
+    return fig
+
+
+def _ratio_points(
+    ax: plt.Axes, x: np.ndarray, ref: np.ndarray, ref_err: np.ndarray, gen: np.ndarray, gen_err: np.ndarray
+) -> None:
+    """generated / reference with its error, over the reference's relative error as a grey band."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = gen / ref
+        band = ref_err / np.abs(ref)
+        ratio_err = gen_err / np.abs(ref)
+    ax.fill_between(x, 1 - band, 1 + band, color=REFERENCE_COLOUR, alpha=0.5, step="mid", linewidth=0)
+    ax.errorbar(x, ratio, yerr=ratio_err, fmt="o", markersize=2.5, color=GENERATED_COLOUR, elinewidth=0.8)
+    ax.axhline(1.0, color="black", linewidth=0.6)
+    finite = np.isfinite(ratio)
+    if finite.any():
+        low, high = np.nanmin(ratio - np.nan_to_num(ratio_err)), np.nanmax(ratio + np.nan_to_num(ratio_err))
+        ax.set_ylim(max(0.0, min(0.9, low - 0.02)), max(1.1, high + 0.02))
+    ax.set_ylabel("gen / ref")
+
+
+def _with_ratio(fig: Figure, cell: matplotlib.gridspec.SubplotSpec) -> tuple[plt.Axes, plt.Axes]:
+    inner = cell.subgridspec(2, 1, height_ratios=[3, 1.3], hspace=0.06)
+    ax = fig.add_subplot(inner[0])
+    ax_ratio = fig.add_subplot(inner[1], sharex=ax)
+    ax.tick_params(labelbottom=False)
+    return ax, ax_ratio
+
+
+def figure_response(response: dict[str, dict[str, np.ndarray]]) -> Figure:
+    """Response (mean E_tot / E_inc) and resolution (its std / mean) against the incident energy,
+    each with a ratio panel; error bars are statistical.
+
+    Args:
+        response: ``{"reference": ..., "generated": ...}``, each the output of
+            :func:`calosurrogate.metrics.response.response_resolution`.
+    """
+    fig = plt.figure(figsize=(9.5, 4.2))
+    outer = fig.add_gridspec(1, 2, wspace=0.3)
+    ref, gen = response["reference"], response["generated"]
+    x = np.asarray(ref["centre"]) / 1e3
+    for cell, (key, label) in zip(outer, (("response", "response: mean E_tot / E_inc"),
+                                           ("resolution", "resolution: std / mean of E_tot / E_inc")), strict=True):  # fmt: skip
+        ax, ax_ratio = _with_ratio(fig, cell)
+        ax.errorbar(x, ref[key], yerr=ref[f"{key}_error"], fmt="s", markersize=5, color=REFERENCE_COLOUR,
+                    label="reference", elinewidth=2)  # fmt: skip
+        ax.errorbar(x, gen[key], yerr=gen[f"{key}_error"], fmt="o", markersize=3, color=GENERATED_COLOUR,
+                    label="generated", elinewidth=1)  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_ylabel(label)
+        ax.legend(loc="best", fontsize=8, frameon=False)
+        _ratio_points(ax_ratio, x, np.asarray(ref[key]), np.asarray(ref[f"{key}_error"]), np.asarray(gen[key]),
+                      np.asarray(gen[f"{key}_error"]))  # fmt: skip
+        ax_ratio.set_xlabel("incident energy [GeV]")
     return fig
 
 
@@ -182,37 +286,57 @@ def figure_profiles(
     layer_gen: np.ndarray,
     mean_ref: np.ndarray,
     mean_gen: np.ndarray,
+    layer_ref_err: np.ndarray | None = None,
+    layer_gen_err: np.ndarray | None = None,
+    radial: dict[str, dict[str, np.ndarray]] | None = None,
 ) -> Figure:
-    """Mean longitudinal profile (energy per layer) and mean radial profile (energy density)."""
-    fig, (ax_l, ax_r) = plt.subplots(1, 2, figsize=(9, 3.4))
+    """Mean longitudinal profile (energy per layer) and mean radial profile (energy density), each
+    with a ratio panel and the standard errors of the means where they are given.
+
+    Args:
+        layer_ref, layer_gen: ``(L,)`` mean energy per layer in MeV (``*_err``: their standard errors).
+        mean_ref, mean_gen: ``(n_voxels,)`` mean showers in MeV.
+        radial: ``{"reference": {"mean", "error"}, "generated": ...}``, the radial energy density
+            in MeV / mm^2 per r bin; computed from the mean showers (without errors) when absent.
+    """
+    fig = plt.figure(figsize=(9.5, 4.2))
+    outer = fig.add_gridspec(1, 2, wspace=0.3)
+    ax_l, ratio_l = _with_ratio(fig, outer[0])
     ids = np.arange(geometry.n_layers)
+    zeros = np.zeros(geometry.n_layers)
+    ref_err = zeros if layer_ref_err is None else layer_ref_err
+    gen_err = zeros if layer_gen_err is None else layer_gen_err
     ax_l.step(ids, layer_ref, where="mid", color=REFERENCE_COLOUR, linewidth=2.5, label="reference")
     ax_l.step(ids, layer_gen, where="mid", color=GENERATED_COLOUR, label="generated")
+    ax_l.errorbar(ids, layer_gen, yerr=gen_err, fmt="none", ecolor=GENERATED_COLOUR, elinewidth=0.7)
     ax_l.set_yscale("log")
-    ax_l.set_xticks(
-        ids[:: max(1, len(ids) // 10)], [geometry.layers[i].layer_id for i in ids[:: max(1, len(ids) // 10)]]
-    )
-    ax_l.set_xlabel("layer")
     ax_l.set_ylabel("mean energy [MeV]")
-    ax_l.legend(frameon=False)
+    ax_l.legend(loc="best", frameon=False, fontsize=8)
+    _ratio_points(ratio_l, ids, layer_ref, ref_err, layer_gen, gen_err)
+    step = max(1, len(ids) // 10)
+    ratio_l.set_xticks(ids[::step], [geometry.layers[i].layer_id for i in ids[::step]])
+    ratio_l.set_xlabel("layer")
     if geometry.is_regular:
-        layer = geometry.layers[0]
-        areas = geometry.voxel_areas
-        for values, colour, width in ((mean_ref, REFERENCE_COLOUR, 2.5), (mean_gen, GENERATED_COLOUR, 1.2)):
-            density = (values / areas).reshape(geometry.shape).sum(axis=0).mean(axis=0)
-            ax_r.step(layer.r_mid, density, where="mid", color=colour, linewidth=width)
+        ax_r, ratio_r = _with_ratio(fig, outer[1])
+        r_mid = np.asarray(geometry.layers[0].r_mid)
+        if radial is None:
+            areas = geometry.voxel_areas
+            radial = {name: {"mean": (values / areas).reshape(geometry.shape).sum(axis=0).mean(axis=0),
+                             "error": np.zeros(len(r_mid))}
+                      for name, values in (("reference", mean_ref), ("generated", mean_gen))}  # fmt: skip
+        ref_r, gen_r = radial["reference"], radial["generated"]
+        ax_r.step(r_mid, ref_r["mean"], where="mid", color=REFERENCE_COLOUR, linewidth=2.5)
+        ax_r.step(r_mid, gen_r["mean"], where="mid", color=GENERATED_COLOUR, linewidth=1.2)
+        ax_r.errorbar(r_mid, gen_r["mean"], yerr=gen_r["error"], fmt="none", ecolor=GENERATED_COLOUR, elinewidth=0.7)
         ax_r.set_yscale("log")
-        ax_r.set_xlabel("r [mm]")
-        ax_r.set_ylabel("energy density summed over layers [MeV / mm$^2$]")
+        ax_r.set_ylabel("energy density, summed over layers\n[MeV / mm$^2$]")
+        _ratio_points(ratio_r, r_mid, ref_r["mean"], ref_r["error"], gen_r["mean"], gen_r["error"])
+        ratio_r.set_xlabel("r [mm]")
     else:
+        ax_r = fig.add_subplot(outer[1])
         ax_r.axis("off")
-        ax_r.text(
-            0.5,
-            0.5,
-            "radial profile: see the EC_r and width_r histograms\n(layers differ in binning)",
-            ha="center",
-            va="center",
-        )
+        ax_r.text(0.5, 0.5, "radial profile: see the EC_r and width_r histograms\n(layers differ in binning)",
+                  ha="center", va="center")  # fmt: skip
     return fig
 
 

@@ -23,6 +23,7 @@ from calosurrogate.plotting import (
     figure_layer_grid,
     figure_mean_showers,
     figure_profiles,
+    figure_response,
     figure_separation_overview,
 )
 from calosurrogate.report.verdict import verdict
@@ -48,10 +49,10 @@ def _fmt(value: float, error: float | None = None) -> str:
     return text + (f" ± {error:.{digits}f}" if error is not None else "")
 
 
-def _save(fig: Figure, path: Path) -> None:
+def _save(fig: Figure, path: Path, dpi: int = 110) -> None:
     import matplotlib.pyplot as plt
 
-    fig.savefig(path, format="png", dpi=110)
+    fig.savefig(path, format="png", dpi=dpi)
     plt.close(fig)
 
 
@@ -74,6 +75,19 @@ def _figures(
                 lambda: figure_histogram(by_key["E_tot/E_inc"], s_of("E_tot/E_inc")),
             )
         )
+    if result.response:
+        figures.append(
+            (
+                "response.png",
+                "Response and resolution against the incident energy, generated / reference below (statistical errors).",
+                lambda: figure_response(result.response),
+            )
+        )
+    per_energy = [k for k in by_key if k.startswith("E_tot/E_inc@")]
+    if per_energy:
+        figures.append(("etot_einc_per_energy.png", "E_tot / E_inc in bins of incident energy (each discrete energy of dataset 1).",
+                        lambda: figure_layer_grid([by_key[k] for k in per_energy], [s_of(k) for k in per_energy],
+                                                  "E_tot / E_inc per incident energy", columns=min(5, len(per_energy)))))  # fmt: skip
     if "voxel_energy" in by_key:
         figures.append(
             (
@@ -93,20 +107,23 @@ def _figures(
     figures.append(
         (
             "profiles.png",
-            "Mean longitudinal and radial profiles.",
+            "Mean longitudinal and radial profiles, with generated / reference below (error bars and the grey band: standard errors of the means).",
             lambda: figure_profiles(
                 geometry,
                 result.mean_layer_energy["reference"],
                 result.mean_layer_energy["generated"],
                 result.mean_showers["reference"],
                 result.mean_showers["generated"],
+                result.mean_layer_energy_error.get("reference"),
+                result.mean_layer_energy_error.get("generated"),
+                result.radial_profile,
             ),
         )
     )
     figures.append(
         (
             "mean_showers.png",
-            "Mean shower images of the most energetic layers (top: reference, bottom: generated).",
+            "Mean shower images across the shower's depth: reference, generated, and their relative difference (blue: the generated sample has less energy there, red: more).",
             lambda: figure_mean_showers(geometry, result.mean_showers["reference"], result.mean_showers["generated"]),
         )
     )
@@ -134,13 +151,29 @@ def _figures(
         if len(keys) > MAX_GRID_LAYERS:
             picks = np.unique(np.linspace(0, len(keys) - 1, MAX_GRID_LAYERS).round().astype(int))
             keys = [keys[i] for i in picks]
-        figures.append((f"{kind}.png", f"{title}, selected layers (all layers: see the separation-power table).",
+        figures.append((f"{kind}.png", f"{title}, layers across the depth (every layer: the layer selector below).",
                         lambda keys=keys, title=title: figure_layer_grid([by_key[k] for k in keys], [s_of(k) for k in keys], title)))  # fmt: skip
-    per_energy = [k for k in by_key if k.startswith("E_tot/E_inc@")]
-    if per_energy:
-        figures.append(("etot_einc_per_energy.png", "E_tot / E_inc at each discrete incident energy.",
-                        lambda: figure_layer_grid([by_key[k] for k in per_energy], [s_of(k) for k in per_energy], "E_tot / E_inc per incident energy", columns=5)))  # fmt: skip
     return figures
+
+
+def _layer_figures(
+    result: EvaluationResult, geometry: CylindricalGeometry
+) -> list[tuple[int, str, str, float, Callable[[], Figure]]]:
+    """(layer id, file name, option label, largest separation power, builder) of one figure per layer holding every
+    observable of that layer: the layer selector of the report reaches each of them."""
+    by_key = {p.key: p for p in result.histograms}
+    out = []
+    for layer in geometry.layers:
+        keys = [f"{kind}/{layer.layer_id}" for kind in PER_LAYER_KINDS if f"{kind}/{layer.layer_id}" in by_key]
+        if not keys:
+            continue
+        seps = [result.separation[k]["value"] if k in result.separation else None for k in keys]
+        worst = max((v for v in seps if v is not None), default=0.0)
+        label = f"layer {layer.layer_id} (largest S {worst:.3f})"
+        out.append((layer.layer_id, f"layers/layer_{layer.layer_id:02d}.png", label, worst,
+                    lambda keys=keys, seps=seps, lid=layer.layer_id: figure_layer_grid(
+                        [by_key[k] for k in keys], seps, f"Layer {lid}: every observable", columns=4)))  # fmt: skip
+    return out
 
 
 def _headline_rows(result: EvaluationResult) -> list[tuple[str, str, str, str]]:
@@ -237,7 +270,38 @@ document.body.setAttribute('data-images-loaded',ok+'/'+imgs.length);});
 """
 
 
-def _html(result: EvaluationResult, figures: list[tuple[str, str, bytes]], judged: dict[str, Any]) -> str:
+LAYER_SCRIPT = """
+function showLayer(id){var figs=document.querySelectorAll('#layer-figures figure');
+for(var i=0;i<figs.length;i++){figs[i].style.display=(figs[i].getAttribute('data-layer')===id)?'inline-block':'none';}}
+window.addEventListener('load',function(){var s=document.getElementById('layer-select');
+if(s){s.addEventListener('change',function(){showLayer(s.value);});showLayer(s.value);}});
+"""
+
+
+def _layer_section(layers: list[tuple[int, str, float, bytes]]) -> str:
+    """Every layer's figure behind one selector, the layer that separates most selected first."""
+    if not layers:
+        return ""
+    esc = html.escape
+    worst = max(layers, key=lambda item: item[2])[0]
+    options = "".join(
+        f'<option value="{lid}"{" selected" if lid == worst else ""}>{esc(label)}</option>'
+        for lid, label, _, _ in layers
+    )
+    figures = "".join(
+        f'<figure data-layer="{lid}" style="display:none"><img alt="layer {lid}" '
+        f'src="data:image/png;base64,{base64.b64encode(data).decode()}"></figure>'
+        for lid, _, _, data in layers
+    )
+    return (f'<h2>Every layer</h2><p><label>Layer: <select id="layer-select">{options}</select></label> '
+            f"every observable of one layer, with its ratio panel; the layer that separates most is shown first.</p>"
+            f'<div id="layer-figures">{figures}</div>')  # fmt: skip
+
+
+def _html(
+    result: EvaluationResult, figures: list[tuple[str, str, bytes]], judged: dict[str, Any],
+    layers: list[tuple[int, str, float, bytes]] | None = None,
+) -> str:  # fmt: skip
     esc = html.escape
     prov = result.provenance
     cards = []
@@ -264,7 +328,7 @@ def _html(result: EvaluationResult, figures: list[tuple[str, str, bytes]], judge
     settings_text = esc(json.dumps(result.settings, indent=1, default=str))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>calosurrogate evaluation: {esc(result.geometry)}</title>
-<style>{CSS}</style><script>{CHECK_SCRIPT}</script></head><body>
+<style>{CSS}</style><script>{CHECK_SCRIPT}{LAYER_SCRIPT}</script></head><body>
 <header><h1>Shower evaluation: {esc(result.geometry)}</h1>
 <p>reference <code>{esc(prov["reference"]["path"])}</code> vs generated <code>{esc(prov["generated"]["path"])}</code>,
 {result.n_showers["reference"]} showers each; calosurrogate {esc(prov["versions"]["calosurrogate"])}</p></header>
@@ -280,6 +344,7 @@ def _html(result: EvaluationResult, figures: list[tuple[str, str, bytes]], judge
 <table id="metrics"><thead><tr><th>metric</th><th>value</th><th>floor</th><th>note</th></tr></thead><tbody>{rows}</tbody></table>
 <h2>Plots</h2>
 {figs}
+{_layer_section(layers or [])}
 <h2>Separation power of every observable</h2>
 <details><summary>{len(result.separation)} observables, largest first</summary>
 <table id="separation"><thead><tr><th>observable</th><th>S</th><th>floor</th><th>ref. outside</th><th>gen. outside</th></tr></thead>
@@ -323,11 +388,18 @@ def write_evaluation(
             _save(fig, stage / name)
             rendered.append((name, caption, (stage / name).read_bytes()))
             written[name] = out / name
+        layers: list[tuple[int, str, float, bytes]] = []
+        for layer_id, name, label, worst, build in _layer_figures(result, geometry):
+            (stage / name).parent.mkdir(exist_ok=True)
+            _save(build(), stage / name, dpi=80)
+            layers.append((layer_id, label, worst, (stage / name).read_bytes()))
+        if layers:
+            written["layers"] = out / "layers"
         numbers = {**result.to_json_dict(), "verdict": verdict(_jsonable(result.to_json_dict()))}
         texts = {
             "metrics.json": json.dumps(_jsonable(numbers), indent=2),
             "summary.md": _markdown(result, numbers["verdict"]),
-            "report.html": _html(result, rendered, numbers["verdict"]),
+            "report.html": _html(result, rendered, numbers["verdict"], layers),
         }
         for name, text in texts.items():
             (stage / name).write_text(text)
