@@ -12,5 +12,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
   .venv/bin/python -m pip install -q "torch==2.13.0" || .venv/bin/python -m pip install -q "torch>=2.13"
   .venv/bin/python -m pip install -q -e ".[test]"
+  # the geant4 engine's physics list, compiled now against the installed wheel (a few seconds)
+  .venv/bin/python -m calosurrogate.simulate.geant4.build
   touch "$stamp"
 fi

@@ -375,3 +375,15 @@ with folder_lock(out / "run", "a run"), atomic_output(out / "a.h5") as tmp, atom
     assert result.returncode == 128 + getattr(__import__("signal"), sig)
     assert "went on" not in result.stdout and f"stopped by {sig}; 3 unfinished output(s) removed" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_evaluate_no_floors_judges_nothing_against_a_floor(tiny_file, tiny_xml, tmp_path) -> None:
+    out = tmp_path / "ev"
+    args = ["evaluate", "--geometry", tiny_xml, "--reference", tiny_file, "--generated", tiny_file, "--out", out,
+            "--fast", "--metrics", "histograms,kpd", "--no-floors"]  # fmt: skip
+    assert _run(args).exit_code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["settings"]["floors"] is False
+    assert all("floor" not in e for e in [*metrics["scalars"].values(), *metrics["separation_power"].values()])
+    assert metrics["verdict"]["status"] == "not judged"
+    assert (out / "summary.md").read_text().splitlines()[2].startswith("**Verdict: Not judged")

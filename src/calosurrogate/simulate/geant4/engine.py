@@ -1,0 +1,151 @@
+"""The ``geant4`` engine: real Geant4 showers into a CaloChallenge file, in chunks, resumable.
+
+Showers are simulated in chunks of ``chunk_size``. Chunk ``i`` draws its incident energies and
+seeds Geant4 from ``(seed, i)`` alone, so a file is the same whatever the number of workers and
+however often the run was interrupted. Each finished chunk is saved atomically in a folder
+beside the output (``.NAME.geant4-parts``, with a manifest of the run's settings); a run that is
+killed resumes from the chunks it finds, and the output appears, whole, only after the last
+chunk, when the parts folder is removed. ``workers`` processes run chunks side by side (Geant4
+runs one event loop per process; each worker builds its own).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from calosurrogate._io import check_output_path
+from calosurrogate.data import ShowerWriter
+from calosurrogate.data.spectra import EnergySpectrum
+from calosurrogate.simulate.detectors import DetectorDescription, get_detector
+from calosurrogate.simulate.geant4.application import LAYOUTS, PRODUCTION_CUT_MM, calorimeter
+from calosurrogate.simulate.geant4.build import PINNED, bindings, physics_library
+
+PHYSICS = (
+    "Geant4 11.4.p01 (geant4-pybind {pinned}), data-free EM physics: gamma photo-effect (PEEffectFluo), Compton "
+    "(Klein-Nishina), conversion (PairProductionRel); e+- Urban msc, ionisation, relativistic bremsstrahlung over the "
+    "whole range; e+ annihilation; production cut {cut} mm; no fluorescence, Auger or Rayleigh"
+)
+
+
+def _chunk_plan(n: int, chunk_size: int, spectrum: EnergySpectrum, seed: int) -> list[tuple[np.ndarray, int]]:
+    """(incident energies in MeV, Geant4 seed) of every chunk, from ``(seed, chunk)`` alone."""
+    plan = []
+    for i in range(-(-n // chunk_size)):
+        rng = np.random.default_rng([seed, i])
+        size = min(chunk_size, n - i * chunk_size)
+        plan.append((spectrum.sample(size, rng).reshape(-1), int(rng.integers(1, 2**31 - 1))))
+    return plan
+
+
+def _chunk_path(parts: Path, index: int) -> Path:
+    return parts / f"chunk_{index:06d}.npz"
+
+
+def _run_chunk(detector_name: str, index: int, energies: np.ndarray, g4_seed: int, parts: str) -> tuple[int, float]:
+    """Simulate one chunk in this process and save it atomically; returns (index, seconds)."""
+    start = time.perf_counter()
+    showers = calorimeter(get_detector(detector_name)).simulate(energies, g4_seed)
+    path = _chunk_path(Path(parts), index)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    with open(tmp, "wb") as f:
+        np.savez(f, incident_energies=energies, showers=showers.astype(np.float32))
+    os.replace(tmp, path)
+    return index, time.perf_counter() - start
+
+
+def _prepare_parts(parts: Path, manifest: dict, force: bool) -> None:
+    if parts.exists():
+        try:
+            found = json.loads((parts / "manifest.json").read_text())
+        except (OSError, ValueError):
+            found = None
+        if found != manifest:
+            if not force:
+                raise ValueError(
+                    f"{parts} holds the chunks of a run with other settings ({found}); pass --force to discard "
+                    "them, or rerun with that run's settings to resume it"
+                )
+            shutil.rmtree(parts)
+    parts.mkdir(parents=True, exist_ok=True)
+    (parts / "manifest.json").write_text(json.dumps(manifest, sort_keys=True))
+    for stale in parts.glob(".*.partial"):  # a chunk whose writer was killed
+        stale.unlink(missing_ok=True)
+
+
+def simulate_geant4_to_file(
+    detector: DetectorDescription,
+    n: int,
+    out: str | os.PathLike[str],
+    spectrum: EnergySpectrum | str | None = None,
+    seed: int = 0,
+    workers: int = 1,
+    chunk_size: int = 50,
+    dtype: str = "float32",
+    force: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Simulate ``n`` showers with Geant4 into a CaloChallenge HDF5 file.
+
+    Args:
+        detector: A detector with a Geant4 layout (ds2, ds3).
+        n: Number of showers.
+        out: Output file; it appears only when every shower is in it.
+        spectrum: Incident-energy spectrum (default: the dataset's).
+        seed: Seed of the energies and of Geant4 (per chunk, see the module).
+        workers: Processes running chunks side by side.
+        chunk_size: Showers per chunk (what a killed run can lose).
+        force: Replace an existing output (and discard another run's chunks).
+
+    Raises:
+        Geant4Unavailable: Without the pinned bindings or a C++ compiler.
+        ValueError: For a detector without a Geant4 layout, or chunks of another run beside ``out``.
+    """
+    if n < 1 or workers < 1 or chunk_size < 1:
+        raise ValueError("n, workers and chunk_size must be at least 1")
+    if detector.name not in LAYOUTS:
+        raise ValueError(
+            f"the geant4 engine knows the sampling layout of {sorted(LAYOUTS)}, not {detector.name}: use --engine fast"
+        )
+    out = check_output_path(out, force)
+    bindings()
+    physics_library()  # compile once here, not in every worker at the same time
+    spectrum = spectrum or detector.default_spectrum
+    spectrum = EnergySpectrum.parse(spectrum) if isinstance(spectrum, str) else spectrum
+    parts = out.parent / f".{out.name}.geant4-parts"
+    manifest = {"detector": detector.name, "n": n, "spectrum": spectrum.spec, "seed": seed, "chunk_size": chunk_size,
+                "bindings": PINNED, "format": 1}  # fmt: skip
+    _prepare_parts(parts, manifest, force)
+    plan = _chunk_plan(n, chunk_size, spectrum, seed)
+    todo = [i for i in range(len(plan)) if not _chunk_path(parts, i).exists()]
+    done = n - sum(len(plan[i][0]) for i in todo)
+    bar = tqdm(total=n, initial=done, desc=f"geant4 {detector.name}", unit="shower", disable=not progress)
+    if workers == 1 or len(todo) <= 1:
+        for i in todo:
+            _run_chunk(detector.name, i, plan[i][0], plan[i][1], str(parts))
+            bar.update(len(plan[i][0]))
+    else:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+            pending = {pool.submit(_run_chunk, detector.name, i, plan[i][0], plan[i][1], str(parts)) for i in todo}
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    index, _ = future.result()
+                    bar.update(len(plan[index][0]))
+    bar.close()
+    attrs = {"generator": "Geant4 (calosurrogate geant4 engine)", "physics": PHYSICS.format(pinned=PINNED, cut=PRODUCTION_CUT_MM),
+             "detector": detector.name, "energy_spectrum": spectrum.spec, "seed": seed, "chunk_size": chunk_size}  # fmt: skip
+    with ShowerWriter(out, detector.geometry.n_voxels, dtype=dtype, force=force, attrs=attrs) as writer:
+        for i in range(len(plan)):
+            with np.load(_chunk_path(parts, i)) as chunk:
+                writer.write(chunk["incident_energies"].reshape(-1, 1), chunk["showers"])
+    shutil.rmtree(parts, ignore_errors=True)
+    return out

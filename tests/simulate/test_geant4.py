@@ -1,0 +1,137 @@
+"""The geant4 engine on tiny runs: energy conservation, sampling fraction, reproducibility,
+resuming, and one clear line where the bindings or a compiler are missing."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+from calosurrogate.simulate.geant4 import build
+
+
+def _installed(name: str) -> bool:
+    try:
+        return bool(importlib.metadata.version(name))
+    except importlib.metadata.PackageNotFoundError:
+        return False
+
+
+needs_geant4 = pytest.mark.skipif(
+    not _installed("geant4-pybind"), reason="geant4-pybind not installed (pip install 'calosurrogate[geant4]')"
+)
+
+
+def _python(code: str) -> str:
+    """Run ``code`` in a fresh interpreter (Geant4 allows one run manager per process)."""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def _calo(*args: object) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "calosurrogate.cli", *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600)
+
+
+@needs_geant4
+def test_energy_is_conserved_and_the_sampling_fraction_is_the_datasets() -> None:
+    out = _python(
+        "import json, numpy as np\n"
+        "from calosurrogate.simulate import get_detector\n"
+        "from calosurrogate.simulate.geant4.application import calorimeter\n"
+        "app = calorimeter(get_detector('ds2'), bookkeeping=True)\n"
+        "showers = app.simulate(np.full(6, 1000.0), seed=5)\n"
+        "lib = app._library\n"
+        "print(json.dumps({'totals': app.last_totals.tolist(), 'stored': showers.sum(1).tolist(),\n"
+        "                  'largest': lib.calo_g4em_largest_object(), 'block': lib.calo_g4em_block_size()}))\n"
+    )
+    data = json.loads(out.strip().splitlines()[-1])
+    totals = np.array(data["totals"])  # absorber, read-out cells, active outside the cells, leakage (MeV)
+    assert np.all(np.abs(totals.sum(axis=1) - 1000.0) < 10.0)  # within 1% of the incident energy
+    assert np.all(totals[:, 3] < 50.0)  # 36 X0 deep and twice the read-out radius wide
+    sampling = totals[:, 1:3].sum() / totals[:, :3].sum()
+    assert 0.030 < sampling < 0.035
+    # stored voxels are the cells' energy over the dataset's 0.033 (less what falls below the threshold)
+    assert np.allclose(np.array(data["stored"]) * 0.033, totals[:, 1], rtol=0.02)
+    # every Geant4 object the physics list built fitted in the block it was given
+    assert 0 < data["largest"] < data["block"]
+
+
+@needs_geant4
+def test_same_seed_same_file_whatever_the_workers_and_a_killed_run_resumes(tmp_path) -> None:
+    common = ["simulate", "--engine", "geant4", "--geometry", "ds2", "--n", 6, "--energy", "log-uniform:1GeV:2GeV",
+              "--chunk-size", 2, "--quiet"]  # fmt: skip
+    one = _calo(*common, "--seed", 7, "--out", tmp_path / "one.h5", "--workers", 1)
+    two = _calo(*common, "--seed", 7, "--out", tmp_path / "two.h5", "--workers", 2)
+    other = _calo(*common, "--seed", 8, "--out", tmp_path / "other.h5")
+    assert one.returncode == two.returncode == other.returncode == 0, one.stderr + two.stderr
+    read = lambda name: h5py.File(tmp_path / name)["showers"][:]  # noqa: E731
+    assert np.array_equal(read("one.h5"), read("two.h5")) and read("one.h5").sum() > 0
+    assert not np.array_equal(read("one.h5"), read("other.h5"))
+    with h5py.File(tmp_path / "one.h5") as f:
+        assert "Geant4" in f.attrs["generator"] and "no fluorescence" in f.attrs["physics"]
+        assert f["incident_energies"].shape == (6, 1)
+    assert not list(tmp_path.glob(".*"))  # the parts folder went with the finished run
+    # a run killed after its first chunk: the chunk is there, the output is not; the rerun finishes it
+    _python(
+        "from pathlib import Path\n"
+        "from calosurrogate.data.spectra import EnergySpectrum\n"
+        "from calosurrogate.simulate.geant4 import engine\n"
+        f"out = Path({str(tmp_path / 'resumed.h5')!r}); parts = out.parent / ('.' + out.name + '.geant4-parts')\n"
+        "spectrum = EnergySpectrum.parse('log-uniform:1GeV:2GeV')\n"
+        "manifest = {'detector': 'ds2', 'n': 6, 'spectrum': spectrum.spec, 'seed': 7, 'chunk_size': 2,\n"
+        "            'bindings': engine.PINNED, 'format': 1}\n"
+        "engine._prepare_parts(parts, manifest, False)\n"
+        "energies, g4_seed = engine._chunk_plan(6, 2, spectrum, 7)[0]\n"
+        "engine._run_chunk('ds2', 0, energies, g4_seed, str(parts))\n"
+    )
+    assert (
+        not (tmp_path / "resumed.h5").exists() and (tmp_path / ".resumed.h5.geant4-parts" / "chunk_000000.npz").exists()
+    )
+    resumed = _calo(*common, "--seed", 7, "--out", tmp_path / "resumed.h5")
+    assert resumed.returncode == 0, resumed.stderr
+    assert np.array_equal(read("resumed.h5"), read("one.h5"))
+    # chunks of other settings are refused in one line, not mixed in
+    (tmp_path / ".clash.h5.geant4-parts").mkdir()
+    (tmp_path / ".clash.h5.geant4-parts" / "manifest.json").write_text('{"seed": 99}')
+    clash = _calo(*common, "--seed", 7, "--out", tmp_path / "clash.h5")
+    assert clash.returncode != 0 and "other settings" in clash.stderr and "Traceback" not in clash.stderr
+
+
+def test_a_missing_or_other_wheel_and_a_missing_compiler_each_get_one_clear_line(monkeypatch) -> None:
+    def missing(name: str) -> str:
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", missing)
+    with pytest.raises(build.Geant4Unavailable, match=r"geant4-pybind==0\.1\.3: pip install 'calosurrogate\[geant4\]'"):
+        build.bindings()
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "0.1.2")
+    with pytest.raises(build.Geant4Unavailable, match=r"0\.1\.2 is installed"):
+        build.bindings()
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(build.shutil, "which", lambda name: None)
+    with pytest.raises(build.Geant4Unavailable, match=r"no C\+\+ compiler"):
+        build._compiler()
+    # the command line says it in one line, without a traceback
+    from click.testing import CliRunner
+
+    from calosurrogate.cli import main
+
+    monkeypatch.setattr(importlib.metadata, "version", missing)
+    result = CliRunner().invoke(main, ["simulate", "--engine", "geant4", "--n", "2", "--out", "x.h5"])
+    assert result.exit_code != 0 and "pip install 'calosurrogate[geant4]'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_detector_without_a_geant4_layout_is_refused(tmp_path) -> None:
+    from calosurrogate.simulate import get_detector
+    from calosurrogate.simulate.geant4.engine import simulate_geant4_to_file
+
+    with pytest.raises(ValueError, match="not ds1-photons: use --engine fast"):
+        simulate_geant4_to_file(get_detector("ds1-photons"), 2, tmp_path / "x.h5")
