@@ -13,6 +13,6 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q "torch==2.13.0" || .venv/bin/python -m pip install -q "torch>=2.13"
   .venv/bin/python -m pip install -q -e ".[test]"
   # the geant4 engine's physics list, compiled now against the installed wheel (a few seconds)
-  .venv/bin/python -m calosurrogate.simulate.geant4.build
+  .venv/bin/python -m calosurrogate.simulate.geant4
   touch "$stamp"
 fi

@@ -116,9 +116,3 @@ def physics_library() -> ctypes.CDLL:
     # The bindings' module is already loaded under the same path, so the library binds to its symbols.
     return ctypes.CDLL(str(library))
 
-
-if __name__ == "__main__":  # python -m calosurrogate.simulate.geant4.build: compile now (the installer runs it)
-    try:
-        print(f"geant4 engine ready: {physics_library()._name}")
-    except Geant4Unavailable as err:
-        print(f"geant4 engine unavailable: {err}")
