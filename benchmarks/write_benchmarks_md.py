@@ -408,6 +408,30 @@ def _parity_sections() -> list[str]:
     return out
 
 
+def _geant4_sections() -> list[str]:
+    out = []
+    for path in sorted(RESULTS.glob("geant4_*.json")):
+        d = json.loads(path.read_text())
+        out += [f"## The geant4 engine ({d['geometry']})", "", f"Command: `{d['command']}`  ",
+                f"Machine: {_machine(d)}; commit {d['commit']}, {d['date']}", "",
+                "Real Geant4 11.4 (geant4-pybind 0.1.3) with the data-free EM list (README, `--engine geant4`). "
+                "Time per shower after warm-up, with the voxels scored (Geant4's compiled scorer, read per event "
+                "from Python) and bare (no scorer); physics from the same runs with every deposit accounted for "
+                "(leakage stopped in tungsten around the calorimeter).", "",
+                "| electron energy | showers | s / shower, scored | bare | overhead | sampling fraction | "
+                "resolution | leakage | zero voxels | stored E_tot / E_inc |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for energy, t in d["timing"].items():
+            ph = d["physics"][energy]
+            out.append(f"| {energy} | {t['showers']} | {t['scored_s']:.3f} | {t['bare_s']:.3f} | {t['overhead']:.2f}x | "
+                       f"{ph['sampling_fraction']:.4f} | {ph['resolution']:.1%} | {ph['leakage_fraction']:.2%} | "
+                       f"{ph['zero_voxels']:.2f} | {ph['response_stored']:.3f} |")  # fmt: skip
+        w = d["workers"]
+        out += ["", f"Workers ({w['showers']} showers, {w['spectrum']}): {w['showers_per_s']['1']} showers/s with one, "
+                f"{w['showers_per_s']['2']} with two ({w['speed_up']:.2f}x). Goals (issue 21): scoring within 1.25x of "
+                "bare stepping; two workers at least 1.8x one.", ""]  # fmt: skip
+    return out
+
+
 def _load(name: str) -> dict | None:
     path = RESULTS / f"{name}.json"
     return json.loads(path.read_text()) if path.exists() else None
@@ -555,6 +579,7 @@ def main() -> None:
         out += ["", f"With the generated energies scaled by 1.05, the separation power of E_tot/E_inc rises to "
                 f"{ev['scaled_by_1.05']['separation_etot_einc']:.3f}.", ""]  # fmt: skip
     out += _parity_sections()
+    out += _geant4_sections()
     out += _pareto_sections()
     out += ["Every run behind these rows, with its command, budget, per-precision figures and notes: "
             "[benchmarks/results/RUNS.md](benchmarks/results/RUNS.md); how the ds2 diffusion set-up was found: "

@@ -15,13 +15,16 @@ def test_discrete_energies_get_a_bin_each() -> None:
     assert np.array_equal(np.digitize(2.0 ** np.arange(8, 12), edges) - 1, np.arange(4))
 
 
-def test_continuous_energies_get_log_bins_holding_every_shower(rng) -> None:
+def test_continuous_energies_get_log_bins_over_whole_decades(rng) -> None:
     energies = np.exp(rng.uniform(np.log(1e3), np.log(1e6), 5000))
-    edges = incident_energy_bins(energies, n_bins=5)
-    assert len(edges) == 6 and edges[0] == energies.min() and edges[-1] > energies.max()
-    assert np.allclose(np.diff(np.log(edges[:-1])), np.log(edges[1] / edges[0]))
-    counts = np.histogram(energies, edges)[0]
-    assert counts.sum() == 5000
+    edges = incident_energy_bins(energies, n_bins=6)
+    assert np.allclose(edges, np.logspace(3, 6, 7))  # 1 GeV - 1 TeV, two bins a decade
+    assert np.histogram(energies, edges)[0].sum() == 5000
+    # the two halves of the sample get the same bins, whatever their extremes
+    assert np.array_equal(incident_energy_bins(energies[:2500], 6), incident_energy_bins(energies[2500:], 6))
+    # an energy on a decade lies inside the last bin
+    on_decade = incident_energy_bins(np.concatenate([energies, [1e6]]), 6)
+    assert np.digitize([1e6], on_decade)[0] - 1 == 5  # right-open bins, as the histograms and response use
 
 
 def test_gaussian_response_and_resolution(rng) -> None:

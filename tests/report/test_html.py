@@ -44,6 +44,10 @@ def test_every_figure_is_written(report) -> None:
         assert expected in pngs
     for name in pngs:
         assert report[name].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # every observable, the E_tot/E_inc of each incident-energy bin included, has its floor
+    import json
+
+    assert json.loads(report["metrics.json"].read_text())["verdict"]["not_judged"] == []
     # every layer has a figure of its own, behind the selector
     assert sorted(p.name for p in report["layers"].iterdir()) == [f"layer_{i:02d}.png" for i in range(45)]
 

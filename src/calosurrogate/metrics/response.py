@@ -16,7 +16,9 @@ MAX_DISCRETE_ENERGIES = 20
 def incident_energy_bins(incident_energy: np.ndarray, n_bins: int = 8) -> np.ndarray:
     """Bin edges in MeV: one bin per energy for a discrete spectrum (at most
     :data:`MAX_DISCRETE_ENERGIES` distinct values, as dataset 1's powers of two), else ``n_bins``
-    bins evenly spaced in log E between the smallest and largest energy.
+    bins evenly spaced in log E over the whole decades the energies span (1 GeV - 1 TeV for
+    datasets 2 and 3): two samples of one spectrum, such as a reference's two halves, get the
+    same bins.
 
     Args:
         incident_energy: ``(N,)`` or ``(N, 1)`` incident energies in MeV (the reference's).
@@ -32,8 +34,10 @@ def incident_energy_bins(incident_energy: np.ndarray, n_bins: int = 8) -> np.nda
         middles = np.sqrt(distinct[:-1] * distinct[1:])  # geometric midpoints: each energy alone in its bin
         first, last = distinct[0] ** 2 / middles[0], distinct[-1] ** 2 / middles[-1]
         return np.concatenate([[first], middles, [last]])
-    edges = np.geomspace(distinct[0], distinct[-1], n_bins + 1)
-    edges[-1] = np.nextafter(edges[-1], np.inf)  # the largest energy inside the last bin
+    low, high = np.floor(np.log10(distinct[0])), np.ceil(np.log10(distinct[-1]))
+    edges = np.logspace(low, max(high, low + 1), n_bins + 1)
+    if edges[-1] <= distinct[-1]:  # the largest energy on a decade: inside the last (right-open) bin
+        edges[-1] = np.nextafter(distinct[-1], np.inf)
     return edges
 
 

@@ -78,11 +78,10 @@ def draw_histogram_pair(pair: HistogramPair, ax: plt.Axes, ax_ratio: plt.Axes | 
     if separation is not None:
         ax.text(0.97, 0.93, f"S = {separation:.4f}", transform=ax.transAxes, ha="right", va="top", fontsize=8)
     note = _outside_note(pair)
-    if note:
-        ax.text(0.03, 0.02, note, transform=ax.transAxes, ha="left", va="bottom", fontsize=6.5, color="#8a4b00")
+    label = pair.label + (f"\n{note}" if note else "")  # under the axis: it never covers the data or the legend
     ax.set_ylabel("density")
     if ax_ratio is None:
-        ax.set_xlabel(pair.label)
+        ax.set_xlabel(label)
         return
     ax.tick_params(labelbottom=False)
     gen_err = np.sqrt(pair.generated) / max(pair.generated.sum(), 1) / widths
@@ -97,7 +96,7 @@ def draw_histogram_pair(pair: HistogramPair, ax: plt.Axes, ax_ratio: plt.Axes | 
     ax_ratio.axhline(1.0, color="black", linewidth=0.6)
     ax_ratio.set_ylim(*ratio_limits(ratio, pair.reference))
     ax_ratio.set_ylabel("gen / ref")
-    ax_ratio.set_xlabel(pair.label)
+    ax_ratio.set_xlabel(label)
     if pair.log_x:
         ax_ratio.set_xscale("log")
 

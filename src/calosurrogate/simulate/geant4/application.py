@@ -80,14 +80,18 @@ class Geant4Calorimeter:
         layout: Its materials and sub-layers.
         bookkeeping: Also score the absorber, the active material outside the read-out and the
             leakage (in 20 cm of tungsten around the calorimeter), for energy-conservation checks.
+        scoring: Score the voxels (off only to time Geant4's bare stepping: showers come back empty).
     """
 
-    def __init__(self, detector: DetectorDescription, layout: SamplingLayout, bookkeeping: bool = False) -> None:
+    def __init__(
+        self, detector: DetectorDescription, layout: SamplingLayout, bookkeeping: bool = False, scoring: bool = True
+    ) -> None:
         g4 = bindings()
         self.g4 = g4
         self.detector = detector
         self.layout = layout
         self.bookkeeping = bookkeeping
+        self.scoring = scoring or bookkeeping
         self._library = physics_library()
         self._energies = np.zeros(0)
         self._voxels = np.zeros((0, detector.geometry.n_voxels))
@@ -223,7 +227,7 @@ class Geant4Calorimeter:
     def _construct_scorers(self) -> None:
         g4 = self.g4
         sdm = g4.G4SDManager.GetSDMpointer()
-        volumes = {"voxels": self._cell_volumes}
+        volumes = {"voxels": self._cell_volumes} if self.scoring else {}
         if self.bookkeeping:
             volumes |= {"absorber": [self._absorber_lv], "active_outside": self._active_layers,
                         "leakage": [self._catcher_lv]}  # fmt: skip
@@ -239,6 +243,9 @@ class Geant4Calorimeter:
             self._detectors.append((detector, scorer))
 
     def _read_event(self, event) -> None:
+        if not self.scoring:
+            self._event += 1
+            return
         hits = event.GetHCofThisEvent()
         row = self._voxels[self._event]
         for index, energy in hits.GetHC(self._collections["voxels"]):
@@ -291,7 +298,7 @@ class Geant4Calorimeter:
 _APPLICATION: Geant4Calorimeter | None = None
 
 
-def calorimeter(detector: DetectorDescription, bookkeeping: bool = False) -> Geant4Calorimeter:
+def calorimeter(detector: DetectorDescription, bookkeeping: bool = False, scoring: bool = True) -> Geant4Calorimeter:
     """This process's Geant4 application of ``detector`` (built on the first call).
 
     Raises:
@@ -305,10 +312,14 @@ def calorimeter(detector: DetectorDescription, bookkeeping: bool = False) -> Gea
             "use --engine fast for it"
         )
     if _APPLICATION is None:
-        _APPLICATION = Geant4Calorimeter(detector, LAYOUTS[detector.name], bookkeeping)
-    elif _APPLICATION.detector.name != detector.name or _APPLICATION.bookkeeping != bookkeeping:
+        _APPLICATION = Geant4Calorimeter(detector, LAYOUTS[detector.name], bookkeeping, scoring)
+    elif (_APPLICATION.detector.name, _APPLICATION.bookkeeping, _APPLICATION.scoring) != (
+        detector.name,
+        bookkeeping,
+        scoring or bookkeeping,
+    ):
         raise ValueError(
             f"this process already runs Geant4 for {_APPLICATION.detector.name} (bookkeeping "
-            f"{_APPLICATION.bookkeeping}); Geant4 allows one run manager per process"
+            f"{_APPLICATION.bookkeeping}, scoring {_APPLICATION.scoring}); Geant4 allows one run manager per process"
         )
     return _APPLICATION

@@ -115,4 +115,3 @@ def physics_library() -> ctypes.CDLL:
             Path(tmp).unlink(missing_ok=True)
     # The bindings' module is already loaded under the same path, so the library binds to its symbols.
     return ctypes.CDLL(str(library))
-
