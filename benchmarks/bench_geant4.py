@@ -76,7 +76,7 @@ def main() -> None:
     from calosurrogate.simulate.geant4.engine import simulate_geant4_to_file
 
     workers = {}
-    n = max(8, int(80 * scale))
+    n = max(8, int(400 * scale))  # long enough that each worker's start (imports, Geant4 set-up) is small
     with tempfile.TemporaryDirectory() as tmp:
         for w in (1, 2):
             start = time.perf_counter()
