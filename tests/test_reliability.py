@@ -387,3 +387,27 @@ def test_evaluate_no_floors_judges_nothing_against_a_floor(tiny_file, tiny_xml, 
     assert all("floor" not in e for e in [*metrics["scalars"].values(), *metrics["separation_power"].values()])
     assert metrics["verdict"]["status"] == "not judged"
     assert (out / "summary.md").read_text().splitlines()[2].startswith("**Verdict: Not judged")
+
+
+def test_a_forked_child_stopped_by_sigterm_leaves_its_parents_outputs(tmp_path) -> None:
+    """Pools (the report draws its layer figures in forked processes) stop their workers with
+    SIGTERM: the handler a worker inherits must not remove the parent's unfinished outputs."""
+    import signal as signal_module
+
+    from calosurrogate._io import atomic_output, remove_partials_on_signal
+
+    restore = remove_partials_on_signal()
+    try:
+        with atomic_output(tmp_path / "result.txt") as partial:
+            partial.write_text("half")
+            pid = os.fork()
+            if pid == 0:  # the child: stopped as a pool stops its workers
+                os.kill(os.getpid(), signal_module.SIGTERM)
+                os._exit(0)  # not reached: SIGTERM's default action ends the child
+            _, status = os.waitpid(pid, 0)
+            assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal_module.SIGTERM
+            assert partial.exists()  # the parent's partial survived its child
+            partial.write_text("whole")
+    finally:
+        restore()
+    assert (tmp_path / "result.txt").read_text() == "whole"

@@ -266,6 +266,18 @@ def _remove_held_and_exit(signum: int, frame: object) -> None:
     os._exit(128 + signum)
 
 
+def _forget_in_forked_child() -> None:
+    """A forked child (a pool drawing figures, a data-loader worker) holds none of its parent's
+    outputs: it must not remove them when it is itself stopped, which pools do with SIGTERM."""
+    _HELD.clear()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        if signal.getsignal(sig) is _remove_held_and_exit:
+            signal.signal(sig, signal.SIG_DFL if sig == signal.SIGTERM else signal.default_int_handler)
+
+
+os.register_at_fork(after_in_child=_forget_in_forked_child)
+
+
 def remove_partials_on_signal() -> Callable[[], None]:
     """On SIGTERM (``timeout``, Slurm, ``kill``) or SIGINT (Ctrl-C): remove what this process holds
     unfinished (partial files, staging folders, locks), say so on stderr, and exit with 128 + the

@@ -56,6 +56,39 @@ def _save(fig: Figure, path: Path, dpi: int = 110) -> None:
     plt.close(fig)
 
 
+_RENDER_JOBS: list[tuple[Callable[[], Figure], Path]] = []
+
+
+def _render_one(index: int) -> None:
+    build, path = _RENDER_JOBS[index]
+    _save(build(), path, dpi=80)
+
+
+def _render_all(jobs: list[tuple[Callable[[], Figure], Path]]) -> None:
+    """Draw the per-layer figures into their files, on every core where the platform forks.
+
+    Drawing is pure Python (matplotlib), so threads would not help; forked processes inherit the
+    figures' data without pickling it. Any failure of the pool falls back to drawing them here.
+    """
+    global _RENDER_JOBS
+    import multiprocessing
+
+    workers = min(os.cpu_count() or 1, 4)
+    if workers > 1 and len(jobs) > 8 and "fork" in multiprocessing.get_all_start_methods():
+        _RENDER_JOBS = jobs
+        try:
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                pool.map_async(_render_one, range(len(jobs))).get(timeout=900)
+            if all(path.exists() for _, path in jobs):
+                return
+        except Exception:  # a pool that fails costs time, never the report
+            pass
+        finally:
+            _RENDER_JOBS = []
+    for build, path in jobs:
+        _save(build(), path, dpi=80)
+
+
 def _figures(
     result: EvaluationResult, geometry: CylindricalGeometry
 ) -> list[tuple[str, str, Callable[[], Figure | None]]]:
@@ -388,11 +421,11 @@ def write_evaluation(
             _save(fig, stage / name)
             rendered.append((name, caption, (stage / name).read_bytes()))
             written[name] = out / name
-        layers: list[tuple[int, str, float, bytes]] = []
-        for layer_id, name, label, worst, build in _layer_figures(result, geometry):
-            (stage / name).parent.mkdir(exist_ok=True)
-            _save(build(), stage / name, dpi=80)
-            layers.append((layer_id, label, worst, (stage / name).read_bytes()))
+        jobs = _layer_figures(result, geometry)
+        if jobs:
+            (stage / "layers").mkdir()
+        _render_all([(build, stage / name) for _, name, _, _, build in jobs])
+        layers = [(layer_id, label, worst, (stage / name).read_bytes()) for layer_id, name, label, worst, _ in jobs]
         if layers:
             written["layers"] = out / "layers"
         numbers = {**result.to_json_dict(), "verdict": verdict(_jsonable(result.to_json_dict()))}
