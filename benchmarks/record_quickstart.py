@@ -31,7 +31,8 @@ def main() -> None:
     pipeline = metrics["provenance"]["pipeline"]
     data = {
         "geometry": metrics["geometry"], "n_showers": metrics["n_showers"], "wall_seconds": args.wall_seconds, "note": args.note,
-        "step_seconds": pipeline["timings_s"], "sampling_ms_per_shower": pipeline["per_shower_ms"],
+        # timings.json, written last, has the evaluation's time too
+        "step_seconds": json.loads((folder / "timings.json").read_text()) if (folder / "timings.json").exists() else pipeline["timings_s"], "sampling_ms_per_shower": pipeline["per_shower_ms"],
         "train_config": {k: pipeline["train_config"][k] for k in ("max_minutes", "precision", "batch_size", "learning_rate")},
         "classifiers": {k: {"auc": v["auc"], "jsd": v["jsd"]} for k, v in metrics["classifiers"].items()},
         "scalars": {k: {"value": v["value"], "error": v["error"], "floor": v.get("floor")} for k, v in metrics["scalars"].items()},
