@@ -432,6 +432,29 @@ def _geant4_sections() -> list[str]:
     return out
 
 
+def _realism_sections() -> list[str]:
+    out = []
+    for path in sorted(RESULTS.glob("realism_gap_*.json")):
+        d = json.loads(path.read_text())
+        sp = d["spectrum"]
+        out += [f"## Realism gap: the fast engine against Geant4 ({d['geometry']}; {d['calibration']})", "",
+                f"Command: `{d['command']}`  ", f"Machine: {_machine(d)}; commit {d['commit']}, {d['date']}", "",
+                "| electron energy | showers each | longitudinal profile, largest difference | radial profile, largest "
+                "difference | resolution Geant4 / fast | stored E_tot / E_inc Geant4 / fast | zero voxels Geant4 / fast |",
+                "|---|---|---|---|---|---|---|"]  # fmt: skip
+        for energy, e in d["per_energy"].items():
+            out.append(f"| {energy} | {e['showers']} | {e['longitudinal_max_rel_diff']:.1%} | {e['radial_max_rel_diff']:.1%} | "
+                       f"{e['resolution']['geant4']:.2%} / {e['resolution']['fast']:.2%} | {e['response']['geant4']:.3f} / "
+                       f"{e['response']['fast']:.3f} | {e['zero_voxels']['geant4']:.3f} / {e['zero_voxels']['fast']:.3f} |")  # fmt: skip
+        worst = ", ".join(f"{k} {v:.3f}" for k, v, _ in sp["separation_largest"][:5])
+        out += ["", f"Profiles: the largest relative difference of the mean over the layers (radial bins) holding 1% or more "
+                f"of the energy. Over {sp['spectrum']} ({sp['showers_each']:,} showers each): high-level classifier AUC "
+                f"Geant4 vs fast engine {sp['auc_high']:.3f} ± {sp['auc_high_std']:.3f}; median separation power "
+                f"{sp['separation_median']:.3f}, largest {worst}. Goals after calibration (issue 21): profiles within 3% "
+                "at every energy decade, resolution within 10%, AUC at most 0.75.", ""]  # fmt: skip
+    return out
+
+
 def _load(name: str) -> dict | None:
     path = RESULTS / f"{name}.json"
     return json.loads(path.read_text()) if path.exists() else None
@@ -580,6 +603,7 @@ def main() -> None:
                 f"{ev['scaled_by_1.05']['separation_etot_einc']:.3f}.", ""]  # fmt: skip
     out += _parity_sections()
     out += _geant4_sections()
+    out += _realism_sections()
     out += _pareto_sections()
     out += ["Every run behind these rows, with its command, budget, per-precision figures and notes: "
             "[benchmarks/results/RUNS.md](benchmarks/results/RUNS.md); how the ds2 diffusion set-up was found: "
