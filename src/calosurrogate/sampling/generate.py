@@ -56,11 +56,18 @@ def check_conditions(conditions: np.ndarray, model: Surrogate) -> np.ndarray:
         low, high = np.asarray(seen[0]), np.asarray(seen[1])
         outside = (conditions < low) | (conditions > high)
         for column in np.flatnonzero(outside.any(axis=0)):
+            values = conditions[:, column]
+            beyond = (
+                [f"{int((values < low[column]).sum())} below, down to {values.min():.6g}"]
+                if values.min() < low[column]
+                else []
+            )
+            if values.max() > high[column]:
+                beyond.append(f"{int((values > high[column]).sum())} above, up to {values.max():.6g}")
             warnings.warn(
                 f"{int(outside[:, column].sum())} of {len(conditions)} values of {model.condition_names[column]} lie "
-                f"outside the range seen in training [{low[column]:.6g}, {high[column]:.6g}] (largest "
-                f"{conditions[:, column].max():.6g}, smallest {conditions[:, column].min():.6g}): the surrogate "
-                "extrapolates there",
+                f"outside the range seen in training [{low[column]:.6g}, {high[column]:.6g}] ({'; '.join(beyond)}): "
+                "the surrogate extrapolates there",
                 ExtrapolationWarning,
                 stacklevel=2,
             )
