@@ -58,7 +58,7 @@ def _speed_sections() -> list[str]:
         families = ", ".join(sorted({r["family"] for r in rows}))
         out += [f"## Sampling speed by family ({data['geometry']}, {rows[0]['device'] if rows else ''}, "
                 f"bf16 {'native' if _bf16_native(data) else 'emulated'}: {families})", "",
-                f"Command: `{data['command']}`  ", f"Machine: {_machine(data)}; commit {data['commit']}, {data['date']}", "",
+                *_provenance(data), "",
                 "Default configuration of each family; time per shower is the median of repeated full sampling passes "
                 "(noise, network, cut) after warm-up, in ms, with the 16-84% spread of the repeats.", "",
                 "| family | precision | " + " | ".join(f"batch {b:,}" for b in sizes) + " |",
@@ -179,7 +179,7 @@ def _distillation_sections() -> list[str]:
         d = json.loads(path.read_text())
         epochs = ", ".join(f"round {r['round']} ({r['steps']} steps): {r['epochs']} epochs" for r in d["rounds"])
         out += [f"## Diffusion: progressive distillation ({d['geometry']}, Euler sampler)", "",
-                f"Command: `{d['command']}`  ", f"Machine: {_machine(d)}; commit {d['commit']}, {d['date']}", "",
+                *_provenance(d), "",
                 f"Teacher: {d['teacher_minutes']:g} minutes ({d['train_precision']}{_threads(d)}, weights of epoch "
                 f"{d['teacher_selected_epoch']}). Each student halves the previous model's steps in {d['student_minutes']:g} "
                 f"minutes (learning rate {d['student_lr']:g}; {epochs}). At each step count the student is judged beside "
@@ -344,7 +344,7 @@ def _reliability_sections() -> list[str]:
         return []
     trials = data["trials"]
     out = ["## Reliability: the fault harness", "",
-           f"Command: `{data['command']}`  ", f"Machine: {_machine(data)}; commit {data['commit']}, {data['date']}", "",
+           *_provenance(data), "",
            "Real `calo` processes on small data (tests/faults.py), killed at a random fraction (0.1-0.95) of their "
            "uninterrupted run time, then finished (`--resume` for training); races start one command twice on one "
            "output. Outputs are judged by reading them.", "",
@@ -377,7 +377,7 @@ def _parity_sections() -> list[str]:
         d = json.loads(path.read_text())
         n = d["n_showers_each"]
         out += [f"## Against the official code ({d['geometry']}, {n:,} vs {n:,} showers, {d['features']} high-level features)", "",
-                f"Command: `{d['command']}`  ", f"Machine: {_machine(d)}; commit {d['commit']}, {d['date']}", "",
+                *_provenance(d), "",
                 f"The official evaluation's FPD and KPD are {d['official_code']['fpd_kpd']}'s, its PRDC the reference "
                 f"implementation's ({d['official_code']['prdc']}); both timed in the same process right after ours, on the "
                 "same feature arrays and settings (FPD 10k-50k x 20 x 10 sizes, KPD 10 x 10k, PRDC k = 5 at 10k per set). "
@@ -412,8 +412,7 @@ def _geant4_sections() -> list[str]:
     out = []
     for path in sorted(RESULTS.glob("geant4_*.json")):
         d = json.loads(path.read_text())
-        out += [f"## The geant4 engine ({d['geometry']})", "", f"Command: `{d['command']}`  ",
-                f"Machine: {_machine(d)}; commit {d['commit']}, {d['date']}", "",
+        out += [f"## The geant4 engine ({d['geometry']})", "", *_provenance(d), "",
                 "Real Geant4 11.4 (geant4-pybind 0.1.3) with the data-free EM list (README, `--engine geant4`). "
                 "Time per shower after warm-up, with the voxels scored (Geant4's compiled scorer, read per event "
                 "from Python) and bare (no scorer); physics from the same runs with every deposit accounted for "
@@ -438,7 +437,7 @@ def _realism_sections() -> list[str]:
         d = json.loads(path.read_text())
         sp = d["spectrum"]
         out += [f"## Realism gap: the fast engine against Geant4 ({d['geometry']}; {d['calibration']})", "",
-                f"Command: `{d['command']}`  ", f"Machine: {_machine(d)}; commit {d['commit']}, {d['date']}", "",
+                *_provenance(d), "",
                 "| electron energy | showers each | longitudinal profile, largest difference | radial profile, largest "
                 "difference | resolution Geant4 / fast | stored E_tot / E_inc Geant4 / fast | zero voxels Geant4 / fast |",
                 "|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -453,6 +452,11 @@ def _realism_sections() -> list[str]:
                 f"{sp['separation_median']:.3f}, largest {worst}. Goals after calibration (issue 21): profiles within 3% "
                 "at every energy decade, resolution within 10%, AUC at most 0.75.", ""]  # fmt: skip
     return out
+
+
+def _provenance(data: dict) -> list[str]:
+    """The command and machine lines every section opens with."""
+    return [f"Command: `{data['command']}`  ", f"Machine: {_machine(data)}; commit {data['commit']}, {data['date']}"]
 
 
 def _load(name: str) -> dict | None:
@@ -520,7 +524,7 @@ def _model_sections() -> list[str]:
     for path in sorted(RESULTS.glob("model_*.json")):
         data = json.loads(path.read_text())
         out += [f"## Surrogate quality: `{_model_label(data)}` on {data['geometry']}", "",
-                f"Command: `{data['command']}`  ", f"Machine: {_machine(data)}; commit {data['commit']}, {data['date']}", "",
+                *_provenance(data), "",
                 *([f"Note: {data['note']}", ""] if data.get("note") else []),
                 f"Budget: {data['train_minutes_budget']} minutes of training ({data['train_precision']} autocast{_threads(data)}), which bought "
                 f"{data['epochs']} epochs{_selected(data)} over {data['n_train']:,} training showers; judged against {data['n_reference']:,} reference showers "
@@ -552,7 +556,7 @@ def main() -> None:
     out += _answer_sections()
     sim = _load("simulator")
     if sim:
-        out += ["## Simulator throughput", "", f"Command: `{sim['command']}`  ", f"Machine: {_machine(sim)}; commit {sim['commit']}, {sim['date']}", "",
+        out += ["## Simulator throughput", "", *_provenance(sim), "",
                 "| detector | showers | showers/s in memory | showers/s written to gzip HDF5 |", "|---|---|---|---|"]  # fmt: skip
         out += [
             f"| {k} | {v['n']} | {v['showers_per_s_in_memory']} | {v['showers_per_s_to_gzip_file']} |"
@@ -582,7 +586,7 @@ def main() -> None:
             continue
         same = ev["same_settings"]
         out += [f"## Evaluation speed and sanity ({geometry}, {ev['n_showers_each']:,} vs {ev['n_showers_each']:,} showers)", "",
-                f"Command: `{ev['command']}`  ", f"Machine: {_machine(ev)}; commit {ev['commit']}, {ev['date']}", "",
+                *_provenance(ev), "",
                 "| step | seconds |", "|---|---|"]  # fmt: skip
         out += [f"| {k.removesuffix('_s').replace('_', ' ')} | {v} |" for k, v in ev["timings"].items()]
         out += ["", "Goal (issue 3): everything but the classifiers within 300 s for 100k vs 100k ds2 showers (378 s before",
