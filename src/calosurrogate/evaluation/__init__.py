@@ -259,7 +259,7 @@ class _Pass:
         self.sum_shower += x.sum(axis=0)
         if self.geometry.is_regular:
             density = (x / self.geometry.voxel_areas).reshape(len(x), *self.geometry.shape).sum(axis=1).mean(axis=1)
-            self.radial_sums[0][:] += density.sum(axis=0)
+            self.radial_sums[0][:] += density.sum(axis=0)  # the arrays in place: the pair is a tuple
             self.radial_sums[1][:] += (density**2).sum(axis=0)
         self.max_voxel = max(self.max_voxel, float(x.max(initial=0.0)))
         for variant, acc in self.cfd.items():

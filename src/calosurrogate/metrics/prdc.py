@@ -41,9 +41,9 @@ def _distance_block(a: np.ndarray, a_norms: np.ndarray, b: np.ndarray, b_norms: 
     return np.sqrt(d2, out=d2)
 
 
-def _kth_neighbour_distances(x: np.ndarray, nearest_k: int, chunk_rows: int) -> np.ndarray:
-    """Distance from each row of ``x`` to its ``nearest_k``-th nearest other row, shape ``(N,)``."""
-    norms = _squared_norms(x)
+def _kth_neighbour_distances(x: np.ndarray, norms: np.ndarray, nearest_k: int, chunk_rows: int) -> np.ndarray:
+    """Distance from each row of ``x`` (squared norms ``norms``) to its ``nearest_k``-th nearest other
+    row, shape ``(N,)``."""
     radii = np.empty(len(x))
     for start in range(0, len(x), chunk_rows):
         block = _distance_block(x[start : start + chunk_rows], norms[start : start + chunk_rows], x, norms)
@@ -77,9 +77,9 @@ def precision_recall_density_coverage(
         raise ValueError(
             f"PRDC with k={nearest_k} needs more than {nearest_k} showers per sample, got {len(real)} and {len(fake)}"
         )
-    real_radii = _kth_neighbour_distances(real, nearest_k, chunk_rows)
-    fake_radii = _kth_neighbour_distances(fake, nearest_k, chunk_rows)
     real_norms, fake_norms = _squared_norms(real), _squared_norms(fake)
+    real_radii = _kth_neighbour_distances(real, real_norms, nearest_k, chunk_rows)
+    fake_radii = _kth_neighbour_distances(fake, fake_norms, nearest_k, chunk_rows)
     balls_holding = np.zeros(len(fake), dtype=np.int64)  # per generated shower: reference balls around it
     recalled = np.zeros(len(real), dtype=bool)
     covered = np.zeros(len(real), dtype=bool)

@@ -63,7 +63,7 @@ def _outside_note(pair: HistogramPair) -> str | None:
 
 def draw_histogram_pair(pair: HistogramPair, ax: plt.Axes, ax_ratio: plt.Axes | None, separation: float | None) -> None:
     """Draw one observable on ``ax`` (densities) and its ratio on ``ax_ratio``, with the number of
-    entries of each sample outside the range written on the panel."""
+    entries of each sample outside the range written under the axis."""
     pair = _for_display(pair)
     widths = np.diff(pair.bins)
     ref = _fractions(pair.reference) / widths

@@ -192,7 +192,7 @@ class Geant4Calorimeter:
                                          absorber, "absorber")  # fmt: skip
         keep += [world_solid, world_lv, world, absorber_lv]
         cells: dict[tuple[float, ...], object] = {}
-        self._cell_volumes, self._active_layers = [], []
+        self._active_layers = []
         for i, layer in enumerate(geometry.layers):
             # one active-layer volume per read-out layer: its cells' copy numbers are that layer's voxels
             solid = g4.G4Tubs(f"active_{i}", 0, radius, layout.active_mm * mm / 2, 0, 2 * np.pi)
@@ -298,6 +298,19 @@ class Geant4Calorimeter:
 _APPLICATION: Geant4Calorimeter | None = None
 
 
+def layout_of(detector: DetectorDescription) -> SamplingLayout:
+    """The Geant4 sampling layout of ``detector``.
+
+    Raises:
+        ValueError: If the engine has none for it.
+    """
+    if detector.name not in LAYOUTS:
+        raise ValueError(
+            f"the geant4 engine knows the sampling layout of {sorted(LAYOUTS)}, not {detector.name}: use --engine fast"
+        )
+    return LAYOUTS[detector.name]
+
+
 def calorimeter(detector: DetectorDescription, bookkeeping: bool = False, scoring: bool = True) -> Geant4Calorimeter:
     """This process's Geant4 application of ``detector`` (built on the first call).
 
@@ -306,13 +319,9 @@ def calorimeter(detector: DetectorDescription, bookkeeping: bool = False, scorin
             detector or bookkeeping setting (Geant4 allows one run manager per process).
     """
     global _APPLICATION
-    if detector.name not in LAYOUTS:
-        raise ValueError(
-            f"the geant4 engine knows the sampling layout of {sorted(LAYOUTS)}, not {detector.name}: "
-            "use --engine fast for it"
-        )
+    layout = layout_of(detector)
     if _APPLICATION is None:
-        _APPLICATION = Geant4Calorimeter(detector, LAYOUTS[detector.name], bookkeeping, scoring)
+        _APPLICATION = Geant4Calorimeter(detector, layout, bookkeeping, scoring)
     elif (_APPLICATION.detector.name, _APPLICATION.bookkeeping, _APPLICATION.scoring) != (
         detector.name,
         bookkeeping,

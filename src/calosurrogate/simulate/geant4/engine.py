@@ -26,7 +26,7 @@ from calosurrogate._io import check_output_path
 from calosurrogate.data import ShowerWriter
 from calosurrogate.data.spectra import EnergySpectrum
 from calosurrogate.simulate.detectors import DetectorDescription, get_detector
-from calosurrogate.simulate.geant4.application import LAYOUTS, PRODUCTION_CUT_MM, calorimeter
+from calosurrogate.simulate.geant4.application import PRODUCTION_CUT_MM, calorimeter, layout_of
 from calosurrogate.simulate.geant4.build import PINNED, bindings, physics_library
 
 PHYSICS = (
@@ -111,10 +111,7 @@ def simulate_geant4_to_file(
     """
     if n < 1 or workers < 1 or chunk_size < 1:
         raise ValueError("n, workers and chunk_size must be at least 1")
-    if detector.name not in LAYOUTS:
-        raise ValueError(
-            f"the geant4 engine knows the sampling layout of {sorted(LAYOUTS)}, not {detector.name}: use --engine fast"
-        )
+    layout_of(detector)  # before any work: a detector without a layout is refused here
     out = check_output_path(out, force)
     bindings()
     physics_library()  # compile once here, not in every worker at the same time
