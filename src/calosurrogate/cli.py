@@ -351,6 +351,62 @@ def models() -> None:
         click.echo(f"{name:10s} {family.summary} ({family.papers})")
 
 
+@main.command("geant4-fastsim")
+@click.option(
+    "--run", "run_dir", type=click.Path(path_type=Path), required=True,
+    help="Trained surrogate (run folder or model.pt) of ds2 or ds3, conditioned on the incident energy.",
+)  # fmt: skip
+@click.option("--n", "n_events", type=click.IntRange(min=1), required=True, help="Events, each run in both modes.")
+@click.option("--energy", default=None,
+              help="Incident-energy spectrum, e.g. fixed:100GeV (default: the model's training range).")  # fmt: skip
+@click.option("--threshold", "threshold_mev", type=float, default=None,
+              help="The model takes e+-/gamma above this kinetic energy, MeV (default: its lowest training energy).")  # fmt: skip
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder of full.h5, fast.h5, fastsim.json and the evaluation.")  # fmt: skip
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="Device of the surrogate.")
+@click.option("--events-per-call", type=click.IntRange(min=1), default=1, show_default=True,
+              help="The surrogate runs once per this many events (1: per event, as Geant4's Par04 example).")  # fmt: skip
+@click.option("--metrics", default="histograms,fpd,kpd,cls-high", show_default=True,
+              help="What `calo evaluate --fast` computes on fast.h5 against full.h5; 'none' skips it.")  # fmt: skip
+@click.option("--force", is_flag=True, help="Replace existing outputs in --out.")
+@_friendly_errors
+def geant4_fastsim(
+    run_dir: Path, n_events: int, energy: str | None, threshold_mev: float | None, out_dir: Path, seed: int,
+    device: str, events_per_call: int, metrics: str, force: bool,
+) -> None:  # fmt: skip
+    """Run a surrogate inside Geant4 as its fast-simulation model: the same events in full and fast
+    simulation, the time per event of each, and the fast output judged against the full one."""
+    from calosurrogate._io import check_output_path
+    from calosurrogate.sampling.geant4_fastsim import simulate_full_and_fast
+
+    for name in ("full.h5", "fast.h5", "fastsim.json"):  # before the long work
+        check_output_path(out_dir / name, force)
+    model = _load_run(run_dir)
+    run = simulate_full_and_fast(model, n_events, out_dir, energy, seed, threshold_mev, device,
+                                 events_per_call=events_per_call, force=force)  # fmt: skip
+    summary = run.as_dict()
+    click.echo(
+        f"{n_events} events: full simulation {summary['ms_per_event_full']:.1f} ms per event, fast simulation "
+        f"{summary['ms_per_event_fast']:.2f} ms ({summary['ms_per_event_surrogate']:.2f} in the surrogate): "
+        f"{run.speedup:.0f}x; the model took {run.taken} particles"
+    )
+    chosen = tuple(m.strip() for m in metrics.split(",") if m.strip() and m.strip() != "none")
+    if chosen:
+        from calosurrogate.evaluation import EvaluationSettings, evaluate_files
+        from calosurrogate.report import write_evaluation
+
+        settings = dataclasses.replace(EvaluationSettings.fast(), metrics=chosen)
+        result = evaluate_files(run.full, run.fast, model.geometry, settings)
+        files = write_evaluation(result, model.geometry, out_dir / "evaluation", force=force)
+        summary["evaluation"] = str(files["metrics.json"])
+        click.echo((out_dir / "evaluation" / "summary.md").read_text())
+        click.echo(f"fast against full simulation: {files['report.html']}")
+    with open(check_output_path(out_dir / "fastsim.json", force), "w") as f:
+        json.dump(summary, f, indent=2)
+    click.echo(f"wrote {out_dir / 'fastsim.json'}")
+
+
 def _file_geometry(path: Path, name: str | None, required: bool = True):
     """The geometry named, else the one built-in geometry with the file's voxel count (None where
     there is none or several and ``required`` is false)."""

@@ -135,3 +135,88 @@ def test_a_detector_without_a_geant4_layout_is_refused(tmp_path) -> None:
 
     with pytest.raises(ValueError, match="not ds1-photons: use --engine fast"):
         simulate_geant4_to_file(get_detector("ds1-photons"), 2, tmp_path / "x.h5")
+
+
+@needs_geant4
+def test_the_fast_simulation_model_is_reached_through_its_own_slots_and_replaces_the_shower() -> None:
+    """Proves the compiled subclass's layout against the wheel: Geant4 calls IsApplicable,
+    ModelTrigger, DoIt and Flush, nothing lands in the at-rest slots, the manager found the model by
+    its name (attach succeeded), and the state read from G4FastTrack is the particle's own."""
+    out = _python(
+        "import json, numpy as np\n"
+        "from calosurrogate.simulate import get_detector\n"
+        "from calosurrogate.simulate.geant4.application import calorimeter\n"
+        "app = calorimeter(get_detector('ds2'), fast_simulation=True)\n"
+        "energies = np.array([2000.0, 500.0, 3000.0])\n"
+        "full = app.simulate(energies, seed=4)\n"
+        "after_full = app.fast_simulation_calls\n"
+        "seen = []\n"
+        "def model(e):\n"
+        "    seen.append(e.tolist()); out = np.zeros((len(e), 6480)); out[:, 7] = e; return out\n"
+        "fast = app.simulate(energies, seed=4, shower_model=model, threshold_mev=1000.0)\n"
+        "taken = app.last_taken.tolist()\n"
+        "def broken(e):\n"
+        "    raise ArithmeticError('the model failed')\n"
+        "try:\n"
+        "    app.simulate(energies[:1], seed=4, shower_model=broken, threshold_mev=1000.0)\n"
+        "    error = None\n"
+        "except ArithmeticError as err:\n"
+        "    error = str(err)\n"
+        "print(json.dumps({'full': full.sum(1).tolist(), 'fast': fast.tolist() and fast.sum(1).tolist(),\n"
+        "                  'fast7': fast[:, 7].tolist(), 'taken': taken, 'seen': seen,\n"
+        "                  'after_full': after_full, 'calls': app.fast_simulation_calls, 'error': error}))\n"
+    )
+    data = json.loads(out.strip().splitlines()[-1])
+    # switched off, the model is never asked and Geant4 simulates every shower in full
+    assert all(count == 0 for count in data["after_full"].values())
+    assert all(total > 0.5 * energy for total, energy in zip(data["full"], [2000, 500, 3000], strict=True))
+    # on: the 2 and 3 GeV primaries are taken on entering, with exactly the energy the gun shot,
+    # one call per event; the 0.5 GeV one, below the threshold, is simulated in full
+    assert np.allclose(data["seen"], [[2000.0], [3000.0]], rtol=1e-9, atol=0)
+    assert data["taken"] == [1, 0, 1]
+    assert np.allclose(data["fast7"][::2], [2000.0, 3000.0], rtol=1e-9, atol=0)
+    assert np.allclose(data["fast"][::2], [2000.0, 3000.0], rtol=1e-9, atol=0)  # killed: Geant4 deposited nothing
+    assert 0.5 * 500 < data["fast"][1] < 1.2 * 500 and data["fast7"][1] < 500
+    calls = data["calls"]
+    assert calls["layout_errors"] == 0
+    assert calls["IsApplicable"] >= 1 and calls["DoIt"] == 3  # two above, and the failing run's one
+    assert calls["ModelTrigger"] > calls["DoIt"]  # asked at every step of the 0.5 GeV shower too
+    assert calls["AtRestModelTrigger"] == calls["AtRestDoIt"] == 0
+    assert calls["Flush"] == 4  # Geant4 flushes the models at the end of every event
+    # an exception in the model surfaces from simulate(), it is not lost inside Geant4
+    assert data["error"] == "the model failed"
+
+
+@needs_geant4
+def test_a_surrogate_inside_geant4_writes_the_same_events_in_full_and_fast_simulation(tmp_path) -> None:
+    out = _python(
+        "import json, numpy as np, torch\n"
+        "from calosurrogate.geometry import get_geometry\n"
+        "from calosurrogate.models import build_surrogate\n"
+        "from calosurrogate.sampling.geant4_fastsim import simulate_full_and_fast\n"
+        "model = build_surrogate('vae', get_geometry('ds2'), {'latent': 4, 'hidden': 16, 'layers': 1})\n"
+        "showers = torch.rand(8, 6480); showers[showers < 0.9] = 0\n"
+        "model.fit_preprocessing(showers * 100, torch.full((8, 1), 2000.0))\n"
+        "model.condition_range = ([1000.0], [4000.0])\n"
+        f"model.save({str(tmp_path / 'model.pt')!r})\n"
+        "angled = build_surrogate('vae', get_geometry('ds2'), {'latent': 4, 'hidden': 16, 'layers': 1},\n"
+        "                         ('incident_energies', 'incident_angles'))\n"
+        "angled.fit_preprocessing(showers * 100, torch.full((8, 2), 2000.0))\n"
+        f"angled.save({str(tmp_path / 'angled.pt')!r})\n"
+        f"run = simulate_full_and_fast(model, 4, {str(tmp_path)!r}, 'log-uniform:1.5GeV:3GeV', seed=2,\n"
+        "                              events_per_call=3)\n"
+        "print(json.dumps(run.as_dict()))\n"
+    )
+    run = json.loads(out.strip().splitlines()[-1])
+    assert run["n"] == 4 and run["taken"] == 4 and run["events_per_call"] == 3
+    assert run["ms_per_event_full"] > 0 and run["ms_per_event_fast"] > 0 and run["speedup"] > 0
+    with h5py.File(tmp_path / "full.h5") as full, h5py.File(tmp_path / "fast.h5") as fast:
+        assert np.array_equal(full["incident_energies"][:], fast["incident_energies"][:])
+        assert 1500 <= full["incident_energies"][:].min() and full["incident_energies"][:].max() <= 3000
+        assert "full simulation" in full.attrs["generator"] and "vae" in fast.attrs["generator"]
+        assert full["showers"][:].sum() > 0 and fast["showers"].shape == (4, 6480)
+    # the same command refuses to overwrite, and a model with another condition is refused in one line
+    again = _calo("geant4-fastsim", "--run", tmp_path / "model.pt", "--n", 2, "--out", tmp_path)
+    assert again.returncode != 0 and "exists" in again.stderr and "Traceback" not in again.stderr
+    angled = _calo("geant4-fastsim", "--run", tmp_path / "angled.pt", "--n", 2, "--out", tmp_path / "angled")
+    assert angled.returncode != 0 and "incident_angles" in angled.stderr and "Traceback" not in angled.stderr

@@ -8,6 +8,12 @@ with a G4PSEnergyDeposit) sums each event's deposits straight into voxels, and t
 one read-out layer into the same voxels. Stored voxel values are the active energy divided by
 the dataset's sampling fraction (0.033 for datasets 2 and 3), as in the official files.
 
+With ``fast_simulation``, the stack sits in a vacuum envelope that is a Geant4 region with a
+fast-simulation model (``fast_simulation.cpp``): electrons, positrons and photons entering it above
+a threshold are killed there and handed to a shower model (any callable from incident energies to
+voxels, e.g. a trained surrogate), whose voxels are added to the event's, the way Geant4's Par04
+example runs its generative model. The model can be switched off to simulate the same events in full.
+
 Geant4 allows one run manager per process: :func:`calorimeter` builds it once and hands out the
 same application afterwards.
 """
@@ -15,8 +21,9 @@ same application afterwards.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,6 +57,9 @@ W_SI = SamplingLayout("G4_W", 1.4, "G4_Si", 0.3, sublayers=2)
 LAYOUTS = {"ds2": W_SI, "ds3": W_SI}
 PRODUCTION_CUT_MM = 0.7
 PARTICLES = {"electron": "e-", "photon": "gamma", "positron": "e+"}
+ENVELOPE_REGION = "calosurrogate_envelope"
+ShowerModel = Callable[[np.ndarray], np.ndarray]
+"""Incident energies ``(k,)`` in MeV -> showers ``(k, n_voxels)`` in stored units (MeV)."""
 
 
 @contextlib.contextmanager
@@ -81,10 +91,17 @@ class Geant4Calorimeter:
         bookkeeping: Also score the absorber, the active material outside the read-out and the
             leakage (in 20 cm of tungsten around the calorimeter), for energy-conservation checks.
         scoring: Score the voxels (off only to time Geant4's bare stepping: showers come back empty).
+        fast_simulation: Put the stack in an envelope region with the fast-simulation model, used
+            when :meth:`simulate` is given a shower model.
     """
 
     def __init__(
-        self, detector: DetectorDescription, layout: SamplingLayout, bookkeeping: bool = False, scoring: bool = True
+        self,
+        detector: DetectorDescription,
+        layout: SamplingLayout,
+        bookkeeping: bool = False,
+        scoring: bool = True,
+        fast_simulation: bool = False,
     ) -> None:
         g4 = bindings()
         self.g4 = g4
@@ -97,6 +114,11 @@ class Geant4Calorimeter:
         self._voxels = np.zeros((0, detector.geometry.n_voxels))
         self._totals = np.zeros((0, 4))
         self._event = 0
+        self.fast_simulation = fast_simulation
+        self._shower_model: ShowerModel | None = None
+        self._taken: list[tuple[int, float]] = []  # (event, kinetic energy in MeV) handed to the model
+        self._fast_voxels = np.zeros((0, detector.geometry.n_voxels))
+        self._callback_error: BaseException | None = None
         with _quiet(True):
             self._build()
 
@@ -117,6 +139,13 @@ class Geant4Calorimeter:
                 status = app._library.calo_g4em_construct()
                 if status != 0:
                     raise RuntimeError(f"the compiled EM physics list failed to register its processes (code {status})")
+                if app.fast_simulation:
+                    # the process that hands particles in an envelope region to its fast-simulation models
+                    fast = g4.G4FastSimulationPhysics()
+                    for name in PARTICLES.values():
+                        fast.ActivateFastSimulation(name)
+                    fast.ConstructProcess()
+                    app._fast_physics = fast
 
             def SetCuts(self) -> None:
                 self.SetDefaultCutValue(PRODUCTION_CUT_MM * mm)
@@ -163,6 +192,62 @@ class Geant4Calorimeter:
         self.run_manager.Initialize()
         sdm = g4.G4SDManager.GetSDMpointer()
         self._collections = {name: sdm.GetCollectionID(f"{name}/edep") for name in self._scored}
+        if self.fast_simulation:
+            self._attach_fast_simulation()
+
+    def _attach_fast_simulation(self) -> None:
+        lib = self._library
+        callback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_double))
+        lib.calo_g4fast_attach.argtypes = [ctypes.c_char_p, callback]
+        lib.calo_g4fast_set_active.argtypes = [ctypes.c_int, ctypes.c_double]
+        lib.calo_g4fast_calls.argtypes = [ctypes.POINTER(ctypes.c_ulong)]
+        lib.calo_g4fast_layout_errors.restype = ctypes.c_ulong
+        particle = self.g4.G4ParticleTable.GetParticleTable().FindParticle(PARTICLES[self.detector.particle])
+        self._mass_mev = particle.GetPDGMass() / self.g4.MeV
+        # ctypes calls it from inside BeamOn and the library keeps the raw pointer: keep the object
+        self._take_callback = callback(self._fast_take)
+        status = lib.calo_g4fast_attach(ENVELOPE_REGION.encode(), self._take_callback)
+        if status != 0:
+            raise RuntimeError(f"the fast-simulation model could not be attached to its region (code {status})")
+        lib.calo_g4fast_set_active(0, 0.0)
+
+    def _kinetic_energy_mev(self, state) -> float:
+        momentum = np.sqrt(state[3] ** 2 + state[4] ** 2 + state[5] ** 2) / self.g4.MeV
+        return float(np.sqrt(momentum**2 + self._mass_mev**2) - self._mass_mev)
+
+    def _fast_take(self, state) -> int:
+        """Geant4 hands the particle to the model (it is killed after this returns)."""
+        try:
+            mm = self.g4.mm
+            energy, shot = self._kinetic_energy_mev(state), self._energies[self._event]
+            # vacuum lies between the gun and the envelope: only the primary enters, untouched
+            if abs(energy / shot - 1) > 1e-6:
+                raise RuntimeError(
+                    f"the fast-simulation model read {energy:.6g} MeV where the gun shot {shot:.6g} MeV: the "
+                    "compiled model's view of G4FastTrack does not match this Geant4"
+                )
+            if abs(state[6] ** 2 + state[7] ** 2 + state[8] ** 2 - 1) > 1e-6:
+                raise RuntimeError("the fast-simulation model read a direction that is not a unit vector")
+            # the model's voxels are laid out around the calorimeter's axis, as the datasets' are
+            if abs(state[0]) > 1 * mm or abs(state[1]) > 1 * mm or state[8] < 0.999:
+                raise ValueError(
+                    f"a particle entered the calorimeter at x = {state[0] / mm:.1f} mm, y = {state[1] / mm:.1f} mm "
+                    f"with direction z {state[8]:.3f}: the shower model deposits showers along the axis only"
+                )
+            self._taken.append((self._event, energy))
+        except BaseException as error:
+            self._callback_error = error
+        return 0
+
+    @property
+    def fast_simulation_calls(self) -> dict[str, int]:
+        """How often Geant4 called each virtual function of the fast-simulation model."""
+        counts = (ctypes.c_ulong * 6)()
+        self._library.calo_g4fast_calls(counts)
+        names = ("IsApplicable", "ModelTrigger", "DoIt", "AtRestModelTrigger", "AtRestDoIt", "Flush")
+        return dict(zip(names, map(int, counts), strict=True)) | {
+            "layout_errors": int(self._library.calo_g4fast_layout_errors())
+        }
 
     def _construct_geometry(self):
         g4, mm, layout, geometry = self.g4, self.g4.mm, self.layout, self.detector.geometry
@@ -191,6 +276,15 @@ class Geant4Calorimeter:
         absorber_lv = g4.G4LogicalVolume(g4.G4Tubs("absorber", 0, radius, layout.absorber_mm * mm / 2, 0, 2 * np.pi),
                                          absorber, "absorber")  # fmt: skip
         keep += [world_solid, world_lv, world, absorber_lv]
+        mother = hall_lv
+        if self.fast_simulation:
+            # a vacuum envelope just around the stack (the gun stays outside it): the model's region
+            envelope_solid = g4.G4Tubs("envelope", 0, radius, depth / 2 + 0.5 * mm, 0, 2 * np.pi)
+            mother = g4.G4LogicalVolume(envelope_solid, vacuum, "envelope")
+            region = g4.G4Region(ENVELOPE_REGION)
+            region.AddRootLogicalVolume(mother)
+            keep += [envelope_solid, mother, region,
+                     g4.G4PVPlacement(None, g4.G4ThreeVector(), mother, "envelope", hall_lv, False, 0)]  # fmt: skip
         cells: dict[tuple[float, ...], object] = {}
         self._active_layers = []
         for i, layer in enumerate(geometry.layers):
@@ -215,9 +309,9 @@ class Geant4Calorimeter:
             for s in range(layout.sublayers):
                 z0 = -depth / 2 + (i * layout.sublayers + s) * pitch
                 keep.append(g4.G4PVPlacement(None, g4.G4ThreeVector(0, 0, z0 + layout.absorber_mm * mm / 2), absorber_lv,
-                                             "absorber", hall_lv, False, i * layout.sublayers + s))  # fmt: skip
+                                             "absorber", mother, False, i * layout.sublayers + s))  # fmt: skip
                 keep.append(g4.G4PVPlacement(None, g4.G4ThreeVector(0, 0, z0 + layout.absorber_mm * mm + layout.active_mm * mm / 2),
-                                             layer_lv, "active", hall_lv, False, i))  # fmt: skip
+                                             layer_lv, "active", mother, False, i))  # fmt: skip
         self._cell_volumes = list(cells.values())
         self._absorber_lv = absorber_lv
         # the stack's front face at z = 0 of the gun's frame: shift the gun instead of the stack
@@ -243,47 +337,96 @@ class Geant4Calorimeter:
             self._detectors.append((detector, scorer))
 
     def _read_event(self, event) -> None:
-        if not self.scoring:
-            self._event += 1
-            return
-        hits = event.GetHCofThisEvent()
-        row = self._voxels[self._event]
-        for index, energy in hits.GetHC(self._collections["voxels"]):
-            row[index] = energy
-        if self.bookkeeping:
-            self._totals[self._event] = [
-                sum(e for _, e in hits.GetHC(self._collections["absorber"])),
-                row.sum(),
-                sum(e for _, e in hits.GetHC(self._collections["active_outside"])),
-                sum(e for _, e in hits.GetHC(self._collections["leakage"])),
-            ]
+        if self.scoring:
+            hits = event.GetHCofThisEvent()
+            row = self._voxels[self._event]
+            for index, energy in hits.GetHC(self._collections["voxels"]):
+                row[index] = energy
+            if self.bookkeeping:
+                self._totals[self._event] = [
+                    sum(e for _, e in hits.GetHC(self._collections["absorber"])),
+                    row.sum(),
+                    sum(e for _, e in hits.GetHC(self._collections["active_outside"])),
+                    sum(e for _, e in hits.GetHC(self._collections["leakage"])),
+                ]
         self._event += 1
+        if self._shower_model is not None and (
+            self._event % self._events_per_call == 0 or self._event == len(self._energies)
+        ):
+            self._deposit_taken()
+
+    def _deposit_taken(self) -> None:
+        """Run the shower model on the particles taken since its last call, add their voxels to
+        their events'."""
+        pending = [(index, energy) for index, energy in self._taken if index >= self._deposited_up_to]
+        self._deposited_up_to = self._event
+        if not pending or self._callback_error is not None:
+            return
+        try:
+            events, energies = (np.array(column) for column in zip(*pending, strict=True))
+            showers = np.asarray(self._shower_model(energies), dtype=np.float64).reshape(len(energies), -1)
+            np.add.at(self._fast_voxels, events, showers)
+        except BaseException as error:  # kept for simulate(): an exception cannot cross Geant4's C++
+            self._callback_error = error
+            self.g4.G4RunManager.GetRunManager().AbortRun(True)
 
     # ------------------------------------------------------------------ running
-    def simulate(self, energies_mev: np.ndarray, seed: int) -> np.ndarray:
+    def simulate(
+        self,
+        energies_mev: np.ndarray,
+        seed: int,
+        shower_model: ShowerModel | None = None,
+        threshold_mev: float = 0.0,
+        events_per_call: int = 1,
+    ) -> np.ndarray:
         """Showers of the given incident energies, ``(n, n_voxels)`` in stored units (MeV).
 
         Args:
             energies_mev: ``(n,)`` incident energies in MeV.
             seed: Seeds Geant4's random engine for this call alone: the same energies and seed
                 give the same showers, whatever ran in this process before.
+            shower_model: With ``fast_simulation``: electrons, positrons and photons entering the
+                calorimeter with at least ``threshold_mev`` of kinetic energy are handed to it, and
+                its voxels (stored units) are added to the event's. None: full simulation.
+            threshold_mev: The fast-simulation model's trigger threshold, MeV.
+            events_per_call: The shower model runs at the end of every this many events, on the
+                particles taken in them (1: once per event, as Geant4's Par04 example runs its
+                model; more: larger batches, the voxels still added to their own events).
         """
         g4 = self.g4
+        if shower_model is not None and not self.fast_simulation:
+            raise ValueError("a shower model needs the application built with fast_simulation=True")
         self._energies = np.asarray(energies_mev, dtype=np.float64).ravel()
         n = len(self._energies)
-        self._voxels = np.zeros((n, self.detector.geometry.n_voxels))
+        n_voxels = self.detector.geometry.n_voxels
+        self._voxels, self._fast_voxels = np.zeros((n, n_voxels)), np.zeros((n, n_voxels))
         self._totals = np.zeros((n, 4))
         self._event = 0
+        self._taken, self._callback_error = [], None
+        self._shower_model, self._events_per_call, self._deposited_up_to = shower_model, max(1, events_per_call), 0
+        if self.fast_simulation:
+            # the model triggers on momentum (decided in C++ at every step): the threshold's momentum
+            # for the shot particle's mass
+            mass = self._mass_mev
+            momentum = np.sqrt(threshold_mev**2 + 2 * threshold_mev * mass) * g4.MeV
+            self._library.calo_g4fast_set_active(int(shower_model is not None), momentum)
         self._user[2].gun.SetParticlePosition(g4.G4ThreeVector(0, 0, self._front_z - 1 * g4.mm))
         g4.HepRandom.setTheSeed(int(seed) % (2**31 - 1))
         with _quiet(True):
             self.run_manager.BeamOn(n)
+        if self._callback_error is not None:
+            raise self._callback_error
         if self._event != n:
             raise RuntimeError(f"Geant4 ran {self._event} of {n} events")
         showers = self._voxels / self.detector.stack.sampling_fraction / g4.MeV
         threshold = self.detector.readout_threshold_mev
         showers[showers < threshold] = 0.0
-        return showers
+        return showers + self._fast_voxels
+
+    @property
+    def last_taken(self) -> np.ndarray:
+        """Per event of the last :meth:`simulate`: how many particles the fast-simulation model took."""
+        return np.bincount([index for index, _ in self._taken], minlength=len(self._energies))
 
     @property
     def last_totals(self) -> np.ndarray:
@@ -311,24 +454,26 @@ def layout_of(detector: DetectorDescription) -> SamplingLayout:
     return LAYOUTS[detector.name]
 
 
-def calorimeter(detector: DetectorDescription, bookkeeping: bool = False, scoring: bool = True) -> Geant4Calorimeter:
+def calorimeter(
+    detector: DetectorDescription, bookkeeping: bool = False, scoring: bool = True, fast_simulation: bool = False
+) -> Geant4Calorimeter:
     """This process's Geant4 application of ``detector`` (built on the first call).
 
     Raises:
         ValueError: If ``detector`` has no Geant4 layout, or this process already runs another
-            detector or bookkeeping setting (Geant4 allows one run manager per process).
+            detector or setting (Geant4 allows one run manager per process).
     """
     global _APPLICATION
     layout = layout_of(detector)
+    wanted = (detector.name, bookkeeping, scoring or bookkeeping, fast_simulation)
     if _APPLICATION is None:
-        _APPLICATION = Geant4Calorimeter(detector, layout, bookkeeping, scoring)
-    elif (_APPLICATION.detector.name, _APPLICATION.bookkeeping, _APPLICATION.scoring) != (
-        detector.name,
-        bookkeeping,
-        scoring or bookkeeping,
-    ):
-        raise ValueError(
-            f"this process already runs Geant4 for {_APPLICATION.detector.name} (bookkeeping "
-            f"{_APPLICATION.bookkeeping}, scoring {_APPLICATION.scoring}); Geant4 allows one run manager per process"
-        )
+        _APPLICATION = Geant4Calorimeter(detector, layout, bookkeeping, scoring, fast_simulation)
+    else:
+        running = (_APPLICATION.detector.name, _APPLICATION.bookkeeping, _APPLICATION.scoring,
+                   _APPLICATION.fast_simulation)  # fmt: skip
+        if running != wanted:
+            raise ValueError(
+                f"this process already runs Geant4 for {running[0]} (bookkeeping {running[1]}, scoring {running[2]}, "
+                f"fast simulation {running[3]}); Geant4 allows one run manager per process"
+            )
     return _APPLICATION

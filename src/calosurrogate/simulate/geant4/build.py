@@ -9,8 +9,10 @@ run here without them:
   built whenever a run manager is, otherwise stops with the fatal exception PART70000. No nuclear
   level is needed by electron and photon showers, and with an empty table none is used.
 
-``em_physics.cpp`` (beside this file) is compiled once per wheel with the machine's C++ compiler
-into the user's cache folder, linked against the bindings' own shared library.
+The compiled part (beside this file: ``em_physics.cpp``, the physics list; ``fast_simulation.cpp``,
+the fast-simulation model that hands showers to a surrogate; ``declarations.hpp``, what both
+declare of Geant4) is compiled once per wheel with the machine's C++ compiler into the user's cache
+folder, linked against the bindings' own shared library.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from pathlib import Path
 from types import ModuleType
 
 PINNED = "0.1.3"
-SOURCE = Path(__file__).with_name("em_physics.cpp")
+HERE = Path(__file__).parent
+SOURCES = (HERE / "em_physics.cpp", HERE / "fast_simulation.cpp")
+HEADERS = (HERE / "declarations.hpp",)
 
 
 class Geant4Unavailable(OSError):
@@ -86,29 +90,32 @@ def _compiler() -> str:
 
 
 def physics_library() -> ctypes.CDLL:
-    """The compiled physics list, built on first use (a few seconds) and reused after.
+    """The compiled physics list and fast-simulation model, built on first use (seconds) and reused.
 
-    The library is named by the hash of its source, the compiler and the bindings' file, so a new
+    The library is named by the hash of its sources, the compiler and the bindings' file, so a new
     wheel or a changed source builds anew; it is written under a temporary name and renamed.
     """
     module = bindings()
     target = Path(module.__file__)
     compiler = _compiler()
     key = hashlib.sha256(
-        SOURCE.read_bytes() + compiler.encode() + str(target).encode() + str(target.stat().st_size).encode()
+        b"".join(path.read_bytes() for path in SOURCES + HEADERS)
+        + compiler.encode()
+        + str(target).encode()
+        + str(target.stat().st_size).encode()
     ).hexdigest()[:16]
-    library = cache_folder() / f"em_physics-{key}.so"
+    library = cache_folder() / f"calosurrogate_geant4-{key}.so"
     if not library.exists():
         library.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{library.name}.", suffix=".partial", dir=library.parent)
         os.close(fd)
-        command = [compiler, "-O2", "-shared", "-fPIC", "-std=c++17", "-o", tmp, str(SOURCE), str(target),
+        command = [compiler, "-O2", "-shared", "-fPIC", "-std=c++17", "-o", tmp, *map(str, SOURCES), str(target),
                    f"-Wl,-rpath,{target.parent}"]  # fmt: skip
         try:
             done = subprocess.run(command, capture_output=True, text=True)
             if done.returncode != 0:
                 raise Geant4Unavailable(
-                    f"compiling {SOURCE.name} failed ({' '.join(command)}): {done.stderr.strip()[-800:]}"
+                    f"compiling {' and '.join(path.name for path in SOURCES)} failed ({' '.join(command)}): {done.stderr.strip()[-800:]}"
                 )
             os.replace(tmp, library)
         finally:

@@ -14,23 +14,14 @@
 //          relativistic model over the whole range (in place of Seltzer-Berger below 1 GeV);
 //   e+:    annihilation.
 // No fluorescence, Auger electrons or Rayleigh scattering.
-#include <new>
-#include <string>
+#include "declarations.hpp"
 
-class G4String : public std::string {
- public:
-  G4String(const char* text) : std::string(text) {}
-};
 enum G4ProcessType { fNotDefined, fTransportation, fElectromagnetic };
 
-class G4ParticleDefinition;
 class G4VProcess;
 class G4VEmModel;
 class G4VMscModel;
 
-class G4Gamma { public: static G4Gamma* Gamma(); };
-class G4Electron { public: static G4Electron* Electron(); };
-class G4Positron { public: static G4Positron* Positron(); };
 class G4PhysicsListHelper {
  public:
   static G4PhysicsListHelper* GetPhysicsListHelper();
@@ -54,31 +45,17 @@ class G4PairProductionRelModel { public: G4PairProductionRelModel(const G4Partic
 class G4UrbanMscModel { public: G4UrbanMscModel(const G4String&); };
 class G4eBremsstrahlungRelModel { public: G4eBremsstrahlungRelModel(const G4ParticleDefinition*, const G4String&); };
 
-// Objects are built in blocks far larger than any of these classes (their real sizes are not
-// known here); Geant4 deletes them through their virtual destructors, which free the block.
-static const unsigned long kBlock = 1 << 14;
-static const unsigned char kCanary = 0xA5;
-static unsigned long g_largest_used = 0;
+using calo::build;
+using calo::particle;
+unsigned long calo::largest_used = 0;
 
-template <class T, class... Args>
-static T* build(Args&&... args) {
-  unsigned char* block = static_cast<unsigned char*>(::operator new(kBlock));
-  for (unsigned long i = 0; i < kBlock; ++i) block[i] = kCanary;
-  T* object = new (block) T(args...);
-  unsigned long used = kBlock;
-  while (used > 0 && block[used - 1] == kCanary) --used;
-  if (used > g_largest_used) g_largest_used = used;
-  return object;
-}
-
-static G4ParticleDefinition* particle(void* p) { return static_cast<G4ParticleDefinition*>(p); }
 static G4VProcess* process(void* p) { return static_cast<G4VProcess*>(p); }
 
 extern "C" {
 
 // Largest number of bytes any constructor wrote into its block (a test checks it stays below kBlock).
-unsigned long calo_g4em_largest_object() { return g_largest_used; }
-unsigned long calo_g4em_block_size() { return kBlock; }
+unsigned long calo_g4em_largest_object() { return calo::largest_used; }
+unsigned long calo_g4em_block_size() { return calo::kBlock; }
 
 // Transportation for every particle, then the processes of e+, e- and gamma; call from ConstructProcess.
 int calo_g4em_construct() {
