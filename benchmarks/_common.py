@@ -91,6 +91,28 @@ def simulated_data(geometry: str, workdir: str | Path, n_train: int, n_reference
     return train_file, reference
 
 
+def data_source(train_file: str | Path, reference_file: str | Path) -> dict[str, str]:
+    """What made a benchmark's training and reference showers (the files' ``generator``) and their
+    spectrum, and the training showers: ``{"engine": "geant4" | "fast engine" | ..., "spectrum": ...,
+    "train_showers": n}``."""
+    import h5py
+
+    engines = set()
+    spectra = set()
+    for path in (train_file, reference_file):
+        with h5py.File(path, "r") as f:
+            generator = str(f.attrs.get("generator", "unknown"))
+            spectra.add(str(f.attrs.get("energy_spectrum", "unknown")))
+        engines.add("geant4" if "Geant4" in generator else "fast engine" if "parametrized" in generator else generator)
+    with h5py.File(train_file, "r") as f:
+        train_showers = int(f["showers"].shape[0])
+    return {
+        "engine": " + ".join(sorted(engines)),
+        "spectrum": " + ".join(sorted(spectra)),
+        "train_showers": train_showers,
+    }
+
+
 @functools.cache
 def _fit_sample(geometry: str, n_fit: int):
     import torch

@@ -19,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
     RESULTS,
+    data_source,
     diffusion_overrides,
     judge,
     sample_and_judge,
@@ -58,6 +59,8 @@ def main() -> None:
         "--reuse-samples", action="store_true",
         help="judge the generated file a reused run already has at a step count (its earlier timing kept)",
     )  # fmt: skip
+    parser.add_argument("--train-file", type=Path, default=None, help="train on this file (default: fast engine)")
+    parser.add_argument("--reference-file", type=Path, default=None, help="judge against this file")
     args = parser.parse_args()
     import torch
 
@@ -68,7 +71,11 @@ def main() -> None:
 
     overrides = merge_settings({"objective": {"name": args.objective}}, diffusion_overrides(args.assignments))
     detector = get_detector(args.geometry)
-    train_file, ref = simulated_data(args.geometry, args.workdir, args.n_train, args.n_reference)
+    if args.train_file and args.reference_file:
+        train_file, ref = args.train_file, args.reference_file
+    else:
+        train_file, ref = simulated_data(args.geometry, args.workdir, args.n_train, args.n_reference)
+    source = data_source(train_file, ref)
     # Another sampler on a reused run (same tag) gets its own result beside the default Heun one.
     sampler = "" if args.sampler == "heun" else f"_{args.sampler}"
     name = tagged(f"{args.geometry}_{args.objective}{sampler}", args.tag)
@@ -120,7 +127,7 @@ def main() -> None:
     data = {"geometry": args.geometry, "objective": args.objective, "sampler": args.sampler,
             "train_minutes_budget": args.minutes, "train_precision": train_precision, "train_seconds": round(train_s), "epochs": epochs, "ema_decay": args.ema_decay,
             "selected_epoch": selected_epoch(run, adversarial=False),
-            "model_config": model.checkpoint_dict()["config"], "n_reference": len(conditions),
+            "model_config": model.checkpoint_dict()["config"], "n_reference": len(conditions), "data": source,
             "classifier_runs": args.classifier_runs, "threads": torch.get_num_threads(), "tag": args.tag, "results": rows}  # fmt: skip
     if before:  # the commands that measured the rows kept from before, and what was noted of them
         data["earlier_commands"] = [*before.get("earlier_commands", []), before["command"]]

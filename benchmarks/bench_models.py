@@ -1,5 +1,8 @@
 """Train a surrogate on simulator data within a time budget, then judge it and time its sampling.
 
+Data: the fast engine's showers (made once per geometry in --workdir), or given files
+(``--train-file``/``--reference-file``, e.g. the geant4 engine's); the result records which.
+
 Run: .venv/bin/python benchmarks/bench_models.py --geometry ds1-photons --model flow --minutes 30
 """
 
@@ -12,7 +15,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import selected_epoch, simulated_data, tagged, write_result
+from _common import data_source, selected_epoch, simulated_data, tagged, write_result
 
 from calosurrogate.evaluation import EvaluationSettings, evaluate_files
 from calosurrogate.models import build_surrogate, load_surrogate
@@ -35,6 +38,8 @@ def main() -> None:
     parser.add_argument("--set", dest="assignments", action="append", default=[], help="model.KEY=VALUE")
     parser.add_argument("--n-eval", type=int, default=None, help="judge on the first N reference showers")
     parser.add_argument("--tag", default="", help="suffix of the work folder and result name (variants)")
+    parser.add_argument("--train-file", type=Path, default=None, help="train on this file (default: fast engine)")
+    parser.add_argument("--reference-file", type=Path, default=None, help="judge against this file")
     args = parser.parse_args()
     import torch
     import yaml
@@ -50,7 +55,11 @@ def main() -> None:
     name = tagged(f"{args.geometry}_{args.model}", args.tag)
     work = Path(args.workdir) / name.replace("_", "-")
     work.mkdir(parents=True, exist_ok=True)
-    train_file, ref = simulated_data(args.geometry, args.workdir, args.n_train, args.n_reference)
+    if args.train_file and args.reference_file:
+        train_file, ref = args.train_file, args.reference_file
+    else:
+        train_file, ref = simulated_data(args.geometry, args.workdir, args.n_train, args.n_reference)
+    source = data_source(train_file, ref)
     model = build_surrogate(args.model, detector.geometry, overrides)
     lr = args.lr if args.lr is not None else (2e-4 if args.model == "wgan" else 1e-3)
     config = TrainConfig(
@@ -84,7 +93,7 @@ def main() -> None:
     data = {"geometry": args.geometry, "model": args.model, "model_config": result.history and model.checkpoint_dict()["config"],
             "train_minutes_budget": args.minutes, "learning_rate": lr, "train_seconds": round(train_s), "epochs": result.epochs_done,
             "selected_epoch": selected_epoch(work / "run", model.adversarial),
-            "n_train": args.n_train, "n_reference": len(conditions), "train_precision": args.precision,
+            "n_train": source["train_showers"], "n_reference": len(conditions), "data": source, "train_precision": args.precision,
             "threads": torch.get_num_threads(), "tag": args.tag, "results": rows}  # fmt: skip
     print(data)
     command = " ".join(["python benchmarks/bench_models.py", *sys.argv[1:]])

@@ -4,9 +4,10 @@ At fixed energies: mean longitudinal and radial profiles (largest relative diffe
 layers and radial bins holding 1% or more of the energy), resolution, and zero-voxel fraction.
 Over a log-uniform spectrum: the high-level classifier AUC (Geant4 vs fast engine) and the
 separation power of every high-level feature. The Geant4 files are kept in --workdir, so a
-calibration can reuse them.
+calibration can reuse them; the fast engine's are made afresh every run. ``--published`` judges
+the engine with the published GFlash coefficients (before calibration), else with those it ships.
 
-Run: .venv/bin/python benchmarks/bench_realism_gap.py [--geometry ds2] [--workers 2] [--workdir DIR] [--quick]
+Run: .venv/bin/python benchmarks/bench_realism_gap.py [--geometry ds2] [--workers 2] [--workdir DIR] [--published] [--quick]
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from calosurrogate.evaluation import EvaluationSettings, evaluate_files
 from calosurrogate.geometry import default_min_energy
 from calosurrogate.metrics import ClassifierSettings, apply_threshold
 from calosurrogate.simulate import get_detector, simulate_to_file
+from calosurrogate.simulate.detectors import uncalibrated
 from calosurrogate.simulate.geant4.engine import simulate_geant4_to_file
 
 
@@ -57,8 +59,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--workdir", type=Path, default=None, help="Keep the Geant4 files here.")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--published", action="store_true", help="the published GFlash coefficients (uncalibrated)")
     args = parser.parse_args()
     detector = get_detector(args.geometry)
+    if args.published:
+        detector = uncalibrated(detector)
     geometry = detector.geometry
     scale = 0.2 if args.quick else 1.0
     fixed = {1_000: 400, 10_000: 200, 100_000: 40}
@@ -66,11 +71,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = args.workdir or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
+        ours = Path(tmp)
         per_energy = {}
         for energy, n in fixed.items():
             n = max(10, int(n * scale))
             g4 = work / f"geant4_{energy}MeV_{n}.h5"
-            fast = work / f"fast_{energy}MeV_{n}.h5"
+            fast = ours / f"fast_{energy}MeV_{n}.h5"
             if not g4.exists():
                 simulate_geant4_to_file(detector, n, g4, f"fixed:{energy}MeV", seed=11, workers=args.workers,
                                         chunk_size=max(5, n // 8), progress=False)  # fmt: skip
@@ -88,7 +94,7 @@ def main() -> None:
             print(energy, per_energy[f"{energy / 1e3:g} GeV"], flush=True)
         spectrum = "log-uniform:1GeV:100GeV"
         g4 = work / f"geant4_spectrum_{spectrum_n}.h5"
-        fast = work / f"fast_spectrum_{spectrum_n}.h5"
+        fast = ours / f"fast_spectrum_{spectrum_n}.h5"
         if not g4.exists():
             simulate_geant4_to_file(detector, spectrum_n, g4, spectrum, seed=12, workers=args.workers,
                                     chunk_size=50, progress=False)  # fmt: skip
@@ -104,11 +110,14 @@ def main() -> None:
                      "auc_high": result.classifiers["cls-high"]["auc"], "auc_high_std": result.classifiers["cls-high"]["auc_std"],
                      "separation_largest": separation[:10],
                      "separation_median": float(np.median([s for _, s, _ in separation]))},
-        "calibration": "none yet: the fast engine's parameters as shipped",
+        "calibration": "before calibration: published GFlash coefficients" if args.published
+                       else "after calibration: coefficients fitted to Geant4",
     }  # fmt: skip
     print(data)
     command = f"python benchmarks/bench_realism_gap.py --geometry {args.geometry} --workers {args.workers}"
-    print("wrote", write_result(f"realism_gap_{args.geometry}", data, command + (" --quick" if args.quick else "")))
+    command += " --published" * args.published + " --quick" * args.quick
+    name = f"realism_gap_{args.geometry}_{'published' if args.published else 'fitted'}"
+    print("wrote", write_result(name, data, command))
 
 
 if __name__ == "__main__":

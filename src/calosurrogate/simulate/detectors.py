@@ -6,7 +6,8 @@ which detector it imitates and with which numbers. Sources:
 - ds2 / ds3 (CaloChallenge datasets 2 and 3): concentric W/Si cylinders, each sub-layer
   1.4 mm W + 0.3 mm Si, two sub-layers per read-out layer (about 0.8 X0), 45 read-out layers;
   stored values are visible energy / 0.033, i.e. the deposited energy; readout threshold
-  0.5 keV visible = 15.15 keV stored (CaloChallenge dataset documentation).
+  0.5 keV visible = 15.15 keV stored (CaloChallenge dataset documentation). The GFlash
+  coefficients and the response are fitted to Geant4 showers of this stack (the geant4 engine).
 - ds1-photons: an ATLAS-barrel-like Pb/LAr accordion at |eta| ~ 0.2. Depths in X0 are the
   approximate figures of the ATLAS detector paper (JINST 3 (2008) S08003, section 5.2):
   about 1.5 X0 of material before the presampler, presampler, strips 4.3 X0, middle 16 X0,
@@ -16,11 +17,13 @@ which detector it imitates and with which numbers. Sources:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from calosurrogate.geometry import CylindricalGeometry, LayerStack, ds1_photons, ds2, ds3
 from calosurrogate.geometry.material import LEAD, LIQUID_ARGON, SILICON, TUNGSTEN, sampling_mixture
+from calosurrogate.simulate.gflash import PUBLISHED, GFlashCoefficients
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class DetectorDescription:
         lateral_spread: Standard deviation of the per-shower log-normal scale of the radial
             profile (shower-to-shower width fluctuation).
         nominal_response: Expected mean E_tot / E_inc for contained showers.
+        coefficients: The GFlash coefficients (published, or fitted to Geant4).
     """
 
     name: str
@@ -55,6 +59,7 @@ class DetectorDescription:
     spot_shape: float
     lateral_spread: float = 0.08
     nominal_response: float = 1.0
+    coefficients: GFlashCoefficients = PUBLISHED
 
     def __post_init__(self) -> None:
         if self.stack.n_layers != self.geometry.n_layers:
@@ -69,6 +74,17 @@ W_SI = sampling_mixture("W/Si (1.4 mm W + 0.3 mm Si)", [(TUNGSTEN, 1.4), (SILICO
 PB_LAR = sampling_mixture("Pb/LAr accordion (1.53 mm Pb + 4.2 mm LAr)", [(LEAD, 1.53), (LIQUID_ARGON, 4.2)])
 
 
+# Fitted to Geant4 showers of this stack at 1, 10 and 100 GeV (the geant4 engine):
+# benchmarks/calibrate_fast_engine.py, result benchmarks/results/calibration_ds2.json.
+W_SI_FITTED = GFlashCoefficients(
+    depth_slope=0.94504, depth_offset=0.64312, alpha_offset=1.17278, alpha_slope=0.37012,
+    core_radius_scale=1.32781, tail_radius_scale=1.06365, core_weight_scale=1.03807, entry_deposit_mev=8.81679, entry_power=0.36953,
+)  # fmt: skip
+W_SI_FITTED_RESPONSE = 0.96532
+W_SI_FITTED_SPOT_MEV = 4.233  # sets the sampling resolution
+W_SI_UNCALIBRATED_SPOT_MEV = 6.0
+
+
 def _w_si(geometry: CylindricalGeometry) -> DetectorDescription:
     readout_layer_x0 = 2 * 1.7 / W_SI.radiation_length_mm
     return DetectorDescription(
@@ -78,8 +94,20 @@ def _w_si(geometry: CylindricalGeometry) -> DetectorDescription:
         particle="electron",
         default_spectrum="log-uniform:1GeV:1TeV",
         readout_threshold_mev=0.5e-3 / 0.033,
-        spot_energy_mev=6.0,
+        spot_energy_mev=W_SI_FITTED_SPOT_MEV,
         spot_shape=0.5,
+        nominal_response=W_SI_FITTED_RESPONSE,
+        coefficients=W_SI_FITTED,
+    )
+
+
+def uncalibrated(detector: DetectorDescription) -> DetectorDescription:
+    """``detector`` as the engine made it before its calibration to Geant4 (the published GFlash
+    coefficients), for before/after comparisons."""
+    if detector.coefficients == PUBLISHED:
+        return detector
+    return dataclasses.replace(
+        detector, coefficients=PUBLISHED, nominal_response=1.0, spot_energy_mev=W_SI_UNCALIBRATED_SPOT_MEV
     )
 
 

@@ -8,8 +8,42 @@ radii, energies in GeV unless stated. All functions work elementwise on arrays.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy.special import gammainc
+
+
+@dataclass(frozen=True)
+class GFlashCoefficients:
+    """The coefficients of the parametrization a detector may refit to its own full simulation.
+
+    The defaults are the published homogeneous-medium values (hep-ex/0001020, eqs. 7-16); the
+    sampling calorimeters of datasets 2 and 3 ship values fitted to Geant4
+    (``benchmarks/calibrate_fast_engine.py``).
+
+    Attributes:
+        depth_slope, depth_offset: Mean ``ln T = ln(depth_slope * ln y - depth_offset)``.
+        alpha_offset, alpha_slope: Mean ``ln alpha = ln(alpha_offset + (alpha_slope + 2.26 / Z) ln y)``.
+        core_radius_scale, tail_radius_scale: Factors on ``R_C`` and ``R_T``.
+        core_weight_scale: Factor on the core weight ``p`` (clipped to [0, 1]).
+        entry_deposit_mev, entry_power: Stored energy (MeV) the start of an electron's shower
+            leaves in the first layer beyond GFlash's profile (which starts at zero), on the shower
+            axis: ``entry_deposit_mev * (E / 1 GeV) ** entry_power``.
+    """
+
+    depth_slope: float = 1.0
+    depth_offset: float = 0.812
+    alpha_offset: float = 0.81
+    alpha_slope: float = 0.458
+    core_radius_scale: float = 1.0
+    tail_radius_scale: float = 1.0
+    core_weight_scale: float = 1.0
+    entry_deposit_mev: float = 0.0
+    entry_power: float = 0.0
+
+
+PUBLISHED = GFlashCoefficients()
 
 
 def log_y(energy_gev: np.ndarray, critical_energy_mev: float) -> np.ndarray:
@@ -18,7 +52,11 @@ def log_y(energy_gev: np.ndarray, critical_energy_mev: float) -> np.ndarray:
 
 
 def longitudinal_parameters(
-    energy_gev: np.ndarray, z_eff: float, critical_energy_mev: float, rng: np.random.Generator
+    energy_gev: np.ndarray,
+    z_eff: float,
+    critical_energy_mev: float,
+    rng: np.random.Generator,
+    coefficients: GFlashCoefficients = PUBLISHED,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw each shower's depth of maximum ``T`` (X0) and shape ``alpha`` of its gamma profile.
 
@@ -30,10 +68,11 @@ def longitudinal_parameters(
     Returns:
         ``(T, alpha)``, each shaped like ``energy_gev``; ``alpha > 1`` always.
     """
+    c = coefficients
     ly = np.maximum(log_y(energy_gev, critical_energy_mev), 1.2)
-    mean_ln_t = np.log(np.maximum(ly - 0.812, 0.1))
+    mean_ln_t = np.log(np.maximum(c.depth_slope * ly - c.depth_offset, 0.1))
     sigma_ln_t = 1.0 / np.maximum(-1.4 + 1.26 * ly, 1.0)
-    mean_ln_a = np.log(0.81 + (0.458 + 2.26 / z_eff) * ly)
+    mean_ln_a = np.log(np.maximum(c.alpha_offset + (c.alpha_slope + 2.26 / z_eff) * ly, 1.05))
     sigma_ln_a = 1.0 / np.maximum(-0.58 + 0.86 * ly, 1.0)
     rho = np.clip(0.705 + 0.023 * ly, -0.99, 0.99)
     z1 = rng.standard_normal(np.shape(ly))
@@ -65,7 +104,7 @@ def longitudinal_fractions(
 
 
 def radial_parameters(
-    tau: np.ndarray, energy_gev: np.ndarray, z_eff: float
+    tau: np.ndarray, energy_gev: np.ndarray, z_eff: float, coefficients: GFlashCoefficients = PUBLISHED
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Core radius ``R_C``, tail radius ``R_T`` (Moliere radii) and core weight ``p`` at depth ``tau = t / T``.
 
@@ -80,8 +119,8 @@ def radial_parameters(
     p2 = 0.401 + 0.00187 * z_eff
     p3 = 1.313 - 0.0686 * ln_e
     x = (p2 - tau) / p3
-    p = np.clip(p1 * np.exp(x - np.exp(x)), 0.0, 1.0)
-    return r_core, r_tail, p
+    p = np.clip(coefficients.core_weight_scale * p1 * np.exp(x - np.exp(x)), 0.0, 1.0)
+    return r_core * coefficients.core_radius_scale, r_tail * coefficients.tail_radius_scale, p
 
 
 def radial_cdf(r: np.ndarray, r_core: np.ndarray, r_tail: np.ndarray, p: np.ndarray) -> np.ndarray:

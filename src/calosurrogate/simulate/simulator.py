@@ -73,7 +73,8 @@ class ShowerSimulator:
         mat = stack.material
         energy = np.asarray(incident_energies, dtype=float)
         energy_gev = energy / 1e3
-        t_max, alpha = longitudinal_parameters(energy_gev, mat.z_eff, mat.critical_energy_mev, rng)
+        coefficients = det.coefficients
+        t_max, alpha = longitudinal_parameters(energy_gev, mat.z_eff, mat.critical_energy_mev, rng, coefficients)
         if det.particle == "photon":
             start = rng.exponential(PHOTON_CONVERSION_X0, len(energy))[:, None]
         else:
@@ -81,7 +82,7 @@ class ShowerSimulator:
         fractions = longitudinal_fractions(t_max, alpha, stack.starts[None] - start, stack.ends[None] - start)
         layer_means = energy[:, None] * fractions * det.nominal_response
         tau = np.clip(stack.centres[None] - start, 0.0, None) / t_max[:, None]
-        r_core, r_tail, p = radial_parameters(tau, energy_gev[:, None], mat.z_eff)
+        r_core, r_tail, p = radial_parameters(tau, energy_gev[:, None], mat.z_eff, coefficients)
         scale = np.exp(det.lateral_spread * rng.standard_normal(len(energy)))[:, None]
         r_core, r_tail = r_core * scale, r_tail * scale
         mean_voxels = np.empty((len(energy), det.geometry.n_voxels))
@@ -90,6 +91,13 @@ class ShowerSimulator:
             ring = np.diff(cdf, axis=1) * (layer_means[:, i, None] / layer.n_alpha)
             block = np.broadcast_to(ring[:, None, :], (len(energy), layer.n_alpha, layer.n_r))
             mean_voxels[:, det.geometry.layer_slice(i)] = block.reshape(len(energy), -1)
+        if coefficients.entry_deposit_mev and det.particle == "electron":
+            # the shower's start in the first layer, beyond the gamma profile, in its innermost ring
+            entry = coefficients.entry_deposit_mev * energy_gev**coefficients.entry_power
+            n_alpha = det.geometry.layers[0].n_alpha
+            ring = det.geometry.voxel_index(0, np.arange(n_alpha), 0)
+            mean_voxels[:, ring] += entry[:, None] / n_alpha
+            layer_means[:, 0] += entry
         return mean_voxels, layer_means
 
     def simulate(self, incident_energies: np.ndarray, rng: np.random.Generator) -> np.ndarray:
