@@ -91,6 +91,26 @@ def simulated_data(geometry: str, workdir: str | Path, n_train: int, n_reference
     return train_file, reference
 
 
+def given_or_simulated_data(args) -> tuple[Path, Path]:
+    """``--train-file``/``--reference-file`` when given, else the fast engine's files of the geometry.
+
+    A given reference that does not exist yet is waited for (it may still be simulating beside
+    the training: it is read only after it)."""
+    if not (args.train_file and args.reference_file):
+        return simulated_data(args.geometry, args.workdir, args.n_train, args.n_reference)
+    return Path(args.train_file), Path(args.reference_file)
+
+
+def wait_for(path: Path, poll_s: float = 30.0) -> Path:
+    """Block until ``path`` exists (a file another job is still writing appears whole)."""
+    import time
+
+    while not Path(path).exists():
+        print(f"waiting for {path}", flush=True)
+        time.sleep(poll_s)
+    return Path(path)
+
+
 def data_source(train_file: str | Path, reference_file: str | Path) -> dict[str, str]:
     """What made a benchmark's training and reference showers (the files' ``generator``) and their
     spectrum, and the training showers: ``{"engine": "geant4" | "fast engine" | ..., "spectrum": ...,

@@ -21,11 +21,12 @@ from _common import (
     RESULTS,
     data_source,
     diffusion_overrides,
+    given_or_simulated_data,
     judge,
     sample_and_judge,
     selected_epoch,
-    simulated_data,
     tagged,
+    wait_for,
     write_result,
 )
 
@@ -71,11 +72,7 @@ def main() -> None:
 
     overrides = merge_settings({"objective": {"name": args.objective}}, diffusion_overrides(args.assignments))
     detector = get_detector(args.geometry)
-    if args.train_file and args.reference_file:
-        train_file, ref = args.train_file, args.reference_file
-    else:
-        train_file, ref = simulated_data(args.geometry, args.workdir, args.n_train, args.n_reference)
-    source = data_source(train_file, ref)
+    train_file, ref = given_or_simulated_data(args)
     # Another sampler on a reused run (same tag) gets its own result beside the default Heun one.
     sampler = "" if args.sampler == "heun" else f"_{args.sampler}"
     name = tagged(f"{args.geometry}_{args.objective}{sampler}", args.tag)
@@ -94,6 +91,7 @@ def main() -> None:
             last = list(csv.DictReader(log))[-1]
         epochs, train_s = int(last["epoch"]), float(last["seconds"])
     model = load_surrogate(run / "model.pt")
+    source = data_source(train_file, wait_for(ref))
     conditions = conditions_from_file(ref, model)[: args.n_eval]
     earlier = RESULTS / f"diffusion_steps_{name}.json"
     timed = {}  # (steps, precision) -> ms / shower of the earlier rows, for --reuse-samples

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import data_source, selected_epoch, simulated_data, tagged, write_result
+from _common import data_source, given_or_simulated_data, selected_epoch, tagged, wait_for, write_result
 
 from calosurrogate.evaluation import EvaluationSettings, evaluate_files
 from calosurrogate.models import build_surrogate, load_surrogate
@@ -55,11 +55,7 @@ def main() -> None:
     name = tagged(f"{args.geometry}_{args.model}", args.tag)
     work = Path(args.workdir) / name.replace("_", "-")
     work.mkdir(parents=True, exist_ok=True)
-    if args.train_file and args.reference_file:
-        train_file, ref = args.train_file, args.reference_file
-    else:
-        train_file, ref = simulated_data(args.geometry, args.workdir, args.n_train, args.n_reference)
-    source = data_source(train_file, ref)
+    train_file, ref = given_or_simulated_data(args)
     model = build_surrogate(args.model, detector.geometry, overrides)
     lr = args.lr if args.lr is not None else (2e-4 if args.model == "wgan" else 1e-3)
     config = TrainConfig(
@@ -69,6 +65,7 @@ def main() -> None:
     result = train(model, train_file, work / "run", config, force=True)
     train_s = time.perf_counter() - start
     model = load_surrogate(result.model_path)
+    source = data_source(train_file, wait_for(ref))
     conditions = conditions_from_file(ref, model)[: args.n_eval]
     timing = {}
     for precision in ("fp32", "bf16"):

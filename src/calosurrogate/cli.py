@@ -62,8 +62,8 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True)
 @click.option(
     "--engine", type=click.Choice(["fast", "geant4"]), default="fast", show_default=True,
-    help="fast: the built-in parametrized simulator (GFlash-style). geant4: real Geant4 11.4 (pip install "
-         "'calosurrogate[geant4]' and a C++ compiler; ds2 and ds3) with a data-free EM physics list: no "
+    help="fast: the built-in parametrized simulator (GFlash-style; ds2/ds3 calibrated to Geant4). geant4: real Geant4 11.4 (pip install "
+         "'calosurrogate[geant4]' and a C++ compiler; ds2, ds3, and ds1-photons as planar Pb/LAr) with a data-free EM physics list: no "
          "fluorescence, Auger or Rayleigh, relativistic bremsstrahlung also below 1 GeV (the official samples "
          "used Geant4's full standard physics).",
 )  # fmt: skip

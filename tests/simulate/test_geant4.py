@@ -64,6 +64,26 @@ def test_energy_is_conserved_and_the_sampling_fraction_is_the_datasets() -> None
 
 
 @needs_geant4
+def test_the_ds1_photon_stack_conserves_energy_and_stores_the_deposited_energy() -> None:
+    out = _python(
+        "import json, numpy as np\n"
+        "from calosurrogate.simulate import get_detector\n"
+        "from calosurrogate.simulate.geant4.application import calorimeter\n"
+        "app = calorimeter(get_detector('ds1-photons'), bookkeeping=True)\n"
+        "showers = app.simulate(np.full(16, 1024.0), seed=3)\n"
+        "print(json.dumps({'totals': app.last_totals.tolist(), 'stored': showers.sum(1).tolist()}))\n"
+    )
+    data = json.loads(out.strip().splitlines()[-1])
+    totals = np.array(data["totals"])  # absorber, cells, active outside, leakage, passive (MeV)
+    assert np.all(np.abs(totals.sum(axis=1) - 1024.0) < 10.24)
+    assert np.all(totals[:, 4] > 0)  # the lead before the presampler takes its share
+    sampling = totals[:, 1:3].sum() / totals[:, :3].sum()
+    assert abs(sampling / 0.243 - 1) < 0.08  # the layout's sampling fraction (measured at 2-8 GeV)
+    # stored: the deposited energy of the sampling layers (cells over the sampling fraction)
+    assert np.allclose(np.array(data["stored"]) * 0.243, totals[:, 1], rtol=0.02)
+
+
+@needs_geant4
 def test_same_seed_same_file_whatever_the_workers_and_a_killed_run_resumes(tmp_path) -> None:
     common = ["simulate", "--engine", "geant4", "--geometry", "ds2", "--n", 6, "--energy", "log-uniform:1GeV:2GeV",
               "--chunk-size", 2, "--quiet"]  # fmt: skip

@@ -100,7 +100,7 @@ def simulate_full_and_fast(
     """Simulate ``n`` events in full Geant4 and with ``model`` as Geant4's fast-simulation model.
 
     Args:
-        model: A trained surrogate of a detector the geant4 engine knows (ds2, ds3), conditioned
+        model: A trained surrogate of a detector the geant4 engine knows (ds2, ds3, ds1-photons), conditioned
             on the incident energy alone.
         n: Events.
         out_dir: Folder of ``full.h5`` and ``fast.h5``.

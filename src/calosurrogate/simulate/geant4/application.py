@@ -34,27 +34,50 @@ from calosurrogate.simulate.geant4.build import bindings, physics_library
 
 @dataclass(frozen=True)
 class SamplingLayout:
-    """What one read-out layer is made of, in Geant4's NIST material names.
+    """What each read-out layer is made of, in Geant4's NIST material names.
 
     Attributes:
         absorber, active: Materials (e.g. ``"G4_W"``, ``"G4_Si"``).
         absorber_mm, active_mm: Thickness of each in one sub-layer, mm.
-        sublayers: Sub-layers (absorber then active) per read-out layer.
+        sublayers: Sub-layers (absorber then active) per read-out layer: one number for all, or
+            one per layer.
         outer_radius_factor: Radius of the discs over the last radial bin edge (material beyond
             the read-out still shapes the shower).
+        passive_mm: Absorber in front of each read-out layer that nothing reads (dead material), mm;
+            empty: none.
+        sampling_fraction: The active material's share of the deposited energy, which stored
+            values are divided by; None: the dataset's own (datasets 2 and 3 store Si / 0.033).
     """
 
     absorber: str
     absorber_mm: float
     active: str
     active_mm: float
-    sublayers: int
+    sublayers: int | tuple[int, ...]
     outer_radius_factor: float = 2.0
+    passive_mm: tuple[float, ...] = ()
+    sampling_fraction: float | None = None
+
+    def sublayers_of(self, layer: int) -> int:
+        return self.sublayers if isinstance(self.sublayers, int) else self.sublayers[layer]
+
+    def passive_of(self, layer: int) -> float:
+        return self.passive_mm[layer] if self.passive_mm else 0.0
 
 
 # CaloChallenge datasets 2 and 3: each layer two sub-layers of 1.4 mm W and 0.3 mm Si.
 W_SI = SamplingLayout("G4_W", 1.4, "G4_Si", 0.3, sublayers=2)
-LAYOUTS = {"ds2": W_SI, "ds3": W_SI}
+# The ATLAS-barrel-like stack of the fast engine's ds1-photons (simulate/detectors.py), as planar
+# sampling layers of 1.53 mm Pb + 4.2 mm LAr (0.30 X0 each; the accordion folds are not
+# described): 1.5 X0 of lead before the presampler, presampler 0.6 X0, strips 4.3 X0, middle 16 X0,
+# back 2 X0, 1 X0 of lead for the cryostat, then the tile layer taken as 14 X0 of the same stack.
+# Stored values are the deposited energy, as ds1 stores: the LAr energy over this stack's sampling
+# fraction for photon showers, 0.242-0.244 at 2-8 GeV (measured with bookkeeping=True; a test keeps it).
+PB_LAR = SamplingLayout(
+    "G4_Pb", 1.53, "G4_lAr", 4.2, sublayers=(2, 14, 53, 7, 46), outer_radius_factor=1.5,
+    passive_mm=(8.4, 0.0, 0.0, 0.0, 5.6), sampling_fraction=0.243,
+)  # fmt: skip
+LAYOUTS = {"ds2": W_SI, "ds3": W_SI, "ds1-photons": PB_LAR}
 PRODUCTION_CUT_MM = 0.7
 PARTICLES = {"electron": "e-", "photon": "gamma", "positron": "e+"}
 ENVELOPE_REGION = "calosurrogate_envelope"
@@ -112,7 +135,7 @@ class Geant4Calorimeter:
         self._library = physics_library()
         self._energies = np.zeros(0)
         self._voxels = np.zeros((0, detector.geometry.n_voxels))
-        self._totals = np.zeros((0, 4))
+        self._totals = np.zeros((0, 5))
         self._event = 0
         self.fast_simulation = fast_simulation
         self._shower_model: ShowerModel | None = None
@@ -257,7 +280,9 @@ class Geant4Calorimeter:
         r_max = max(layer.r_edges[-1] for layer in geometry.layers)
         radius = layout.outer_radius_factor * r_max * mm
         pitch = (layout.absorber_mm + layout.active_mm) * mm
-        depth = geometry.n_layers * layout.sublayers * pitch
+        # (products of integers, not running sums: the same positions to the last bit as every earlier run)
+        passive_mm = sum(layout.passive_of(i) for i in range(geometry.n_layers))
+        depth = passive_mm * mm + sum(layout.sublayers_of(i) for i in range(geometry.n_layers)) * pitch
         keep = self._keep = []  # Geant4 does not own Python-made volumes: they must outlive the run
         hall_solid = g4.G4Box("hall", radius * 1.5, radius * 1.5, depth + 10 * mm)
         hall_lv = g4.G4LogicalVolume(hall_solid, vacuum, "hall")
@@ -286,8 +311,19 @@ class Geant4Calorimeter:
             keep += [envelope_solid, mother, region,
                      g4.G4PVPlacement(None, g4.G4ThreeVector(), mother, "envelope", hall_lv, False, 0)]  # fmt: skip
         cells: dict[tuple[float, ...], object] = {}
-        self._active_layers = []
+        self._active_layers, self._passive_lvs = [], []
+        passive_z = 0.0  # passive material placed so far
+        copy = 0  # absorber sub-layers placed so far
         for i, layer in enumerate(geometry.layers):
+            if layout.passive_of(i) > 0:
+                thickness = layout.passive_of(i) * mm
+                solid = g4.G4Tubs(f"passive_{i}", 0, radius, thickness / 2, 0, 2 * np.pi)
+                passive_lv = g4.G4LogicalVolume(solid, absorber, f"passive_{i}")
+                z = -depth / 2 + passive_z + copy * pitch
+                keep += [solid, passive_lv, g4.G4PVPlacement(None, g4.G4ThreeVector(0, 0, z + thickness / 2), passive_lv,
+                                                             "passive", mother, False, i)]  # fmt: skip
+                self._passive_lvs.append(passive_lv)
+                passive_z += thickness
             # one active-layer volume per read-out layer: its cells' copy numbers are that layer's voxels
             solid = g4.G4Tubs(f"active_{i}", 0, radius, layout.active_mm * mm / 2, 0, 2 * np.pi)
             layer_lv = g4.G4LogicalVolume(solid, active, f"active_{i}")
@@ -306,12 +342,13 @@ class Geant4Calorimeter:
                     keep.append(
                         g4.G4PVPlacement(None, g4.G4ThreeVector(), cells[shape], "cell", layer_lv, False, voxel)
                     )
-            for s in range(layout.sublayers):
-                z0 = -depth / 2 + (i * layout.sublayers + s) * pitch
-                keep.append(g4.G4PVPlacement(None, g4.G4ThreeVector(0, 0, z0 + layout.absorber_mm * mm / 2), absorber_lv,
-                                             "absorber", mother, False, i * layout.sublayers + s))  # fmt: skip
-                keep.append(g4.G4PVPlacement(None, g4.G4ThreeVector(0, 0, z0 + layout.absorber_mm * mm + layout.active_mm * mm / 2),
+            for _ in range(layout.sublayers_of(i)):
+                z = -depth / 2 + passive_z + copy * pitch
+                keep.append(g4.G4PVPlacement(None, g4.G4ThreeVector(0, 0, z + layout.absorber_mm * mm / 2), absorber_lv,
+                                             "absorber", mother, False, copy))  # fmt: skip
+                keep.append(g4.G4PVPlacement(None, g4.G4ThreeVector(0, 0, z + layout.absorber_mm * mm + layout.active_mm * mm / 2),
                                              layer_lv, "active", mother, False, i))  # fmt: skip
+                copy += 1
         self._cell_volumes = list(cells.values())
         self._absorber_lv = absorber_lv
         # the stack's front face at z = 0 of the gun's frame: shift the gun instead of the stack
@@ -324,6 +361,7 @@ class Geant4Calorimeter:
         volumes = {"voxels": self._cell_volumes} if self.scoring else {}
         if self.bookkeeping:
             volumes |= {"absorber": [self._absorber_lv], "active_outside": self._active_layers,
+                        "passive": self._passive_lvs,
                         "leakage": [self._catcher_lv]}  # fmt: skip
         self._scored = list(volumes)
         self._detectors = []
@@ -348,6 +386,7 @@ class Geant4Calorimeter:
                     row.sum(),
                     sum(e for _, e in hits.GetHC(self._collections["active_outside"])),
                     sum(e for _, e in hits.GetHC(self._collections["leakage"])),
+                    sum(e for _, e in hits.GetHC(self._collections["passive"])),
                 ]
         self._event += 1
         if self._shower_model is not None and (
@@ -400,7 +439,7 @@ class Geant4Calorimeter:
         n = len(self._energies)
         n_voxels = self.detector.geometry.n_voxels
         self._voxels, self._fast_voxels = np.zeros((n, n_voxels)), np.zeros((n, n_voxels))
-        self._totals = np.zeros((n, 4))
+        self._totals = np.zeros((n, 5))
         self._event = 0
         self._taken, self._callback_error = [], None
         self._shower_model, self._events_per_call, self._deposited_up_to = shower_model, max(1, events_per_call), 0
@@ -418,7 +457,8 @@ class Geant4Calorimeter:
             raise self._callback_error
         if self._event != n:
             raise RuntimeError(f"Geant4 ran {self._event} of {n} events")
-        showers = self._voxels / self.detector.stack.sampling_fraction / g4.MeV
+        sampling_fraction = self.layout.sampling_fraction or self.detector.stack.sampling_fraction
+        showers = self._voxels / sampling_fraction / g4.MeV
         threshold = self.detector.readout_threshold_mev
         showers[showers < threshold] = 0.0
         return showers + self._fast_voxels
@@ -431,8 +471,8 @@ class Geant4Calorimeter:
     @property
     def last_totals(self) -> np.ndarray:
         """Per event of the last :meth:`simulate` (with ``bookkeeping``): energy in the absorber,
-        in the read-out cells, in the active material outside them, and leaked (stopped in the
-        tungsten around the calorimeter), MeV, shape ``(n, 4)``."""
+        in the read-out cells, in the active material outside them, leaked (stopped in the absorber
+        material around the calorimeter) and in the passive (dead) material, MeV, shape ``(n, 5)``."""
         if not self.bookkeeping:
             raise RuntimeError("built without bookkeeping")
         return self._totals / self.g4.MeV

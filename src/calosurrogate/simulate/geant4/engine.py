@@ -96,7 +96,7 @@ def simulate_geant4_to_file(
     """Simulate ``n`` showers with Geant4 into a CaloChallenge HDF5 file.
 
     Args:
-        detector: A detector with a Geant4 layout (ds2, ds3).
+        detector: A detector with a Geant4 layout (ds2, ds3, ds1-photons).
         n: Number of showers.
         out: Output file; it appears only when every shower is in it.
         spectrum: Incident-energy spectrum (default: the dataset's).
