@@ -150,11 +150,15 @@ def test_a_missing_or_other_wheel_and_a_missing_compiler_each_get_one_clear_line
 
 
 def test_a_detector_without_a_geant4_layout_is_refused(tmp_path) -> None:
+    import dataclasses
+
     from calosurrogate.simulate import get_detector
     from calosurrogate.simulate.geant4.engine import simulate_geant4_to_file
 
-    with pytest.raises(ValueError, match="not ds1-photons: use --engine fast"):
-        simulate_geant4_to_file(get_detector("ds1-photons"), 2, tmp_path / "x.h5")
+    custom = dataclasses.replace(get_detector("ds2"), name="my-detector")
+    with pytest.raises(ValueError, match="not my-detector: use --engine fast"):
+        simulate_geant4_to_file(custom, 2, tmp_path / "x.h5")
+    assert not (tmp_path / "x.h5").exists()
 
 
 @needs_geant4
