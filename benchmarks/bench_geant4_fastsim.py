@@ -45,8 +45,11 @@ def main() -> None:
         run = simulate_full_and_fast(model, args.n_spectrum, Path(tmp) / "spectrum", args.spectrum, seed=4,
                                      events_per_call=100)  # fmt: skip
         spectrum_row = {k: v for k, v in run.as_dict().items() if k not in ("full", "fast")}
+        n = args.n_spectrum  # the quick-look FPD/KPD sizes, capped by the events there are
         settings = dataclasses.replace(EvaluationSettings.fast(), metrics=("histograms", "fpd", "kpd", "cls-high"),
-                                       classifier=ClassifierSettings.cpu(runs=3), progress=False)  # fmt: skip
+                                       classifier=ClassifierSettings.cpu(runs=3), progress=False,
+                                       fpd_min_samples=min(2000, n // 2), fpd_max_samples=min(10_000, n),
+                                       kpd_batch_size=min(2000, n))  # fmt: skip
         result = evaluate_files(run.full, run.fast, model.geometry, settings)
     separation = sorted(((k, v["value"]) for k, v in result.separation.items()), key=lambda t: -t[1])
     data = {
