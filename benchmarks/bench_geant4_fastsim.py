@@ -33,6 +33,7 @@ def main() -> None:
     parser.add_argument("--n-spectrum", type=int, default=2000)
     parser.add_argument("--spectrum", default="log-uniform:1GeV:100GeV")
     parser.add_argument("--tag", default="")
+    parser.add_argument("--trained-on", default="unknown", help="what the model was trained on (for the record)")
     args = parser.parse_args()
     model = load_surrogate(args.run / "model.pt" if args.run.is_dir() else args.run)
     rows = []
@@ -54,7 +55,7 @@ def main() -> None:
     separation = sorted(((k, v["value"]) for k, v in result.separation.items()), key=lambda t: -t[1])
     data = {
         "geometry": model.geometry.name, "model": model.family, "model_file": str(args.run),
-        "model_trained_on": "see the model's benchmark (tag)", "tag": args.tag, "fixed": rows,
+        "model_trained_on": args.trained_on, "tag": args.tag, "fixed": rows,
         "spectrum": spectrum_row | {"spectrum": args.spectrum, "auc_high": result.classifiers["cls-high"]["auc"],
                                     "auc_high_std": result.classifiers["cls-high"]["auc_std"],
                                     "fpd_x1e3": result.scalars["FPD x 1e3"]["value"],

@@ -428,6 +428,8 @@ def _parity_sections() -> list[str]:
 def _geant4_sections() -> list[str]:
     out = []
     for path in sorted(RESULTS.glob("geant4_*.json")):
+        if path.name.startswith("geant4_fastsim_"):
+            continue
         d = json.loads(path.read_text())
         out += [f"## The geant4 engine ({d['geometry']})", "", *_provenance(d), "",
                 "Real Geant4 11.4 (geant4-pybind 0.1.3) with the data-free EM list (README, `--engine geant4`). "
@@ -498,7 +500,8 @@ def _fastsim_sections() -> list[str]:
     for path in sorted(RESULTS.glob("geant4_fastsim_*.json")):
         d = json.loads(path.read_text())
         out += [f"## A surrogate inside Geant4 as its fast-simulation model ({d['geometry']}, {d['model']})", "",
-                *_provenance(d), "",
+                *_provenance(d), "", *([f"Note: {d['note']}.", ""] if d.get("note") else []),
+                f"Surrogate: {d['model_trained_on']}. "
                 "The same events in full Geant4 and with the surrogate as the G4VFastSimulationModel of the calorimeter's "
                 "region (it takes the electron on entering; the surrogate runs on one CPU process beside Geant4).", "",
                 "| electron energy | events | surrogate calls | full simulation, ms / event | fast simulation, ms / event "
