@@ -377,7 +377,7 @@ def geant4_fastsim(
 ) -> None:  # fmt: skip
     """Run a surrogate inside Geant4 as its fast-simulation model: the same events in full and fast
     simulation, the time per event of each, and the fast output judged against the full one."""
-    from calosurrogate._io import check_output_path
+    from calosurrogate._io import atomic_output, check_output_path
     from calosurrogate.sampling.geant4_fastsim import simulate_full_and_fast
 
     for name in ("full.h5", "fast.h5", "fastsim.json"):  # before the long work
@@ -402,8 +402,8 @@ def geant4_fastsim(
         summary["evaluation"] = str(files["metrics.json"])
         click.echo((out_dir / "evaluation" / "summary.md").read_text())
         click.echo(f"fast against full simulation: {files['report.html']}")
-    with open(check_output_path(out_dir / "fastsim.json", force), "w") as f:
-        json.dump(summary, f, indent=2)
+    with atomic_output(out_dir / "fastsim.json", force) as tmp:
+        tmp.write_text(json.dumps(summary, indent=2))
     click.echo(f"wrote {out_dir / 'fastsim.json'}")
 
 

@@ -225,8 +225,7 @@ class Geant4Calorimeter:
         lib.calo_g4fast_set_active.argtypes = [ctypes.c_int, ctypes.c_double]
         lib.calo_g4fast_calls.argtypes = [ctypes.POINTER(ctypes.c_ulong)]
         lib.calo_g4fast_layout_errors.restype = ctypes.c_ulong
-        particle = self.g4.G4ParticleTable.GetParticleTable().FindParticle(PARTICLES[self.detector.particle])
-        self._mass_mev = particle.GetPDGMass() / self.g4.MeV
+        self._mass_mev = self._user[2].gun.GetParticleDefinition().GetPDGMass() / self.g4.MeV
         # ctypes calls it from inside BeamOn and the library keeps the raw pointer: keep the object
         self._take_callback = callback(self._fast_take)
         status = lib.calo_g4fast_attach(ENVELOPE_REGION.encode(), self._take_callback)
@@ -397,8 +396,8 @@ class Geant4Calorimeter:
     def _deposit_taken(self) -> None:
         """Run the shower model on the particles taken since its last call, add their voxels to
         their events'."""
-        pending = [(index, energy) for index, energy in self._taken if index >= self._deposited_up_to]
-        self._deposited_up_to = self._event
+        pending = self._taken[self._first_pending :]
+        self._first_pending = len(self._taken)
         if not pending or self._callback_error is not None:
             return
         try:
@@ -442,7 +441,7 @@ class Geant4Calorimeter:
         self._totals = np.zeros((n, 5))
         self._event = 0
         self._taken, self._callback_error = [], None
-        self._shower_model, self._events_per_call, self._deposited_up_to = shower_model, max(1, events_per_call), 0
+        self._shower_model, self._events_per_call, self._first_pending = shower_model, max(1, events_per_call), 0
         if self.fast_simulation:
             # the model triggers on momentum (decided in C++ at every step): the threshold's momentum
             # for the shot particle's mass

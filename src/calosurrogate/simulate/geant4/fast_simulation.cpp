@@ -182,7 +182,7 @@ int calo_g4fast_attach(const char* region, Callback shower) {
 // electrons, positrons and photons of momentum above ``threshold_momentum`` (MeV). Returns 1 when
 // Geant4 found the model.
 int calo_g4fast_set_active(int active, double threshold_momentum) {
-  if (!g_manager) return 0;
+  if (!g_manager || !g_model) return 0;
   g_model->threshold_momentum = threshold_momentum;
   return active ? g_manager->ActivateFastSimulationModel(G4String(kName))
                 : g_manager->InActivateFastSimulationModel(G4String(kName));
