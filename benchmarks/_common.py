@@ -123,7 +123,8 @@ def data_source(train_file: str | Path, reference_file: str | Path) -> dict[str,
         with h5py.File(path, "r") as f:
             generator = str(f.attrs.get("generator", "unknown"))
             spectra.add(str(f.attrs.get("energy_spectrum", "unknown")))
-        engines.add("geant4" if "Geant4" in generator else "fast engine" if "parametrized" in generator else generator)
+        # the fast engine's generator says "not Geant4", so it is recognised first
+        engines.add("fast engine" if "parametrized" in generator else "geant4" if "Geant4" in generator else generator)
     with h5py.File(train_file, "r") as f:
         train_showers = int(f["showers"].shape[0])
     return {
@@ -204,4 +205,28 @@ def judge(geometry, reference: Path, generated: Path, n_eval: int | None, classi
         "fpd_x1e3": evaluation.scalars["FPD x 1e3"]["value"], "fpd_x1e3_error": evaluation.scalars["FPD x 1e3"]["error"],
         **{_snake(k): {"value": v["value"], "floor": v.get("floor")} for k, v in evaluation.scalars.items() if k.startswith("CFD")},
         "worst_separation": worst_separation(evaluation.separation, 5),
+    }  # fmt: skip
+
+
+def mean_profiles(showers, incident_energies, geometry, threshold: bool = True) -> dict[str, Any]:
+    """Mean longitudinal and radial profiles of showers (read-out threshold applied), each as energy
+    over incident energy with its standard error, and the response, resolution and zero-voxel
+    fraction: what the fast engine is calibrated and judged on against Geant4."""
+    import numpy as np
+
+    from calosurrogate.geometry import default_min_energy
+    from calosurrogate.metrics import apply_threshold
+
+    x = np.asarray(showers, dtype=np.float64)
+    x = apply_threshold(x, default_min_energy(geometry)) if threshold else x
+    e_inc = np.asarray(incident_energies, dtype=np.float64).reshape(-1)
+    layers = np.stack([x[:, geometry.layer_slice(i)].sum(1) for i in range(geometry.n_layers)], axis=1) / e_inc[:, None]
+    radial = x.reshape(len(x), *geometry.shape).sum(axis=(1, 2)) / e_inc[:, None]
+    ratio = x.sum(1) / e_inc
+    n = len(x)
+    return {
+        "longitudinal": layers.mean(0), "longitudinal_se": layers.std(0, ddof=1) / np.sqrt(n),
+        "radial": radial.mean(0), "radial_se": radial.std(0, ddof=1) / np.sqrt(n),
+        "response": float(ratio.mean()), "resolution": float(ratio.std(ddof=1) / ratio.mean()),
+        "zero_voxels": float((x == 0).mean()),
     }  # fmt: skip

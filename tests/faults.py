@@ -215,7 +215,8 @@ def make_jobs(workdir: Path, scale: int = 1) -> dict[str, Job]:
 
         base = get_detector("ds2")
         detector = dataclasses.replace(base, name="tiny", geometry=geometry,
-                                       stack=LayerStack.uniform(base.stack.material, 3, 4.0))  # fmt: skip
+                                       stack=LayerStack.uniform(base.stack.material, 3, 4.0),
+                                       profile_tables=None)  # fmt: skip
         energies, showers = ShowerSimulator(detector).sample(4000, "log-uniform:1GeV:100GeV", seed=4)
         write_showers(workdir / "data.h5", energies, showers)
         energies, showers = ShowerSimulator(detector).sample(4000, "log-uniform:1GeV:100GeV", seed=5)

@@ -71,16 +71,41 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
               help="geant4: processes simulating side by side.")  # fmt: skip
 @click.option("--chunk-size", type=click.IntRange(min=1), default=50, show_default=True,
               help="geant4: showers per saved chunk (a killed run resumes from its chunks).")  # fmt: skip
+@click.option("--condition", "conditions", multiple=True, metavar="NAME=VALUE",
+              help="paraflow: hold a plate condition at one value (plate_thickness in X0, plate_distance in cm) "
+                   "instead of drawing it uniformly (0.5-1.5 X0, 50-90 cm).")  # fmt: skip
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_friendly_errors
 def simulate(
     geometry_name: str, n_showers: int, energy: str | None, seed: int, out: Path, dtype: str, engine: str,
-    workers: int, chunk_size: int, force: bool, quiet: bool,
+    workers: int, chunk_size: int, conditions: tuple[str, ...], force: bool, quiet: bool,
 ) -> None:  # fmt: skip
-    """Simulate showers: the built-in fast engine (default) or real Geant4."""
+    """Simulate showers: the built-in fast engine (default) or real Geant4.
+
+    --geometry paraflow: photons through an iron plate in a 4 T field onto PbWO4 crystals (ParaFlow's
+    set-up), stored as the 8 x 16 crystal window with the plate's thickness and distance.
+    """
     from calosurrogate.simulate import get_detector, simulate_to_file
 
+    if geometry_name == "paraflow":
+        from calosurrogate.simulate.paraflow import simulate_paraflow_to_file
+
+        if engine != "fast":
+            raise click.UsageError("--geometry paraflow: only the fast engine simulates this set-up so far")
+        fixed = {}
+        for item in conditions:
+            name, _, value = item.partition("=")
+            try:
+                fixed[name.strip()] = float(value)
+            except ValueError:
+                raise click.BadParameter(f"{item!r}: expected NAME=NUMBER", param_hint="--condition") from None
+        simulate_paraflow_to_file(n_showers, out, energy, seed=seed, fixed=fixed, dtype=dtype, force=force,
+                                  progress=not quiet)  # fmt: skip
+        click.echo(f"wrote {n_showers} paraflow showers (fast engine) to {out}")
+        return
+    if conditions:
+        raise click.UsageError(f"--condition: {geometry_name} has no conditions to hold (paraflow has)")
     detector = get_detector(geometry_name)
     if engine == "geant4":
         from calosurrogate.simulate.geant4.engine import simulate_geant4_to_file

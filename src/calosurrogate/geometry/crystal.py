@@ -64,3 +64,9 @@ class CrystalGrid:
     def to_images(self, energies: np.ndarray) -> np.ndarray:
         """Reshape ``(N, n_voxels)`` crystal energies to ``(N, n_x, n_y)`` images."""
         return np.asarray(energies).reshape(-1, self.n_x, self.n_y)
+
+
+# ParaFlow's CMS-like calorimeter: PbWO4 crystals 22 x 22 mm^2 at the front, 230 mm (25.8 X0) long;
+# files store the 8 x 16 window (x by y) around the shower, the field spreading it along y
+PARAFLOW_FULL = CrystalGrid("paraflow-full", 24, 24, 22.0, 230.0 / 8.903)
+PARAFLOW = CrystalGrid("paraflow", 8, 16, 22.0, 230.0 / 8.903)

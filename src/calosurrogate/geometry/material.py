@@ -39,6 +39,9 @@ TUNGSTEN = Material("tungsten", 74.0, 3.504, 9.327, 7.97)
 SILICON = Material("silicon", 14.0, 93.70, 48.82, 40.19)
 LEAD = Material("lead", 82.0, 5.612, 16.02, 7.43)
 LIQUID_ARGON = Material("liquid argon", 18.0, 140.0, 90.43, 32.84)
+IRON = Material("iron", 26.0, 17.57, 17.19, 21.68)
+# Z weighted by mass fraction (Pb 0.455, W 0.404, O 0.141)
+LEAD_TUNGSTATE = Material("lead tungstate PbWO4", 68.3, 8.903, 19.59, 9.64)
 
 
 def sampling_mixture(name: str, parts: list[tuple[Material, float]]) -> Material:

@@ -7,7 +7,9 @@ which detector it imitates and with which numbers. Sources:
   1.4 mm W + 0.3 mm Si, two sub-layers per read-out layer (about 0.8 X0), 45 read-out layers;
   stored values are visible energy / 0.033, i.e. the deposited energy; readout threshold
   0.5 keV visible = 15.15 keV stored (CaloChallenge dataset documentation). The GFlash
-  coefficients and the response are fitted to Geant4 showers of this stack (the geant4 engine).
+  coefficients and the response are fitted to Geant4 showers of this stack (the geant4 engine),
+  and what GFlash's forms leave over is corrected by profile tables fitted to the same
+  (``simulate/tables/w_si.json``, ``simulate/profile_tables.py``).
 - ds1-photons: an ATLAS-barrel-like Pb/LAr accordion at |eta| ~ 0.2. Depths in X0 are the
   approximate figures of the ATLAS detector paper (JINST 3 (2008) S08003, section 5.2):
   about 1.5 X0 of material before the presampler, presampler, strips 4.3 X0, middle 16 X0,
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from calosurrogate.geometry import CylindricalGeometry, LayerStack, ds1_photons, ds2, ds3
 from calosurrogate.geometry.material import LEAD, LIQUID_ARGON, SILICON, TUNGSTEN, sampling_mixture
 from calosurrogate.simulate.gflash import PUBLISHED, GFlashCoefficients
+from calosurrogate.simulate.profile_tables import ProfileTables, shipped_tables
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,8 @@ class DetectorDescription:
             profile (shower-to-shower width fluctuation).
         nominal_response: Expected mean E_tot / E_inc for contained showers.
         coefficients: The GFlash coefficients (published, or fitted to Geant4).
+        profile_tables: Residual factors on the mean layer energies and radial profile by
+            incident energy, fitted to Geant4 where GFlash's forms cannot follow it (or None).
     """
 
     name: str
@@ -60,12 +65,15 @@ class DetectorDescription:
     lateral_spread: float = 0.08
     nominal_response: float = 1.0
     coefficients: GFlashCoefficients = PUBLISHED
+    profile_tables: ProfileTables | None = None
 
     def __post_init__(self) -> None:
         if self.stack.n_layers != self.geometry.n_layers:
             raise ValueError(
                 f"detector {self.name}: {self.stack.n_layers} layers in the stack, {self.geometry.n_layers} in the geometry"
             )
+        if self.profile_tables is not None and self.profile_tables.n_layers != self.geometry.n_layers:
+            raise ValueError(f"detector {self.name}: profile tables for {self.profile_tables.n_layers} layers")
         if self.particle not in ("electron", "photon"):
             raise ValueError(f"detector {self.name}: the simulator parametrizes electromagnetic showers only")
 
@@ -98,16 +106,21 @@ def _w_si(geometry: CylindricalGeometry) -> DetectorDescription:
         spot_shape=0.5,
         nominal_response=W_SI_FITTED_RESPONSE,
         coefficients=W_SI_FITTED,
+        profile_tables=shipped_tables("w_si"),
     )
 
 
 def uncalibrated(detector: DetectorDescription) -> DetectorDescription:
     """``detector`` as the engine made it before its calibration to Geant4 (the published GFlash
     coefficients), for before/after comparisons."""
-    if detector.coefficients == PUBLISHED:
+    if detector.coefficients == PUBLISHED and detector.profile_tables is None:
         return detector
     return dataclasses.replace(
-        detector, coefficients=PUBLISHED, nominal_response=1.0, spot_energy_mev=W_SI_UNCALIBRATED_SPOT_MEV
+        detector,
+        coefficients=PUBLISHED,
+        nominal_response=1.0,
+        spot_energy_mev=W_SI_UNCALIBRATED_SPOT_MEV,
+        profile_tables=None,
     )
 
 

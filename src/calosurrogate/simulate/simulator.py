@@ -81,14 +81,27 @@ class ShowerSimulator:
             start = np.zeros((len(energy), 1))
         fractions = longitudinal_fractions(t_max, alpha, stack.starts[None] - start, stack.ends[None] - start)
         layer_means = energy[:, None] * fractions * det.nominal_response
+        tables = det.profile_tables
+        if tables is not None:
+            layer_means = np.clip(layer_means + energy[:, None] * tables.layer_offsets_at(energy), 0.0, None)
+            radial_factors = tables.radial_factors_at(energy)
         tau = np.clip(stack.centres[None] - start, 0.0, None) / t_max[:, None]
         r_core, r_tail, p = radial_parameters(tau, energy_gev[:, None], mat.z_eff, coefficients)
         scale = np.exp(det.lateral_spread * rng.standard_normal(len(energy)))[:, None]
         r_core, r_tail = r_core * scale, r_tail * scale
         mean_voxels = np.empty((len(energy), det.geometry.n_voxels))
+        rm = det.stack.material.moliere_radius_mm
         for i, layer in enumerate(det.geometry.layers):
-            cdf = radial_cdf(self._edges_rm[i][None, :], r_core[:, i, None], r_tail[:, i, None], p[:, i, None])
-            ring = np.diff(cdf, axis=1) * (layer_means[:, i, None] / layer.n_alpha)
+            if tables is None:
+                cdf = radial_cdf(self._edges_rm[i][None, :], r_core[:, i, None], r_tail[:, i, None], p[:, i, None])
+                rings = np.diff(cdf, axis=1)
+            else:
+
+                def cdf_mm(r_mm, i=i):
+                    return radial_cdf(r_mm / rm, r_core[:, i, None], r_tail[:, i, None], p[:, i, None])
+
+                rings = tables.corrected_rings(cdf_mm, np.asarray(layer.r_edges), radial_factors)
+            ring = rings * (layer_means[:, i, None] / layer.n_alpha)
             block = np.broadcast_to(ring[:, None, :], (len(energy), layer.n_alpha, layer.n_r))
             mean_voxels[:, det.geometry.layer_slice(i)] = block.reshape(len(energy), -1)
         if coefficients.entry_deposit_mev and det.particle == "electron":
