@@ -188,11 +188,32 @@ def evaluate(
     classifier_runs: int, classifier_epochs: int | None, fast: bool, no_floors: bool, max_showers: int | None,
     on_count_mismatch: str, min_energy: float | None, device: str, force: bool,
 ) -> None:  # fmt: skip
-    """Judge generated showers against reference showers with the CaloChallenge metrics and CFD."""
+    """Judge generated showers against reference showers with the CaloChallenge metrics and CFD.
+
+    --geometry paraflow: ParaFlow's shower shapes instead (separation power inclusively and per
+    slice of the plate's thickness and distance, beside its floor; the mean shapes over the grid of
+    the two; the average image), written to OUT/metrics.json.
+    """
     from calosurrogate.evaluation import EvaluationSettings, evaluate_files
     from calosurrogate.metrics import ClassifierSettings
     from calosurrogate.report import check_evaluation_folder, write_evaluation
 
+    if geometry_name == "paraflow":
+        from calosurrogate.evaluation.crystal import evaluate_crystal_files, write_crystal_evaluation
+
+        with folder_lock(out_dir, "an evaluation"):
+            result = evaluate_crystal_files(reference, generated, n_max=max_showers)
+            path = write_crystal_evaluation(result, out_dir, force=force)
+        inclusive = result["separation"]["all"]
+        for shape, s in inclusive.items():
+            click.echo(f"{shape:17s} separation power {s['value']:.2e} ± {s['error']:.1e} (floor {s['floor']:.2e}); "
+                       f"mean over the (d, b) grid within {result['mean_shape_grid'][shape]['largest_relative_difference']:.1%} "
+                       f"(floor {result['mean_shape_grid'][shape]['floor']:.1%})")  # fmt: skip
+        image = result["average_image"]
+        click.echo(f"central 4 x 4 crystals of the average image within {image['central_4x4_largest_relative_difference']:.1%} "
+                   f"(floor {image['central_4x4_floor']:.1%})")  # fmt: skip
+        click.echo(f"wrote {path}")
+        return
     geometry = get_geometry(geometry_name)
     check_evaluation_folder(out_dir, force)
     base = EvaluationSettings.fast() if fast else EvaluationSettings()
