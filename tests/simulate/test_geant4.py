@@ -7,6 +7,7 @@ import importlib.metadata
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -122,6 +123,53 @@ def test_same_seed_same_file_whatever_the_workers_and_a_killed_run_resumes(tmp_p
     (tmp_path / ".clash.h5.geant4-parts" / "manifest.json").write_text('{"seed": 99}')
     clash = _calo(*common, "--seed", 7, "--out", tmp_path / "clash.h5")
     assert clash.returncode != 0 and "other settings" in clash.stderr and "Traceback" not in clash.stderr
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_a_killed_run_takes_its_workers_with_it(tmp_path) -> None:
+    import os
+    import signal
+    import time
+
+    command = [sys.executable, "-m", "calosurrogate.cli", "simulate", "--engine", "geant4", "--geometry", "ds2",
+               "--n", "40", "--energy", "fixed:50GeV", "--chunk-size", "1", "--workers", "2", "--quiet",
+               "--out", str(tmp_path / "killed.h5")]  # fmt: skip
+    run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    workers: list[int] = []
+    while time.time() < deadline and len(workers) < 2:
+        time.sleep(0.5)
+        workers = [p for p in _children(run.pid) if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    assert len(workers) == 2, "the workers never started"
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    deadline = time.time() + 30
+    alive = workers
+    while alive and time.time() < deadline:
+        time.sleep(0.5)
+        alive = [
+            p
+            for p in workers
+            if Path(f"/proc/{p}").exists()
+            and "Z" not in Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        ]
+    for p in alive:  # do not leave them behind, whatever the outcome
+        os.kill(p, signal.SIGKILL)
+    assert not alive, (
+        f"workers outlived their killed run: {[Path(f'/proc/{p}/stat').read_text()[:80] for p in alive if Path(f'/proc/{p}').exists()]}"
+    )
 
 
 def test_a_missing_or_other_wheel_and_a_missing_compiler_each_get_one_clear_line(monkeypatch) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
@@ -60,6 +61,20 @@ def _run_chunk(detector_name: str, index: int, energies: np.ndarray, g4_seed: in
         np.savez(f, incident_energies=energies, showers=showers.astype(np.float32))
     os.replace(tmp, path)
     return index, time.perf_counter() - start
+
+
+def _die_with_parent(parent: int) -> None:
+    """Worker initializer: a killed run takes its workers with it (Linux), instead of leaving them
+    simulating chunks nobody collects while a resumed run starts its own."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        pr_set_pdeathsig = 1
+        # SIGKILL: Geant4 installs its own handlers for the catchable signals; a chunk is written atomically
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+        if os.getppid() != parent:  # the run died before the signal was asked for
+            os._exit(1)
 
 
 def _prepare_parts(parts: Path, manifest: dict, force: bool) -> None:
@@ -130,7 +145,9 @@ def simulate_geant4_to_file(
             _run_chunk(detector.name, i, plan[i][0], plan[i][1], str(parts))
             bar.update(len(plan[i][0]))
     else:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        with ProcessPoolExecutor(
+            max_workers=workers, mp_context=get_context("spawn"), initializer=_die_with_parent, initargs=(os.getpid(),)
+        ) as pool:
             pending = {pool.submit(_run_chunk, detector.name, i, plan[i][0], plan[i][1], str(parts)) for i in todo}
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
