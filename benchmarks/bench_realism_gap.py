@@ -92,6 +92,7 @@ def main() -> None:
                 "longitudinal": _largest_relative_difference(b, a, "longitudinal"),
                 "radial": _largest_relative_difference(b, a, "radial"),
                 "resolution": {"geant4": a["resolution"], "fast": b["resolution"]},
+                "resolution_central": {"geant4": a["resolution_central"], "fast": b["resolution_central"]},
                 "response": {"geant4": a["response"], "fast": b["response"]},
                 "zero_voxels": {"geant4": a["zero_voxels"], "fast": b["zero_voxels"]},
             }  # fmt: skip

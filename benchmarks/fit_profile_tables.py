@@ -41,7 +41,7 @@ from calosurrogate.simulate.profile_tables import TABLES_DIR, ProfileTables
 
 MIN_SHARE = 1e-4  # radial bins below this share of the energy are too noisy to fit
 JUDGED_SHARE = 0.01  # the realism benchmark's bins
-ENGINE_MIN_SHOWERS = 1000  # per file: a small Geant4 file's energies are repeated for the engine
+ENGINE_MIN_SHOWERS = 1000  # per file: a small Geant4 file's showers get several engine draws each
 
 
 def read_files(paths: list[Path], per_decade: int) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
@@ -97,24 +97,34 @@ def second_differences(knots: np.ndarray) -> np.ndarray:
     return d * h.mean()
 
 
-def smoothed_profiles(showers: np.ndarray, energies: np.ndarray, knots: np.ndarray, geometry, threshold: bool,
-                      smoothing: float) -> dict[str, np.ndarray]:  # fmt: skip
-    """The mean profiles (energy over incident energy) as functions of ln E, piecewise linear
-    between the tabulated energies, fitted to the showers by least squares with a roughness
-    penalty (``smoothing`` times a typical knot's number of showers): their values at the knots,
-    ``(K, n_bins)``. Without the penalty, neighbouring knots share the showers between them and
-    their values zigzag with the noise."""
+def shower_profiles(showers: np.ndarray, energies: np.ndarray, geometry, threshold: bool) -> dict[str, np.ndarray]:
+    """Each shower's layer and radial energies over its incident energy: ``{kind: (N, n_bins)}``."""
     x = np.asarray(showers, dtype=np.float64)
     x = apply_threshold(x, default_min_energy(geometry)) if threshold else x
-    per_shower = {
-        "longitudinal": np.stack([x[:, geometry.layer_slice(i)].sum(1) for i in range(geometry.n_layers)], axis=1),
-        "radial": x.reshape(len(x), *geometry.shape).sum(axis=(1, 2)),
-    }
-    w = hat_weights(energies, knots)
-    gram = w.T @ w
-    d = second_differences(knots)
-    system = gram + smoothing * np.median(np.diag(gram)) * (d.T @ d) + 1e-9 * np.eye(len(knots))
-    return {k: np.linalg.solve(system, w.T @ (v / energies[:, None])) for k, v in per_shower.items()}
+    layers = np.stack([x[:, geometry.layer_slice(i)].sum(1) for i in range(geometry.n_layers)], axis=1)
+    radial = x.reshape(len(x), *geometry.shape).sum(axis=(1, 2))
+    return {"longitudinal": layers / energies[:, None], "radial": radial / energies[:, None]}
+
+
+class PenalisedFit:
+    """Least squares of per-shower values on functions piecewise linear in ln E between the
+    tabulated energies, with a roughness penalty on the second differences (``smoothing`` times the
+    number of showers of the sparsest knot involved): values at the knots, ``(K, n_bins)``. Without the
+    penalty, neighbouring knots share the showers between them and their values zigzag with the
+    noise, worst at the ends of the spectrum."""
+
+    def __init__(self, energies: np.ndarray, knots: np.ndarray, smoothing: float) -> None:
+        self.weights = hat_weights(energies, knots)
+        gram = self.weights.T @ self.weights
+        d = second_differences(knots)
+        # each roughness term weighs as much as the showers of its sparsest knot: a lone file at one
+        # energy (1 TeV, far from the spectrum) is fitted, not smoothed away
+        data = np.diag(gram)
+        rows = np.array([data[i : i + 3].min() for i in range(len(d))]) if len(d) else np.zeros(0)
+        self.system = gram + smoothing * (d.T * rows) @ d + 1e-9 * np.eye(len(knots))
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        return np.linalg.solve(self.system, self.weights.T @ values)
 
 
 def fill_unfitted(log_factors: np.ndarray, fitted: np.ndarray) -> np.ndarray:
@@ -147,9 +157,14 @@ def main() -> None:
     base = dataclasses.replace(get_detector(args.geometry), profile_tables=None)
     geometry = base.geometry
     knots, g4_energies, g4_showers = read_files(args.geant4, args.per_decade)
-    targets = smoothed_profiles(np.concatenate(g4_showers), np.concatenate(g4_energies), knots, geometry,
-                                threshold=True, smoothing=args.smoothing)  # fmt: skip
-    engine_energies = np.concatenate([np.resize(e, max(len(e), ENGINE_MIN_SHOWERS)) for e in g4_energies])
+    energies = np.concatenate(g4_energies)
+    fit = PenalisedFit(energies, knots, args.smoothing)
+    geant4 = shower_profiles(np.concatenate(g4_showers), energies, geometry, threshold=True)
+    targets = {kind: fit(v) for kind, v in geant4.items()}
+    # the engine's expected shower at every Geant4 shower's energy, averaged over enough draws that a
+    # small file (1 TeV) is not left to the engine's own fluctuations; same design, same fit
+    repeats = np.concatenate([np.full(len(e), -(-ENGINE_MIN_SHOWERS // len(e))) for e in g4_energies])
+    owner = np.repeat(np.arange(len(energies)), repeats)
     edges_mm = np.asarray(geometry.layers[0].r_edges, dtype=float)
     offsets = np.zeros((len(knots), geometry.n_layers))
     log_radial = np.zeros((len(knots), len(edges_mm) - 1))
@@ -157,12 +172,17 @@ def main() -> None:
     for iteration in range(args.iterations + 1):
         tables = ProfileTables.from_arrays(knots, offsets, edges_mm, np.exp(log_radial))
         simulator = ShowerSimulator(dataclasses.replace(base, profile_tables=tables))
-        means, _ = simulator.mean_showers(engine_energies, np.random.default_rng(1000))
-        ours = smoothed_profiles(means, engine_energies, knots, geometry, threshold=False, smoothing=args.smoothing)
+        means, _ = simulator.mean_showers(energies[owner], np.random.default_rng(1000))
+        engine = {kind: np.stack([np.bincount(owner, weights=v[:, j]) for j in range(v.shape[1])], axis=1) / repeats[:, None]
+                  for kind, v in shower_profiles(means, energies[owner], geometry, threshold=False).items()}  # fmt: skip
+        ours = {kind: fit(v) for kind, v in engine.items()}
         worst = {kind: largest_difference(ours[kind], targets[kind]) for kind in ours}
         history.append(worst)
         print(f"iteration {iteration}: largest differences in the bins with >= 1% of the energy {worst}", flush=True)
-        offsets += targets["longitudinal"] - ours["longitudinal"]
+        # the offsets enter additively: fitted in one go to Geant4 minus the engine without them (iterating on
+        # the difference of the two fits instead would drift back to the unpenalised, zigzagging solution);
+        # iterations only follow the clipping at zero and the radial factors' effect on the read-out's edge
+        offsets = fit(geant4["longitudinal"] - (engine["longitudinal"] - tables.layer_offsets_at(energies)))
         for k in range(len(knots)):
             target, mine = targets["radial"][k], ours["radial"][k]
             fitted = (target >= MIN_SHARE * target.sum()) & (mine > 0)
