@@ -16,8 +16,9 @@ bins holding less than 1e-4 of the energy take their nearest fitted neighbour's 
 The tables are written atomically to --out (the file the package ships; an existing one only with
 --force), the before/after differences to results/profile_tables_GEOMETRY.json.
 
-Run: .venv/bin/python benchmarks/fit_profile_tables.py --geant4 /work/data/geant4/ds2_g4_train.h5 \
-    /work/data/geant4/calib/geant4_1000000MeV_150_seed31.h5 [--per-decade 8] [--iterations 10] [--force]
+Run (the shipped tables; the files are made by `calo simulate --engine geant4`, seeds in their names):
+    .venv/bin/python benchmarks/fit_profile_tables.py --geant4 ds2_g4_train.h5 geant4_1-10GeV_20000_seed41.h5 \
+    geant4_1000MeV_10000_seed23.h5 geant4_100000MeV_1000_seed24.h5 geant4_1000000MeV_150_seed31.h5 --smoothing 1 --force
 """
 
 from __future__ import annotations
@@ -148,7 +149,8 @@ def main() -> None:
     parser.add_argument("--geant4", type=Path, nargs="+", required=True, help="Geant4 files of this detector")
     parser.add_argument("--per-decade", type=int, default=8, help="tabulated energies per decade")
     parser.add_argument("--iterations", type=int, default=10)
-    parser.add_argument("--smoothing", type=float, default=1.0, help="roughness penalty of the profiles in ln E")
+    parser.add_argument("--smoothing", type=float, default=1.0,
+                        help="roughness penalty of the profiles in ln E (0.3, 1, 3, 10 tried: 1 judged best)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=TABLES_DIR / "w_si.json")
     parser.add_argument("--force", action="store_true")
     args = parser.parse_args()
