@@ -6,6 +6,7 @@ The official XML files are not shipped; these descriptions reproduce them voxel 
 
 from __future__ import annotations
 
+from calosurrogate.geometry.crystal import PARAFLOW, CrystalGrid
 from calosurrogate.geometry.cylindrical import CylindricalGeometry, CylindricalLayer, GeometryError
 
 DS1_MIN_ENERGY_MEV = 1.0
@@ -16,6 +17,9 @@ def default_min_energy(geometry: CylindricalGeometry) -> float:
     """The dataset's read-out threshold in MeV, which the evaluation applies and surrogates sample
     through: 1 MeV for dataset 1 (and binnings of irregular layers, like it), 0.5 keV / 0.033 (the
     silicon threshold over the sampling fraction) for datasets 2 and 3."""
+    own = getattr(geometry, "min_energy_mev", None)  # a crystal grid says its own
+    if own is not None:
+        return own
     return DS1_MIN_ENERGY_MEV if geometry.name.startswith("ds1") or not geometry.is_regular else DS23_MIN_ENERGY_MEV
 
 
@@ -90,14 +94,17 @@ def ds3() -> CylindricalGeometry:
 BUILTIN_GEOMETRIES = {"ds1-photons": ds1_photons, "ds1-pions": ds1_pions, "ds2": ds2, "ds3": ds3}
 
 
-def get_geometry(name_or_path: str) -> CylindricalGeometry:
-    """A built-in geometry by name (ds1-photons, ds1-pions, ds2, ds3) or one read from an XML path."""
+def get_geometry(name_or_path: str) -> CylindricalGeometry | CrystalGrid:
+    """A built-in geometry by name (ds1-photons, ds1-pions, ds2, ds3; paraflow's crystal window) or
+    one read from an XML path."""
     if name_or_path in BUILTIN_GEOMETRIES:
         return BUILTIN_GEOMETRIES[name_or_path]()
+    if name_or_path == PARAFLOW.name:
+        return PARAFLOW
     if name_or_path.lower().endswith(".xml"):
         return CylindricalGeometry.from_xml(name_or_path)
     raise GeometryError(
-        f"unknown geometry {name_or_path!r}: use one of {sorted(BUILTIN_GEOMETRIES)} or a binning XML path"
+        f"unknown geometry {name_or_path!r}: use one of {sorted([*BUILTIN_GEOMETRIES, PARAFLOW.name])} or a binning XML path"
     )
 
 

@@ -6,6 +6,7 @@ in crystal widths unless a width in mm is given.
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -64,6 +65,52 @@ class CrystalGrid:
     def to_images(self, energies: np.ndarray) -> np.ndarray:
         """Reshape ``(N, n_voxels)`` crystal energies to ``(N, n_x, n_y)`` images."""
         return np.asarray(energies).reshape(-1, self.n_x, self.n_y)
+
+    # What the surrogate families ask of a geometry: a crystal image is one read-out layer.
+    particle = "photon"
+    n_layers = 1
+    is_regular = True
+    # ParaFlow's dequantisation noise is U(0, 20 keV): deposits below it are not resolved
+    min_energy_mev = 0.02
+
+    @property
+    def layers(self) -> tuple[CrystalGrid, ...]:
+        """The one layer (the grid itself: ``n_voxels``)."""
+        return (self,)
+
+    @property
+    def layer_offsets(self) -> np.ndarray:
+        """``[0, n_voxels]``."""
+        return np.array([0, self.n_voxels])
+
+    def layer_slice(self, index: int) -> slice:
+        """All crystals (index 0)."""
+        if index != 0:
+            raise GeometryError(f"crystal grid {self.name!r} has one layer")
+        return slice(0, self.n_voxels)
+
+    def to_xml_string(self) -> str:
+        """The grid as a one-element XML (saved in model files)."""
+        root = ET.Element("Crystals", {"name": self.name, "n_x": str(self.n_x), "n_y": str(self.n_y),
+                                       "width_mm": repr(self.crystal_width_mm), "length_x0": repr(self.crystal_length_x0)})  # fmt: skip
+        return ET.tostring(root, encoding="unicode")
+
+    @classmethod
+    def from_xml_string(cls, text: str) -> CrystalGrid:
+        """Read ``to_xml_string``'s form; a malformed one is named."""
+        try:
+            root = ET.fromstring(text)
+            if root.tag != "Crystals":
+                raise ValueError(f"root element {root.tag!r}, expected 'Crystals'")
+            return cls(root.attrib["name"], int(root.attrib["n_x"]), int(root.attrib["n_y"]),
+                       float(root.attrib["width_mm"]), float(root.attrib["length_x0"]))  # fmt: skip
+        except (ET.ParseError, KeyError, ValueError) as error:
+            raise GeometryError(f"not a crystal-grid description ({error})") from error
+
+    def same_binning(self, other: object) -> bool:
+        """True for a grid of the same crystals."""
+        return isinstance(other, CrystalGrid) and (self.n_x, self.n_y, self.crystal_width_mm) == (
+            other.n_x, other.n_y, other.crystal_width_mm)  # fmt: skip
 
 
 # ParaFlow's CMS-like calorimeter: PbWO4 crystals 22 x 22 mm^2 at the front, 230 mm (25.8 X0) long;

@@ -385,6 +385,26 @@ def build_surrogate(
         return cls(config, geometry, tuple(condition_names))
 
 
+def _saved_geometry(xml: str, name: str) -> CylindricalGeometry:
+    """The geometry a model file carries: a crystal grid, or a cylindrical binning (the built-in one
+    of that name when the binning is the same)."""
+    import tempfile
+
+    from calosurrogate.geometry import BUILTIN_GEOMETRIES, CrystalGrid
+
+    if xml.lstrip().startswith("<Crystals"):
+        return CrystalGrid.from_xml_string(xml)
+    with tempfile.NamedTemporaryFile("w", suffix=".xml", delete=False) as tmp:
+        tmp.write(xml)
+    try:
+        geometry = CylindricalGeometry.from_xml(tmp.name, name=name)
+    finally:
+        os.unlink(tmp.name)
+    if name in BUILTIN_GEOMETRIES and BUILTIN_GEOMETRIES[name]().same_binning(geometry):
+        return BUILTIN_GEOMETRIES[name]()
+    return geometry
+
+
 def surrogate_from_checkpoint(checkpoint: dict[str, Any], source: str = "checkpoint") -> Surrogate:
     """Rebuild a surrogate from :meth:`Surrogate.checkpoint_dict` output."""
     if not isinstance(checkpoint, dict) or "family" not in checkpoint or "state_dict" not in checkpoint:
@@ -396,20 +416,7 @@ def surrogate_from_checkpoint(checkpoint: dict[str, Any], source: str = "checkpo
     if checkpoint["family"] not in REGISTRY:
         raise CheckpointError(f"{source}: model family {checkpoint['family']!r} is not one of {sorted(REGISTRY)}")
     config = REGISTRY[checkpoint["family"]].upgrade_config(dict(checkpoint["config"]), version, source)
-    import tempfile
-
-    with tempfile.NamedTemporaryFile("w", suffix=".xml", delete=False) as tmp:
-        tmp.write(checkpoint["geometry_xml"])
-    try:
-        geometry = CylindricalGeometry.from_xml(tmp.name, name=checkpoint["geometry_name"])
-    finally:
-        os.unlink(tmp.name)
-    from calosurrogate.geometry import BUILTIN_GEOMETRIES
-
-    if checkpoint["geometry_name"] in BUILTIN_GEOMETRIES:
-        builtin = BUILTIN_GEOMETRIES[checkpoint["geometry_name"]]()
-        if builtin.same_binning(geometry):
-            geometry = builtin
+    geometry = _saved_geometry(checkpoint["geometry_xml"], checkpoint["geometry_name"])
     model = build_surrogate(checkpoint["family"], geometry, config, tuple(checkpoint["condition_names"]))
     model.load_state_dict(checkpoint["state_dict"])
     if checkpoint.get("condition_range") is not None:

@@ -106,9 +106,16 @@ def sample_to_file(
     conditions = check_conditions(conditions, model)
     if batch_size < 1:
         raise ConfigError(f"batch size must be at least 1, got {batch_size}")
-    dims = {name: int(conditions.shape[1] - 1) for name in model.condition_names[1:2]} if model.n_conditions > 1 else {}
-    if model.n_conditions > 2:
-        raise ConfigError("writing more than one extra condition dataset is not supported yet")
+    extra_names = model.condition_names[1:]
+    if len(extra_names) == 1:
+        dims = {extra_names[0]: int(conditions.shape[1] - 1)}
+    elif conditions.shape[1] == model.n_conditions:  # several extra conditions, one column each
+        dims = dict.fromkeys(extra_names, 1)
+    elif extra_names:
+        raise ConfigError(f"{conditions.shape[1] - 1} condition columns for the {len(extra_names)} conditions "
+                          f"{list(extra_names)}: with several, each must be one column")  # fmt: skip
+    else:
+        dims = {}
     seconds = 0.0
     # the file records what ran; "auto" depends on the batch size too (small CPU batches: fp32)
     precision = resolve_precision(precision, resolve_device(device), min(batch_size, len(conditions)))
@@ -126,7 +133,11 @@ def sample_to_file(
             if showers is None:
                 break
             block = conditions[lo : lo + len(showers)]
-            extra = {name: block[:, 1:] for name in dims}
+            bounds = np.cumsum([1, *dims.values()])
+            extra = {
+                name: block[:, lo_col:hi_col]
+                for name, lo_col, hi_col in zip(dims, bounds[:-1], bounds[1:], strict=True)
+            }
             writer.write(block[:, :1], showers, extra)
             lo += len(showers)
             bar.update(len(showers))
