@@ -71,7 +71,11 @@ def test_every_family_learns_and_samples_crystal_windows_with_plate_conditions(f
     showers = torch.rand(64, 128, generator=generator) * 1000
     conditions = torch.stack([torch.full((64,), 5e4), torch.rand(64, generator=generator) + 0.5,
                               torch.rand(64, generator=generator) * 40 + 50], 1)  # fmt: skip
+    # ParaFlow maps all three conditions logarithmically to [-1, 1]
+    assert model.conditions_map.log_mask.tolist() == [True, True, True]
     model.fit_preprocessing(showers, conditions)
+    mapped = model.conditions_map(conditions)
+    assert mapped.min() >= -1 - 1e-5 and mapped.max() <= 1 + 1e-5
     loss = model.loss(showers, conditions).mean()
     loss.backward()
     assert torch.isfinite(loss)

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from calosurrogate._io import atomic_output
+from calosurrogate.data.transforms import ConditionMap
 from calosurrogate.devices import resolve_device, resolve_precision
 from calosurrogate.geometry import CylindricalGeometry, default_min_energy
 
@@ -33,6 +34,9 @@ their ablation removed); files of version 1 load through :meth:`Surrogate.upgrad
 UpdateFn = Callable[[str, Tensor], None]
 """``update(group, loss)``: one optimiser step of parameter group ``group`` on scalar ``loss``."""
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+# Conditions mapped logarithmically (positive and scale-like): the incident energy, and ParaFlow's plate
+LOG_MAPPED_CONDITIONS = frozenset({"incident_energies", "plate_thickness", "plate_distance"})
 
 
 class ConfigError(ValueError):
@@ -198,6 +202,12 @@ class Surrogate(nn.Module, ABC):
     def n_conditions(self) -> int:
         """Number of condition columns."""
         return len(self.condition_names)
+
+    def new_condition_map(self) -> ConditionMap:
+        """The map of the conditions to [-1, 1]: logarithmic for the positive, scale-like ones (the
+        incident energy; the plate's thickness and distance, as ParaFlow maps them), linear else."""
+        log_columns = tuple(i for i, name in enumerate(self.condition_names) if name in LOG_MAPPED_CONDITIONS)
+        return ConditionMap(self.n_conditions, log_columns)
 
     @property
     def device(self) -> torch.device:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from calosurrogate.data.transforms import ConditionMap, Logit, Standardize
+from calosurrogate.data.transforms import Logit, Standardize
 from calosurrogate.models.base import ConfigError, Surrogate, register
 from calosurrogate.models.components import (
     LayerEnergyStage,
@@ -94,7 +94,7 @@ class CaloFlow(Surrogate):
             raise ConfigError(f"shape_flow 'per_layer' needs layers of equal binning; {geometry.name} has not")
         self.shape_kind = kind
         n_layers, c = geometry.n_layers, len(condition_names)
-        self.conditions_map = ConditionMap(c)
+        self.conditions_map = self.new_condition_map()
         self.logit = Logit(config.logit_delta)
         energy_kind = config.energy_flow
         if energy_kind == "auto":

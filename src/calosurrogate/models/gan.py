@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from calosurrogate.data.transforms import ConditionMap, Standardize
+from calosurrogate.data.transforms import Standardize
 from calosurrogate.models.base import Surrogate, UpdateFn, register
 from calosurrogate.models.components import LayerDecomposition, LogEnergyCoding, mlp
 
@@ -80,7 +80,7 @@ class WassersteinGAN(Surrogate):
     def __init__(self, config: WGANConfig, geometry, condition_names) -> None:
         super().__init__(config, geometry, condition_names)
         k, v = len(condition_names), geometry.n_voxels
-        self.conditions_map = ConditionMap(k)
+        self.conditions_map = self.new_condition_map()
         self.coding = LogEnergyCoding(v, float(self.cut))
         self.generator = mlp(config.latent + k, v, config.hidden, config.layers)
         n_energy_features = geometry.n_layers + 1 if config.critic_energies else 0

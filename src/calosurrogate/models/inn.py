@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from calosurrogate.data.transforms import ConditionMap, Logit, Standardize, divide_by_incident
+from calosurrogate.data.transforms import Logit, Standardize, divide_by_incident
 from calosurrogate.models.base import Surrogate, register
 from calosurrogate.models.components import coupling_spline_flow, flow_from_noise, flow_log_prob
 
@@ -46,7 +46,7 @@ class CaloINN(Surrogate):
 
     def __init__(self, config: CaloINNConfig, geometry, condition_names) -> None:
         super().__init__(config, geometry, condition_names)
-        self.conditions_map = ConditionMap(len(condition_names))
+        self.conditions_map = self.new_condition_map()
         self.logit = Logit(config.logit_delta)
         self.scaler = Standardize(geometry.n_voxels)
         self.flow = coupling_spline_flow(

@@ -25,7 +25,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from calosurrogate.data.transforms import ConditionMap
 from calosurrogate.models.base import ConfigError, Surrogate, register
 from calosurrogate.models.boltzmann import LAYOUTS, BoltzmannMachine
 from calosurrogate.models.boltzmann_samplers import (
@@ -85,7 +84,7 @@ class QuantumAssistedVAE(Surrogate):
     def __init__(self, config: QVAEConfig, geometry, condition_names) -> None:
         super().__init__(config, geometry, condition_names)
         k = len(condition_names)
-        self.conditions_map = ConditionMap(k)
+        self.conditions_map = self.new_condition_map()
         self.coding = LogEnergyCoding(geometry.n_voxels, float(self.cut), hits_only=True)
         self.likelihood = HurdleLikelihood(self.coding)
         self.prior = BoltzmannMachine.from_layout(config.layout, config.units_per_partition, k)

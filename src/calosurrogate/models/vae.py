@@ -26,7 +26,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from calosurrogate.data.transforms import ConditionMap
 from calosurrogate.models.base import ConfigError, Surrogate, register
 from calosurrogate.models.components import (
     HurdleLikelihood,
@@ -86,7 +85,7 @@ class ConditionalVAE(Surrogate):
     def __init__(self, config: VAEConfig, geometry, condition_names) -> None:
         super().__init__(config, geometry, condition_names)
         k = len(condition_names)
-        self.conditions_map = ConditionMap(k)
+        self.conditions_map = self.new_condition_map()
         hurdle = config.reconstruction == "hurdle"
         self.coding = LogEnergyCoding(geometry.n_voxels, float(self.cut), hits_only=hurdle)
         self.likelihood = HurdleLikelihood(self.coding) if hurdle else None

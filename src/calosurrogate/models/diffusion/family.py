@@ -19,7 +19,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from calosurrogate.data.transforms import ConditionMap
 from calosurrogate.models.base import CheckpointError, ConfigError, Surrogate, register
 from calosurrogate.models.components import (
     FaintLayerLibrary,
@@ -51,7 +50,7 @@ class DiffusionSurrogate(Surrogate):
     def __init__(self, config: DiffusionConfig, geometry, condition_names) -> None:
         super().__init__(config, geometry, condition_names)
         k = len(condition_names)
-        self.conditions_map = ConditionMap(k)
+        self.conditions_map = self.new_condition_map()
         self.coding = LogEnergyCoding(geometry.n_voxels, float(self.cut), scale_on_hits=config.code_scale == "hits")
         self.first_stage: LayerEnergyStage | None = None
         self.objective: Objective = OBJECTIVES[config.objective.name].build(config.objective, self.coding)
