@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from calosurrogate.benchmark import machine_description
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -213,7 +215,6 @@ def mean_profiles(showers, incident_energies, geometry, threshold: bool = True) 
     over incident energy with its standard error, and the response, resolution and zero-voxel
     fraction: what the fast engine is calibrated and judged on against Geant4. The resolution is given
     as the standard deviation over the mean and as half the central 68% range over the median."""
-    import numpy as np
 
     from calosurrogate.geometry import default_min_energy
     from calosurrogate.metrics import apply_threshold
@@ -233,3 +234,11 @@ def mean_profiles(showers, incident_energies, geometry, threshold: bool = True) 
         "resolution_central": float(np.diff(np.quantile(ratio, [0.16, 0.84]))[0] / 2 / np.median(ratio)),
         "zero_voxels": float((x == 0).mean()),
     }  # fmt: skip
+
+
+def judged_ratios(ours: np.ndarray, target: np.ndarray, share: float) -> tuple[np.ndarray, np.ndarray]:
+    """The bins of a profile that are judged (those holding at least ``share`` of ``target``'s energy,
+    per row along the last axis) and ``ours / target`` in them: a profile's relative differences where
+    they mean something, not in near-empty tails."""
+    keep = target >= share * target.sum(axis=-1, keepdims=True)
+    return keep, ours[keep] / target[keep]

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import mean_profiles, write_result
+from _common import judged_ratios, mean_profiles, write_result
 
 from calosurrogate.data import read_showers
 from calosurrogate.evaluation import EvaluationSettings, evaluate_files
@@ -39,8 +39,7 @@ def _largest_relative_difference(fast: dict, geant4: dict, kind: str, share: flo
     """max |fast / geant4 - 1| over the bins that hold at least ``share`` of Geant4's energy, its
     standard error there (both samples' means), and how many of those bins differ by more than
     two standard errors."""
-    keep = geant4[kind] >= share * geant4[kind].sum()
-    ratio = fast[kind][keep] / geant4[kind][keep]
+    keep, ratio = judged_ratios(fast[kind], geant4[kind], share)
     se = ratio * np.hypot(fast[f"{kind}_se"][keep] / fast[kind][keep], geant4[f"{kind}_se"][keep] / geant4[kind][keep])
     worst = int(np.argmax(np.abs(ratio - 1)))
     return {"value": float(ratio[worst] - 1), "se": float(se[worst]), "bin": int(np.flatnonzero(keep)[worst]),

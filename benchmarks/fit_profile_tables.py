@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_result
+from _common import judged_ratios, write_result
 
 from calosurrogate.data import read_showers
 from calosurrogate.geometry import default_min_energy
@@ -137,12 +137,6 @@ def fill_unfitted(log_factors: np.ndarray, fitted: np.ndarray) -> np.ndarray:
     return log_factors[nearest]
 
 
-def largest_difference(ours: np.ndarray, target: np.ndarray, share: float = JUDGED_SHARE) -> float:
-    """max |ours / target - 1| over the bins holding ``share`` of the energy, every tabulated energy."""
-    keep = target >= share * target.sum(axis=1, keepdims=True)
-    return float(np.max(np.abs(ours[keep] / target[keep] - 1)))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--geometry", default="ds2")
@@ -178,13 +172,15 @@ def main() -> None:
         engine = {kind: np.stack([np.bincount(owner, weights=v[:, j]) for j in range(v.shape[1])], axis=1) / repeats[:, None]
                   for kind, v in shower_profiles(means, energies[owner], geometry, threshold=False).items()}  # fmt: skip
         ours = {kind: fit(v) for kind, v in engine.items()}
-        worst = {kind: largest_difference(ours[kind], targets[kind]) for kind in ours}
+        worst = {
+            kind: float(np.max(np.abs(judged_ratios(ours[kind], targets[kind], JUDGED_SHARE)[1] - 1))) for kind in ours
+        }
         history.append(worst)
         print(f"iteration {iteration}: largest differences in the bins with >= 1% of the energy {worst}", flush=True)
         # the offsets enter additively: fitted in one go to Geant4 minus the engine without them (iterating on
         # the difference of the two fits instead would drift back to the unpenalised, zigzagging solution);
         # iterations only follow the clipping at zero and the radial factors' effect on the read-out's edge
-        offsets = fit(geant4["longitudinal"] - (engine["longitudinal"] - tables.layer_offsets_at(energies)))
+        offsets = fit(geant4["longitudinal"] - (engine["longitudinal"] - fit.weights @ offsets))
         for k in range(len(knots)):
             target, mine = targets["radial"][k], ours["radial"][k]
             fitted = (target >= MIN_SHARE * target.sum()) & (mine > 0)

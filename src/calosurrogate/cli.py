@@ -198,10 +198,12 @@ def evaluate(
     from calosurrogate.metrics import ClassifierSettings
     from calosurrogate.report import check_evaluation_folder, write_evaluation
 
+    check_evaluation_folder(out_dir, force)
     if geometry_name == "paraflow":
         from calosurrogate.evaluation.crystal import evaluate_crystal_files, write_crystal_evaluation
 
         with folder_lock(out_dir, "an evaluation"):
+            check_evaluation_folder(out_dir, force)
             result = evaluate_crystal_files(reference, generated, n_max=max_showers)
             path = write_crystal_evaluation(result, out_dir, force=force)
         inclusive = result["separation"]["all"]
@@ -215,7 +217,6 @@ def evaluate(
         click.echo(f"wrote {path}")
         return
     geometry = get_geometry(geometry_name)
-    check_evaluation_folder(out_dir, force)
     base = EvaluationSettings.fast() if fast else EvaluationSettings()
     if not fast:
         base.classifier = ClassifierSettings.cpu() if classifier_preset == "cpu" else ClassifierSettings.reference()

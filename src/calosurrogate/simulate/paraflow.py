@@ -265,6 +265,7 @@ class ParaFlowSimulator:
                block_size: int = BLOCK_SIZE) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:  # fmt: skip
         """Yield ``(conditions, showers)`` blocks until ``n`` showers are made; ``fixed`` holds
         plate conditions at one value instead of drawing them."""
+        spectrum = spectrum or EnergySpectrum.parse(self.setup.default_spectrum)
         for index, lo in enumerate(range(0, n, block_size)):
             rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
             conditions = self.draw_conditions(min(block_size, n - lo), rng, spectrum)
