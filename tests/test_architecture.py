@@ -20,7 +20,7 @@ LAYERS: list[set[str]] = [
     {"geometry"},
     {"data"},
     {"simulate", "metrics", "models"},
-    {"training", "sampling", "export"},
+    {"training", "sampling", "export", "inference"},
     {"evaluation"},
     {"plotting"},
     {"report"},

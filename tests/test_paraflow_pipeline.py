@@ -81,3 +81,87 @@ def test_every_family_learns_and_samples_crystal_windows_with_plate_conditions(f
     assert torch.isfinite(loss)
     sampled = next(model.sample_batches(conditions.numpy().astype(np.float64), 64, "cpu", "fp32", 0))
     assert np.shape(sampled) == (64, 128) and np.all(np.isfinite(np.asarray(sampled)))
+
+
+NAMES = ("incident_energies", "plate_thickness", "plate_distance")
+# a 3 x 5 crystal window: small enough for a small flow to learn in seconds how the showers
+# change with the plate (the full 8 x 16 window takes a training of many minutes)
+SMALL_WINDOW = CrystalGrid("window-3x5", 3, 5)
+
+
+@pytest.fixture(scope="module")
+def small_paraflow(tmp_path_factory):
+    """A small ParaFlow MAF trained briefly on the fast engine's 3 x 5 windows: (run folder, set-up)."""
+    from calosurrogate.models.base import build_surrogate
+    from calosurrogate.simulate.paraflow import ParaFlowSetup, simulate_paraflow_to_file
+    from calosurrogate.training import TrainConfig, train
+
+    folder = tmp_path_factory.mktemp("paraflow")
+    setup = ParaFlowSetup(window=SMALL_WINDOW)
+    simulate_paraflow_to_file(4000, folder / "train.h5", seed=5, setup=setup, progress=False)
+    model = build_surrogate("paraflow", SMALL_WINDOW, {"transforms": 3, "hidden": 32, "bins": 6}, NAMES)
+    config = TrainConfig(epochs=10, batch_size=100, learning_rate=3e-3, threads=2)
+    train(model, folder / "train.h5", folder / "run", config, progress=False)
+    return folder / "run", setup
+
+
+def test_a_small_model_follows_its_conditions(small_paraflow) -> None:
+    """Wider showers behind a thicker, farther plate (more conversions, more bending), as in the data."""
+    import torch
+
+    from calosurrogate.metrics.crystal_shapes import crystal_shower_shapes
+
+    model = load_surrogate(small_paraflow[0] / "model.pt")
+    assert model.geometry == SMALL_WINDOW
+    widths = {}
+    for d, b in ((0.5, 50.0), (1.5, 90.0)):
+        showers = model.sample(torch.tensor([[6e4, d, b]]).repeat(400, 1), seed=1)
+        widths[d] = crystal_shower_shapes(np.asarray(showers).reshape(-1, 3, 5))["width"].mean()
+    # the fast engine's mean widths there: 0.48 and 0.65 crystals
+    assert widths[1.5] > widths[0.5] + 0.05, widths
+
+
+def test_calo_infer_fits_plate_conditions_and_reports_calibration(small_paraflow, tmp_path) -> None:
+    import json
+
+    from calosurrogate.simulate.paraflow import simulate_paraflow_to_file
+
+    run, setup = small_paraflow
+    fixed = {"plate_thickness": 1.2, "plate_distance": 60.0}
+    simulate_paraflow_to_file(60, tmp_path / "fixed.h5", seed=9, fixed=fixed, setup=setup, progress=False)
+    runner = CliRunner()
+    result = runner.invoke(main, ["infer", "--run", str(run), "--data", str(tmp_path / "fixed.h5"), "--sample-size", "30",
+                                  "--out", str(tmp_path / "infer.json")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "infer.json").read_text())
+    pe = record["pseudo_experiments"]
+    assert pe["samples"] == 2 and pe["truth"] == [[pytest.approx(1.2), pytest.approx(60.0)]] * 2
+    assert np.all(np.asarray(pe["errors"]) > 0) and "coverage" in pe["summary"]["plate_thickness"]
+    # one sample, the whole file; an existing --out is kept without --force
+    result = runner.invoke(main, ["infer", "--run", str(run), "--data", str(tmp_path / "fixed.h5"),
+                                  "--free", "plate_distance", "--out", str(tmp_path / "infer.json")])  # fmt: skip
+    assert result.exit_code != 0 and "--force" in result.output
+    result = runner.invoke(
+        main, ["infer", "--run", str(run), "--data", str(tmp_path / "fixed.h5"), "--free", "plate_distance"]
+    )
+    assert result.exit_code == 0 and "plate_distance = " in result.output, result.output
+    result = runner.invoke(main, ["infer", "--run", str(run), "--data", str(tmp_path / "fixed.h5"), "--free", "width"])
+    assert result.exit_code != 0 and "no ['width']" in result.output
+
+
+def test_calo_simulate_holds_out_a_region_and_draws_from_other_ranges(tmp_path) -> None:
+    runner = CliRunner()
+    region = "plate_thickness=0.9:1.1,plate_distance=65:75"
+    args = ["simulate", "--geometry", "paraflow", "--n", "400", "--out", str(tmp_path / "a.h5"), "--quiet"]
+    assert runner.invoke(main, [*args, "--hold-out", region]).exit_code == 0
+    with h5py.File(tmp_path / "a.h5") as f:
+        d, b = f["plate_thickness"][:, 0], f["plate_distance"][:, 0]
+        assert not np.any((d >= 0.9) & (d <= 1.1) & (b >= 65) & (b <= 75)) and "plate_distance" in f.attrs["held_out"]
+    inside = ["simulate", "--geometry", "paraflow", "--n", "50", "--out", str(tmp_path / "b.h5"), "--quiet",
+              "--condition", "plate_thickness=0.9:1.1", "--condition", "plate_distance=70"]  # fmt: skip
+    assert runner.invoke(main, inside).exit_code == 0
+    with h5py.File(tmp_path / "b.h5") as f:
+        assert f["plate_thickness"][:].min() >= 0.9 and f["plate_thickness"][:].max() <= 1.1
+        assert np.all(f["plate_distance"][:] == 70)
+    bad = runner.invoke(main, [*args[:-2], str(tmp_path / "c.h5"), "--hold-out", "plate_thickness=1"])
+    assert bad.exit_code != 0 and "NAME=LOW:HIGH" in bad.output

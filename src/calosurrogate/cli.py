@@ -71,15 +71,18 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
               help="geant4: processes simulating side by side.")  # fmt: skip
 @click.option("--chunk-size", type=click.IntRange(min=1), default=50, show_default=True,
               help="geant4: showers per saved chunk (a killed run resumes from its chunks).")  # fmt: skip
-@click.option("--condition", "conditions", multiple=True, metavar="NAME=VALUE",
+@click.option("--condition", "conditions", multiple=True, metavar="NAME=VALUE|NAME=LOW:HIGH",
               help="paraflow: hold a plate condition at one value (plate_thickness in X0, plate_distance in cm) "
-                   "instead of drawing it uniformly (0.5-1.5 X0, 50-90 cm).")  # fmt: skip
+                   "or draw it uniformly from another range than 0.5-1.5 X0, 50-90 cm.")  # fmt: skip
+@click.option("--hold-out", "held_out", multiple=True, metavar="NAME=LOW:HIGH[,NAME=LOW:HIGH]",
+              help="paraflow: draw no photon in this region of the plate conditions (bounds that all hold; "
+                   "an interpolation test's training file). Repeat for more regions.")  # fmt: skip
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_friendly_errors
 def simulate(
     geometry_name: str, n_showers: int, energy: str | None, seed: int, out: Path, dtype: str, engine: str,
-    workers: int, chunk_size: int, conditions: tuple[str, ...], force: bool, quiet: bool,
+    workers: int, chunk_size: int, conditions: tuple[str, ...], held_out: tuple[str, ...], force: bool, quiet: bool,
 ) -> None:  # fmt: skip
     """Simulate showers: the built-in fast engine (default) or real Geant4.
 
@@ -89,23 +92,36 @@ def simulate(
     from calosurrogate.simulate import get_detector, simulate_to_file
 
     if geometry_name == "paraflow":
-        from calosurrogate.simulate.paraflow import simulate_paraflow_to_file
+        from calosurrogate.simulate.paraflow import ParaFlowSetup, simulate_paraflow_to_file
 
         if engine != "fast":
             raise click.UsageError("--geometry paraflow: only the fast engine simulates this set-up so far")
-        fixed = {}
+        fixed, ranges = {}, {}
         for item in conditions:
-            name, _, value = item.partition("=")
-            try:
-                fixed[name.strip()] = float(value)
-            except ValueError:
-                raise click.BadParameter(f"{item!r}: expected NAME=NUMBER", param_hint="--condition") from None
-        simulate_paraflow_to_file(n_showers, out, energy, seed=seed, fixed=fixed, dtype=dtype, force=force,
-                                  progress=not quiet)  # fmt: skip
+            name, value = _assignment(item, "--condition")
+            if isinstance(value, tuple):
+                ranges[name] = value
+            else:
+                fixed[name] = value
+        regions = []
+        for item in held_out:
+            region = []
+            for part in item.split(","):
+                name, value = _assignment(part, "--hold-out")
+                if not isinstance(value, tuple):
+                    raise click.BadParameter(f"{part!r}: expected NAME=LOW:HIGH", param_hint="--hold-out")
+                region.append((name, *value))
+            regions.append(tuple(region))
+        try:
+            setup = dataclasses.replace(ParaFlowSetup().with_ranges(ranges), held_out=tuple(regions))
+        except ValueError as err:
+            raise click.BadParameter(str(err), param_hint="--condition/--hold-out") from None
+        simulate_paraflow_to_file(n_showers, out, energy, seed=seed, fixed=fixed, setup=setup, dtype=dtype,
+                                  force=force, progress=not quiet)  # fmt: skip
         click.echo(f"wrote {n_showers} paraflow showers (fast engine) to {out}")
         return
-    if conditions:
-        raise click.UsageError(f"--condition: {geometry_name} has no conditions to hold (paraflow has)")
+    if conditions or held_out:
+        raise click.UsageError(f"--condition/--hold-out: {geometry_name} has no conditions to set (paraflow has)")
     detector = get_detector(geometry_name)
     if engine == "geant4":
         from calosurrogate.simulate.geant4.engine import simulate_geant4_to_file
@@ -115,6 +131,18 @@ def simulate(
     else:
         simulate_to_file(detector, n_showers, out, energy, seed=seed, dtype=dtype, force=force, progress=not quiet)
     click.echo(f"wrote {n_showers} {geometry_name} showers ({engine} engine) to {out}")
+
+
+def _assignment(item: str, option: str) -> tuple[str, float | tuple[float, float]]:
+    """``NAME=NUMBER`` or ``NAME=LOW:HIGH`` of an option."""
+    name, _, value = item.partition("=")
+    try:
+        if ":" in value:
+            low, high = value.split(":")
+            return name.strip(), (float(low), float(high))
+        return name.strip(), float(value)
+    except ValueError:
+        raise click.BadParameter(f"{item!r}: expected NAME=NUMBER or NAME=LOW:HIGH", param_hint=option) from None
 
 
 @main.command()
@@ -585,6 +613,63 @@ def export_cmd(run: Path, fmt: str, out: Path | None, tolerance: float | None, f
     inputs = dict(zip(result.input_names, result.input_shapes, strict=True))
     click.echo(f"wrote {result.path} (+ .json with the inputs); largest relative difference to eager sampling "
                f"{result.max_relative_difference:.1e}; inputs {inputs}")  # fmt: skip
+
+
+@main.command()
+@click.option("--run", "run", type=click.Path(path_type=Path), required=True, help="Run folder or model file.")
+@click.option("--data", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Showers whose conditions to infer (their incident energies known per shower).")  # fmt: skip
+@click.option("--free", default="plate_thickness,plate_distance", show_default=True,
+              help="Conditions to fit, shared by each sample, comma separated.")  # fmt: skip
+@click.option("--sample-size", type=click.IntRange(min=1), default=None,
+              help="Cut the file into samples of this many showers and fit each; where the file holds the "
+                   "free conditions (fixed per sample), report bias, resolution and 68%% coverage.")  # fmt: skip
+@click.option("--max-showers", type=click.IntRange(min=1), default=None, help="Read at most this many showers.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the result as JSON.")
+@click.option("--force", is_flag=True, help="Overwrite an existing --out.")
+@_friendly_errors
+def infer(run: Path, data: Path, free: str, sample_size: int | None, max_showers: int | None, out: Path | None,
+          force: bool) -> None:  # fmt: skip
+    """Infer conditions (a detector's configuration) of showers by maximum likelihood through a flow.
+
+    Gradients through the surrogate's exact density find the conditions that best explain the
+    sample; uncertainties are the Laplace approximation (the inverse Hessian at the maximum).
+    """
+    from calosurrogate._io import atomic_output
+    from calosurrogate.inference import infer_from_file
+
+    names = tuple(n.strip() for n in free.split(",") if n.strip())
+    if out is not None and out.exists() and not force:
+        raise OutputExistsError(f"{out} exists; use --force to replace it")
+    model = _load_run(run)
+    if not hasattr(model, "log_likelihood"):
+        raise click.ClickException(f"{run}: model family {model.family!r} has no exact likelihood to infer with "
+                                   "(the paraflow and inn families have)")  # fmt: skip
+    try:
+        record = infer_from_file(model, str(data), names, sample_size, max_showers, progress=True)
+    except ValueError as err:
+        raise click.ClickException(str(err)) from err
+    record["run"] = str(run)
+    if "fit" in record:
+        fit = record["fit"]
+        for name in names:
+            truth = record.get("truth_mean", {}).get(name)
+            click.echo(f"{name} = {fit['values'][name]:.4g} ± {fit['errors'][name]:.2g}"
+                       + (f" (file's mean {truth:.4g})" if truth is not None else ""))  # fmt: skip
+        if not fit["converged"]:
+            click.echo("warning: the fit did not converge or left the training range", err=True)
+    elif "pseudo_experiments" in record:
+        pe = record["pseudo_experiments"]
+        click.echo(f"{pe['samples']} samples of {sample_size} showers, {pe['converged']} converged")
+        for name, s in pe["summary"].items():
+            click.echo(f"{name}: bias {s['bias']:+.3g} ± {s['bias_error']:.2g}, resolution {s['resolution']:.3g}, "
+                       f"mean quoted error {s['mean_error']:.3g}, 68% coverage {s['coverage']:.2f} ± {s['coverage_error']:.2f}")  # fmt: skip
+    else:
+        click.echo(f"{len(record['fits'])} samples fitted")
+    if out is not None:
+        with atomic_output(out, force=force) as tmp:
+            Path(tmp).write_text(json.dumps(record, indent=1) + "\n")
+        click.echo(f"wrote {out}")
 
 
 @main.command()

@@ -45,7 +45,7 @@ VARIANTS = [(name, {}) for name in sorted(REGISTRY)] + [
     ("diffusion", {"backbone": {"name": "unet", "unet_channels": (4, 8), "unet_attention": True}}),
 ]
 SMALL = {"flow": {"energy_hidden": 32, "shape_hidden": 32, "shape_transforms": 2, "energy_transforms": 2},
-         "inn": {"hidden": 32, "transforms": 2}, "vae": {"hidden": 32, "latent": 4},
+         "inn": {"hidden": 32, "transforms": 2}, "paraflow": {"hidden": 32, "transforms": 2, "bins": 4}, "vae": {"hidden": 32, "latent": 4},
          "diffusion": {"backbone": {"hidden": 32, "blocks": 2}, "sampling": {"steps": 16}},
          "qvae": {"hidden": 32, "units_per_partition": 4, "pcd_chains": 64, "sampler_sweeps": 20},
          "wgan": {"hidden": 64, "critic_hidden": 64, "latent": 8}}  # fmt: skip
@@ -83,6 +83,19 @@ def test_loss_shape_and_gradients_reach_every_parameter(trained, tiny_file) -> N
         assert p.grad is not None, f"no gradient reaches {name}"
         assert torch.isfinite(p.grad).all(), name
     assert sum(float(p.grad.abs().sum() > 0) for p in model.parameters()) == len(list(model.parameters()))
+
+
+def test_an_exact_likelihood_is_finite_and_differentiable_in_the_conditions(trained, tiny_file) -> None:
+    """What calo infer relies on, for the families that offer it."""
+    model, _ = trained
+    if not hasattr(model, "log_likelihood"):
+        pytest.skip(f"{model.family} has no exact likelihood")
+    showers, conds = _batch(tiny_file)
+    conds.requires_grad_(True)
+    value = model.log_likelihood(showers, conds)
+    assert value.shape == (len(showers),) and torch.isfinite(value).all()
+    value.sum().backward()
+    assert conds.grad is not None and torch.isfinite(conds.grad).all() and conds.grad[:, 1].abs().sum() > 0
 
 
 def test_training_lowers_the_loss(trained) -> None:

@@ -125,3 +125,23 @@ def test_a_file_with_its_conditions_reproducible_and_never_overwritten(tmp_path)
         simulate_paraflow_to_file(10, path, progress=False)
     with pytest.raises(ValueError, match="no condition"):
         simulate_paraflow_to_file(10, tmp_path / "c.h5", fixed={"thickness": 1.0}, progress=False)
+
+
+def test_held_out_regions_and_other_ranges_are_respected() -> None:
+    region = (("plate_thickness", 0.9, 1.1), ("plate_distance", 65.0, 75.0))
+    setup = dataclasses.replace(ParaFlowSetup(), held_out=(region,))
+    drawn = ParaFlowSimulator(setup).draw_conditions(20_000, np.random.default_rng(0))
+    d, b = drawn["plate_thickness"], drawn["plate_distance"]
+    inside = (d >= 0.9) & (d <= 1.1) & (b >= 65) & (b <= 75)
+    assert not inside.any()
+    # uniform over what is left: the band d in [0.9, 1.1] keeps its share outside b in [65, 75]
+    band = (d >= 0.9) & (d <= 1.1)
+    assert abs(band.mean() - 0.2 * 0.75 / 0.95) < 0.01
+    narrow = ParaFlowSetup().with_ranges({"plate_thickness": (0.9, 1.1)})
+    drawn = ParaFlowSimulator(narrow).draw_conditions(1000, np.random.default_rng(1))
+    assert drawn["plate_thickness"].min() >= 0.9 and drawn["plate_thickness"].max() <= 1.1
+    assert drawn["plate_distance"].max() - drawn["plate_distance"].min() > 35
+    with pytest.raises(ValueError, match="covers the whole range"):
+        ParaFlowSetup(held_out=((("plate_thickness", 0.0, 2.0),),))
+    with pytest.raises(ValueError, match="no condition"):
+        ParaFlowSetup().with_ranges({"field": (1, 2)})

@@ -173,3 +173,15 @@ def test_budget_cosine_never_restarts_after_a_slow_first_epoch(
     assert len(final) == (2 if family == "wgan" else 1)
     for state in final.values():
         assert state["param_groups"][0]["lr"] < 0.2 * config.learning_rate
+
+
+def test_cosine_cycles_grow_twice_as_long_on_each_plateau(tiny_geometry, tiny_file, tmp_path) -> None:
+    # a learning rate too small to improve anything: every epoch after the first is a plateau epoch
+    config = _config(epochs=4, learning_rate=1e-12, restart_epochs=1, plateau_patience=1)
+    result = train(build_surrogate("flow", tiny_geometry, SMALL), tiny_file, tmp_path, config, progress=False)
+    steps = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["schedulers"]["model"]
+    per_epoch = steps["T_0"] // 2 ** (result.epochs_done - 1)
+    assert result.epochs_done == 4 and per_epoch > 0
+    assert steps["T_0"] == per_epoch * 8 and steps["T_i"] == per_epoch * 8  # doubled after epochs 2, 3 and 4
+    with pytest.raises(ConfigError, match="plateau_patience"):
+        TrainConfig(schedule="onecycle", plateau_patience=3)

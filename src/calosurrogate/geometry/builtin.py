@@ -109,8 +109,9 @@ def get_geometry(name_or_path: str) -> CylindricalGeometry | CrystalGrid:
 
 
 def geometries_with_voxels(n_voxels: int) -> list[str]:
-    """Names of the built-in geometries that have ``n_voxels`` voxels."""
-    return [name for name, make in BUILTIN_GEOMETRIES.items() if make().n_voxels == n_voxels]
+    """Names of the built-in geometries (paraflow's crystal window among them) that have ``n_voxels`` voxels."""
+    names = [name for name, make in BUILTIN_GEOMETRIES.items() if make().n_voxels == n_voxels]
+    return names + [PARAFLOW.name] * (PARAFLOW.n_voxels == n_voxels)
 
 
 __all__ = ["BUILTIN_GEOMETRIES", "ds1_photons", "ds1_pions", "ds2", "ds3", "geometries_with_voxels", "get_geometry"]

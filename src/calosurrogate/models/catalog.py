@@ -20,6 +20,8 @@ FAMILIES: dict[str, Family] = {
     "flow": Family("flow", "CaloFlow two-stage flow: layer energies, then normalised shower shapes",
                    "arXiv:2106.05285, 2110.11377"),
     "inn": Family("inn", "CaloINN-style coupling spline flow over the whole shower", "arXiv:2312.09290"),
+    "paraflow": Family("paraflow", "ParaFlow: a MAF over the crystals conditioned on the detector's configuration; "
+                       "exact likelihood for calo infer", "arXiv:1705.07057, 1906.04032"),
     "qvae": Family("qvae", "Quantum-assisted VAE: binary latents with a Boltzmann-machine prior",
                    "arXiv:2312.03179, 2410.22870"),
     "vae": Family("vae", "Conditional VAE with a hurdle likelihood (hit or not, then its energy)", "arXiv:1312.6114"),

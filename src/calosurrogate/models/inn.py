@@ -11,12 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-from torch import Tensor
+from zuko.flows import Flow
 
-from calosurrogate.data.transforms import Logit, Standardize, divide_by_incident
-from calosurrogate.models.base import Surrogate, register
-from calosurrogate.models.components import coupling_spline_flow, flow_from_noise, flow_log_prob
+from calosurrogate.models.base import register
+from calosurrogate.models.components import VoxelFlowSurrogate, coupling_spline_flow
 
 
 @dataclass
@@ -39,36 +37,11 @@ class CaloINNConfig:
 
 
 @register("inn")
-class CaloINN(Surrogate):
+class CaloINN(VoxelFlowSurrogate):
     """Coupling spline flow on ``voxels / E_inc`` (see module docstring)."""
 
     config_class = CaloINNConfig
 
-    def __init__(self, config: CaloINNConfig, geometry, condition_names) -> None:
-        super().__init__(config, geometry, condition_names)
-        self.conditions_map = self.new_condition_map()
-        self.logit = Logit(config.logit_delta)
-        self.scaler = Standardize(geometry.n_voxels)
-        self.flow = coupling_spline_flow(
-            geometry.n_voxels, len(condition_names), config.transforms, config.hidden, config.bins, config.seed
-        )
-
-    def _encode(self, showers: Tensor, conditions: Tensor) -> Tensor:
-        return self.logit(divide_by_incident(showers, conditions[:, :1]).clamp(0.0, 1.0))
-
-    @torch.no_grad()
-    def fit_preprocessing(self, showers: Tensor, conditions: Tensor) -> None:
-        self.conditions_map.fit(conditions)
-        self.scaler.fit(self._encode(showers, conditions))
-        self._fitted.fill_(True)
-
-    def loss(self, showers: Tensor, conditions: Tensor) -> Tensor:
-        x = self.scaler(self._encode(showers, conditions))
-        return -flow_log_prob(self.flow, x, self.conditions_map(conditions)) / self.geometry.n_voxels
-
-    def sample_noise(self, conditions: Tensor) -> tuple[Tensor, ...]:
-        return (torch.randn(len(conditions), self.geometry.n_voxels, device=conditions.device),)
-
-    def showers_from_noise(self, conditions: Tensor, *noise: Tensor) -> Tensor:
-        x = flow_from_noise(self.flow, self.conditions_map(conditions), noise[0])
-        return self.logit.inverse(self.scaler.inverse(x)) * conditions[:, :1].float()
+    def build_flow(self, features: int, context: int) -> Flow:
+        c = self.config
+        return coupling_spline_flow(features, context, c.transforms, c.hidden, c.bins, c.seed)

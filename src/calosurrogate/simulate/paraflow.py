@@ -29,6 +29,7 @@ iron and its distance in cm, as ParaFlow gives them.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -65,6 +66,11 @@ class ParaFlowSetup:
         default_spectrum: Incident photon energies when none is given (20-100 GeV, uniform).
         thickness_range_x0: Plate thickness d, uniform (X0 of iron).
         distance_range_cm: Distance b of the plate's centre to the front face, uniform (cm).
+        held_out: Regions of the plate conditions no photon is drawn in (an interpolation test
+            trains without them and is judged in them), each a tuple of bounds ``(condition, low,
+            high)`` that all hold inside it (one bound: a band across the other condition; two: a
+            rectangle); a draw in any region is drawn again, so the conditions are uniform over
+            what is left.
         stochastic_term: Photostatistics, sigma / E = stochastic_term / sqrt(E / GeV) per crystal.
         spot_energy_mev: Energy of one shower spot (sets the spots' number: the lateral fluctuation).
         lateral_spread: Standard deviation of a shower's log-normal width scale.
@@ -81,11 +87,51 @@ class ParaFlowSetup:
     default_spectrum: str = "uniform:20GeV:100GeV"
     thickness_range_x0: tuple[float, float] = (0.5, 1.5)
     distance_range_cm: tuple[float, float] = (50.0, 90.0)
+    held_out: tuple[tuple[tuple[str, float, float], ...], ...] = ()
     stochastic_term: float = 0.028
     spot_energy_mev: float = 50.0
     lateral_spread: float = 0.08
 
     name = "paraflow"
+
+    def __post_init__(self) -> None:
+        for name, (low, high) in self.ranges.items():
+            if not low <= high:
+                raise ValueError(f"paraflow: the range of {name} is [{low}, {high}]; it needs low <= high")
+        for region in self.held_out:
+            for bound in region:
+                if len(bound) != 3 or bound[0] not in CONDITIONS or not bound[1] < bound[2]:
+                    raise ValueError(f"paraflow: held-out bound {bound!r} is not (one of {list(CONDITIONS)}, low, high) "
+                                     "with low < high")  # fmt: skip
+            if region and all(
+                low <= self.ranges[name][0] and high >= self.ranges[name][1] for name, low, high in region
+            ):
+                raise ValueError(f"paraflow: held-out region {region!r} covers the whole range of the conditions")
+
+    @property
+    def ranges(self) -> dict[str, tuple[float, float]]:
+        """Each plate condition's range (X0, cm)."""
+        return {PLATE_THICKNESS: self.thickness_range_x0, PLATE_DISTANCE: self.distance_range_cm}
+
+    def with_ranges(self, ranges: dict[str, tuple[float, float]]) -> ParaFlowSetup:
+        """This set-up with some conditions drawn from other ranges (X0, cm)."""
+        unknown = set(ranges) - set(CONDITIONS)
+        if unknown:
+            raise ValueError(f"paraflow: no condition {sorted(unknown)}; its plate conditions are {list(CONDITIONS)}")
+        merged = {**self.ranges, **{k: (float(v[0]), float(v[1])) for k, v in ranges.items()}}
+        return dataclasses.replace(self, thickness_range_x0=merged[PLATE_THICKNESS],
+                                   distance_range_cm=merged[PLATE_DISTANCE])  # fmt: skip
+
+    def in_held_out(self, conditions: dict[str, np.ndarray]) -> np.ndarray:
+        """Which photons lie in a held-out region (bounds closed at both ends)."""
+        n = len(next(iter(conditions.values())))
+        inside = np.zeros(n, dtype=bool)
+        for region in self.held_out:
+            here = np.ones(n, dtype=bool)
+            for name, low, high in region:
+                here &= (conditions[name] >= low) & (conditions[name] <= high)
+            inside |= here
+        return inside
 
     @property
     def geometry(self) -> CrystalGrid:
@@ -166,12 +212,23 @@ class ParaFlowSimulator:
         self, n: int, rng: np.random.Generator, spectrum: EnergySpectrum | None = None
     ) -> dict[str, np.ndarray]:
         """Incident energy (MeV, from ``spectrum``, else the set-up's), plate thickness (X0) and
-        distance (cm), uniform in their ranges."""
+        distance (cm), uniform in their ranges outside the held-out bands."""
         s = self.setup
         spectrum = spectrum or EnergySpectrum.parse(s.default_spectrum)
-        return {"incident_energies": spectrum.sample(n, rng),
-                PLATE_THICKNESS: rng.uniform(*s.thickness_range_x0, n),
-                PLATE_DISTANCE: rng.uniform(*s.distance_range_cm, n)}  # fmt: skip
+        energy = spectrum.sample(n, rng)
+        plate = {name: rng.uniform(*s.ranges[name], n) for name in CONDITIONS}
+        redraw = s.in_held_out(plate)
+        for _ in range(1000):
+            if not redraw.any():
+                break
+            for name in CONDITIONS:
+                plate[name][redraw] = rng.uniform(*s.ranges[name], int(redraw.sum()))
+            redraw = s.in_held_out(plate)
+        else:
+            raise ValueError(
+                f"paraflow: the held-out regions {s.held_out} leave almost nothing of the ranges to draw from"
+            )
+        return {"incident_energies": energy, **plate}
 
     def particles(self, energy: np.ndarray, thickness_x0: np.ndarray, distance_cm: np.ndarray,
                   rng: np.random.Generator) -> Particles:  # fmt: skip
@@ -294,7 +351,9 @@ def simulate_paraflow_to_file(
     spectrum = EnergySpectrum.parse(spectrum) if isinstance(spectrum, str) else spectrum
     attrs = {"generator": "calosurrogate parametrized shower simulator (ParaFlow set-up; not Geant4)",
              "detector": simulator.setup.name, "energy_spectrum": spectrum.spec, "seed": seed, "plate_thickness_unit": "X0 of iron",
-             "plate_distance_unit": "cm", "fixed_conditions": str(dict(fixed or {}))}  # fmt: skip
+             "plate_distance_unit": "cm", "fixed_conditions": str(dict(fixed or {})),
+             "plate_thickness_range_x0": simulator.setup.thickness_range_x0, "plate_distance_range_cm": simulator.setup.distance_range_cm,
+             "held_out": str(list(simulator.setup.held_out))}  # fmt: skip
     dims = dict.fromkeys(CONDITIONS, 1)
     with ShowerWriter(out, simulator.setup.window.n_voxels, dtype=dtype, force=force, condition_dims=dims,
                       attrs=attrs) as writer:  # fmt: skip

@@ -61,6 +61,9 @@ class TrainConfig:
         schedule: ``"cosine"`` (cosine with warm restarts, one cycle per ``restart_epochs``),
             ``"onecycle"``, ``"plateau"`` (reduce on plateau of the validation loss) or ``"none"``.
         restart_epochs: Cycle length of the cosine schedule (epochs).
+        plateau_patience: With the cosine schedule: every this many epochs without a better
+            validation loss, the cycles grow twice as long, the current one included (ParaFlow's
+            warm restarts whose rate halves on plateaus). None: off.
         grad_clip: Clip the gradient norm at this value (None: off).
         ema_decay: Keep an exponential moving average of the weights (None: off).
         val_fraction: Fraction of the file (its end) used for validation.
@@ -91,6 +94,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     schedule: str = "cosine"
     restart_epochs: int = 0
+    plateau_patience: int | None = None
     grad_clip: float | None = 5.0
     ema_decay: float | None = None
     val_fraction: float = 0.1
@@ -122,6 +126,8 @@ class TrainConfig:
             raise ConfigError(f"max_showers must be at least 2, got {self.max_showers}")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ConfigError(f"max_minutes must be positive, got {self.max_minutes}")
+        if self.plateau_patience is not None and (self.plateau_patience < 1 or self.schedule != "cosine"):
+            raise ConfigError("plateau_patience needs the cosine schedule and at least 1 epoch")
 
 
 def _make_optimizers(model: Surrogate, cfg: TrainConfig) -> dict[str, torch.optim.Optimizer]:
@@ -392,6 +398,8 @@ def _train(
             stale += 1
         if stale == 0 or keep_last:
             best_state = judged.checkpoint_dict()
+        if config.plateau_patience and stale and stale % config.plateau_patience == 0:
+            _slow_restarts(schedulers)
         _save_checkpoint(ckpt_path, {
             "model": model.checkpoint_dict(), "train_config": dataclasses.asdict(config),
             "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
@@ -484,6 +492,15 @@ def _fit_cosine_to_budget(
         planned = done + int(min(config.epochs - epochs_done, remaining)) * per_epoch
         # One epoch of slack: the next epoch can take a step more than the last (a partial batch).
         scheduler.T_0 = scheduler.T_i = max(planned, done + 2 * per_epoch)
+
+
+def _slow_restarts(schedulers: dict[str, Any]) -> None:
+    """Twice as long cosine cycles from now on, the current one stretched in place (its rate
+    jumps up no more than a warm restart would)."""
+    for scheduler in schedulers.values():
+        if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingWarmRestarts):
+            scheduler.T_0 *= 2
+            scheduler.T_i *= 2
 
 
 def _updater(

@@ -7,6 +7,7 @@
 - :mod:`~.codings`: voxel codings (log energy with an empty code) and the hurdle likelihood.
 - :mod:`~.layer_energies`: a shower as layer energies and shapes, the layer-energy first stage
   (CaloFlow's flow I, used by the flow and diffusion families) and the faint-layer library.
+- :mod:`~.voxel_flow`: one flow over every voxel on ``voxels / E_inc`` (the inn and paraflow families).
 """
 
 from calosurrogate.models.components.codings import HurdleLikelihood, LogEnergyCoding
@@ -23,6 +24,7 @@ from calosurrogate.models.components.flows import (
 from calosurrogate.models.components.layer_energies import FaintLayerLibrary, LayerDecomposition, LayerEnergyStage
 from calosurrogate.models.components.mlp import mlp
 from calosurrogate.models.components.occupancy import AutoregressiveBernoulli
+from calosurrogate.models.components.voxel_flow import VoxelFlowSurrogate
 
 __all__ = [
     "AutoregressiveBernoulli",
@@ -36,6 +38,7 @@ __all__ = [
     "ShowerDecoder",
     "ShowerEncoder",
     "SplineTransform",
+    "VoxelFlowSurrogate",
     "autoregressive_spline_flow",
     "coupling_spline_flow",
     "flow_from_noise",
