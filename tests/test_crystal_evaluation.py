@@ -8,7 +8,8 @@ import json
 
 import pytest
 
-from calosurrogate.evaluation.crystal import evaluate_crystal_files, write_crystal_evaluation
+from calosurrogate.evaluation.crystal import evaluate_crystal_files
+from calosurrogate.report.crystal import write_crystal_report
 from calosurrogate.simulate.paraflow import ParaFlowSetup, simulate_paraflow_to_file
 
 
@@ -44,11 +45,17 @@ def test_the_same_set_up_sits_at_its_floor_and_another_is_separated(files) -> No
     assert grid["largest_relative_difference"] > 2 * alike["mean_shape_grid"]["width"]["largest_relative_difference"]
 
 
-def test_the_result_is_written_once(files, tmp_path) -> None:
+def test_the_report_is_written_once_with_its_plots(files, tmp_path) -> None:
     reference, same, _ = files
     result = evaluate_crystal_files(reference, same, n_max=500)
     assert result["showers"] == {"reference": 500, "generated": 500}
-    path = write_crystal_evaluation(result, tmp_path)
-    assert json.loads(path.read_text())["separation"]["all"]["r9"]["floor"] >= 0
+    hist = result["histograms"]["width"]
+    assert sum(hist["reference"]) + hist["reference_outside"] == 500 and len(hist["bins"]) == len(hist["generated"]) + 1
+    files = write_crystal_report(result, tmp_path / "eval")
+    assert json.loads(files["metrics.json"].read_text())["separation"]["all"]["r9"]["floor"] >= 0
+    page = files["report.html"].read_text()
+    assert page.count("data:image/png;base64,") == 4 and "R9" in page
+    assert all(files[name].stat().st_size > 10_000 for name in ("shapes.png", "shape_grids.png", "average_image.png"))
+    assert "| R9 |" in files["summary.md"].read_text()
     with pytest.raises(FileExistsError):
-        write_crystal_evaluation(result, tmp_path)
+        write_crystal_report(result, tmp_path / "eval")

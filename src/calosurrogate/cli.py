@@ -228,12 +228,13 @@ def evaluate(
 
     check_evaluation_folder(out_dir, force)
     if geometry_name == "paraflow":
-        from calosurrogate.evaluation.crystal import evaluate_crystal_files, write_crystal_evaluation
+        from calosurrogate.evaluation.crystal import evaluate_crystal_files
+        from calosurrogate.report.crystal import write_crystal_report
 
         with folder_lock(out_dir, "an evaluation"):
             check_evaluation_folder(out_dir, force)
             result = evaluate_crystal_files(reference, generated, n_max=max_showers)
-            path = write_crystal_evaluation(result, out_dir, force=force)
+            files = write_crystal_report(result, out_dir, force=force)
         inclusive = result["separation"]["all"]
         for shape, s in inclusive.items():
             click.echo(f"{shape:17s} separation power {s['value']:.2e} ± {s['error']:.1e} (floor {s['floor']:.2e}); "
@@ -242,7 +243,7 @@ def evaluate(
         image = result["average_image"]
         click.echo(f"central 4 x 4 crystals of the average image within {image['central_4x4_largest_relative_difference']:.1%} "
                    f"(floor {image['central_4x4_floor']:.1%})")  # fmt: skip
-        click.echo(f"wrote {path}")
+        click.echo(f"wrote {files['report.html']} (+ metrics.json, summary.md, plots)")
         return
     geometry = get_geometry(geometry_name)
     base = EvaluationSettings.fast() if fast else EvaluationSettings()

@@ -100,13 +100,16 @@ def export_surrogate(
             relative to the largest voxel energy (see :data:`DEFAULT_TOLERANCE`).
 
     Raises:
-        ExportNotSupportedError: The family cannot separate its noise from its network pass.
+        ExportNotSupportedError: The family cannot separate its noise from its network pass, or
+            refuses ``fmt`` (its ``refused_exports``).
         ExportError: The exporter failed, or the exported graph differs from eager by more
             than ``tolerance``; nothing is written then (an existing file stays).
         OutputExistsError: ``out`` exists and ``force`` is not set.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; use one of {FORMATS}")
+    if fmt in model.refused_exports:
+        raise ExportNotSupportedError(f"{model.family}: no {fmt} export: {model.refused_exports[fmt]}")
     out = Path(out)
     check_output_path(out, force)
     model = model.to("cpu").eval()

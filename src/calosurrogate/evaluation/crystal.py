@@ -12,17 +12,20 @@ or a crystal's varies by several per cent between halves.
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from calosurrogate._io import atomic_output
 from calosurrogate.data.hdf5 import ShowerFile
 from calosurrogate.geometry.crystal import PARAFLOW, CrystalGrid
-from calosurrogate.metrics.crystal_shapes import crystal_shower_shapes, mean_shape_grid, sliced_shape_separation
+from calosurrogate.metrics.crystal_shapes import (
+    SLICE_EDGES,
+    crystal_shower_shapes,
+    mean_shape_grid,
+    shape_bins,
+    sliced_shape_separation,
+)
 
 CONDITIONS = ("plate_thickness", "plate_distance")
 
@@ -75,12 +78,21 @@ def evaluate_crystal_files(
     relative = {k: grids["generated"][k] / grids["reference"][k] - 1 for k in ref_shapes}
     halves = {"reference": mean_shape_grid(part(ref_shapes, half), part(ref_conditions, half)),
               "generated": mean_shape_grid(part(ref_shapes, ~half), part(ref_conditions, ~half))}  # fmt: skip
+    histograms = {}
+    for k in ref_shapes:
+        bins = shape_bins(k, ref_shapes[k])
+        counts = [np.histogram(v[np.isfinite(v)], bins=bins)[0] for v in (ref_shapes[k], gen_shapes[k])]
+        outside = [int(np.sum((v < bins[0]) | (v > bins[-1]))) for v in (ref_shapes[k], gen_shapes[k])]
+        histograms[k] = {"bins": bins.tolist(), "reference": counts[0].tolist(), "generated": counts[1].tolist(),
+                         "reference_outside": outside[0], "generated_outside": outside[1]}  # fmt: skip
     mean_ref, mean_gen = ref_images.mean(0), gen_images.mean(0)
     central = _central(mean_gen) / _central(mean_ref) - 1
     central_floor = _central(ref_images[~half].mean(0)) / _central(ref_images[half].mean(0)) - 1
     return {
         "reference": str(reference), "generated": str(generated),
         "showers": {"reference": len(ref_images), "generated": len(gen_images)},
+        "grid_edges": {k: list(v) for k, v in SLICE_EDGES.items()},
+        "histograms": histograms,
         "separation": {s: {k: {"value": v.value, "error": v.error, "floor": _floor(floor, s, k)} for k, v in shapes.items()}
                        for s, shapes in separation.items()},
         "mean_shape_grid": {k: {"reference": grids["reference"][k].tolist(), "generated": grids["generated"][k].tolist(),
@@ -92,13 +104,3 @@ def evaluate_crystal_files(
                           "central_4x4_largest_relative_difference": float(np.max(np.abs(central))),
                           "central_4x4_floor": float(np.max(np.abs(central_floor)))},
     }  # fmt: skip
-
-
-def write_crystal_evaluation(result: dict[str, Any], out_dir: str | os.PathLike[str], force: bool = False) -> Path:
-    """``out_dir/metrics.json``, written under a temporary name and renamed when complete."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "metrics.json"
-    with atomic_output(path, force=force) as tmp:
-        Path(tmp).write_text(json.dumps(result, indent=1, allow_nan=True) + "\n")
-    return path

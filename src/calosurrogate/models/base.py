@@ -182,6 +182,9 @@ class Surrogate(nn.Module, ABC):
     # wide as dataset 1's 1 MeV cut, summed over hundreds of voxels, would rival a 256 MeV shower's
     # own energy, and it would add 0.5 MeV on average to every hit a hurdle likelihood models.
     max_training_noise_mev: ClassVar[float] = 1e-3
+    # Export formats refused, with the reason: where tracing would flatten a sampling loop of one
+    # network pass per voxel into a graph the exporter takes hours over.
+    refused_exports: ClassVar[dict[str, str]] = {}
 
     def __init__(self, config: Any, geometry: CylindricalGeometry, condition_names: tuple[str, ...]) -> None:
         super().__init__()

@@ -9,7 +9,7 @@ arXiv:1705.07057) given the incident energy, the plate's thickness and its dista
 log-mapped to [-1, 1]. Its density is exact and differentiable in the conditions, which is what
 ``calo infer`` fits the plate's configuration with.
 
-Train it as ParaFlow did with ``configs/paraflow.yaml`` (batch 1000, Adam 1e-3, cosine warm
+Train it as ParaFlow did with ``configs/paraflow-paraflow.yaml`` (batch 1000, Adam 1e-3, cosine warm
 restarts whose rate halves on plateaus, early stop). Sampling takes one network pass per
 crystal and transform: slow beside a coupling flow, fine for the 128 crystals of the window.
 """
@@ -54,6 +54,11 @@ class ParaFlow(VoxelFlowSurrogate):
     config_class = ParaFlowConfig
     # ParaFlow's dequantisation: uniform noise up to 20 keV on every crystal
     max_training_noise_mev: ClassVar[float] = 0.02
+    # The MAF's inverse is one pass per crystal and block; ONNX and torch.export flatten them all.
+    refused_exports: ClassVar[dict[str, str]] = {
+        fmt: "the autoregressive inverse unrolls into one network pass per crystal and block; use torchscript"
+        for fmt in ("onnx", "pt2")
+    }
 
     def build_flow(self, features: int, context: int) -> Flow:
         c = self.config
