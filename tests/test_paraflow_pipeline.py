@@ -149,6 +149,38 @@ def test_calo_infer_fits_plate_conditions_and_reports_calibration(small_paraflow
     assert result.exit_code != 0 and "no ['width']" in result.output
 
 
+def test_calo_design_moves_the_plate_where_a_user_loss_wants_it(small_paraflow, tmp_path) -> None:
+    """A loss that rewards wide showers sends the plate to the far end of its range (widths grow
+    with the distance); one that rewards narrow showers, to the near end."""
+    import json
+
+    run, _ = small_paraflow
+    (tmp_path / "losses.py").write_text(
+        "import numpy as np\n"
+        "def _width(showers):\n"
+        "    images = showers.reshape(len(showers), 3, 5)\n"
+        "    y = np.arange(5) - (images.sum(1) * np.arange(5)).sum(1, keepdims=True) / images.sum((1, 2))[:, None]\n"
+        "    return (images.sum(1) * np.abs(y)).sum(1) / images.sum((1, 2))\n"
+        "def wide(showers):\n    return -_width(showers)\n"
+        "def narrow(showers):\n    return _width(showers)\n"
+    )
+    runner = CliRunner()
+    chosen = {}
+    for name in ("wide", "narrow"):
+        out = tmp_path / f"{name}.json"
+        result = runner.invoke(main, ["design", "--run", str(run), "--objective", f"{tmp_path / 'losses.py'}:{name}",
+                                      "--condition", "plate_thickness=1.5", "--n", "400", "--rounds", "6",
+                                      "--out", str(out)])  # fmt: skip
+        assert result.exit_code == 0, result.output
+        chosen[name] = json.loads(out.read_text())["values"][0]
+    assert chosen["wide"] > 80.0 and chosen["narrow"] < 60.0, chosen
+    result = runner.invoke(main, ["design", "--run", str(run), "--objective", f"{tmp_path / 'losses.py'}:wide"])
+    assert result.exit_code != 0 and "plate_thickness" in result.output  # held nowhere: no value to use
+    result = runner.invoke(main, ["design", "--run", str(run), "--objective", f"{tmp_path / 'losses.py'}:tall",
+                                  "--condition", "plate_thickness=1.0"])  # fmt: skip
+    assert result.exit_code != 0 and "no function 'tall'" in result.output
+
+
 def test_calo_simulate_holds_out_a_region_and_draws_from_other_ranges(tmp_path) -> None:
     runner = CliRunner()
     region = "plate_thickness=0.9:1.1,plate_distance=65:75"

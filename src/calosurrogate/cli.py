@@ -63,7 +63,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 @click.option(
     "--engine", type=click.Choice(["fast", "geant4"]), default="fast", show_default=True,
     help="fast: the built-in parametrized simulator (GFlash-style; ds2/ds3 calibrated to Geant4). geant4: real Geant4 11.4 (pip install "
-         "'calosurrogate[geant4]' and a C++ compiler; ds2, ds3, and ds1-photons as planar Pb/LAr) with a data-free EM physics list: no "
+         "'calosurrogate[geant4]' and a C++ compiler; ds2, ds3, ds1-photons as planar Pb/LAr, and paraflow's plate, field and crystals) with a data-free EM physics list: no "
          "fluorescence, Auger or Rayleigh, relativistic bremsstrahlung also below 1 GeV (the official samples "
          "used Geant4's full standard physics).",
 )  # fmt: skip
@@ -94,8 +94,6 @@ def simulate(
     if geometry_name == "paraflow":
         from calosurrogate.simulate.paraflow import ParaFlowSetup, simulate_paraflow_to_file
 
-        if engine != "fast":
-            raise click.UsageError("--geometry paraflow: only the fast engine simulates this set-up so far")
         fixed, ranges = {}, {}
         for item in conditions:
             name, value = _assignment(item, "--condition")
@@ -116,9 +114,16 @@ def simulate(
             setup = dataclasses.replace(ParaFlowSetup().with_ranges(ranges), held_out=tuple(regions))
         except ValueError as err:
             raise click.BadParameter(str(err), param_hint="--condition/--hold-out") from None
-        simulate_paraflow_to_file(n_showers, out, energy, seed=seed, fixed=fixed, setup=setup, dtype=dtype,
-                                  force=force, progress=not quiet)  # fmt: skip
-        click.echo(f"wrote {n_showers} paraflow showers (fast engine) to {out}")
+        if engine == "geant4":
+            from calosurrogate.simulate.geant4.engine import simulate_paraflow_geant4_to_file
+
+            simulate_paraflow_geant4_to_file(n_showers, out, energy, seed=seed, fixed=fixed, setup=setup,
+                                             workers=workers, chunk_size=chunk_size, dtype=dtype, force=force,
+                                             progress=not quiet)  # fmt: skip
+        else:
+            simulate_paraflow_to_file(n_showers, out, energy, seed=seed, fixed=fixed, setup=setup, dtype=dtype,
+                                      force=force, progress=not quiet)  # fmt: skip
+        click.echo(f"wrote {n_showers} paraflow showers ({engine} engine) to {out}")
         return
     if conditions or held_out:
         raise click.UsageError(f"--condition/--hold-out: {geometry_name} has no conditions to set (paraflow has)")
@@ -131,6 +136,15 @@ def simulate(
     else:
         simulate_to_file(detector, n_showers, out, energy, seed=seed, dtype=dtype, force=force, progress=not quiet)
     click.echo(f"wrote {n_showers} {geometry_name} showers ({engine} engine) to {out}")
+
+
+def _default_spectrum(geometry_name: str) -> str:
+    """The incident energies a geometry's simulator draws when none are given."""
+    if geometry_name == "paraflow":
+        from calosurrogate.simulate.paraflow import ParaFlowSetup
+
+        return ParaFlowSetup().default_spectrum
+    return "ds1" if geometry_name.startswith("ds1") else "log-uniform:1GeV:1TeV"
 
 
 def _assignment(item: str, option: str) -> tuple[str, float | tuple[float, float]]:
@@ -405,7 +419,7 @@ def sample(
                 ) from err
         if n_showers is None:
             raise click.ClickException("--n is needed unless --energies names a file")
-        spec = energies or ("ds1" if model.geometry.name.startswith("ds1") else "log-uniform:1GeV:1TeV")
+        spec = energies or _default_spectrum(model.geometry.name)
         conditions = conditions_from_spectrum(spec, n_showers, model, seed)
     from calosurrogate.models.boltzmann_samplers import SamplerUnavailableError
 
@@ -668,6 +682,87 @@ def infer(run: Path, data: Path, free: str, sample_size: int | None, max_showers
     else:
         click.echo(f"{len(record['fits'])} samples fitted")
     if out is not None:
+        with atomic_output(out, force=force) as tmp:
+            Path(tmp).write_text(json.dumps(record, indent=1) + "\n")
+        click.echo(f"wrote {out}")
+
+
+@main.command()
+@click.option("--run", "run", type=click.Path(path_type=Path), required=True, help="Run folder or model file.")
+@click.option("--objective", default="converted-tag", show_default=True,
+              help="Per-shower loss whose mean is minimised: converted-tag (minus the share of photons R9 < 0.94 "
+                   "tags as converted), or FILE.py:FUNCTION / MODULE:FUNCTION taking showers (N, V) MeV, "
+                   "returning (N,).")  # fmt: skip
+@click.option("--free", default="plate_distance", show_default=True, help="Conditions to choose, comma separated.")
+@click.option("--condition", "fixed", multiple=True, metavar="NAME=VALUE",
+              help="Hold another condition at a value (plate_thickness=1.0); the rest come from --energies.")  # fmt: skip
+@click.option("--energies", default=None,
+              help="A file whose incident energies (and conditions) the showers take, or a spectrum spec "
+                   "(default: the geometry's spectrum).")  # fmt: skip
+@click.option("--n", "n_showers", type=click.IntRange(min=10), default=2000, show_default=True,
+              help="Showers the surrogate makes per round.")  # fmt: skip
+@click.option("--start", "start", multiple=True, metavar="NAME=VALUE", help="First point (default: the middle).")
+@click.option("--rounds", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Write the result as JSON.")
+@click.option("--force", is_flag=True, help="Overwrite an existing --out.")
+@_friendly_errors
+def design(run: Path, objective: str, free: str, fixed: tuple[str, ...], energies: str | None, n_showers: int,
+           start: tuple[str, ...], rounds: int, seed: int, out: Path | None, force: bool) -> None:  # fmt: skip
+    """Choose conditions (a detector's configuration) that minimise a loss of the surrogate's showers.
+
+    The loss need not be differentiable: its gradient comes through the flow's exact density
+    (showers reweighted to nearby conditions), inside the model's training range.
+    """
+    import numpy as np
+
+    from calosurrogate._io import atomic_output
+    from calosurrogate.data import EnergySpectrum
+    from calosurrogate.inference import optimise_conditions
+    from calosurrogate.inference.design import objective_from_spec
+    from calosurrogate.sampling import conditions_from_file
+
+    names = tuple(n.strip() for n in free.split(",") if n.strip())
+    if out is not None and out.exists() and not force:
+        raise OutputExistsError(f"{out} exists; use --force to replace it")
+    model = _load_run(run)
+    if not hasattr(model, "log_likelihood"):
+        raise click.ClickException(f"{run}: model family {model.family!r} has no exact likelihood to design with "
+                                   "(the paraflow and inn families have)")  # fmt: skip
+    if model.condition_range is None:
+        raise click.ClickException(f"{run}: the model carries no training range of its conditions")
+    held = dict(_assignment(item, "--condition") for item in fixed)
+    first = dict(_assignment(item, "--start") for item in start)
+    unknown = sorted((set(held) | set(first) | set(names)) - set(model.condition_names[1:]))
+    if unknown:
+        raise click.BadParameter(f"{unknown}: the model's conditions are {list(model.condition_names)}")
+    if energies is not None and Path(energies).is_file():
+        conditions = conditions_from_file(energies, model, n_showers)
+    else:
+        spectrum = energies or _default_spectrum(model.geometry.name)
+        conditions = np.zeros((n_showers, model.n_conditions))
+        conditions[:, 0] = EnergySpectrum.parse(spectrum).sample(n_showers, np.random.default_rng(seed))
+        missing = [n for n in model.condition_names[1:] if n not in held and n not in names]
+        if missing:
+            raise click.UsageError(f"--condition: give {missing} a value (or --energies a file that holds them)")
+    for name, value in held.items():
+        if isinstance(value, tuple):
+            raise click.BadParameter(f"{name}: expected NAME=VALUE", param_hint="--condition")
+        conditions[:, model.condition_names.index(name)] = value
+    low, high = model.condition_range
+    bounds = {n: (low[model.condition_names.index(n)], high[model.condition_names.index(n)]) for n in names}
+    try:
+        loss = objective_from_spec(objective, model.geometry)
+        result = optimise_conditions(model.eval(), loss, conditions, names, bounds, start=first or None,
+                                     rounds=rounds, seed=seed)  # fmt: skip
+    except ValueError as err:
+        raise click.ClickException(str(err)) from err
+    for name, value in zip(names, result.values, strict=True):
+        click.echo(f"{name} = {value:.4g} (training range {bounds[name][0]:.4g} to {bounds[name][1]:.4g})")
+    click.echo(f"loss {result.loss:.4g} ± {result.loss_error:.2g} after {len(result.history)} rounds"
+               + ("" if result.converged else " (not converged: raise --rounds)"))  # fmt: skip
+    if out is not None:
+        record = {"run": str(run), "objective": objective, "fixed": held, **result.as_dict()}
         with atomic_output(out, force=force) as tmp:
             Path(tmp).write_text(json.dumps(record, indent=1) + "\n")
         click.echo(f"wrote {out}")

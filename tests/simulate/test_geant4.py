@@ -109,8 +109,8 @@ def test_same_seed_same_file_whatever_the_workers_and_a_killed_run_resumes(tmp_p
         "manifest = {'detector': 'ds2', 'n': 6, 'spectrum': spectrum.spec, 'seed': 7, 'chunk_size': 2,\n"
         "            'bindings': engine.PINNED, 'format': 1}\n"
         "engine._prepare_parts(parts, manifest, False)\n"
-        "energies, g4_seed = engine._chunk_plan(6, 2, spectrum, 7)[0]\n"
-        "engine._run_chunk('ds2', 0, energies, g4_seed, str(parts))\n"
+        "conditions, g4_seed = engine._chunk_plan(6, 2, spectrum, 7)[0]\n"
+        "engine._run_chunk('ds2', 0, conditions, g4_seed, str(parts))\n"
     )
     assert (
         not (tmp_path / "resumed.h5").exists() and (tmp_path / ".resumed.h5.geant4-parts" / "chunk_000000.npz").exists()
@@ -292,3 +292,29 @@ def test_a_surrogate_inside_geant4_writes_the_same_events_in_full_and_fast_simul
     assert again.returncode != 0 and "exists" in again.stderr and "Traceback" not in again.stderr
     angled = _calo("geant4-fastsim", "--run", tmp_path / "angled.pt", "--n", 2, "--out", tmp_path / "angled")
     assert angled.returncode != 0 and "incident_angles" in angled.stderr and "Traceback" not in angled.stderr
+
+
+@needs_geant4
+def test_paraflow_in_geant4_bends_converted_pairs_along_y_and_stores_the_fast_engines_layout(tmp_path) -> None:
+    """Photons through 1.5 X0 of iron 90 cm in front of the crystals: most convert, and the 4 T field
+    along x pulls the pair apart along y (the window's long side), so the showers spread more in y
+    than in x; the window holds nearly all the energy and the file the plate's conditions."""
+    out = tmp_path / "g4.h5"
+    done = _calo("simulate", "--geometry", "paraflow", "--engine", "geant4", "--n", 16, "--chunk-size", 8,
+                 "--energy", "uniform:20GeV:21GeV", "--condition", "plate_thickness=1.5", "--condition",
+                 "plate_distance=90", "--seed", 3, "--out", out, "--quiet")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    with h5py.File(out) as f:
+        assert "Geant4" in f.attrs["generator"] and "4 T" in f.attrs["physics"]
+        images = f["showers"][:].reshape(-1, 8, 16)
+        energies = f["incident_energies"][:].ravel()
+        assert np.all(f["plate_thickness"][:] == 1.5) and np.all(f["plate_distance"][:] == 90.0)
+    contained = images.sum((1, 2)) / energies
+    assert np.all((contained > 0.6) & (contained < 1.02)), contained
+
+    def spread(profile: np.ndarray) -> np.ndarray:
+        axis = np.arange(profile.shape[1])
+        mean = (profile * axis).sum(1) / profile.sum(1)
+        return np.sqrt((profile * (axis - mean[:, None]) ** 2).sum(1) / profile.sum(1))
+
+    assert spread(images.sum(2)).mean() < 0.6 * spread(images.sum(1)).mean()

@@ -4,9 +4,20 @@ a sample of showers, with uncertainties, and their calibration over pseudo-exper
 from calosurrogate.inference.conditions import (
     ConditionFit,
     PseudoExperiments,
+    calibration,
     fit_conditions,
     infer_from_file,
     pseudo_experiments,
 )
+from calosurrogate.inference.design import Design, optimise_conditions
 
-__all__ = ["ConditionFit", "PseudoExperiments", "fit_conditions", "infer_from_file", "pseudo_experiments"]
+__all__ = [
+    "ConditionFit",
+    "Design",
+    "PseudoExperiments",
+    "calibration",
+    "fit_conditions",
+    "infer_from_file",
+    "optimise_conditions",
+    "pseudo_experiments",
+]

@@ -85,6 +85,32 @@ ShowerModel = Callable[[np.ndarray], np.ndarray]
 """Incident energies ``(k,)`` in MeV -> showers ``(k, n_voxels)`` in stored units (MeV)."""
 
 
+def em_physics_list(g4, library: ctypes.CDLL, extra: Callable[[], None] | None = None):
+    """The data-free EM physics list (``em_physics.cpp``) for e+-, photons and geantinos, with the
+    production cut of :data:`PRODUCTION_CUT_MM`; ``extra`` registers more processes after it."""
+
+    class Physics(g4.G4VUserPhysicsList):
+        def ConstructParticle(self) -> None:
+            g4.G4Gamma.GammaDefinition()
+            g4.G4Electron.ElectronDefinition()
+            g4.G4Positron.PositronDefinition()
+            g4.G4Geantino.GeantinoDefinition()
+            g4.G4ChargedGeantino.ChargedGeantinoDefinition()
+
+        def ConstructProcess(self) -> None:
+            status = library.calo_g4em_construct()
+            if status != 0:
+                raise RuntimeError(f"the compiled EM physics list failed to register its processes (code {status})")
+            if extra is not None:
+                extra()
+
+        def SetCuts(self) -> None:
+            self.SetDefaultCutValue(PRODUCTION_CUT_MM * g4.mm)
+            self.SetCutsWithDefault()
+
+    return Physics()
+
+
 @contextlib.contextmanager
 def _quiet(enabled: bool) -> Iterator[None]:
     """Geant4's banner and table dumps go to the process's standard output, below Python: send
@@ -150,29 +176,15 @@ class Geant4Calorimeter:
         g4, app = self.g4, self
         mm = g4.mm
 
-        class Physics(g4.G4VUserPhysicsList):
-            def ConstructParticle(self) -> None:
-                g4.G4Gamma.GammaDefinition()
-                g4.G4Electron.ElectronDefinition()
-                g4.G4Positron.PositronDefinition()
-                g4.G4Geantino.GeantinoDefinition()
-                g4.G4ChargedGeantino.ChargedGeantinoDefinition()
+        def fast_simulation_process() -> None:
+            # the process that hands particles in an envelope region to its fast-simulation models
+            fast = g4.G4FastSimulationPhysics()
+            for name in PARTICLES.values():
+                fast.ActivateFastSimulation(name)
+            fast.ConstructProcess()
+            app._fast_physics = fast
 
-            def ConstructProcess(self) -> None:
-                status = app._library.calo_g4em_construct()
-                if status != 0:
-                    raise RuntimeError(f"the compiled EM physics list failed to register its processes (code {status})")
-                if app.fast_simulation:
-                    # the process that hands particles in an envelope region to its fast-simulation models
-                    fast = g4.G4FastSimulationPhysics()
-                    for name in PARTICLES.values():
-                        fast.ActivateFastSimulation(name)
-                    fast.ConstructProcess()
-                    app._fast_physics = fast
-
-            def SetCuts(self) -> None:
-                self.SetDefaultCutValue(PRODUCTION_CUT_MM * mm)
-                self.SetCutsWithDefault()
+        Physics = em_physics_list(g4, self._library, fast_simulation_process if self.fast_simulation else None)
 
         class Detector(g4.G4VUserDetectorConstruction):
             def Construct(self):
@@ -202,7 +214,7 @@ class Geant4Calorimeter:
         self.run_manager.SetVerboseLevel(0)
         # Geant4 holds raw pointers: keep every user object alive. The physics list must be set
         # before the gun exists (a particle gun needs the particle table).
-        self._user = [Detector(), Physics()]
+        self._user = [Detector(), Physics]
         self.run_manager.SetUserInitialization(self._user[0])
         self.run_manager.SetUserInitialization(self._user[1])
         self._user += [Gun(), Events()]
@@ -478,6 +490,21 @@ class Geant4Calorimeter:
 
 
 _APPLICATION: Geant4Calorimeter | None = None
+_RUN_MANAGER_OWNER: tuple[tuple, str] | None = None
+
+
+def claim_run_manager(key: tuple, description: str) -> None:
+    """Reserve this process's one Geant4 run manager for the application ``key``.
+
+    Raises:
+        ValueError: If another application (or the same with other settings) holds it.
+    """
+    global _RUN_MANAGER_OWNER
+    if _RUN_MANAGER_OWNER is None:
+        _RUN_MANAGER_OWNER = (key, description)
+    elif _RUN_MANAGER_OWNER[0] != key:
+        raise ValueError(f"this process already runs Geant4 for {_RUN_MANAGER_OWNER[1]}, not {description}; "
+                         "Geant4 allows one run manager per process")  # fmt: skip
 
 
 def layout_of(detector: DetectorDescription) -> SamplingLayout:
@@ -505,14 +532,8 @@ def calorimeter(
     global _APPLICATION
     layout = layout_of(detector)
     wanted = (detector.name, bookkeeping, scoring or bookkeeping, fast_simulation)
+    claim_run_manager(("sampling calorimeter", *wanted), f"{detector.name} (bookkeeping {wanted[1]}, scoring "
+                      f"{wanted[2]}, fast simulation {wanted[3]})")  # fmt: skip
     if _APPLICATION is None:
         _APPLICATION = Geant4Calorimeter(detector, layout, bookkeeping, scoring, fast_simulation)
-    else:
-        running = (_APPLICATION.detector.name, _APPLICATION.bookkeeping, _APPLICATION.scoring,
-                   _APPLICATION.fast_simulation)  # fmt: skip
-        if running != wanted:
-            raise ValueError(
-                f"this process already runs Geant4 for {running[0]} (bookkeeping {running[1]}, scoring {running[2]}, "
-                f"fast simulation {running[3]}); Geant4 allows one run manager per process"
-            )
     return _APPLICATION

@@ -29,6 +29,7 @@ from calosurrogate.data.spectra import EnergySpectrum
 from calosurrogate.simulate.detectors import DetectorDescription, get_detector
 from calosurrogate.simulate.geant4.application import PRODUCTION_CUT_MM, calorimeter, layout_of
 from calosurrogate.simulate.geant4.build import PINNED, bindings, physics_library
+from calosurrogate.simulate.paraflow import CONDITIONS, ParaFlowSetup, ParaFlowSimulator
 
 PHYSICS = (
     "Geant4 11.4.p01 (geant4-pybind {pinned}), data-free EM physics: gamma photo-effect (PEEffectFluo), Compton "
@@ -37,13 +38,32 @@ PHYSICS = (
 )
 
 
-def _chunk_plan(n: int, chunk_size: int, spectrum: EnergySpectrum, seed: int) -> list[tuple[np.ndarray, int]]:
-    """(incident energies in MeV, Geant4 seed) of every chunk, from ``(seed, chunk)`` alone."""
+Target = str | ParaFlowSetup  # a sampling calorimeter's detector name, or ParaFlow's set-up
+
+
+def _chunk_plan(
+    n: int, chunk_size: int, spectrum: EnergySpectrum, seed: int
+) -> list[tuple[dict[str, np.ndarray], int]]:
+    """(conditions, Geant4 seed) of every chunk, from ``(seed, chunk)`` alone: the incident energies in MeV."""
     plan = []
     for i in range(-(-n // chunk_size)):
         rng = np.random.default_rng([seed, i])
         size = min(chunk_size, n - i * chunk_size)
-        plan.append((spectrum.sample(size, rng).reshape(-1), int(rng.integers(1, 2**31 - 1))))
+        plan.append(({"incident_energies": spectrum.sample(size, rng).reshape(-1)}, int(rng.integers(1, 2**31 - 1))))
+    return plan
+
+
+def _paraflow_plan(n: int, chunk_size: int, spectrum: EnergySpectrum, seed: int, setup: ParaFlowSetup,
+                   fixed: dict[str, float]) -> list[tuple[dict[str, np.ndarray], int]]:  # fmt: skip
+    """As :func:`_chunk_plan`, with each photon's plate thickness and distance drawn as the fast engine draws them."""
+    simulator = ParaFlowSimulator(setup)
+    plan = []
+    for i in range(-(-n // chunk_size)):
+        rng = np.random.default_rng([seed, i])
+        conditions = simulator.draw_conditions(min(chunk_size, n - i * chunk_size), rng, spectrum)
+        for name, value in fixed.items():
+            conditions[name] = np.full(len(conditions[name]), float(value))
+        plan.append((conditions, int(rng.integers(1, 2**31 - 1))))
     return plan
 
 
@@ -51,14 +71,21 @@ def _chunk_path(parts: Path, index: int) -> Path:
     return parts / f"chunk_{index:06d}.npz"
 
 
-def _run_chunk(detector_name: str, index: int, energies: np.ndarray, g4_seed: int, parts: str) -> tuple[int, float]:
+def _run_chunk(
+    target: Target, index: int, conditions: dict[str, np.ndarray], g4_seed: int, parts: str
+) -> tuple[int, float]:
     """Simulate one chunk in this process and save it atomically; returns (index, seconds)."""
     start = time.perf_counter()
-    showers = calorimeter(get_detector(detector_name)).simulate(energies, g4_seed)
+    if isinstance(target, str):
+        showers = calorimeter(get_detector(target)).simulate(conditions["incident_energies"], g4_seed)
+    else:
+        from calosurrogate.simulate.geant4.crystals import crystal_calorimeter
+
+        showers = crystal_calorimeter(target).simulate_windows(conditions, g4_seed)
     path = _chunk_path(Path(parts), index)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
     with open(tmp, "wb") as f:
-        np.savez(f, incident_energies=energies, showers=showers.astype(np.float32))
+        np.savez(f, showers=showers.astype(np.float32), **conditions)
     os.replace(tmp, path)
     return index, time.perf_counter() - start
 
@@ -137,29 +164,90 @@ def simulate_geant4_to_file(
                 "bindings": PINNED, "format": 1}  # fmt: skip
     _prepare_parts(parts, manifest, force)
     plan = _chunk_plan(n, chunk_size, spectrum, seed)
-    todo = [i for i in range(len(plan)) if not _chunk_path(parts, i).exists()]
-    done = n - sum(len(plan[i][0]) for i in todo)
-    bar = tqdm(total=n, initial=done, desc=f"geant4 {detector.name}", unit="shower", disable=not progress)
-    if workers == 1 or len(todo) <= 1:
-        for i in todo:
-            _run_chunk(detector.name, i, plan[i][0], plan[i][1], str(parts))
-            bar.update(len(plan[i][0]))
-    else:
-        with ProcessPoolExecutor(
-            max_workers=workers, mp_context=get_context("spawn"), initializer=_die_with_parent, initargs=(os.getpid(),)
-        ) as pool:
-            pending = {pool.submit(_run_chunk, detector.name, i, plan[i][0], plan[i][1], str(parts)) for i in todo}
-            while pending:
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    index, _ = future.result()
-                    bar.update(len(plan[index][0]))
-    bar.close()
+    _run_plan(detector.name, plan, parts, workers, f"geant4 {detector.name}", progress)
     attrs = {"generator": "Geant4 (calosurrogate geant4 engine)", "physics": PHYSICS.format(pinned=PINNED, cut=PRODUCTION_CUT_MM),
              "detector": detector.name, "energy_spectrum": spectrum.spec, "seed": seed, "chunk_size": chunk_size}  # fmt: skip
     with ShowerWriter(out, detector.geometry.n_voxels, dtype=dtype, force=force, attrs=attrs) as writer:
         for i in range(len(plan)):
             with np.load(_chunk_path(parts, i)) as chunk:
                 writer.write(chunk["incident_energies"].reshape(-1, 1), chunk["showers"])
+    shutil.rmtree(parts, ignore_errors=True)
+    return out
+
+
+def _run_plan(target: Target, plan: list, parts: Path, workers: int, description: str, progress: bool) -> None:
+    """Run the chunks of ``plan`` that ``parts`` lacks, in ``workers`` processes."""
+    todo = [i for i in range(len(plan)) if not _chunk_path(parts, i).exists()]
+    n = sum(len(conditions["incident_energies"]) for conditions, _ in plan)
+    done = n - sum(len(plan[i][0]["incident_energies"]) for i in todo)
+    bar = tqdm(total=n, initial=done, desc=description, unit="shower", disable=not progress)
+    if workers == 1 or len(todo) <= 1:
+        for i in todo:
+            _run_chunk(target, i, plan[i][0], plan[i][1], str(parts))
+            bar.update(len(plan[i][0]["incident_energies"]))
+    else:
+        with ProcessPoolExecutor(
+            max_workers=workers, mp_context=get_context("spawn"), initializer=_die_with_parent, initargs=(os.getpid(),)
+        ) as pool:
+            pending = {pool.submit(_run_chunk, target, i, plan[i][0], plan[i][1], str(parts)) for i in todo}
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    index, _ = future.result()
+                    bar.update(len(plan[index][0]["incident_energies"]))
+    bar.close()
+
+
+def simulate_paraflow_geant4_to_file(
+    n: int,
+    out: str | os.PathLike[str],
+    spectrum: EnergySpectrum | str | None = None,
+    seed: int = 0,
+    fixed: dict[str, float] | None = None,
+    setup: ParaFlowSetup | None = None,
+    workers: int = 1,
+    chunk_size: int = 50,
+    dtype: str = "float32",
+    force: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Simulate ``n`` ParaFlow photons with Geant4 (:mod:`.crystals`) into a file laid out as the
+    fast engine's: ``incident_energies`` (MeV), ``showers`` (the 8 x 16 window, MeV),
+    ``plate_thickness`` (X0) and ``plate_distance`` (cm), drawn per photon as the fast engine
+    draws them (``fixed`` holds some at one value). Chunked and resumable as
+    :func:`simulate_geant4_to_file`.
+    """
+    if n < 1 or workers < 1 or chunk_size < 1:
+        raise ValueError("n, workers and chunk_size must be at least 1")
+    fixed = dict(fixed or {})
+    unknown = set(fixed) - set(CONDITIONS)
+    if unknown:
+        raise ValueError(f"paraflow: no condition {sorted(unknown)}; its plate conditions are {list(CONDITIONS)}")
+    setup = setup or ParaFlowSetup()
+    out = check_output_path(out, force)
+    bindings()
+    physics_library()
+    spectrum = (
+        EnergySpectrum.parse(spectrum or setup.default_spectrum)
+        if not isinstance(spectrum, EnergySpectrum)
+        else spectrum
+    )
+    parts = out.parent / f".{out.name}.geant4-parts"
+    manifest = {"detector": "paraflow", "n": n, "spectrum": spectrum.spec, "seed": seed, "chunk_size": chunk_size,
+                "bindings": PINNED, "format": 2, "fixed": fixed, "setup": repr(setup)}  # fmt: skip
+    _prepare_parts(parts, manifest, force)
+    plan = _paraflow_plan(n, chunk_size, spectrum, seed, setup, fixed)
+    _run_plan(setup, plan, parts, workers, "geant4 paraflow", progress)
+    attrs = {"generator": "Geant4 (calosurrogate geant4 engine; ParaFlow set-up)",
+             "physics": PHYSICS.format(pinned=PINNED, cut=PRODUCTION_CUT_MM) + "; 4 T uniform field; crystal "
+             "photostatistics added as in the fast engine", "detector": setup.name, "energy_spectrum": spectrum.spec,
+             "seed": seed, "chunk_size": chunk_size, "plate_thickness_unit": "X0 of iron", "plate_distance_unit": "cm",
+             "fixed_conditions": str(fixed), "plate_thickness_range_x0": setup.thickness_range_x0,
+             "plate_distance_range_cm": setup.distance_range_cm, "held_out": str(list(setup.held_out))}  # fmt: skip
+    with ShowerWriter(out, setup.window.n_voxels, dtype=dtype, force=force, condition_dims=dict.fromkeys(CONDITIONS, 1),
+                      attrs=attrs) as writer:  # fmt: skip
+        for i in range(len(plan)):
+            with np.load(_chunk_path(parts, i)) as chunk:
+                writer.write(chunk["incident_energies"], chunk["showers"], {k: chunk[k] for k in CONDITIONS})
     shutil.rmtree(parts, ignore_errors=True)
     return out
