@@ -138,6 +138,17 @@ def simulate(
     click.echo(f"wrote {n_showers} {geometry_name} showers ({engine} engine) to {out}")
 
 
+def _load_likelihood_run(run: Path, purpose: str):
+    """A saved flow with an exact likelihood and the training range of its conditions."""
+    model = _load_run(run)
+    if not hasattr(model, "log_likelihood"):
+        raise click.ClickException(f"{run}: model family {model.family!r} has no exact likelihood to {purpose} with "
+                                   "(the paraflow and inn families have)")  # fmt: skip
+    if model.condition_range is None:
+        raise click.ClickException(f"{run}: the model carries no training range of its conditions")
+    return model.eval()
+
+
 def _default_spectrum(geometry_name: str) -> str:
     """The incident energies a geometry's simulator draws when none are given."""
     if geometry_name == "paraflow":
@@ -656,10 +667,7 @@ def infer(run: Path, data: Path, free: str, sample_size: int | None, max_showers
     names = tuple(n.strip() for n in free.split(",") if n.strip())
     if out is not None and out.exists() and not force:
         raise OutputExistsError(f"{out} exists; use --force to replace it")
-    model = _load_run(run)
-    if not hasattr(model, "log_likelihood"):
-        raise click.ClickException(f"{run}: model family {model.family!r} has no exact likelihood to infer with "
-                                   "(the paraflow and inn families have)")  # fmt: skip
+    model = _load_likelihood_run(run, "infer")
     try:
         record = infer_from_file(model, str(data), names, sample_size, max_showers, progress=True)
     except ValueError as err:
@@ -725,12 +733,7 @@ def design(run: Path, objective: str, free: str, fixed: tuple[str, ...], energie
     names = tuple(n.strip() for n in free.split(",") if n.strip())
     if out is not None and out.exists() and not force:
         raise OutputExistsError(f"{out} exists; use --force to replace it")
-    model = _load_run(run)
-    if not hasattr(model, "log_likelihood"):
-        raise click.ClickException(f"{run}: model family {model.family!r} has no exact likelihood to design with "
-                                   "(the paraflow and inn families have)")  # fmt: skip
-    if model.condition_range is None:
-        raise click.ClickException(f"{run}: the model carries no training range of its conditions")
+    model = _load_likelihood_run(run, "design")
     held = dict(_assignment(item, "--condition") for item in fixed)
     first = dict(_assignment(item, "--start") for item in start)
     unknown = sorted((set(held) | set(first) | set(names)) - set(model.condition_names[1:]))

@@ -111,6 +111,36 @@ def em_physics_list(g4, library: ctypes.CDLL, extra: Callable[[], None] | None =
     return Physics()
 
 
+def start_run_manager(g4, construct: Callable, construct_sd_and_field: Callable, physics, make_actions: Callable):
+    """A serial run manager with its detector (``construct`` returns the world volume,
+    ``construct_sd_and_field`` adds scorers and fields), physics list and user actions, quiet and
+    initialised; returns it and the user objects, which the caller must keep alive (Geant4 holds
+    raw pointers to them). ``make_actions`` is called after the physics list is set: a particle
+    gun needs the particle table."""
+
+    class Detector(g4.G4VUserDetectorConstruction):
+        def Construct(self):
+            return construct()
+
+        def ConstructSDandField(self) -> None:
+            construct_sd_and_field()
+
+    run_manager = g4.G4RunManagerFactory.CreateRunManager(g4.G4RunManagerType.Serial)
+    run_manager.SetVerboseLevel(0)
+    user = [Detector(), physics]
+    run_manager.SetUserInitialization(user[0])
+    run_manager.SetUserInitialization(user[1])
+    for action in make_actions():
+        run_manager.SetUserAction(action)
+        user.append(action)
+    ui = g4.G4UImanager.GetUIpointer()
+    for command in ("/run/verbose 0", "/event/verbose 0", "/tracking/verbose 0", "/process/em/verbose 0",
+                    "/process/eLoss/verbose 0", "/process/msc/verbose 0"):  # fmt: skip
+        ui.ApplyCommand(command)
+    run_manager.Initialize()
+    return run_manager, user
+
+
 @contextlib.contextmanager
 def _quiet(enabled: bool) -> Iterator[None]:
     """Geant4's banner and table dumps go to the process's standard output, below Python: send
@@ -186,13 +216,6 @@ class Geant4Calorimeter:
 
         Physics = em_physics_list(g4, self._library, fast_simulation_process if self.fast_simulation else None)
 
-        class Detector(g4.G4VUserDetectorConstruction):
-            def Construct(self):
-                return app._construct_geometry()
-
-            def ConstructSDandField(self) -> None:
-                app._construct_scorers()
-
         class Gun(g4.G4VUserPrimaryGeneratorAction):
             def __init__(self) -> None:
                 super().__init__()
@@ -210,21 +233,9 @@ class Geant4Calorimeter:
             def EndOfEventAction(self, event) -> None:
                 app._read_event(event)
 
-        self.run_manager = g4.G4RunManagerFactory.CreateRunManager(g4.G4RunManagerType.Serial)
-        self.run_manager.SetVerboseLevel(0)
-        # Geant4 holds raw pointers: keep every user object alive. The physics list must be set
-        # before the gun exists (a particle gun needs the particle table).
-        self._user = [Detector(), Physics]
-        self.run_manager.SetUserInitialization(self._user[0])
-        self.run_manager.SetUserInitialization(self._user[1])
-        self._user += [Gun(), Events()]
-        self.run_manager.SetUserAction(self._user[2])
-        self.run_manager.SetUserAction(self._user[3])
-        ui = g4.G4UImanager.GetUIpointer()
-        for command in ("/run/verbose 0", "/event/verbose 0", "/tracking/verbose 0", "/process/em/verbose 0",
-                        "/process/eLoss/verbose 0", "/process/msc/verbose 0"):  # fmt: skip
-            ui.ApplyCommand(command)
-        self.run_manager.Initialize()
+        self.run_manager, self._user = start_run_manager(
+            g4, self._construct_geometry, self._construct_scorers, Physics, lambda: [Gun(), Events()]
+        )
         sdm = g4.G4SDManager.GetSDMpointer()
         self._collections = {name: sdm.GetCollectionID(f"{name}/edep") for name in self._scored}
         if self.fast_simulation:

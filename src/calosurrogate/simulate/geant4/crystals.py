@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from calosurrogate.simulate.geant4.application import _quiet, claim_run_manager, em_physics_list
+from calosurrogate.simulate.geant4.application import _quiet, claim_run_manager, em_physics_list, start_run_manager
 from calosurrogate.simulate.geant4.build import bindings, physics_library
 from calosurrogate.simulate.paraflow import ParaFlowSetup, ParaFlowSimulator
 
@@ -46,13 +46,6 @@ class Geant4CrystalCalorimeter:
     def _build(self) -> None:
         g4, app = self.g4, self
 
-        class Detector(g4.G4VUserDetectorConstruction):
-            def Construct(self):
-                return app._construct_geometry()
-
-            def ConstructSDandField(self) -> None:
-                app._construct_scorer_and_field()
-
         class Gun(g4.G4VUserPrimaryGeneratorAction):
             def __init__(self) -> None:
                 super().__init__()
@@ -76,19 +69,13 @@ class Geant4CrystalCalorimeter:
                     row[index] = energy / g4.MeV
                 app._event += 1
 
-        self.run_manager = g4.G4RunManagerFactory.CreateRunManager(g4.G4RunManagerType.Serial)
-        self.run_manager.SetVerboseLevel(0)
-        self._user = [Detector(), em_physics_list(g4, self._library)]
-        self.run_manager.SetUserInitialization(self._user[0])
-        self.run_manager.SetUserInitialization(self._user[1])
-        self._user += [Gun(), Events()]
-        self.run_manager.SetUserAction(self._user[2])
-        self.run_manager.SetUserAction(self._user[3])
-        ui = g4.G4UImanager.GetUIpointer()
-        for command in ("/run/verbose 0", "/event/verbose 0", "/tracking/verbose 0", "/process/em/verbose 0",
-                        "/process/eLoss/verbose 0", "/process/msc/verbose 0"):  # fmt: skip
-            ui.ApplyCommand(command)
-        self.run_manager.Initialize()
+        self.run_manager, self._user = start_run_manager(
+            g4,
+            self._construct_geometry,
+            self._construct_scorer_and_field,
+            em_physics_list(g4, self._library),
+            lambda: [Gun(), Events()],
+        )
         self._collection = g4.G4SDManager.GetSDMpointer().GetCollectionID("crystals/edep")
 
     def _construct_geometry(self):

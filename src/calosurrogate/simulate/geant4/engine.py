@@ -168,11 +168,16 @@ def simulate_geant4_to_file(
     attrs = {"generator": "Geant4 (calosurrogate geant4 engine)", "physics": PHYSICS.format(pinned=PINNED, cut=PRODUCTION_CUT_MM),
              "detector": detector.name, "energy_spectrum": spectrum.spec, "seed": seed, "chunk_size": chunk_size}  # fmt: skip
     with ShowerWriter(out, detector.geometry.n_voxels, dtype=dtype, force=force, attrs=attrs) as writer:
-        for i in range(len(plan)):
-            with np.load(_chunk_path(parts, i)) as chunk:
-                writer.write(chunk["incident_energies"].reshape(-1, 1), chunk["showers"])
-    shutil.rmtree(parts, ignore_errors=True)
+        _write_chunks(parts, len(plan), writer)
     return out
+
+
+def _write_chunks(parts: Path, n_chunks: int, writer: ShowerWriter, conditions: tuple[str, ...] = ()) -> None:
+    """Every chunk into the output, in order, then the parts folder away."""
+    for i in range(n_chunks):
+        with np.load(_chunk_path(parts, i)) as chunk:
+            writer.write(chunk["incident_energies"], chunk["showers"], {k: chunk[k] for k in conditions})
+    shutil.rmtree(parts, ignore_errors=True)
 
 
 def _run_plan(target: Target, plan: list, parts: Path, workers: int, description: str, progress: bool) -> None:
@@ -246,8 +251,5 @@ def simulate_paraflow_geant4_to_file(
              "plate_distance_range_cm": setup.distance_range_cm, "held_out": str(list(setup.held_out))}  # fmt: skip
     with ShowerWriter(out, setup.window.n_voxels, dtype=dtype, force=force, condition_dims=dict.fromkeys(CONDITIONS, 1),
                       attrs=attrs) as writer:  # fmt: skip
-        for i in range(len(plan)):
-            with np.load(_chunk_path(parts, i)) as chunk:
-                writer.write(chunk["incident_energies"], chunk["showers"], {k: chunk[k] for k in CONDITIONS})
-    shutil.rmtree(parts, ignore_errors=True)
+        _write_chunks(parts, len(plan), writer, CONDITIONS)
     return out
