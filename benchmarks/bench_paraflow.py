@@ -96,7 +96,7 @@ def judge(reference: Path, generated: Path, report: Path) -> dict:
     }  # fmt: skip
 
 
-def infer_points(model, paths: dict[str, Path], sample_size: int) -> dict:
+def infer_points(model, paths: dict[str, Path], sample_size: int, n_fit: int) -> dict:
     """Pseudo-experiments at each point, and over all points together."""
     from calosurrogate.inference import calibration, pseudo_experiments
     from calosurrogate.sampling import conditions_from_file
@@ -109,8 +109,9 @@ def infer_points(model, paths: dict[str, Path], sample_size: int) -> dict:
         if not cache.exists():
             from calosurrogate.data import read_showers
 
-            batch = read_showers(paths[f"point_{i}"], model.geometry, conditions=list(FREE))
-            conditions = conditions_from_file(paths[f"point_{i}"], model)
+            batch = read_showers(paths[f"point_{i}"], model.geometry, max_showers=n_fit * sample_size,
+                                 conditions=list(FREE))  # fmt: skip
+            conditions = conditions_from_file(paths[f"point_{i}"], model, n_fit * sample_size)
             start = time.perf_counter()
             result = pseudo_experiments(model, batch.showers, conditions, FREE, bounds, sample_size)
             record = {**result.as_dict(), "seconds_per_fit": (time.perf_counter() - start) / len(result.truth)}
@@ -202,8 +203,9 @@ def main() -> None:
     parser.add_argument("--n-train", type=int, default=300_000)
     parser.add_argument("--n-eval", type=int, default=10_000, help="showers judged in and out of the band")
     parser.add_argument("--n-pseudo", type=int, default=20, help="pseudo-experiments per point")
+    parser.add_argument("--n-fit", type=int, default=8, help="pseudo-experiments fitted per point (of --n-pseudo made)")
     parser.add_argument("--sample-size", type=int, default=1000)
-    parser.add_argument("--n-design", type=int, default=2000, help="surrogate showers per round of the design")
+    parser.add_argument("--n-design", type=int, default=1000, help="surrogate showers per round of the design")
     parser.add_argument("--stop-after", choices=["data", "train", "sample", "judge", "infer"], default=None)
     parser.add_argument("--workdir", default="benchmarks/work")
     parser.add_argument("--tag", default="")
@@ -228,7 +230,7 @@ def main() -> None:
               for band in ("inband", "heldout")}  # fmt: skip
     if args.stop_after == "judge":
         return
-    inference = infer_points(model, paths, args.sample_size)
+    inference = infer_points(model, paths, args.sample_size, min(args.n_fit, args.n_pseudo))
     if args.stop_after == "infer":
         return
     design = design_plate(model, work, args.n_design)
