@@ -463,7 +463,7 @@ def _paraflow_sections() -> list[str]:
                 *_provenance(d), "",
                 f"ParaFlow's set-up (configs/paraflow-paraflow.yaml): MAF, {d['model_config']['transforms']} blocks of "
                 f"{d['model_config']['hidden']}, {d['model_config']['bins']} bins; {d['train_minutes_budget']:g}-minute "
-                f"budget on {_threads(d)}, {d['epochs']} epochs (weights of epoch {d['selected_epoch']}); trained "
+                f"budget ({d['threads']} threads; other jobs ran beside it), {d['epochs']} epochs (weights of epoch {d['selected_epoch']}); trained "
                 f"without the band {band}. Judged on fast-engine photons in the trained band and inside the held-out "
                 "one, each beside its floor (two halves of the reference). Goals (issue 22): separation powers "
                 "O(1e-4); mean shapes over the (d, b) grid within 6%; central 4 x 4 crystals of the average image "
@@ -491,7 +491,7 @@ def _paraflow_sections() -> list[str]:
                 "Pseudo-experiments: samples of photons simulated with one plate configuration each; the fit "
                 "maximises the surrogate's likelihood over (d, b) with the energies known, errors from the Laplace "
                 "approximation. Goals (issue 22): |bias| under a third of the quoted error; 68% coverage 0.60-0.76.", "",
-                "| d (X0), b (cm) | samples | d: bias | resolution | mean error | coverage | b: bias | resolution | mean error | coverage | s / fit |",
+                "| truth d (X0), b (cm) -> mean estimate | samples | d: bias | resolution | mean error | coverage | b: bias | resolution | mean error | coverage | s / fit |",
                 "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         rows = [
             *list(inf["points"].items()),
@@ -505,6 +505,11 @@ def _paraflow_sections() -> list[str]:
                              f"{c['coverage']:.2f} ± {c['coverage_error']:.2f}")  # fmt: skip
             seconds = f"{r['seconds_per_fit']:.0f}" if r.get("seconds_per_fit") else ""
             samples = f"{r.get('converged', '')}/{r['samples']}" if r["samples"] != "" else ""
+            if label in inf["points"]:
+                truth = [float(part.split("=")[1]) for part in label.split()]
+                label += (
+                    f" -> {truth[0] + r['plate_thickness']['bias']:.2f}, {truth[1] + r['plate_distance']['bias']:.1f}"
+                )
             out.append(f"| {label} | {samples} | {' | '.join(cells)} | {seconds} |")
         out.append("")
         design = d.get("design")
