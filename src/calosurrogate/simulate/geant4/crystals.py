@@ -140,22 +140,19 @@ class Geant4CrystalCalorimeter:
         plates = np.stack([np.broadcast_to(thickness_x0, n), np.broadcast_to(distance_cm, n)], 1).astype(float)
         rng = np.random.default_rng(seed)
         positions = rng.normal(0.0, self.setup.source_smear_mm, (n, 2))
-        self._images = np.zeros((n, self.setup.full_grid.n_voxels))
+        images = np.zeros((n, self.setup.full_grid.n_voxels))
         g4.HepRandom.setTheSeed(1 + int(seed) % (2**31 - 2))  # Geant4 refuses a zero seed
         configurations, group = np.unique(plates, axis=0, return_inverse=True)
         for k, (d, b) in enumerate(configurations):
             members = np.flatnonzero(group.ravel() == k)
             self._energies, self._positions, self._event = energies[members], positions[members], 0
-            rows = self._images  # the events of this run fill their own rows
-            self._images = np.zeros((len(members), rows.shape[1]))
+            self._images = np.zeros((len(members), images.shape[1]))  # filled per event by Events
             self._place_plate(float(d), float(b))
             with _quiet(True):
                 self.run_manager.BeamOn(len(members))
             if self._event != len(members):
                 raise RuntimeError(f"Geant4 ran {self._event} of {len(members)} events")
-            rows[members] = self._images
-            self._images = rows
-        images = self._images
+            images[members] = self._images
         sigma = self.setup.stochastic_term * np.sqrt(images * 1e3)  # as the fast engine: 2.8% sqrt(E / GeV) GeV
         images = np.clip(images + sigma * rng.standard_normal(images.shape), 0.0, None)
         return images.reshape(n, self.setup.full_grid.n_x, self.setup.full_grid.n_y)
