@@ -20,7 +20,7 @@ LAYERS: list[set[str]] = [
     {"geometry"},
     {"data"},
     {"simulate", "metrics", "models"},
-    {"training", "sampling", "export", "inference"},
+    {"training", "sampling", "export", "inference", "correction"},
     {"evaluation"},
     {"plotting"},
     {"report"},

@@ -77,12 +77,18 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 @click.option("--hold-out", "held_out", multiple=True, metavar="NAME=LOW:HIGH[,NAME=LOW:HIGH]",
               help="paraflow: draw no photon in this region of the plate conditions (bounds that all hold; "
                    "an interpolation test's training file). Repeat for more regions.")  # fmt: skip
+@click.option("--range-cut", "range_cut_mm", type=click.FloatRange(min=0.0, min_open=True), default=None,
+              help="geant4: production cut in mm (nominal 0.7; a cheap simulation takes 10). The same --seed "
+                   "gives the same primaries: a paired sample.")  # fmt: skip
+@click.option("--cheap", is_flag=True, help="fast: the engine's cheap mode, eight times fewer and larger energy "
+              "spots (a stand-in for an aggressive production cut; the same --seed gives a paired sample).")  # fmt: skip
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_friendly_errors
 def simulate(
     geometry_name: str, n_showers: int, energy: str | None, seed: int, out: Path, dtype: str, engine: str,
-    workers: int, chunk_size: int, conditions: tuple[str, ...], held_out: tuple[str, ...], force: bool, quiet: bool,
+    workers: int, chunk_size: int, conditions: tuple[str, ...], held_out: tuple[str, ...], range_cut_mm: float | None,
+    cheap: bool, force: bool, quiet: bool,
 ) -> None:  # fmt: skip
     """Simulate showers: the built-in fast engine (default) or real Geant4.
 
@@ -90,6 +96,14 @@ def simulate(
     set-up), stored as the 8 x 16 crystal window with the plate's thickness and distance.
     """
     from calosurrogate.simulate import get_detector, simulate_to_file
+    from calosurrogate.simulate.detectors import cheap as cheap_mode
+
+    if range_cut_mm is not None and (engine != "geant4" or geometry_name == "paraflow"):
+        raise click.UsageError("--range-cut sets Geant4's production cut: it needs --engine geant4 and a sampling "
+                               "calorimeter (the fast engine's cheap mode is --cheap)")  # fmt: skip
+    if cheap and (engine != "fast" or geometry_name == "paraflow"):
+        raise click.UsageError("--cheap is the fast engine's cheap mode for ds1-photons, ds2 and ds3; with Geant4 "
+                               "take --range-cut 10")  # fmt: skip
 
     if geometry_name == "paraflow":
         from calosurrogate.simulate.paraflow import ParaFlowSetup, simulate_paraflow_to_file
@@ -128,11 +142,15 @@ def simulate(
     if conditions or held_out:
         raise click.UsageError(f"--condition/--hold-out: {geometry_name} has no conditions to set (paraflow has)")
     detector = get_detector(geometry_name)
+    if cheap:
+        detector = cheap_mode(detector)
     if engine == "geant4":
+        from calosurrogate.simulate.geant4.application import PRODUCTION_CUT_MM
         from calosurrogate.simulate.geant4.engine import simulate_geant4_to_file
 
         simulate_geant4_to_file(detector, n_showers, out, energy, seed=seed, workers=workers, chunk_size=chunk_size,
-                                dtype=dtype, force=force, progress=not quiet)  # fmt: skip
+                                dtype=dtype, force=force, progress=not quiet,
+                                range_cut_mm=range_cut_mm or PRODUCTION_CUT_MM)  # fmt: skip
     else:
         simulate_to_file(detector, n_showers, out, energy, seed=seed, dtype=dtype, force=force, progress=not quiet)
     click.echo(f"wrote {n_showers} {geometry_name} showers ({engine} engine) to {out}")
@@ -234,12 +252,14 @@ def geometry_cmd(name: str, xml_out: Path | None, force: bool) -> None:
 @click.option("--on-count-mismatch", type=click.Choice(["subsample", "error"]), default="subsample", show_default=True)
 @click.option("--min-energy", type=float, default=None, help="Threshold in MeV (default: the dataset's).")
 @click.option("--device", default="cpu", show_default=True, help="Device of the classifier (cpu, cuda).")
+@click.option("--weights", "weights_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="A weight file of the generated showers (calo reweight): judge the weighted sample.")  # fmt: skip
 @click.option("--force", is_flag=True, help="Replace an existing evaluation in --out.")
 @_friendly_errors
 def evaluate(
     reference: Path, generated: Path, geometry_name: str, out_dir: Path, metrics: str, classifier_preset: str,
     classifier_runs: int, classifier_epochs: int | None, fast: bool, no_floors: bool, max_showers: int | None,
-    on_count_mismatch: str, min_energy: float | None, device: str, force: bool,
+    on_count_mismatch: str, min_energy: float | None, device: str, weights_path: Path | None, force: bool,
 ) -> None:  # fmt: skip
     """Judge generated showers against reference showers with the CaloChallenge metrics and CFD.
 
@@ -271,6 +291,11 @@ def evaluate(
         click.echo(f"wrote {files['report.html']} (+ metrics.json, summary.md, plots)")
         return
     geometry = get_geometry(geometry_name)
+    weights = None
+    if weights_path is not None:
+        from calosurrogate.data.weights import read_weights
+
+        weights = read_weights(weights_path)
     base = EvaluationSettings.fast() if fast else EvaluationSettings()
     if not fast:
         base.classifier = ClassifierSettings.cpu() if classifier_preset == "cpu" else ClassifierSettings.reference()
@@ -288,7 +313,7 @@ def evaluate(
     )
     with folder_lock(out_dir, "an evaluation"):  # before the long work: a busy or unwritable --out fails now
         check_evaluation_folder(out_dir, force)
-        result = evaluate_files(reference, generated, geometry, settings)
+        result = evaluate_files(reference, generated, geometry, settings, generated_weights=weights)
         files = write_evaluation(result, geometry, out_dir, force=force)
     click.echo((out_dir / "summary.md").read_text())
     click.echo(f"Report: {files['report.html']}")
@@ -506,6 +531,53 @@ def geant4_fastsim(
     with atomic_output(out_dir / "fastsim.json", force) as tmp:
         tmp.write_text(json.dumps(summary, indent=2))
     click.echo(f"wrote {out_dir / 'fastsim.json'}")
+
+
+@main.command()
+@click.option("--nominal", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Showers of the nominal simulation (the target).")  # fmt: skip
+@click.option("--modified", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Showers to weight: a cheap simulation or a surrogate's samples.")  # fmt: skip
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Weight file: one weight per modified shower, in its order.")  # fmt: skip
+@click.option(
+    "--geometry", "geometry_name", default=None, help="Binning (default: the built-in one matching the files)."
+)
+@click.option("--inputs", type=click.Choice(["high", "low", "cnn"]), default="high", show_default=True,
+              help="Classifier inputs: high-level features, voxels, or voxels as images for the 3D CNN.")  # fmt: skip
+@click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
+@click.option("--folds", type=click.IntRange(min=2), default=2, show_default=True,
+              help="Cross-fitting parts: each weight comes from a classifier trained without its shower.")  # fmt: skip
+@click.option("--clip", type=click.FloatRange(min=1.0, min_open=True), default=20.0, show_default=True,
+              help="Largest weight, in units of the mean weight.")  # fmt: skip
+@click.option("--max-showers", type=click.IntRange(min=1), default=None, help="Use the first N showers of each file.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--force", is_flag=True, help="Overwrite an existing weight file.")
+@_friendly_errors
+def reweight(nominal: Path, modified: Path, out: Path, geometry_name: str | None, inputs: str, epochs: int,
+             folds: int, clip: float, max_showers: int | None, seed: int, device: str, force: bool) -> None:  # fmt: skip
+    """Weights that make the modified showers look nominal: a calibrated classifier's p / (1 - p),
+    cross-fitted and clipped. Judge the weighted sample with calo evaluate --weights."""
+    from calosurrogate._io import check_output_path
+    from calosurrogate.correction import ReweightSettings, reweight_files
+    from calosurrogate.data.weights import write_weights
+    from calosurrogate.evaluation import file_sha256
+
+    check_output_path(out, force)
+    geometry = _file_geometry(modified, geometry_name)
+    settings = ReweightSettings(inputs=inputs, epochs=epochs, folds=folds, clip=clip, seed=seed, device=device)
+    result = reweight_files(nominal, modified, geometry, settings, max_showers)
+    attrs = {"nominal": str(nominal), "nominal_sha256": file_sha256(nominal), "modified": str(modified),
+             "modified_sha256": file_sha256(modified), "geometry": geometry.name, **{
+                 k: v for k, v in result.summary().items() if k != "settings"}, "settings": result.settings}  # fmt: skip
+    write_weights(out, result.weights, attrs, fold=result.fold, force=force)
+    summary = result.summary()
+    click.echo(f"{summary['n_showers']} weights: effective sample size {summary['effective_sample_size']:,.0f} "
+               f"({summary['effective_fraction']:.0%}), {summary['clipped_fraction']:.2%} clipped at {clip:g} x the "
+               f"mean; classifier AUC before weighting {', '.join(f'{a:.3f}' for a in summary['classifier_auc'])} "
+               f"(per part)")  # fmt: skip
+    click.echo(f"wrote {out}")
 
 
 def _file_geometry(path: Path, name: str | None, required: bool = True):

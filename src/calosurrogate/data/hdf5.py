@@ -22,6 +22,7 @@ from calosurrogate.geometry import CylindricalGeometry, geometries_with_voxels
 
 INCIDENT_ENERGIES = "incident_energies"
 SHOWERS = "showers"
+PAIRING_INDEX = "pairing_index"
 NegativePolicy = Literal["error", "clip", "keep"]
 
 
@@ -318,6 +319,9 @@ class ShowerWriter:
         force: Overwrite an existing file.
         append: Add to an existing file instead of creating one.
         attrs: Root attributes to record (provenance).
+        pairing_index: Also write ``pairing_index`` ``(N,)`` int64, each shower's number in its
+            run: a cheap and a nominal simulation made with the same seed share their primaries
+            row by row, and this index keeps the pairs together when files are cut or shuffled.
     """
 
     def __init__(
@@ -331,6 +335,7 @@ class ShowerWriter:
         force: bool = False,
         append: bool = False,
         attrs: dict[str, object] | None = None,
+        pairing_index: bool = False,
     ) -> None:
         if dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
@@ -349,6 +354,9 @@ class ShowerWriter:
         self._start_n = 0
         if append and force:
             raise ValueError("append and force exclude each other")
+        if append and pairing_index:
+            raise ValueError("a pairing index is written with a new file, not appended")
+        self.pairing_index = pairing_index
         if not append:
             check_output_path(self.path, force)
 
@@ -380,6 +388,10 @@ class ShowerWriter:
             self._file.create_dataset(
                 name, shape=(0, k), maxshape=(None, k), dtype=self.dtype, chunks=(1024, k), **opts
             )
+        if self.pairing_index:
+            self._file.create_dataset(
+                PAIRING_INDEX, shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(4096,), **opts
+            )
         for key, value in self.attrs.items():
             self._file.attrs[key] = value
         return self
@@ -405,6 +417,9 @@ class ShowerWriter:
             ds = self._file[name]
             ds.resize(n_new, axis=0)
             ds[n_old:n_new] = values
+        if self.pairing_index:
+            self._file[PAIRING_INDEX].resize(n_new, axis=0)
+            self._file[PAIRING_INDEX][n_old:n_new] = np.arange(n_old, n_new)
         self.n_written += len(energies)
 
     def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: object) -> None:

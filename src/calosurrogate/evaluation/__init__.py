@@ -49,7 +49,8 @@ from calosurrogate.metrics import (
 from calosurrogate.metrics.cfd import VARIANTS, cfd_from_accumulators
 from calosurrogate.metrics.prdc import prdc
 from calosurrogate.metrics.response import incident_energy_bins, response_resolution
-from calosurrogate.metrics.separation import histogram_counts, voxel_energy_bins
+from calosurrogate.metrics.separation import histogram_counts, voxel_energy_bins, weighted_counts
+from calosurrogate.metrics.weights import check_weights, effective_sample_size
 
 ALL_METRICS = ("histograms", "fpd", "kpd", "prdc", "cfd", "cls-low", "cls-low-normed", "cls-high", "cls-cnn")
 _INPUTS_OF = {"cls-cnn": "cls-low"}  # metrics that read another metric's stored inputs
@@ -133,6 +134,7 @@ class SampleSummary:
     cfd: dict[str, CorrelationAccumulator]
     cfd_halves: dict[str, tuple[CorrelationAccumulator, CorrelationAccumulator]]
     low_level: dict[str, np.ndarray]
+    weights: np.ndarray | None = None  # per shower, when the sample is weighted
 
 
 @dataclass
@@ -202,13 +204,19 @@ class _Pass:
         voxel_bins: np.ndarray | None = None,
         voxels_only: bool = False,
         split_halves: bool = False,
+        weights: np.ndarray | None = None,
     ) -> None:
         self.split_halves = split_halves
         self.voxel_bins = voxel_bins
         self.voxels_only = voxels_only
+        self.weights = weights
+        if weights is not None and split_halves:
+            raise ValueError("a weighted sample is not split into halves: floors come from the reference")
         n_bins = 0 if voxel_bins is None else len(voxel_bins) - 1
-        self.voxel_counts = [np.zeros(n_bins, dtype=np.int64) for _ in range(3)]  # all, first half, second half
-        self.voxel_outside = 0
+        dtype = np.int64 if weights is None else np.float64
+        self.voxel_counts = [np.zeros(n_bins, dtype=dtype) for _ in range(3)]  # all, first half, second half
+        self.voxel_sumw2 = None if weights is None else np.zeros(n_bins)
+        self.voxel_outside = 0.0
         self.geometry = geometry
         self.settings = settings
         self.min_energy = min_energy
@@ -239,7 +247,14 @@ class _Pass:
         x = apply_threshold(showers, self.min_energy)
         half = self.n_total // 2
         first = np.arange(self.n_seen, self.n_seen + len(x)) < half
-        if self.voxel_bins is not None:
+        w = None if self.weights is None else self.weights[self.n_seen : self.n_seen + len(x)]
+        if self.voxel_bins is not None and w is not None:
+            hit = x > 0
+            sums, squares, outside = weighted_counts(x[hit], self.voxel_bins, np.broadcast_to(w[:, None], x.shape)[hit])
+            self.voxel_counts[0] += sums
+            self.voxel_sumw2 += squares
+            self.voxel_outside += outside
+        elif self.voxel_bins is not None:
             # Zero voxels are below the threshold by definition, not "outside the range".
             if self.split_halves:  # the full histogram is the sum of the halves
                 for k, sel in ((1, first), (2, ~first)):
@@ -256,11 +271,12 @@ class _Pass:
             self.n_seen += len(x)
             return
         self.features.append(compute_features(x, energies, self.geometry, None))
-        self.sum_shower += x.sum(axis=0)
+        weight = np.ones(len(x)) if w is None else w
+        self.sum_shower += weight @ x
         if self.geometry.is_regular:
             density = (x / self.geometry.voxel_areas).reshape(len(x), *self.geometry.shape).sum(axis=1).mean(axis=1)
-            self.radial_sums[0][:] += density.sum(axis=0)  # the arrays in place: the pair is a tuple
-            self.radial_sums[1][:] += (density**2).sum(axis=0)
+            self.radial_sums[0][:] += weight @ density  # the arrays in place: the pair is a tuple
+            self.radial_sums[1][:] += weight @ density**2
         self.max_voxel = max(self.max_voxel, float(x.max(initial=0.0)))
         for variant, acc in self.cfd.items():
             series = variant_series(variant, x, self.geometry)
@@ -276,7 +292,7 @@ class _Pass:
                 if (~first).any():
                     self.halves[variant][1].update(series[~first])
             else:
-                acc.update(series)
+                acc.update(series, w)
         room = self.low_cap - self.n_seen
         if room > 0:
             take = slice(0, min(room, len(x)))
@@ -290,12 +306,14 @@ class _Pass:
 
     def summary(self) -> SampleSummary:
         cfd = {v: h[0].merge(h[1]) for v, h in self.halves.items()} if self.split_halves else self.cfd
-        n = max(self.n_seen, 1)
+        used = None if self.weights is None else self.weights[: self.n_seen]
+        n = max(self.n_seen, 1) if used is None else used.sum()
+        n_eff = n if used is None else effective_sample_size(used)
         radial = None
         if self.geometry.is_regular:
             mean = self.radial_sums[0] / n
             variance = np.maximum(self.radial_sums[1] / n - mean**2, 0.0)
-            radial = {"mean": mean, "error": np.sqrt(variance / max(n - 1, 1))}
+            radial = {"mean": mean, "error": np.sqrt(variance / max(n_eff - 1, 1))}
         return SampleSummary(
             features=HighLevelFeatures.concatenate(self.features),
             mean_shower=self.sum_shower / n,
@@ -304,6 +322,7 @@ class _Pass:
             cfd=cfd,
             cfd_halves=self.halves,
             low_level={k: np.concatenate(v) for k, v in self.low.items() if v},
+            weights=used,
         )
 
 
@@ -318,6 +337,7 @@ def evaluate_files(
     generated_path: str | os.PathLike[str],
     geometry: CylindricalGeometry,
     settings: EvaluationSettings | None = None,
+    generated_weights: np.ndarray | None = None,
 ) -> EvaluationResult:
     """Compute every selected metric of a generated file against a reference file.
 
@@ -326,6 +346,10 @@ def evaluate_files(
         generated_path: File of generated showers, same geometry.
         geometry: The binning both files use.
         settings: What to compute and how (default :class:`EvaluationSettings`).
+        generated_weights: One weight per shower of the generated file (a reweighting's): every
+            histogram, mean, correlation, distance and classifier then judges the weighted sample
+            (FPD and KPD draw their bootstrap by weight; PRDC weighs precision and density), and
+            the effective sample size ``(sum w)^2 / sum w^2`` is reported beside the count.
 
     Raises:
         ShowerFileError: If a file does not fit the geometry or is malformed.
@@ -352,6 +376,13 @@ def evaluate_files(
         n = min(n_ref, n_gen)
         if settings.max_showers is not None:
             n = min(n, settings.max_showers)
+        weights = None
+        if generated_weights is not None:
+            given = np.asarray(generated_weights, dtype=np.float64).reshape(-1)
+            if len(given) < n:
+                raise ValueError(f"{len(given)} weights for {generated_path.name}, of which {n} showers are judged: "
+                                 "one weight per shower is needed")  # fmt: skip
+            weights = check_weights(given[:n], n, f"weights of {generated_path.name}")
         if n_ref != n_gen:
             message = (
                 f"{reference_path.name} has {n_ref} showers and {generated_path.name} {n_gen}; "
@@ -370,7 +401,7 @@ def evaluate_files(
         voxel_bins = voxel_energy_bins(min_energy, ref_sum.max_voxel) if want_voxels else None
         # The generated file's voxel histogram fills during its feature pass; only the reference,
         # whose maximum sets the bins, is read a second time.
-        gen_pass = _Pass(geometry, settings, min_energy, n, 200, voxel_bins=voxel_bins)
+        gen_pass = _Pass(geometry, settings, min_energy, n, 200, voxel_bins=voxel_bins, weights=weights)
         _stream_into(gen_pass, gen, n, settings, "features generated")
         gen_sum = gen_pass.summary()
         voxel_counts: dict[str, np.ndarray] = {}
@@ -391,6 +422,8 @@ def evaluate_files(
             voxel_outside["reference"] = ref_voxels.voxel_outside
             voxel_counts["generated"] = gen_pass.voxel_counts[0]
             voxel_outside["generated"] = gen_pass.voxel_outside
+            if gen_pass.voxel_sumw2 is not None:
+                voxel_counts["generated_sumw2"] = gen_pass.voxel_sumw2
 
     provenance = {
         "reference": {"path": str(reference_path), "sha256": file_sha256(reference_path), "n_showers": n_ref},
@@ -404,9 +437,11 @@ def evaluate_files(
     }
     settings_dict = asdict(settings)
     settings_dict["min_energy"] = min_energy
-    result = EvaluationResult(
-        geometry.name, {"reference": n, "generated": n}, settings_dict, provenance, warnings=notes
-    )
+    counts: dict[str, float] = {"reference": n, "generated": n}
+    if weights is not None:
+        counts["generated_effective"] = effective_sample_size(weights)
+        settings_dict["generated_weights"] = "per-shower weights of the generated file"
+    result = EvaluationResult(geometry.name, counts, settings_dict, provenance, warnings=notes)
     do_floor = settings.floors and n >= MIN_FLOOR_SHOWERS
     cache = None
     if do_floor and settings.floor_cache:
@@ -419,28 +454,33 @@ def evaluate_files(
     high_level = None
     if any(m in settings.metrics for m in ("fpd", "kpd", "prdc", "cls-high")):
         high_level = tuple(np.nan_to_num(s.features.classifier_inputs()) for s in (ref_sum, gen_sum))
-        _add_distances(result, settings, *high_level, do_floor, cache)
+        _add_distances(result, settings, *high_level, do_floor, cache, gen_sum.weights)
     if cache is not None and cache.hits:
         result.provenance["floors_from_cache"] = {"file": str(cache.path), "metrics": cache.hits}
     _add_cfd(result, ref_sum, gen_sum, do_floor)
     _add_classifiers(result, settings, geometry, ref_sum, gen_sum, high_level, do_floor)
     edges = incident_energy_bins(ref_sum.features.incident_energy)
     result.response = {"edges_mev": edges} | {
-        name: response_resolution(s.features.incident_energy, s.features.e_tot, edges)
+        name: response_resolution(s.features.incident_energy, s.features.e_tot, edges, s.weights)
         for name, s in (("reference", ref_sum), ("generated", gen_sum))
     }
     result.mean_showers = {"reference": ref_sum.mean_shower, "generated": gen_sum.mean_shower}
-    result.mean_layer_energy = {
-        "reference": ref_sum.features.e_layer.mean(0),
-        "generated": gen_sum.features.e_layer.mean(0),
-    }
-    result.mean_layer_energy_error = {
-        name: s.features.e_layer.std(0, ddof=1) / np.sqrt(max(len(s.features.e_layer), 1))
-        for name, s in (("reference", ref_sum), ("generated", gen_sum))
-    }
+    layer_means = {name: _mean_and_error(s.features.e_layer, s.weights) for name, s in
+                   (("reference", ref_sum), ("generated", gen_sum))}  # fmt: skip
+    result.mean_layer_energy = {name: mean for name, (mean, _) in layer_means.items()}
+    result.mean_layer_energy_error = {name: error for name, (_, error) in layer_means.items()}
     if ref_sum.radial is not None and gen_sum.radial is not None:
         result.radial_profile = {"reference": ref_sum.radial, "generated": gen_sum.radial}
     return result
+
+
+def _mean_and_error(values: np.ndarray, weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Column means of ``(N, K)`` values and their standard errors, weighted by ``weights`` if given."""
+    if weights is None:
+        return values.mean(0), values.std(0, ddof=1) / np.sqrt(max(len(values), 1))
+    mean = weights @ values / weights.sum()
+    std = np.sqrt(weights @ (values - mean) ** 2 / weights.sum())
+    return mean, std / np.sqrt(max(effective_sample_size(weights), 1.0))
 
 
 def _add_separation(
@@ -452,12 +492,13 @@ def _add_separation(
     ref_f, gen_f = ref_sum.features, gen_sum.features
     n = len(ref_f.e_tot)
     half_a, half_b = ref_f[: n // 2], ref_f[n // 2 :]
-    pairs = feature_histograms(geometry, ref_f, gen_f, min_energy)
+    pairs = feature_histograms(geometry, ref_f, gen_f, min_energy, gen_sum.weights)
     floor_pairs = {p.key: p for p in feature_histograms(geometry, half_a, half_b, min_energy)} if do_floor else {}
     if voxel_bins is not None:
         pairs.append(
             HistogramPair("voxel_energy", "voxel energy [MeV]", voxel_bins, voxel_counts["reference"], voxel_counts["generated"],
-                          voxel_outside["reference"], voxel_outside["generated"], log_x=True)
+                          voxel_outside["reference"], voxel_outside["generated"], log_x=True,
+                          generated_sumw2=voxel_counts.get("generated_sumw2"))
         )  # fmt: skip
         if do_floor:
             floor_pairs["voxel_energy"] = HistogramPair(
@@ -476,7 +517,7 @@ def _add_separation(
 
 def _add_distances(
     result: EvaluationResult, settings: EvaluationSettings, x_ref: np.ndarray, x_gen: np.ndarray, do_floor: bool,
-    cache: FloorCache | None,
+    cache: FloorCache | None, weights: np.ndarray | None = None,
 ) -> None:  # fmt: skip
     """FPD, KPD and PRDC on the high-level features, each beside its floor (the reference's halves)."""
     half = len(x_ref) // 2
@@ -497,11 +538,11 @@ def _add_distances(
     for metric, function, kwargs in (("fpd", fpd, fpd_kw), ("kpd", kpd, kpd_kw)):
         if metric not in settings.metrics:
             continue
-        value = function(x_ref, x_gen, **kwargs).scaled(1e3, " x 1e3")
+        value = function(x_ref, x_gen, **kwargs, generated_weights=weights).scaled(1e3, " x 1e3")
         floor = floor_of(metric, kwargs, lambda f=function, k=kwargs: f(x_a, x_b, **k).scaled(1e3, " x 1e3").to_dict())
         result.scalars[f"{metric.upper()} x 1e3"] = _metric_entry(value, floor)
     if "prdc" in settings.metrics:
-        values = prdc(x_ref, x_gen, **prdc_kw)
+        values = prdc(x_ref, x_gen, **prdc_kw, generated_weights=weights)
         floors = floor_of("prdc", prdc_kw, lambda: {k: v.to_dict() for k, v in prdc(x_a, x_b, **prdc_kw).items()})
         for name, value in values.items():
             entry = _metric_entry(value, None if floors is None else floors[name])
@@ -537,7 +578,8 @@ def _add_classifiers(
             stored = _INPUTS_OF.get(kind, kind)
             ref_in, gen_in = ref_sum.low_level[stored], gen_sum.low_level[stored]
         image_shape = geometry.shape if kind == "cls-cnn" else None
-        res = classifier_test(gen_in, ref_in, settings.classifier, kind.removeprefix("cls-"), image_shape)
+        weights = None if gen_sum.weights is None else gen_sum.weights[: len(gen_in)]
+        res = classifier_test(gen_in, ref_in, settings.classifier, kind.removeprefix("cls-"), image_shape, weights)
         entry = res.to_dict()
         if settings.classifier_floor and do_floor:
             half = len(ref_in) // 2

@@ -8,6 +8,7 @@ from calosurrogate.geometry.builtin import (
     ds2,
     ds3,
     geometries_with_voxels,
+    geometry_from_xml_string,
     get_geometry,
 )
 from calosurrogate.geometry.crystal import CrystalGrid
@@ -28,6 +29,7 @@ __all__ = [
     "ds2",
     "ds3",
     "geometries_with_voxels",
+    "geometry_from_xml_string",
     "get_geometry",
     "sampling_mixture",
 ]

@@ -114,4 +114,32 @@ def geometries_with_voxels(n_voxels: int) -> list[str]:
     return names + [PARAFLOW.name] * (PARAFLOW.n_voxels == n_voxels)
 
 
-__all__ = ["BUILTIN_GEOMETRIES", "ds1_photons", "ds1_pions", "ds2", "ds3", "geometries_with_voxels", "get_geometry"]
+def geometry_from_xml_string(xml: str, name: str) -> CylindricalGeometry | CrystalGrid:
+    """The geometry a saved file carries as XML text: a crystal grid, or a cylindrical binning (the
+    built-in one of that name when the binning is the same)."""
+    import os
+    import tempfile
+
+    if xml.lstrip().startswith("<Crystals"):
+        return CrystalGrid.from_xml_string(xml)
+    with tempfile.NamedTemporaryFile("w", suffix=".xml", delete=False) as tmp:
+        tmp.write(xml)
+    try:
+        geometry = CylindricalGeometry.from_xml(tmp.name, name=name)
+    finally:
+        os.unlink(tmp.name)
+    if name in BUILTIN_GEOMETRIES and BUILTIN_GEOMETRIES[name]().same_binning(geometry):
+        return BUILTIN_GEOMETRIES[name]()
+    return geometry
+
+
+__all__ = [
+    "BUILTIN_GEOMETRIES",
+    "ds1_photons",
+    "ds1_pions",
+    "ds2",
+    "ds3",
+    "geometries_with_voxels",
+    "geometry_from_xml_string",
+    "get_geometry",
+]

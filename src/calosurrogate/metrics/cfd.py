@@ -124,8 +124,9 @@ class CorrelationAccumulator:
         self._pair_sums = np.zeros((n_bootstrap + 1, len(pairs.a)))  # sums of s_a * s_b per pair
         self._shift: np.ndarray | None = None
 
-    def update(self, series: np.ndarray) -> None:
-        """Add showers: ``series`` is ``(n, n_series)`` from :func:`variant_series`.
+    def update(self, series: np.ndarray, weights: np.ndarray | None = None) -> None:
+        """Add showers: ``series`` is ``(n, n_series)`` from :func:`variant_series`, with optional
+        per-shower ``weights`` ``(n,)`` (the correlations become weighted ones).
 
         First and second moments are summed per series and only the cross products per pair,
         so the cost is about three weighted sums over the series instead of five over the pairs.
@@ -135,7 +136,9 @@ class CorrelationAccumulator:
             # Centring on the first block's means keeps the sums of squares well conditioned.
             self._shift = series.mean(axis=0)
         centred = series - self._shift
+        shower_weights = np.ones(len(series)) if weights is None else np.asarray(weights, dtype=np.float64)
         weights = np.vstack([np.ones(len(series)), self._rng.poisson(1.0, (self.n_bootstrap, len(series)))])
+        weights *= shower_weights
         if self._series_sums is None:
             self._series_sums = np.zeros((2, self.n_bootstrap + 1, series.shape[1]))
         self._weights += weights.sum(axis=1)
@@ -170,8 +173,8 @@ class CorrelationAccumulator:
 
     @property
     def n_showers(self) -> int:
-        """Number of showers added."""
-        return int(self._weights[0])
+        """Number of showers added (their summed weight, rounded, when weighted)."""
+        return int(np.rint(self._weights[0]))
 
     def correlations(self) -> np.ndarray:
         """Correlations ``(n_bootstrap + 1, P)``: row 0 the estimate, the rest the replicas.

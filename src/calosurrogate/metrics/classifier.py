@@ -203,22 +203,27 @@ def _one_run(
     settings: ClassifierSettings,
     seed: int,
     image_shape: tuple[int, int, int] | None = None,
+    generated_weights: np.ndarray | None = None,
 ) -> dict[str, float]:
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     device = resolve_device(settings.device)
-    gen_parts = _split(generated, settings.split, rng)
-    ref_parts = _split(reference, settings.split, rng)
+    gen_rows = _split(np.arange(len(generated)), settings.split, rng)
+    ref_rows = _split(np.arange(len(reference)), settings.split, rng)
+    gen_w = np.ones(len(generated)) if generated_weights is None else np.asarray(generated_weights, dtype=np.float64)
 
-    def stack(k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x = np.concatenate([gen_parts[k], ref_parts[k]]).astype(np.float32)
-        y = np.concatenate([np.zeros(len(gen_parts[k])), np.ones(len(ref_parts[k]))]).astype(np.float32)
-        return torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+    def stack(k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = np.concatenate([generated[gen_rows[k]], reference[ref_rows[k]]]).astype(np.float32)
+        y = np.concatenate([np.zeros(len(gen_rows[k])), np.ones(len(ref_rows[k]))]).astype(np.float32)
+        w_gen = gen_w[gen_rows[k]]
+        # each class weighs as many showers as it holds: a weighted sample is a reshaped, not a larger, one
+        w = np.concatenate([w_gen * len(w_gen) / max(w_gen.sum(), 1e-300), np.ones(len(ref_rows[k]))])
+        return (torch.from_numpy(x).to(device), torch.from_numpy(y).to(device),
+                torch.from_numpy(w.astype(np.float32)).to(device))  # fmt: skip
 
-    (x_train, y_train), (x_test, y_test), (x_val, y_val) = stack(0), stack(1), stack(2)
+    (x_train, y_train, w_train), (x_test, y_test, w_test), (x_val, y_val, w_val) = stack(0), stack(1), stack(2)
     model = build_network(x_train.shape[1], settings, image_shape).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
-    loss_fn = nn.BCEWithLogitsLoss()
     best_acc, best_epoch, best_state = -1.0, 0, copy.deepcopy(model.state_dict())
     generator = torch.Generator().manual_seed(seed)
     for epoch in range(settings.epochs):
@@ -226,11 +231,13 @@ def _one_run(
         order = torch.randperm(len(x_train), generator=generator).to(device)
         for i in range(0, len(order), settings.batch_size):
             idx = order[i : i + settings.batch_size]
-            loss = loss_fn(model(x_train[idx]).reshape(-1), y_train[idx])
+            losses = F.binary_cross_entropy_with_logits(model(x_train[idx]).reshape(-1), y_train[idx], reduction="none")
+            loss = (losses * w_train[idx]).sum() / w_train[idx].sum()
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
-        acc = float(((_logits(model, x_test, 10_000) > 0).float() == y_test).float().mean())
+        hits = ((_logits(model, x_test, 10_000) > 0).float() == y_test).float()
+        acc = float((hits * w_test).sum() / w_test.sum())
         if acc > best_acc:
             best_acc, best_epoch, best_state = acc, epoch + 1, copy.deepcopy(model.state_dict())
         if acc == 1.0:
@@ -238,12 +245,14 @@ def _one_run(
     model.load_state_dict(best_state)
     p_test = torch.sigmoid(_logits(model, x_test, 10_000)).double().cpu().numpy()
     p_val = torch.sigmoid(_logits(model, x_val, 10_000)).double().cpu().numpy()
-    calibrator = IsotonicRegression(out_of_bounds="clip", y_min=1e-6, y_max=1 - 1e-6).fit(p_test, y_test.cpu().numpy())
+    calibrator = IsotonicRegression(out_of_bounds="clip", y_min=1e-6, y_max=1 - 1e-6)
+    calibrator.fit(p_test, y_test.cpu().numpy(), sample_weight=w_test.double().cpu().numpy())
     p_cal = calibrator.predict(p_val)
     truth = y_val.cpu().numpy().astype(np.float64)
-    bce = -np.mean(truth * np.log(p_cal) + (1 - truth) * np.log(1 - p_cal))
+    w = w_val.double().cpu().numpy()
+    bce = -np.sum(w * (truth * np.log(p_cal) + (1 - truth) * np.log(1 - p_cal))) / w.sum()
     return {
-        "auc": float(roc_auc_score(truth, p_cal)),
+        "auc": float(roc_auc_score(truth, p_cal, sample_weight=w)),
         "jsd": float((np.log(2.0) - bce) / np.log(2.0)),
         "best_epoch": best_epoch,
         "best_test_accuracy": best_acc,
@@ -256,6 +265,7 @@ def classifier_test(
     settings: ClassifierSettings,
     inputs: str = "high",
     image_shape: tuple[int, int, int] | None = None,
+    generated_weights: np.ndarray | None = None,
 ) -> ClassifierResult:
     """Run the classifier test ``settings.runs`` times on prepared inputs.
 
@@ -266,6 +276,9 @@ def classifier_test(
         inputs: Name of the input kind, recorded in the result.
         image_shape: ``(L, A, R)``: train :class:`ShowerImageCNN` on low-level inputs instead of
             the fully connected network.
+        generated_weights: ``(N_gen,)`` per-shower weights of the generated sample: they weigh
+            its showers in the loss, the calibration, the AUC and the JSD (the classifier then
+            judges the reweighted sample).
 
     Raises:
         ValueError: If the two sets have different widths, or a split would hold fewer than
@@ -284,7 +297,10 @@ def classifier_test(
         )
     generated = np.nan_to_num(np.asarray(generated[:n], dtype=np.float64))
     reference = np.nan_to_num(np.asarray(reference[:n], dtype=np.float64))
-    runs = [_one_run(generated, reference, settings, settings.seed + k, image_shape) for k in range(settings.runs)]
+    weights = None if generated_weights is None else np.asarray(generated_weights, dtype=np.float64)[:n]
+    runs = [
+        _one_run(generated, reference, settings, settings.seed + k, image_shape, weights) for k in range(settings.runs)
+    ]
     aucs = np.array([r["auc"] for r in runs])
     jsds = np.array([r["jsd"] for r in runs])
     info = {
@@ -292,6 +308,7 @@ def classifier_test(
         "network": "mlp" if image_shape is None else "cnn",
         "showers_per_class": n,
         "split_sizes": [int(n * f) for f in settings.split],
+        "generated_weights": generated_weights is not None,
     }
     return ClassifierResult(
         inputs, float(aucs.mean()), float(aucs.std()), float(jsds.mean()), float(jsds.std()), runs, info

@@ -117,6 +117,16 @@ def _moment_matrix(geometry: CylindricalGeometry) -> np.ndarray:
 _MOMENTS: dict[int, tuple[CylindricalGeometry, np.ndarray]] = {}
 
 
+def moment_matrix(geometry: CylindricalGeometry) -> np.ndarray:
+    """The ``(n_voxels, 7 L)`` matrix whose product with showers ``(N, n_voxels)`` gives, per layer,
+    the sums of E, r E, r^2 E, eta E, eta^2 E, phi E, phi^2 E (blocks of L columns, in that order)."""
+    cached = _MOMENTS.get(id(geometry))
+    if cached is None or cached[0] is not geometry:
+        cached = (geometry, _moment_matrix(geometry))
+        _MOMENTS[id(geometry)] = cached
+    return cached[1]
+
+
 def compute_features(
     showers: np.ndarray, incident_energies: np.ndarray, geometry: CylindricalGeometry, min_energy: float | None
 ) -> HighLevelFeatures:
@@ -129,12 +139,8 @@ def compute_features(
         min_energy: Evaluation threshold, MeV.
     """
     x = apply_threshold(showers, min_energy) if min_energy is not None else np.asarray(showers, dtype=np.float64)
-    cached = _MOMENTS.get(id(geometry))
-    if cached is None or cached[0] is not geometry:
-        cached = (geometry, _moment_matrix(geometry))
-        _MOMENTS[id(geometry)] = cached
     # One matrix product gives every per-layer moment (far faster than masked sums per layer).
-    moments = (x @ cached[1]).reshape(len(x), 7, geometry.n_layers)
+    moments = (x @ moment_matrix(geometry)).reshape(len(x), 7, geometry.n_layers)
     e_layer = moments[:, 0]
     ec_r, width_r = _centre_and_width(e_layer, moments[:, 1], moments[:, 2])
     ec_eta, width_eta = _centre_and_width(e_layer, moments[:, 3], moments[:, 4])

@@ -55,7 +55,11 @@ def _kth_neighbour_distances(x: np.ndarray, norms: np.ndarray, nearest_k: int, c
 
 
 def precision_recall_density_coverage(
-    reference: np.ndarray, generated: np.ndarray, nearest_k: int = 5, chunk_rows: int = 2048
+    reference: np.ndarray,
+    generated: np.ndarray,
+    nearest_k: int = 5,
+    chunk_rows: int = 2048,
+    generated_weights: np.ndarray | None = None,
 ) -> dict[str, float]:
     """The four numbers for two fixed samples.
 
@@ -64,6 +68,9 @@ def precision_recall_density_coverage(
         generated: ``(M, D)`` features of the generated (fake) sample.
         nearest_k: k of the k-nearest-neighbour balls; both samples need more than k rows.
         chunk_rows: Reference rows per block of the distance matrix.
+        generated_weights: ``(M,)`` per-shower weights: precision and density, averages over
+            the generated showers, become weighted averages; recall and coverage ask whether
+            any generated shower lies near a reference one, which a weight does not change.
 
     Returns:
         ``{"precision", "recall", "density", "coverage"}``: precision, recall and coverage in
@@ -90,10 +97,11 @@ def precision_recall_density_coverage(
         balls_holding += (block < radii).sum(axis=0)
         recalled[start:stop] = (block < fake_radii[None, :]).any(axis=1)
         covered[start:stop] = block.min(axis=1) < real_radii[start:stop]
+    w = None if generated_weights is None else np.asarray(generated_weights, dtype=np.float64)
     return {
-        "precision": float((balls_holding > 0).mean()),
+        "precision": min(float(np.average(balls_holding > 0, weights=w)), 1.0),  # rounding of weighted sums
         "recall": float(recalled.mean()),
-        "density": float(balls_holding.mean() / nearest_k),
+        "density": float(np.average(balls_holding, weights=w) / nearest_k),
         "coverage": float(covered.mean()),
     }
 
@@ -106,6 +114,7 @@ def prdc(
     num_draws: int = 5,
     normalise: bool = True,
     seed: int = 42,
+    generated_weights: np.ndarray | None = None,
 ) -> dict[str, MetricValue]:
     """PRDC at a fixed sample size, averaged over independent draws, with their spread as the error.
 
@@ -120,6 +129,8 @@ def prdc(
         sample_size: Showers per set and draw (full pairwise distances grow as its square).
         num_draws: Independent draws; the error is their standard deviation.
         normalise: Divide both by the reference's per-feature max |value| first, as for FPD.
+        generated_weights: ``(N_gen,)`` per-shower weights (see
+            :func:`precision_recall_density_coverage`).
 
     Returns:
         ``{"precision": MetricValue, "recall": ..., "density": ..., "coverage": ...}``.
@@ -130,11 +141,13 @@ def prdc(
     draws = []
     for _ in range(num_draws):
         a = x[np.sort(rng.choice(len(x), size=size, replace=False))]
-        b = y[np.sort(rng.choice(len(y), size=size, replace=False))]
-        draws.append(precision_recall_density_coverage(a, b, nearest_k))
+        rows = np.sort(rng.choice(len(y), size=size, replace=False))
+        w = None if generated_weights is None else np.asarray(generated_weights)[rows]
+        draws.append(precision_recall_density_coverage(a, y[rows], nearest_k, generated_weights=w))
     settings = {
         "nearest_k": nearest_k, "sample_size": size, "num_draws": num_draws, "normalise": normalise,
         "seed": seed, "error": "standard deviation over the draws" if num_draws > 1 else "none (one draw)",
+        "generated_weights": "precision and density weighted" if generated_weights is not None else None,
     }  # fmt: skip
     out = {}
     for name in NAMES:

@@ -41,34 +41,42 @@ def incident_energy_bins(incident_energy: np.ndarray, n_bins: int = 8) -> np.nda
     return edges
 
 
-def response_resolution(incident_energy: np.ndarray, e_tot: np.ndarray, edges: np.ndarray) -> dict[str, np.ndarray]:
+def response_resolution(
+    incident_energy: np.ndarray, e_tot: np.ndarray, edges: np.ndarray, weights: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """Response and resolution in each incident-energy bin, with their statistical errors.
 
     Args:
         incident_energy: ``(N,)`` incident energies in MeV.
         e_tot: ``(N,)`` deposited energies in MeV.
         edges: ``(B + 1,)`` incident-energy bin edges in MeV.
+        weights: ``(N,)`` per-shower weights (None: all 1): weighted mean and standard deviation,
+            errors from the bin's effective count ``(sum w)^2 / sum w^2``.
 
     Returns:
         Arrays of length B: ``centre`` (geometric, MeV), ``count``, ``response`` (mean E_tot/E_inc)
         and ``response_error`` (standard error of the mean), ``resolution`` (std / mean) and
         ``resolution_error`` (``resolution / sqrt(2 (n - 1))``, exact for a Gaussian); NaN where a
-        bin holds fewer than two showers.
+        bin holds fewer than two showers (effective showers, when weighted).
     """
     e_inc = np.asarray(incident_energy, dtype=np.float64).ravel()
     ratio = np.asarray(e_tot, dtype=np.float64).ravel() / e_inc
+    w_all = np.ones(len(ratio)) if weights is None else np.asarray(weights, dtype=np.float64).ravel()
     which = np.digitize(e_inc, edges) - 1
     n_bins = len(edges) - 1
     out = {k: np.full(n_bins, np.nan) for k in ("response", "response_error", "resolution", "resolution_error")}
     out["centre"] = np.sqrt(edges[:-1] * edges[1:])
     out["count"] = np.zeros(n_bins, dtype=np.int64)
     for b in range(n_bins):
-        values = ratio[which == b]
-        n = len(values)
-        out["count"][b] = n
+        values, w = ratio[which == b], w_all[which == b]
+        out["count"][b] = len(values)
+        v1, v2 = w.sum(), (w**2).sum()
+        n = v1**2 / v2 if v2 > 0 else 0.0  # the effective count; the count itself without weights
         if n < 2:
             continue
-        mean, std = values.mean(), values.std(ddof=1)
+        mean = float((w * values).sum() / v1)
+        # the unbiased weighted variance of reliability weights; the sample variance when all are 1
+        std = float(np.sqrt((w * (values - mean) ** 2).sum() / (v1 - v2 / v1)))
         out["response"][b], out["response_error"][b] = mean, std / np.sqrt(n)
         if mean != 0:
             out["resolution"][b] = std / mean

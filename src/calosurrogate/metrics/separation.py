@@ -4,6 +4,11 @@
 the fraction of in-range entries per bin (0: identical, 1: disjoint); entries outside the bin
 range are dropped before normalising, as in the reference evaluation, and counted here.
 Binnings: ../shared/spec/evaluation.md section 5.
+
+Weighted samples (a reweighted simulation, say) fill each bin with the sum of their weights;
+the bootstrap error then draws each bin as ``(sum w^2 / sum w) * Poisson(n_eff)`` with the bin's
+effective count ``n_eff = (sum w)^2 / sum w^2``, which is the plain Poisson resampling when every
+weight is 1.
 """
 
 from __future__ import annotations
@@ -31,9 +36,12 @@ class HistogramPair:
         bins: Bin edges, ``(n + 1,)``.
         reference: Counts, ``(n,)``.
         generated: Counts, ``(n,)``.
-        reference_outside: Reference entries outside the bin range (dropped).
-        generated_outside: Generated entries outside the bin range (dropped).
+        reference_outside: Reference entries outside the bin range (dropped); their summed
+            weight for a weighted sample.
+        generated_outside: Generated entries outside the bin range (dropped), likewise.
         log_x: Whether the bins are logarithmic (for plotting).
+        reference_sumw2, generated_sumw2: Sums of squared weights per bin of a weighted sample
+            (None: unweighted, the counts are entries).
     """
 
     key: str
@@ -41,15 +49,18 @@ class HistogramPair:
     bins: np.ndarray
     reference: np.ndarray
     generated: np.ndarray
-    reference_outside: int = 0
-    generated_outside: int = 0
+    reference_outside: float = 0
+    generated_outside: float = 0
     log_x: bool = False
+    reference_sumw2: np.ndarray | None = None
+    generated_sumw2: np.ndarray | None = None
 
     def separation_power(self, seed: int = 0) -> MetricValue:
         """S of this pair, with a Poisson-bootstrap error over both histograms' counts."""
         return separation_power_from_counts(
-            self.reference, self.generated, name=f"separation_power/{self.key}", seed=seed
-        )
+            self.reference, self.generated, name=f"separation_power/{self.key}", seed=seed,
+            reference_sumw2=self.reference_sumw2, generated_sumw2=self.generated_sumw2,
+        )  # fmt: skip
 
 
 def histogram_counts(values: np.ndarray, bins: np.ndarray) -> tuple[np.ndarray, int]:
@@ -57,6 +68,27 @@ def histogram_counts(values: np.ndarray, bins: np.ndarray) -> tuple[np.ndarray, 
     values = np.asarray(values, dtype=np.float64).ravel()
     counts, _ = np.histogram(values[np.isfinite(values)], bins=bins)
     return counts.astype(np.int64), int(len(values) - counts.sum())
+
+
+def weighted_counts(values: np.ndarray, bins: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Summed weights of finite ``values`` per bin, summed squared weights per bin, and the weight outside."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    weights = np.asarray(weights, dtype=np.float64).ravel()
+    inside = np.isfinite(values)
+    sums, _ = np.histogram(values[inside], bins=bins, weights=weights[inside])
+    squares, _ = np.histogram(values[inside], bins=bins, weights=weights[inside] ** 2)
+    return sums, squares, float(weights.sum() - sums.sum())
+
+
+def _replicas(counts: np.ndarray, sumw2: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
+    """Poisson-bootstrap replicas ``(N_BOOTSTRAP, n)`` of a histogram, weighted or not (module doc)."""
+    if sumw2 is None:
+        return rng.poisson(counts, (N_BOOTSTRAP, len(counts)))
+    sumw2 = np.asarray(sumw2, dtype=np.float64)
+    filled = sumw2 > 0
+    n_eff = np.divide(counts**2, sumw2, out=np.zeros(len(counts)), where=filled)
+    scale = np.divide(sumw2, counts, out=np.zeros(len(counts)), where=filled & (counts > 0))
+    return rng.poisson(n_eff, (N_BOOTSTRAP, len(counts))) * scale
 
 
 def _separation(p_counts: np.ndarray, q_counts: np.ndarray) -> np.ndarray:
@@ -71,16 +103,23 @@ def _separation(p_counts: np.ndarray, q_counts: np.ndarray) -> np.ndarray:
 
 
 def separation_power_from_counts(
-    reference: np.ndarray, generated: np.ndarray, name: str = "separation_power", seed: int = 0
+    reference: np.ndarray,
+    generated: np.ndarray,
+    name: str = "separation_power",
+    seed: int = 0,
+    reference_sumw2: np.ndarray | None = None,
+    generated_sumw2: np.ndarray | None = None,
 ) -> MetricValue:
-    """Separation power of two count histograms on the same bins, with a Poisson-bootstrap error."""
+    """Separation power of two histograms on the same bins, with a Poisson-bootstrap error.
+
+    ``reference`` and ``generated`` hold counts, or summed weights with their summed squared
+    weights in ``*_sumw2``.
+    """
     reference = np.asarray(reference, dtype=np.float64)
     generated = np.asarray(generated, dtype=np.float64)
     value = float(_separation(reference, generated))
     rng = np.random.default_rng(seed)
-    boot = _separation(
-        rng.poisson(reference, (N_BOOTSTRAP, len(reference))), rng.poisson(generated, (N_BOOTSTRAP, len(generated)))
-    )
+    boot = _separation(_replicas(reference, reference_sumw2, rng), _replicas(generated, generated_sumw2, rng))
     return MetricValue(
         name, value, float(boot.std()), {"error": f"std of {N_BOOTSTRAP} Poisson resamplings of the counts"}
     )
@@ -136,18 +175,26 @@ def feature_histograms(
     reference: HighLevelFeatures,
     generated: HighLevelFeatures,
     min_energy: float,
+    generated_weights: np.ndarray | None = None,
 ) -> list[HistogramPair]:
-    """Every high-level observable histogrammed on the official binning (bins set by the reference)."""
+    """Every high-level observable histogrammed on the official binning (bins set by the reference);
+    with ``generated_weights`` ``(N_gen,)`` the generated histograms hold summed weights."""
     pairs: list[HistogramPair] = []
+    all_generated = slice(None)
 
     def add(
-        key: str, label: str, ref: np.ndarray, gen: np.ndarray, bins: np.ndarray | None, log_x: bool = False
-    ) -> None:
+        key: str, label: str, ref: np.ndarray, gen: np.ndarray, bins: np.ndarray | None, log_x: bool = False,
+        gen_rows: slice | np.ndarray = all_generated,
+    ) -> None:  # fmt: skip
         if bins is None:
             return
         rc, ro = histogram_counts(ref, bins)
-        gc, go = histogram_counts(gen, bins)
-        pairs.append(HistogramPair(key, label, bins, rc, gc, ro, go, log_x))
+        if generated_weights is None:
+            gc, go = histogram_counts(gen, bins)
+            pairs.append(HistogramPair(key, label, bins, rc, gc, ro, go, log_x))
+        else:
+            gc, gw2, go = weighted_counts(gen, bins, generated_weights[gen_rows])
+            pairs.append(HistogramPair(key, label, bins, rc, gc, ro, go, log_x, generated_sumw2=gw2))
 
     ratio_ref = reference.e_tot / reference.incident_energy
     ratio_gen = generated.e_tot / generated.incident_energy
@@ -207,7 +254,7 @@ def feature_histograms(
             gen_sel = (generated.incident_energy >= lo) & (generated.incident_energy < hi)
             name = f"{_energy_text(lo)}-{_energy_text(hi)}"
             add(f"E_tot/E_inc@{name}", f"E_tot / E_inc, E_inc {name}", ratio_ref[ref_sel], ratio_gen[gen_sel],
-                np.linspace(0.5, 1.5, 51))  # fmt: skip
+                np.linspace(0.5, 1.5, 51), gen_rows=gen_sel)  # fmt: skip
     if _is_ds1(geometry):
         for energy in np.unique(reference.incident_energy):
             ref_sel = reference.incident_energy == energy
@@ -216,6 +263,7 @@ def feature_histograms(
                 add(
                     f"E_tot/E_inc@{energy:g}MeV", f"E_tot / E_inc at {energy:g} MeV",
                     ratio_ref[ref_sel], ratio_gen[gen_sel], ds1_energy_ratio_bins(geometry, float(energy)),
+                    gen_rows=gen_sel,
                 )  # fmt: skip
     return pairs
 

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from calosurrogate._io import atomic_output
 from calosurrogate.data.transforms import ConditionMap
 from calosurrogate.devices import resolve_device, resolve_precision
-from calosurrogate.geometry import CylindricalGeometry, default_min_energy
+from calosurrogate.geometry import CylindricalGeometry, default_min_energy, geometry_from_xml_string
 
 FORMAT_VERSION = 2
 """Version of saved model files. 2: the diffusion family rebuilt from parts (its options that lost
@@ -398,26 +398,6 @@ def build_surrogate(
         return cls(config, geometry, tuple(condition_names))
 
 
-def _saved_geometry(xml: str, name: str) -> CylindricalGeometry:
-    """The geometry a model file carries: a crystal grid, or a cylindrical binning (the built-in one
-    of that name when the binning is the same)."""
-    import tempfile
-
-    from calosurrogate.geometry import BUILTIN_GEOMETRIES, CrystalGrid
-
-    if xml.lstrip().startswith("<Crystals"):
-        return CrystalGrid.from_xml_string(xml)
-    with tempfile.NamedTemporaryFile("w", suffix=".xml", delete=False) as tmp:
-        tmp.write(xml)
-    try:
-        geometry = CylindricalGeometry.from_xml(tmp.name, name=name)
-    finally:
-        os.unlink(tmp.name)
-    if name in BUILTIN_GEOMETRIES and BUILTIN_GEOMETRIES[name]().same_binning(geometry):
-        return BUILTIN_GEOMETRIES[name]()
-    return geometry
-
-
 def surrogate_from_checkpoint(checkpoint: dict[str, Any], source: str = "checkpoint") -> Surrogate:
     """Rebuild a surrogate from :meth:`Surrogate.checkpoint_dict` output."""
     if not isinstance(checkpoint, dict) or "family" not in checkpoint or "state_dict" not in checkpoint:
@@ -429,7 +409,7 @@ def surrogate_from_checkpoint(checkpoint: dict[str, Any], source: str = "checkpo
     if checkpoint["family"] not in REGISTRY:
         raise CheckpointError(f"{source}: model family {checkpoint['family']!r} is not one of {sorted(REGISTRY)}")
     config = REGISTRY[checkpoint["family"]].upgrade_config(dict(checkpoint["config"]), version, source)
-    geometry = _saved_geometry(checkpoint["geometry_xml"], checkpoint["geometry_name"])
+    geometry = geometry_from_xml_string(checkpoint["geometry_xml"], checkpoint["geometry_name"])
     model = build_surrogate(checkpoint["family"], geometry, config, tuple(checkpoint["condition_names"]))
     model.load_state_dict(checkpoint["state_dict"])
     if checkpoint.get("condition_range") is not None:

@@ -258,10 +258,19 @@ def _verdict_note(judged: dict[str, Any]) -> str:
             f"{judged['observables']['close']} close, {judged['observables']['within its floor']} within their floors.")  # fmt: skip
 
 
+def _weighted_note(result: EvaluationResult) -> str:
+    """Where the generated sample is weighted: its effective sample size, which the errors follow."""
+    effective = result.n_showers.get("generated_effective")
+    if effective is None:
+        return ""
+    return (f"; the generated showers weighted, effective sample size {effective:,.0f} "
+            f"({effective / max(result.n_showers['generated'], 1):.0%} of the count)")  # fmt: skip
+
+
 def _markdown(result: EvaluationResult, judged: dict[str, Any]) -> str:
     lines = [f"# Evaluation: {result.geometry}", "", f"**Verdict: {judged['sentence']}**", "", _verdict_note(judged), "",
              f"Reference `{result.provenance['reference']['path']}` vs generated `{result.provenance['generated']['path']}`, "
-             f"{result.n_showers['reference']} showers each.", "",
+             f"{result.n_showers['reference']} showers each{_weighted_note(result)}.", "",
              "| metric | value | floor (reference half vs half) | note |", "|---|---|---|---|"]  # fmt: skip
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in _headline_rows(result)]
     worst = sorted(result.separation.items(), key=lambda kv: -kv[1]["value"])[:10]
@@ -364,7 +373,7 @@ def _html(
 <style>{CSS}</style><script>{CHECK_SCRIPT}{LAYER_SCRIPT}</script></head><body>
 <header><h1>Shower evaluation: {esc(result.geometry)}</h1>
 <p>reference <code>{esc(prov["reference"]["path"])}</code> vs generated <code>{esc(prov["generated"]["path"])}</code>,
-{result.n_showers["reference"]} showers each; calosurrogate {esc(prov["versions"]["calosurrogate"])}</p></header>
+{result.n_showers["reference"]} showers each{esc(_weighted_note(result))}; calosurrogate {esc(prov["versions"]["calosurrogate"])}</p></header>
 <main>
 <div class="verdict {judged["status"].replace(" ", "-")}" id="verdict"><b>Verdict: {esc(judged["word"])}.</b>
 {esc(judged["sentence"].split(": ", 1)[1])}<div class="note">{esc(_verdict_note(judged))}</div></div>

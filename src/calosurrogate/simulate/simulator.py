@@ -171,8 +171,11 @@ def simulate_to_file(
         "detector": detector.name,
         "energy_spectrum": spectrum.spec,
         "seed": seed,
+        "spot_energy_mev": detector.spot_energy_mev,
     }
-    with ShowerWriter(out, detector.geometry.n_voxels, dtype=dtype, force=force, attrs=attrs) as writer:
+    with ShowerWriter(
+        out, detector.geometry.n_voxels, dtype=dtype, force=force, attrs=attrs, pairing_index=True
+    ) as writer:
         bar = tqdm(total=n, desc=f"simulate {detector.name}", unit="shower", disable=not progress)
         for energies, showers in simulator.blocks(n, spectrum, seed):
             writer.write(energies, showers)

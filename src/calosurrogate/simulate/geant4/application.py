@@ -85,9 +85,13 @@ ShowerModel = Callable[[np.ndarray], np.ndarray]
 """Incident energies ``(k,)`` in MeV -> showers ``(k, n_voxels)`` in stored units (MeV)."""
 
 
-def em_physics_list(g4, library: ctypes.CDLL, extra: Callable[[], None] | None = None):
-    """The data-free EM physics list (``em_physics.cpp``) for e+-, photons and geantinos, with the
-    production cut of :data:`PRODUCTION_CUT_MM`; ``extra`` registers more processes after it."""
+def em_physics_list(
+    g4, library: ctypes.CDLL, extra: Callable[[], None] | None = None, range_cut_mm: float = PRODUCTION_CUT_MM
+):
+    """The data-free EM physics list (``em_physics.cpp``) for e+-, photons and geantinos, with a
+    production cut of ``range_cut_mm`` (a range; Geant4 turns it into an energy per material, below
+    which no secondary is made and the energy is deposited on the spot); ``extra`` registers more
+    processes after it."""
 
     class Physics(g4.G4VUserPhysicsList):
         def ConstructParticle(self) -> None:
@@ -105,7 +109,7 @@ def em_physics_list(g4, library: ctypes.CDLL, extra: Callable[[], None] | None =
                 extra()
 
         def SetCuts(self) -> None:
-            self.SetDefaultCutValue(PRODUCTION_CUT_MM * g4.mm)
+            self.SetDefaultCutValue(range_cut_mm * g4.mm)
             self.SetCutsWithDefault()
 
     return Physics()
@@ -172,6 +176,8 @@ class Geant4Calorimeter:
         scoring: Score the voxels (off only to time Geant4's bare stepping: showers come back empty).
         fast_simulation: Put the stack in an envelope region with the fast-simulation model, used
             when :meth:`simulate` is given a shower model.
+        range_cut_mm: Production cut (nominal :data:`PRODUCTION_CUT_MM`; a cheap simulation takes
+            a larger one).
     """
 
     def __init__(
@@ -181,8 +187,12 @@ class Geant4Calorimeter:
         bookkeeping: bool = False,
         scoring: bool = True,
         fast_simulation: bool = False,
+        range_cut_mm: float = PRODUCTION_CUT_MM,
     ) -> None:
+        if not range_cut_mm > 0:
+            raise ValueError(f"the production cut must be a positive range in mm, got {range_cut_mm}")
         g4 = bindings()
+        self.range_cut_mm = float(range_cut_mm)
         self.g4 = g4
         self.detector = detector
         self.layout = layout
@@ -214,7 +224,9 @@ class Geant4Calorimeter:
             fast.ConstructProcess()
             app._fast_physics = fast
 
-        Physics = em_physics_list(g4, self._library, fast_simulation_process if self.fast_simulation else None)
+        Physics = em_physics_list(
+            g4, self._library, fast_simulation_process if self.fast_simulation else None, self.range_cut_mm
+        )
 
         class Gun(g4.G4VUserPrimaryGeneratorAction):
             def __init__(self) -> None:
@@ -532,7 +544,11 @@ def layout_of(detector: DetectorDescription) -> SamplingLayout:
 
 
 def calorimeter(
-    detector: DetectorDescription, bookkeeping: bool = False, scoring: bool = True, fast_simulation: bool = False
+    detector: DetectorDescription,
+    bookkeeping: bool = False,
+    scoring: bool = True,
+    fast_simulation: bool = False,
+    range_cut_mm: float = PRODUCTION_CUT_MM,
 ) -> Geant4Calorimeter:
     """This process's Geant4 application of ``detector`` (built on the first call).
 
@@ -542,9 +558,9 @@ def calorimeter(
     """
     global _APPLICATION
     layout = layout_of(detector)
-    wanted = (detector.name, bookkeeping, scoring or bookkeeping, fast_simulation)
+    wanted = (detector.name, bookkeeping, scoring or bookkeeping, fast_simulation, float(range_cut_mm))
     claim_run_manager(("sampling calorimeter", *wanted), f"{detector.name} (bookkeeping {wanted[1]}, scoring "
-                      f"{wanted[2]}, fast simulation {wanted[3]})")  # fmt: skip
+                      f"{wanted[2]}, fast simulation {wanted[3]}, production cut {wanted[4]} mm)")  # fmt: skip
     if _APPLICATION is None:
-        _APPLICATION = Geant4Calorimeter(detector, layout, bookkeeping, scoring, fast_simulation)
+        _APPLICATION = Geant4Calorimeter(detector, layout, bookkeeping, scoring, fast_simulation, range_cut_mm)
     return _APPLICATION

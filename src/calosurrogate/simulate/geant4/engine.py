@@ -72,20 +72,27 @@ def _chunk_path(parts: Path, index: int) -> Path:
 
 
 def _run_chunk(
-    target: Target, index: int, conditions: dict[str, np.ndarray], g4_seed: int, parts: str
-) -> tuple[int, float]:
-    """Simulate one chunk in this process and save it atomically; returns (index, seconds)."""
+    target: Target, index: int, conditions: dict[str, np.ndarray], g4_seed: int, parts: str,
+    range_cut_mm: float = PRODUCTION_CUT_MM,
+) -> tuple[int, float]:  # fmt: skip
+    """Simulate one chunk in this process and save it atomically, with the CPU seconds its showers
+    took (Geant4 alone: after the application is built); returns (index, wall seconds)."""
     start = time.perf_counter()
     if isinstance(target, str):
-        showers = calorimeter(get_detector(target)).simulate(conditions["incident_energies"], g4_seed)
+        application = calorimeter(get_detector(target), range_cut_mm=range_cut_mm)
+        cpu = time.process_time()
+        showers = application.simulate(conditions["incident_energies"], g4_seed)
     else:
         from calosurrogate.simulate.geant4.crystals import crystal_calorimeter
 
-        showers = crystal_calorimeter(target).simulate_windows(conditions, g4_seed)
+        application = crystal_calorimeter(target)
+        cpu = time.process_time()
+        showers = application.simulate_windows(conditions, g4_seed)
+    cpu = time.process_time() - cpu
     path = _chunk_path(Path(parts), index)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
     with open(tmp, "wb") as f:
-        np.savez(f, showers=showers.astype(np.float32), **conditions)
+        np.savez(f, showers=showers.astype(np.float32), cpu_seconds=np.float64(cpu), **conditions)
     os.replace(tmp, path)
     return index, time.perf_counter() - start
 
@@ -134,6 +141,7 @@ def simulate_geant4_to_file(
     dtype: str = "float32",
     force: bool = False,
     progress: bool = True,
+    range_cut_mm: float = PRODUCTION_CUT_MM,
 ) -> Path:
     """Simulate ``n`` showers with Geant4 into a CaloChallenge HDF5 file.
 
@@ -146,6 +154,10 @@ def simulate_geant4_to_file(
         workers: Processes running chunks side by side.
         chunk_size: Showers per chunk (what a killed run can lose).
         force: Replace an existing output (and discard another run's chunks).
+        range_cut_mm: Production cut (a cheap simulation takes 10 mm). Runs with one seed and
+            other cuts share their primaries row by row (``pairing_index``).
+
+    The file records the CPU seconds per shower Geant4 spent (``cpu_seconds_per_shower``).
 
     Raises:
         Geant4Unavailable: Without the pinned bindings or a C++ compiler.
@@ -153,6 +165,8 @@ def simulate_geant4_to_file(
     """
     if n < 1 or workers < 1 or chunk_size < 1:
         raise ValueError("n, workers and chunk_size must be at least 1")
+    if not range_cut_mm > 0:
+        raise ValueError(f"the production cut must be a positive range in mm, got {range_cut_mm}")
     layout_of(detector)  # before any work: a detector without a layout is refused here
     out = check_output_path(out, force)
     bindings()
@@ -162,14 +176,28 @@ def simulate_geant4_to_file(
     parts = out.parent / f".{out.name}.geant4-parts"
     manifest = {"detector": detector.name, "n": n, "spectrum": spectrum.spec, "seed": seed, "chunk_size": chunk_size,
                 "bindings": PINNED, "format": 1}  # fmt: skip
+    if range_cut_mm != PRODUCTION_CUT_MM:  # a nominal run's manifest stays as it was: its chunks resume
+        manifest["range_cut_mm"] = float(range_cut_mm)
     _prepare_parts(parts, manifest, force)
     plan = _chunk_plan(n, chunk_size, spectrum, seed)
-    _run_plan(detector.name, plan, parts, workers, f"geant4 {detector.name}", progress)
-    attrs = {"generator": "Geant4 (calosurrogate geant4 engine)", "physics": PHYSICS.format(pinned=PINNED, cut=PRODUCTION_CUT_MM),
-             "detector": detector.name, "energy_spectrum": spectrum.spec, "seed": seed, "chunk_size": chunk_size}  # fmt: skip
-    with ShowerWriter(out, detector.geometry.n_voxels, dtype=dtype, force=force, attrs=attrs) as writer:
+    _run_plan(detector.name, plan, parts, workers, f"geant4 {detector.name}", progress, range_cut_mm)
+    attrs = {"generator": "Geant4 (calosurrogate geant4 engine)", "physics": PHYSICS.format(pinned=PINNED, cut=range_cut_mm),
+             "detector": detector.name, "energy_spectrum": spectrum.spec, "seed": seed, "chunk_size": chunk_size,
+             "range_cut_mm": float(range_cut_mm), "cpu_seconds_per_shower": _cpu_seconds(parts, len(plan)) / n}  # fmt: skip
+    with ShowerWriter(
+        out, detector.geometry.n_voxels, dtype=dtype, force=force, attrs=attrs, pairing_index=True
+    ) as writer:
         _write_chunks(parts, len(plan), writer)
     return out
+
+
+def _cpu_seconds(parts: Path, n_chunks: int) -> float:
+    """CPU seconds of every chunk together (NaN if a chunk predates their recording)."""
+    total = 0.0
+    for i in range(n_chunks):
+        with np.load(_chunk_path(parts, i)) as chunk:
+            total += float(chunk["cpu_seconds"]) if "cpu_seconds" in chunk.files else float("nan")
+    return total
 
 
 def _write_chunks(parts: Path, n_chunks: int, writer: ShowerWriter, conditions: tuple[str, ...] = ()) -> None:
@@ -180,7 +208,10 @@ def _write_chunks(parts: Path, n_chunks: int, writer: ShowerWriter, conditions: 
     shutil.rmtree(parts, ignore_errors=True)
 
 
-def _run_plan(target: Target, plan: list, parts: Path, workers: int, description: str, progress: bool) -> None:
+def _run_plan(
+    target: Target, plan: list, parts: Path, workers: int, description: str, progress: bool,
+    range_cut_mm: float = PRODUCTION_CUT_MM,
+) -> None:  # fmt: skip
     """Run the chunks of ``plan`` that ``parts`` lacks, in ``workers`` processes."""
     todo = [i for i in range(len(plan)) if not _chunk_path(parts, i).exists()]
     n = sum(len(conditions["incident_energies"]) for conditions, _ in plan)
@@ -188,13 +219,15 @@ def _run_plan(target: Target, plan: list, parts: Path, workers: int, description
     bar = tqdm(total=n, initial=done, desc=description, unit="shower", disable=not progress)
     if workers == 1 or len(todo) <= 1:
         for i in todo:
-            _run_chunk(target, i, plan[i][0], plan[i][1], str(parts))
+            _run_chunk(target, i, plan[i][0], plan[i][1], str(parts), range_cut_mm)
             bar.update(len(plan[i][0]["incident_energies"]))
     else:
         with ProcessPoolExecutor(
             max_workers=workers, mp_context=get_context("spawn"), initializer=_die_with_parent, initargs=(os.getpid(),)
         ) as pool:
-            pending = {pool.submit(_run_chunk, target, i, plan[i][0], plan[i][1], str(parts)) for i in todo}
+            pending = {
+                pool.submit(_run_chunk, target, i, plan[i][0], plan[i][1], str(parts), range_cut_mm) for i in todo
+            }
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:

@@ -1,0 +1,324 @@
+"""Per-shower weights that make a modified sample (cheap simulation, a surrogate) look nominal.
+
+The density ratio ``w(x) = p_nominal(x) / p_modified(x)`` is learned by a classifier trained to
+tell nominal (label 1) from modified (label 0) showers with the two classes weighing alike: its
+calibrated probability ``p`` gives ``w = p / (1 - p)`` (the likelihood-ratio trick; DCTR,
+arXiv:1907.08209). Cross-fitted: the showers of both samples are cut into ``folds`` parts and
+each modified shower's weight comes from the classifier trained without its part, so no weight
+is judged on the showers that fitted it. Calibration: Platt scaling of the logit on a held-out
+fifth of the training parts (smooth in ``x``, unlike isotonic steps, whose end plateaus would
+turn into the largest weights). The weights are normalised to mean 1 over the modified
+sample, clipped at ``clip`` and normalised again; the clipped fraction is reported.
+
+Inputs: the high-level features of the CaloChallenge classifier (``high``), the voxels over
+the incident energy (``low``), or those as images for the residual 3D CNN (``cnn``, regular
+geometries).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+
+from calosurrogate.data import ShowerFile
+from calosurrogate.devices import resolve_device
+from calosurrogate.geometry import CylindricalGeometry, default_min_energy
+from calosurrogate.metrics import ClassifierSettings, apply_threshold, compute_features, low_level_inputs
+from calosurrogate.metrics.classifier import build_network
+from calosurrogate.metrics.weights import effective_sample_size
+
+INPUTS = ("high", "low", "cnn")
+
+
+@dataclass(frozen=True)
+class ReweightSettings:
+    """The classifier behind the weights and what is done with its output.
+
+    Attributes:
+        inputs: ``"high"``, ``"low"`` or ``"cnn"`` (module docstring).
+        hidden, n_hidden_layers: Width and depth of the fully connected network.
+        cnn_channels: First-stage channels of the image network (``cnn``).
+        epochs, batch_size, learning_rate: Adam schedule; the epoch with the lowest loss on the
+            calibration part is kept.
+        folds: Cross-fitting parts (at least 2).
+        calibration_fraction: Share of the training parts held out for early stopping and the
+            calibration.
+        clip: Largest weight, in units of the mean weight.
+        seed: Seed of the folds, the initialisation and the batches.
+        device: ``"cpu"`` or ``"cuda"``.
+    """
+
+    inputs: str = "high"
+    hidden: int = 256
+    n_hidden_layers: int = 2
+    cnn_channels: int = 8
+    epochs: int = 30
+    batch_size: int = 512
+    learning_rate: float = 1e-3
+    folds: int = 2
+    calibration_fraction: float = 0.2
+    clip: float = 20.0
+    seed: int = 0
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.inputs not in INPUTS:
+            raise ValueError(f"reweighting inputs must be one of {INPUTS}, got {self.inputs!r}")
+        if self.folds < 2:
+            raise ValueError(f"reweighting needs at least 2 folds (cross-fitting), got {self.folds}")
+        if not 0 < self.calibration_fraction < 1:
+            raise ValueError(f"calibration_fraction must lie in (0, 1), got {self.calibration_fraction}")
+        if self.clip <= 1:
+            raise ValueError(f"clip is a multiple of the mean weight and must exceed 1, got {self.clip}")
+        for name in ("hidden", "epochs", "batch_size", "cnn_channels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"reweighting {name} must be at least 1, got {getattr(self, name)}")
+
+
+@dataclass
+class Reweighting:
+    """Weights of a modified sample.
+
+    Attributes:
+        weights: ``(N_modified,)``, mean 1.
+        fold: ``(N_modified,)``: the part each shower belonged to (its weight came from the
+            classifier trained on the other parts).
+        clipped_fraction: Share of showers whose weight was clipped.
+        effective_sample_size: ``(sum w)^2 / sum w^2``.
+        auc: Per part, the calibrated classifier's ROC AUC of nominal against modified showers of
+            that part (0.5: the samples look alike to it; before any weight is applied).
+        settings: The settings, as a dict.
+    """
+
+    weights: np.ndarray
+    fold: np.ndarray
+    clipped_fraction: float
+    effective_sample_size: float
+    auc: list[float]
+    settings: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        """The scalars, for JSON and the command line."""
+        n = len(self.weights)
+        return {
+            "n_showers": n,
+            "effective_sample_size": self.effective_sample_size,
+            "effective_fraction": self.effective_sample_size / max(n, 1),
+            "clipped_fraction": self.clipped_fraction,
+            "max_weight": float(self.weights.max(initial=0.0)),
+            "classifier_auc": self.auc,
+            "settings": self.settings,
+        }
+
+
+def reweight_inputs(
+    showers: np.ndarray,
+    incident_energies: np.ndarray,
+    geometry: CylindricalGeometry,
+    inputs: str,
+    min_energy: float | None = None,
+) -> np.ndarray:
+    """The classifier inputs of showers (MeV, ``(N, n_voxels)``) after the read-out threshold:
+    ``(N, D)`` float32 (``high``: 362 columns on ds2; ``low``/``cnn``: ``1 + n_voxels``)."""
+    threshold = default_min_energy(geometry) if min_energy is None else min_energy
+    x = apply_threshold(showers, threshold)
+    energies = np.asarray(incident_energies, dtype=np.float64).reshape(-1)
+    if inputs == "high":
+        return np.nan_to_num(compute_features(x, energies, geometry, None).classifier_inputs()).astype(np.float32)
+    return low_level_inputs(x, energies).astype(np.float32)
+
+
+def clip_weights(weights: np.ndarray, clip: float) -> tuple[np.ndarray, np.ndarray]:
+    """Weights normalised to mean 1 with none above ``clip`` times the mean of the clipped weights,
+    and which were clipped.
+
+    The bound is the fixed point ``c = clip * mean(min(w, c))``: a bound in units of the mean of
+    the unclipped weights would follow the very outliers it is meant to cap.
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    bound = clip * float(np.median(w))
+    for _ in range(200):  # the map is monotone and contracting near the fixed point
+        new = clip * float(np.minimum(w, bound).mean())
+        if abs(new - bound) <= 1e-12 * bound:
+            break
+        bound = new
+    clipped = w > bound
+    w = np.minimum(w, bound)
+    return w / w.mean(), clipped
+
+
+def _parts(n: int, folds: int, rng: np.random.Generator) -> np.ndarray:
+    """A part number in ``[0, folds)`` for each of ``n`` showers, balanced, in random order."""
+    return rng.permutation(np.arange(n) % folds)
+
+
+def _network(n_inputs: int, settings: ReweightSettings, image_shape: tuple[int, int, int] | None) -> torch.nn.Module:
+    shape = ClassifierSettings(hidden=settings.hidden, n_hidden_layers=settings.n_hidden_layers,
+                               cnn_channels=settings.cnn_channels)  # fmt: skip
+    return build_network(n_inputs, shape, image_shape)
+
+
+@torch.inference_mode()
+def _logits(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 4096) -> np.ndarray:
+    model.eval()
+    return (
+        torch.cat([model(x[i : i + batch_size]).reshape(-1) for i in range(0, len(x), batch_size)])
+        .double()
+        .cpu()
+        .numpy()
+    )
+
+
+def _fit_part(
+    nominal: np.ndarray,
+    modified: np.ndarray,
+    settings: ReweightSettings,
+    seed: int,
+    image_shape: tuple[int, int, int] | None,
+) -> tuple[torch.nn.Module, LogisticRegression, tuple[np.ndarray, np.ndarray]]:
+    """Train one classifier on nominal (1) vs modified (0) inputs; returns it, its Platt calibration
+    and the input standardisation ``(shift, scale)``."""
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    device = resolve_device(settings.device)
+    x = np.concatenate([nominal, modified])
+    y = np.concatenate([np.ones(len(nominal)), np.zeros(len(modified))]).astype(np.float32)
+    # each class weighs half, whatever the counts: then p / (1 - p) is the density ratio itself
+    w = np.where(y == 1, 0.5 / len(nominal), 0.5 / len(modified)) * len(x)
+    if image_shape is None:
+        shift, scale = x.mean(0), x.std(0)
+        scale = np.where(scale > 0, scale, 1.0)
+    else:  # the image network reads energy fractions as they are
+        shift, scale = np.zeros(x.shape[1], np.float32), np.ones(x.shape[1], np.float32)
+    x = ((x - shift) / scale).astype(np.float32)
+    calibration = rng.random(len(x)) < settings.calibration_fraction
+    t = {k: torch.from_numpy(v).to(device) for k, v in (("x", x), ("y", y), ("w", w.astype(np.float32)))}
+    train, held = torch.from_numpy(~calibration).to(device), torch.from_numpy(calibration).to(device)
+    x_train, y_train, w_train = t["x"][train], t["y"][train], t["w"][train]
+    x_held, y_held, w_held = t["x"][held], t["y"][held], t["w"][held]
+    model = _network(x.shape[1], settings, image_shape).to(device)
+    optimiser = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
+    generator = torch.Generator().manual_seed(seed)
+    best_loss, best_state = np.inf, copy.deepcopy(model.state_dict())
+    for _ in range(settings.epochs):
+        model.train()
+        order = torch.randperm(len(x_train), generator=generator).to(device)
+        for i in range(0, len(order), settings.batch_size):
+            idx = order[i : i + settings.batch_size]
+            losses = F.binary_cross_entropy_with_logits(model(x_train[idx]).reshape(-1), y_train[idx], reduction="none")
+            loss = (losses * w_train[idx]).sum() / w_train[idx].sum()
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+        logits = torch.from_numpy(_logits(model, x_held)).float().to(device)
+        held_loss = float((F.binary_cross_entropy_with_logits(logits, y_held, reduction="none") * w_held).sum()
+                          / w_held.sum())  # fmt: skip
+        if held_loss < best_loss:
+            best_loss, best_state = held_loss, copy.deepcopy(model.state_dict())
+    model.load_state_dict(best_state)
+    platt = LogisticRegression(C=1e6).fit(
+        _logits(model, x_held)[:, None], y_held.cpu().numpy(), sample_weight=w_held.cpu().numpy()
+    )
+    return model, platt, (shift, scale)
+
+
+def _log_ratio(model, platt: LogisticRegression, standardise, x: np.ndarray, device: str) -> np.ndarray:
+    """Calibrated ``ln(p / (1 - p))`` of inputs ``x``: the log density ratio nominal / modified."""
+    shift, scale = standardise
+    z = torch.from_numpy(((x - shift) / scale).astype(np.float32)).to(resolve_device(device))
+    return platt.decision_function(_logits(model, z)[:, None])
+
+
+def reweight_samples(
+    nominal: np.ndarray,
+    modified: np.ndarray,
+    settings: ReweightSettings | None = None,
+    image_shape: tuple[int, int, int] | None = None,
+) -> Reweighting:
+    """Cross-fitted weights of the ``modified`` sample toward the ``nominal`` one.
+
+    Args:
+        nominal: ``(N_nom, D)`` classifier inputs of the nominal showers.
+        modified: ``(N_mod, D)`` inputs of the modified showers.
+        settings: Classifier and clipping (default :class:`ReweightSettings`).
+        image_shape: ``(L, A, R)`` for the image network (``inputs="cnn"``).
+
+    Raises:
+        ValueError: If the widths differ or a part would hold fewer than 20 showers of a sample.
+    """
+    settings = settings or ReweightSettings()
+    if nominal.shape[1] != modified.shape[1]:
+        raise ValueError(f"reweighting inputs differ in width: {nominal.shape[1]} vs {modified.shape[1]}")
+    smallest = min(len(nominal), len(modified)) // settings.folds
+    if smallest < 20:
+        raise ValueError(
+            f"too few showers to reweight: {len(nominal)} nominal and {len(modified)} modified give {smallest} per "
+            f"part with {settings.folds} folds; need at least 20"
+        )
+    rng = np.random.default_rng(settings.seed)
+    nominal_part, modified_part = _parts(len(nominal), settings.folds, rng), _parts(len(modified), settings.folds, rng)
+    log_w = np.zeros(len(modified))
+    aucs = []
+    for k in range(settings.folds):
+        model, platt, standardise = _fit_part(
+            nominal[nominal_part != k], modified[modified_part != k], settings, settings.seed + 1 + k, image_shape
+        )
+        log_w[modified_part == k] = _log_ratio(model, platt, standardise, modified[modified_part == k], settings.device)
+        held_nominal = _log_ratio(model, platt, standardise, nominal[nominal_part == k], settings.device)
+        truth = np.r_[np.ones(len(held_nominal)), np.zeros(int((modified_part == k).sum()))]
+        aucs.append(float(roc_auc_score(truth, np.r_[held_nominal, log_w[modified_part == k]])))
+    weights, clipped = clip_weights(np.exp(log_w - log_w.max()), settings.clip)  # shifted: no exp overflows
+    return Reweighting(
+        weights=weights,
+        fold=modified_part,
+        clipped_fraction=float(clipped.mean()),
+        effective_sample_size=effective_sample_size(weights),
+        auc=aucs,
+        settings=asdict(settings),
+    )
+
+
+def _read_inputs(
+    path: Path, geometry: CylindricalGeometry, settings: ReweightSettings, max_showers: int | None, chunk: int = 5000
+) -> np.ndarray:
+    with ShowerFile(path, geometry, negative="keep") as f:
+        stop = f.n_showers if max_showers is None else min(f.n_showers, max_showers)
+        parts = [
+            reweight_inputs(b.showers, b.incident_energies, geometry, settings.inputs)
+            for b in f.iter_chunks(chunk, stop=stop)
+        ]
+    return np.concatenate(parts)
+
+
+def reweight_files(
+    nominal_path: str | os.PathLike[str],
+    modified_path: str | os.PathLike[str],
+    geometry: CylindricalGeometry,
+    settings: ReweightSettings | None = None,
+    max_showers: int | None = None,
+) -> Reweighting:
+    """:func:`reweight_samples` on two CaloChallenge files of ``geometry`` (the first
+    ``max_showers`` of each, if given). The weights are those of the modified file's showers, in order.
+
+    Raises:
+        ShowerFileError: If a file does not fit the geometry or is malformed.
+        ValueError: As :func:`reweight_samples`, or ``cnn`` on an irregular geometry.
+    """
+    settings = settings or ReweightSettings()
+    image_shape = None
+    if settings.inputs == "cnn":
+        if not geometry.is_regular:
+            raise ValueError(f"cnn inputs read showers as images and need every layer binned alike; {geometry.name} "
+                             "is not: use high or low")  # fmt: skip
+        image_shape = geometry.shape
+    nominal = _read_inputs(Path(nominal_path), geometry, settings, max_showers)
+    modified = _read_inputs(Path(modified_path), geometry, settings, max_showers)
+    return reweight_samples(nominal, modified, settings, image_shape)

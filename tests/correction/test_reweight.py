@@ -1,0 +1,100 @@
+"""Classifier weights reproduce a known density ratio; weights clip as stated; the command line
+writes a weight file that calo evaluate takes."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from calosurrogate.cli import main
+from calosurrogate.correction import ReweightSettings, reweight_samples
+from calosurrogate.correction.reweight import clip_weights
+from calosurrogate.data.weights import read_weights
+
+
+def test_weights_reproduce_the_ratio_of_two_gaussians(rng) -> None:
+    nominal = rng.normal(0.5, 1.0, size=(20_000, 2))
+    modified = rng.normal(0.0, 1.0, size=(20_000, 2))
+    # N(0.5, 1) / N(0, 1) in each of two coordinates
+    truth = np.exp(0.5 * modified.sum(1) - 0.25)
+    result = reweight_samples(nominal, modified, ReweightSettings(hidden=32, epochs=15, clip=50.0))
+    log_w, log_truth = np.log(result.weights), np.log(truth / truth.mean())
+    assert np.corrcoef(log_w, log_truth)[0, 1] > 0.97
+    assert np.median(np.abs(log_w - log_truth)) < 0.15
+    weighted_mean = result.weights @ modified / result.weights.sum()
+    np.testing.assert_allclose(weighted_mean, [0.5, 0.5], atol=0.04)
+    # Kish's size of the true weights: n exp(-|mu|^2) = n e^-0.5
+    assert result.effective_sample_size / len(modified) == pytest.approx(np.exp(-0.5), abs=0.05)
+    assert all(0.55 < auc < 0.75 for auc in result.auc)
+    assert set(np.unique(result.fold)) == {0, 1}
+
+
+def test_identical_samples_get_flat_weights(rng) -> None:
+    a, b = rng.normal(size=(6000, 3)), rng.normal(size=(6000, 3))
+    result = reweight_samples(a, b, ReweightSettings(hidden=32, epochs=10))
+    assert result.effective_sample_size / len(b) > 0.95
+    assert all(abs(auc - 0.5) < 0.04 for auc in result.auc)
+
+
+def test_clipping_bound_is_a_fixed_point() -> None:
+    weights = np.r_[np.ones(999), 1e6]
+    clipped, which = clip_weights(weights, 10.0)
+    assert which.sum() == 1
+    assert clipped.mean() == pytest.approx(1.0)
+    assert clipped.max() == pytest.approx(10.0 * clipped.mean(), rel=1e-9)
+    flat, none = clip_weights(np.ones(10), 5.0)
+    np.testing.assert_allclose(flat, 1.0)
+    assert not none.any()
+
+
+def test_too_few_showers_are_refused(rng) -> None:
+    with pytest.raises(ValueError, match="too few showers to reweight"):
+        reweight_samples(rng.normal(size=(30, 2)), rng.normal(size=(30, 2)))
+
+
+def test_reweight_then_evaluate_weighted(tmp_path) -> None:
+    runner = CliRunner()
+    for name, extra in (("nominal", []), ("cheap", ["--cheap"])):
+        result = runner.invoke(main, ["simulate", "--geometry", "ds2", "--n", "600", "--seed", "3", "--quiet",
+                                      "--energy", "log-uniform:1GeV:100GeV", "--out", str(tmp_path / f"{name}.h5"),
+                                      *extra])  # fmt: skip
+        assert result.exit_code == 0, result.output
+    with h5py.File(tmp_path / "cheap.h5") as f, h5py.File(tmp_path / "nominal.h5") as g:
+        np.testing.assert_array_equal(f["incident_energies"][:], g["incident_energies"][:])  # paired
+        np.testing.assert_array_equal(f["pairing_index"][:], np.arange(600))
+        assert f.attrs["spot_energy_mev"] > g.attrs["spot_energy_mev"]
+    weights_path = tmp_path / "w.h5"
+    args = ["reweight", "--nominal", str(tmp_path / "nominal.h5"), "--modified", str(tmp_path / "cheap.h5"),
+            "--out", str(weights_path), "--epochs", "3"]  # fmt: skip
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "effective sample size" in result.output
+    weights = read_weights(weights_path)
+    assert len(weights) == 600 and weights.mean() == pytest.approx(1.0)
+    with h5py.File(weights_path) as f:
+        assert json.loads(f.attrs["settings"])["epochs"] == 3
+        assert f.attrs["modified_sha256"]
+    assert runner.invoke(main, args).exit_code != 0  # kept without --force
+    out = tmp_path / "eval"
+    result = runner.invoke(main, ["evaluate", "--reference", str(tmp_path / "nominal.h5"), "--generated",
+                                  str(tmp_path / "cheap.h5"), "--geometry", "ds2", "--out", str(out), "--fast",
+                                  "--metrics", "histograms,cls-high", "--weights", str(weights_path),
+                                  "--classifier-epochs", "2"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 1 < metrics["n_showers"]["generated_effective"] <= 600
+    assert "effective sample size" in (out / "summary.md").read_text()
+    assert metrics["classifiers"]["cls-high"]["settings"]["generated_weights"] is True
+    # a weight file of another length is refused with one line naming it
+    short = tmp_path / "short.h5"
+    with h5py.File(short, "w") as f:
+        f["weights"] = np.ones(10)
+    result = runner.invoke(main, ["evaluate", "--reference", str(tmp_path / "nominal.h5"), "--generated",
+                                  str(tmp_path / "cheap.h5"), "--geometry", "ds2", "--out", str(tmp_path / "e2"),
+                                  "--fast", "--metrics", "histograms", "--weights", str(short)])  # fmt: skip
+    assert result.exit_code != 0
+    assert "10 weights for cheap.h5" in result.output
