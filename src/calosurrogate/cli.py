@@ -80,7 +80,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 @click.option("--range-cut", "range_cut_mm", type=click.FloatRange(min=0.0, min_open=True), default=None,
               help="geant4: production cut in mm (nominal 0.7; a cheap simulation takes 10). The same --seed "
                    "gives the same primaries: a paired sample.")  # fmt: skip
-@click.option("--cheap", is_flag=True, help="fast: the engine's cheap mode, eight times fewer and larger energy "
+@click.option("--cheap", is_flag=True, help="fast: the engine's cheap mode, half as many energy spots of twice the energy "
               "spots (a stand-in for an aggressive production cut; the same --seed gives a paired sample).")  # fmt: skip
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -578,6 +578,54 @@ def reweight(nominal: Path, modified: Path, out: Path, geometry_name: str | None
                f"mean; classifier AUC before weighting {', '.join(f'{a:.3f}' for a in summary['classifier_auc'])} "
                f"(per part)")  # fmt: skip
     click.echo(f"wrote {out}")
+
+
+@main.command()
+@click.option("--modified", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Showers to refine (a cheap simulation, a surrogate's samples).")  # fmt: skip
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Refined HDF5 file.")
+@click.option("--nominal", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Nominal showers to train on (omit with --model).")  # fmt: skip
+@click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="A trained refiner (refiner.pt) to apply instead of training one.")  # fmt: skip
+@click.option("--save", "save_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to keep the trained refiner (default: beside --out, NAME.refiner.pt).")  # fmt: skip
+@click.option("--mode", type=click.Choice(["paired", "unpaired"]), default="paired", show_default=True,
+              help="paired: row i of both files shares its primary (same --seed); unpaired: distributions only.")  # fmt: skip
+@click.option("--network", type=click.Choice(["dense", "conv"]), default="dense", show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--max-showers", type=click.IntRange(min=1), default=None, help="Train on the first N showers of each.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+@_friendly_errors
+def refine(modified: Path, out: Path, nominal: Path | None, model_path: Path | None, save_path: Path | None,
+           mode: str, network: str, epochs: int, max_showers: int | None, seed: int, device: str,
+           force: bool) -> None:  # fmt: skip
+    """Refine showers toward the nominal simulation: train a refiner on --nominal and --modified
+    (then refine --modified into --out), or apply a trained one (--model)."""
+    from calosurrogate._io import check_output_path
+    from calosurrogate.correction.refine import RefinerBundle, RefineSettings, refine_file, train_refiner
+    from calosurrogate.data import read_showers
+
+    if (nominal is None) == (model_path is None):
+        raise click.UsageError("give --nominal to train a refiner, or --model to apply one (not both)")
+    check_output_path(out, force)
+    if model_path is not None:
+        bundle = RefinerBundle.load(model_path)
+    else:
+        save_path = save_path or out.with_name(out.stem + ".refiner.pt")
+        check_output_path(save_path, force)
+        geometry = _file_geometry(modified, None)
+        mod = read_showers(modified, geometry, negative="keep", max_showers=max_showers)
+        nom = read_showers(nominal, geometry, negative="keep", max_showers=max_showers)
+        settings = RefineSettings(mode=mode, network=network, epochs=epochs, seed=seed, device=device)
+        bundle = train_refiner((mod.incident_energies, mod.showers), (nom.incident_energies, nom.showers), geometry,
+                               settings, log=True)  # fmt: skip
+        bundle.save(save_path, force=force)
+        click.echo(f"wrote the refiner to {save_path}")
+    path, seconds = refine_file(bundle, modified, out, force=force)
+    click.echo(f"refined {modified} into {path} ({seconds * 1e3:.3f} ms per shower)")
 
 
 def _file_geometry(path: Path, name: str | None, required: bool = True):

@@ -158,10 +158,6 @@ def decode(encoded: torch.Tensor, scale: float) -> torch.Tensor:
     return scale * torch.expm1(encoded.clamp_min(0.0))
 
 
-def _straight_through(hard: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
-    """``hard``'s values with ``soft``'s gradient."""
-    return hard + (soft - soft.detach())
-
 
 class ShowerSummaries(nn.Module):
     """Differentiable CaloChallenge-like features of showers ``(N, n_voxels)`` MeV and their
@@ -176,15 +172,14 @@ class ShowerSummaries(nn.Module):
         self.register_buffer("voxels_per_layer", torch.from_numpy(per_layer))
 
     def forward(self, voxels: torch.Tensor, incident_energy: torch.Tensor) -> torch.Tensor:
-        # the read-out threshold exactly as the evaluation applies it, with the gradient of a soft step
-        soft = torch.sigmoid((voxels - self.threshold) / (0.5 * self.threshold))
-        hits = _straight_through((voxels >= self.threshold).float(), soft)
+        # the read-out threshold as a soft step: a voxel below it counts neither as a hit nor as energy
+        # (a hard step with this step's gradient, straight through, lit every voxel of a ds2 shower)
+        hits = torch.sigmoid((voxels - self.threshold) / (0.25 * self.threshold))
         voxels = voxels * hits
         m = (voxels @ self.moments).reshape(len(voxels), 7, self.n_layers)
-        # log10(E + 1e-8) as the classifier's inputs, where an empty layer stands out; its gradient, and
-        # the centres, from E + 1e-3 MeV (a thousandth of a hit), or an empty layer's would explode
+        # 1e-3 MeV (a tenth of a hit) keeps an empty layer's logarithm and centres, and their gradients, finite
         energy = m[:, 0] + 1e-3
-        parts = [_straight_through(torch.log10(m[:, 0] + 1e-8), torch.log10(energy))]
+        parts = [torch.log10(energy)]
         for k in (1, 3, 5):  # r, eta, phi
             centre = m[:, k] / energy
             width = torch.sqrt((m[:, k + 1] / energy - centre**2).clamp_min(0.0) + 1e-6)

@@ -124,7 +124,7 @@ def uncalibrated(detector: DetectorDescription) -> DetectorDescription:
     )
 
 
-CHEAP_SPOT_FACTOR = 8.0
+CHEAP_SPOT_FACTOR = 2.0
 
 
 def cheap(detector: DetectorDescription, spot_factor: float = CHEAP_SPOT_FACTOR) -> DetectorDescription:
