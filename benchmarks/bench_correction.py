@@ -30,7 +30,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_result
+from _common import tagged, write_result
 
 from calosurrogate.correction import ReweightSettings, reweight_files
 from calosurrogate.correction.refine import RefinerBundle, RefineSettings, refine_file, train_refiner
@@ -89,13 +89,18 @@ def main() -> None:
     parser.add_argument("--reweight-epochs", type=int, default=30)
     parser.add_argument("--vae-minutes", type=float, default=10.0, help="0: no surrogate arm")
     parser.add_argument("--classifier-runs", type=int, default=3)
+    parser.add_argument(
+        "--spot-factor", type=float, default=None, help="cheap mode's spot factor (default: the engine's)"
+    )
+    parser.add_argument("--tag", default="", help="results/correction_TAG.json")
     parser.add_argument("--geant4-dir", default="benchmarks/work/correction", help="holds g4_cut07.h5, g4_cut10.h5")
     args = parser.parse_args()
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     detector = get_detector(GEOMETRY)
-    files = {"nominal_fit": (detector, 101), "cheap_fit": (cheap(detector), 101), "nominal_test": (detector, 102),
-             "cheap_test": (cheap(detector), 102), "nominal_judge": (detector, 103)}  # fmt: skip
+    cheaper = cheap(detector) if args.spot_factor is None else cheap(detector, args.spot_factor)
+    files = {"nominal_fit": (detector, 101), "cheap_fit": (cheaper, 101), "nominal_test": (detector, 102),
+             "cheap_test": (cheaper, 102), "nominal_judge": (detector, 103)}  # fmt: skip
     seconds_per_shower = {}
     for name, (det, seed) in files.items():
         path = work / f"{name}.h5"
@@ -104,7 +109,7 @@ def main() -> None:
             simulate_to_file(det, args.n, path, seed=seed, progress=False)
             seconds_per_shower[name] = (time.perf_counter() - start) / args.n
     geometry = get_geometry(GEOMETRY)
-    out: dict = {"n_showers": args.n, "cheap_spot_factor": cheap(detector).spot_energy_mev / detector.spot_energy_mev,
+    out: dict = {"n_showers": args.n, "cheap_spot_factor": cheaper.spot_energy_mev / detector.spot_energy_mev,
                  "fast_engine_seconds_per_shower": seconds_per_shower}  # fmt: skip
 
     # reweighting the cheap test file toward the nominal fitting file (cross-fitted)
@@ -200,7 +205,7 @@ def main() -> None:
         print(
             f"geant4: speed-up {out['geant4']['speed_up']:.2f}, AUC high {out['geant4']['auc_high_cheap_vs_nominal']:.3f}"
         )
-    write_result("correction", out, "python benchmarks/bench_correction.py " + " ".join(sys.argv[1:]))
+    write_result(tagged("correction", args.tag), out, "python benchmarks/bench_correction.py " + " ".join(sys.argv[1:]))
     print(json.dumps(out, indent=1, default=str)[:3000])
 
 

@@ -125,6 +125,24 @@ def test_same_seed_same_file_whatever_the_workers_and_a_killed_run_resumes(tmp_p
     assert clash.returncode != 0 and "other settings" in clash.stderr and "Traceback" not in clash.stderr
 
 
+@needs_geant4
+def test_a_cheap_production_cut_keeps_the_primaries_and_records_its_cost(tmp_path) -> None:
+    common = ["simulate", "--engine", "geant4", "--geometry", "ds2", "--n", 4, "--energy", "log-uniform:5GeV:10GeV",
+              "--seed", 3, "--quiet"]  # fmt: skip
+    nominal = _calo(*common, "--out", tmp_path / "nominal.h5")
+    cheap = _calo(*common, "--range-cut", 10, "--out", tmp_path / "cheap.h5")
+    assert nominal.returncode == cheap.returncode == 0, nominal.stderr + cheap.stderr
+    with h5py.File(tmp_path / "nominal.h5") as n, h5py.File(tmp_path / "cheap.h5") as c:
+        np.testing.assert_array_equal(n["incident_energies"][:], c["incident_energies"][:])
+        np.testing.assert_array_equal(c["pairing_index"][:], np.arange(4))
+        assert not np.array_equal(n["showers"][:], c["showers"][:])  # the cut changes the showers
+        assert c.attrs["range_cut_mm"] == 10.0 and n.attrs["range_cut_mm"] == 0.7
+        assert "production cut 10.0 mm" in c.attrs["physics"]
+        assert 0 < c.attrs["cpu_seconds_per_shower"] < 60 and 0 < n.attrs["cpu_seconds_per_shower"] < 60
+    refused = _calo("simulate", "--geometry", "ds2", "--n", 2, "--range-cut", 10, "--out", tmp_path / "x.h5")
+    assert refused.returncode != 0 and "--engine geant4" in refused.stderr
+
+
 def _children(pid: int) -> list[int]:
     out = []
     for stat in Path("/proc").glob("[0-9]*/stat"):

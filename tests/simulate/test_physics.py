@@ -153,3 +153,19 @@ def test_ds2_ships_coefficients_fitted_to_geant4_and_the_published_ones_stay_rea
     # benchmarks/results/calibration_ds2.json); the published coefficients gave 3.5% more
     assert abs(response["fitted"] / 0.953 - 1) < 0.015
     assert response["published"] / 0.953 - 1 > 0.025
+
+
+def test_cheap_mode_deposits_the_same_energy_in_fewer_larger_spots() -> None:
+    from calosurrogate.simulate import ShowerSimulator, get_detector
+    from calosurrogate.simulate.detectors import cheap
+
+    detector = get_detector("ds2")
+    e_nom, nominal = ShowerSimulator(detector).sample(400, "log-uniform:10GeV:20GeV", seed=5)
+    e_cheap, cheaper = ShowerSimulator(cheap(detector)).sample(400, "log-uniform:10GeV:20GeV", seed=5)
+    np.testing.assert_array_equal(e_nom, e_cheap)  # paired: the same primaries
+    ratio_nom, ratio_cheap = nominal.sum(1) / e_nom[:, 0], cheaper.sum(1) / e_cheap[:, 0]
+    assert ratio_cheap.mean() == pytest.approx(ratio_nom.mean(), rel=0.02)
+    assert ratio_cheap.std() > 1.2 * ratio_nom.std()  # coarser sampling: a worse resolution
+    assert (cheaper > 0).sum(1).mean() < 0.8 * (nominal > 0).sum(1).mean()
+    with pytest.raises(ValueError, match="positive"):
+        cheap(detector, 0.0)

@@ -158,7 +158,6 @@ def decode(encoded: torch.Tensor, scale: float) -> torch.Tensor:
     return scale * torch.expm1(encoded.clamp_min(0.0))
 
 
-
 class ShowerSummaries(nn.Module):
     """Differentiable CaloChallenge-like features of showers ``(N, n_voxels)`` MeV and their
     incident energies ``(N,)`` MeV: ``(N, 9 L + 2)`` (module docstring)."""

@@ -32,7 +32,7 @@ from calosurrogate.data import ShowerFile
 from calosurrogate.devices import resolve_device
 from calosurrogate.geometry import CylindricalGeometry, default_min_energy
 from calosurrogate.metrics import ClassifierSettings, apply_threshold, compute_features, low_level_inputs
-from calosurrogate.metrics.classifier import build_network
+from calosurrogate.metrics.classifier import build_network, predict_logits, train_epoch
 from calosurrogate.metrics.weights import effective_sample_size
 
 INPUTS = ("high", "low", "cnn")
@@ -166,15 +166,8 @@ def _network(n_inputs: int, settings: ReweightSettings, image_shape: tuple[int, 
     return build_network(n_inputs, shape, image_shape)
 
 
-@torch.inference_mode()
-def _logits(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 4096) -> np.ndarray:
-    model.eval()
-    return (
-        torch.cat([model(x[i : i + batch_size]).reshape(-1) for i in range(0, len(x), batch_size)])
-        .double()
-        .cpu()
-        .numpy()
-    )
+def _logits(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
+    return predict_logits(model, x).double().cpu().numpy()
 
 
 def _fit_part(
@@ -209,16 +202,8 @@ def _fit_part(
     generator = torch.Generator().manual_seed(seed)
     best_loss, best_state = np.inf, copy.deepcopy(model.state_dict())
     for _ in range(settings.epochs):
-        model.train()
-        order = torch.randperm(len(x_train), generator=generator).to(device)
-        for i in range(0, len(order), settings.batch_size):
-            idx = order[i : i + settings.batch_size]
-            losses = F.binary_cross_entropy_with_logits(model(x_train[idx]).reshape(-1), y_train[idx], reduction="none")
-            loss = (losses * w_train[idx]).sum() / w_train[idx].sum()
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-        logits = torch.from_numpy(_logits(model, x_held)).float().to(device)
+        train_epoch(model, optimiser, x_train, y_train, w_train, settings.batch_size, generator)
+        logits = predict_logits(model, x_held)
         held_loss = float((F.binary_cross_entropy_with_logits(logits, y_held, reduction="none") * w_held).sum()
                           / w_held.sum())  # fmt: skip
         if held_loss < best_loss:

@@ -192,9 +192,31 @@ def _split(data: np.ndarray, fractions: tuple[float, float, float], rng: np.rand
 
 
 @torch.inference_mode()
-def _logits(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 10_000) -> torch.Tensor:
+    """The classifier's logits ``(N,)`` of inputs ``(N, D)``, in evaluation mode and in batches."""
     model.eval()
     return torch.cat([model(x[i : i + batch_size]).reshape(-1) for i in range(0, len(x), batch_size)])
+
+
+def train_epoch(
+    model: nn.Module,
+    optimiser: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    w: torch.Tensor,
+    batch_size: int,
+    generator: torch.Generator,
+) -> None:
+    """One pass over ``(x, y)`` in a random order: the BCE-with-logits loss, each shower weighing ``w``."""
+    model.train()
+    order = torch.randperm(len(x), generator=generator).to(x.device)
+    for i in range(0, len(order), batch_size):
+        idx = order[i : i + batch_size]
+        losses = F.binary_cross_entropy_with_logits(model(x[idx]).reshape(-1), y[idx], reduction="none")
+        loss = (losses * w[idx]).sum() / w[idx].sum()
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
 
 
 def _one_run(
@@ -227,24 +249,16 @@ def _one_run(
     best_acc, best_epoch, best_state = -1.0, 0, copy.deepcopy(model.state_dict())
     generator = torch.Generator().manual_seed(seed)
     for epoch in range(settings.epochs):
-        model.train()
-        order = torch.randperm(len(x_train), generator=generator).to(device)
-        for i in range(0, len(order), settings.batch_size):
-            idx = order[i : i + settings.batch_size]
-            losses = F.binary_cross_entropy_with_logits(model(x_train[idx]).reshape(-1), y_train[idx], reduction="none")
-            loss = (losses * w_train[idx]).sum() / w_train[idx].sum()
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-        hits = ((_logits(model, x_test, 10_000) > 0).float() == y_test).float()
+        train_epoch(model, optimiser, x_train, y_train, w_train, settings.batch_size, generator)
+        hits = ((predict_logits(model, x_test) > 0).float() == y_test).float()
         acc = float((hits * w_test).sum() / w_test.sum())
         if acc > best_acc:
             best_acc, best_epoch, best_state = acc, epoch + 1, copy.deepcopy(model.state_dict())
         if acc == 1.0:
             break
     model.load_state_dict(best_state)
-    p_test = torch.sigmoid(_logits(model, x_test, 10_000)).double().cpu().numpy()
-    p_val = torch.sigmoid(_logits(model, x_val, 10_000)).double().cpu().numpy()
+    p_test = torch.sigmoid(predict_logits(model, x_test)).double().cpu().numpy()
+    p_val = torch.sigmoid(predict_logits(model, x_val)).double().cpu().numpy()
     calibrator = IsotonicRegression(out_of_bounds="clip", y_min=1e-6, y_max=1 - 1e-6)
     calibrator.fit(p_test, y_test.cpu().numpy(), sample_weight=w_test.double().cpu().numpy())
     p_cal = calibrator.predict(p_val)
