@@ -98,3 +98,17 @@ def test_reweight_then_evaluate_weighted(tmp_path) -> None:
                                   "--fast", "--metrics", "histograms", "--weights", str(short)])  # fmt: skip
     assert result.exit_code != 0
     assert "10 weights for cheap.h5" in result.output
+
+
+def test_weights_keep_the_energy_spectrum(rng) -> None:
+    from calosurrogate.correction.reweight import normalise_per_energy
+
+    energies = np.exp(rng.uniform(np.log(1e3), np.log(1e6), 5000))
+    tilted = np.exp(-np.log(energies)) * rng.lognormal(0.0, 0.3, 5000)  # weights that favour low energies
+    flat = normalise_per_energy(tilted, energies, n_bins=10)
+    low, high = energies < 3e4, energies >= 3e4
+    assert tilted[low].mean() > 10 * tilted[high].mean()
+    assert flat[low].mean() == pytest.approx(flat[high].mean(), rel=0.1)
+    # within a bin the order of the weights is kept
+    same_bin = (energies > 1.2e3) & (energies < 1.8e3)  # inside the first of ten equal-count bins in ln E
+    assert np.array_equal(np.argsort(flat[same_bin]), np.argsort(tilted[same_bin]))

@@ -160,12 +160,17 @@ def decode(encoded: torch.Tensor, scale: float) -> torch.Tensor:
 
 class ShowerSummaries(nn.Module):
     """Differentiable CaloChallenge-like features of showers ``(N, n_voxels)`` MeV and their
-    incident energies ``(N,)`` MeV: ``(N, 9 L + 2)`` (module docstring)."""
+    incident energies ``(N,)`` MeV: ``(N, 9 L + 2 + K)`` (module docstring), the last ``K`` the
+    shower's spectrum of hit energies: the share of its hits in each of ``K`` soft bins of
+    ``log10 E_voxel`` over four decades above the threshold (what the low-level classifier and the
+    voxel-energy histogram see: without it a refiner got the hits right and their energies wrong)."""
 
-    def __init__(self, geometry: CylindricalGeometry, threshold_mev: float) -> None:
+    def __init__(self, geometry: CylindricalGeometry, threshold_mev: float, spectrum_bins: int = 8) -> None:
         super().__init__()
         self.n_layers = geometry.n_layers
         self.threshold = threshold_mev
+        low = float(np.log10(threshold_mev))
+        self.register_buffer("spectrum_edges", torch.linspace(low, low + 4.0, spectrum_bins + 1))
         self.register_buffer("moments", torch.from_numpy(moment_matrix(geometry)).float())
         per_layer = np.diff(geometry.layer_offsets).astype(np.float32)
         self.register_buffer("voxels_per_layer", torch.from_numpy(per_layer))
@@ -174,6 +179,12 @@ class ShowerSummaries(nn.Module):
         # the read-out threshold as a soft step: a voxel below it counts neither as a hit nor as energy
         # (a hard step with this step's gradient, straight through, lit every voxel of a ds2 shower)
         hits = torch.sigmoid((voxels - self.threshold) / (0.25 * self.threshold))
+        log_voxel = torch.log10(voxels.clamp_min(0.5 * self.threshold)).unsqueeze(-1)
+        width = 0.25 * (self.spectrum_edges[1] - self.spectrum_edges[0])
+        member = torch.sigmoid((log_voxel - self.spectrum_edges[:-1]) / width) - torch.sigmoid(
+            (log_voxel - self.spectrum_edges[1:]) / width
+        )
+        spectrum = (member * hits.unsqueeze(-1)).sum(1) / (hits.sum(1, keepdim=True) + 1.0)
         voxels = voxels * hits
         m = (voxels @ self.moments).reshape(len(voxels), 7, self.n_layers)
         # 1e-3 MeV (a tenth of a hit) keeps an empty layer's logarithm and centres, and their gradients, finite
@@ -186,7 +197,7 @@ class ShowerSummaries(nn.Module):
         parts.append((hits @ (self.moments[:, : self.n_layers] > 0).float()) / self.voxels_per_layer)
         total = voxels.sum(1, keepdim=True)
         e_inc = incident_energy.reshape(-1, 1)
-        parts += [total / e_inc, torch.log10(e_inc)]
+        parts += [total / e_inc, torch.log10(e_inc), spectrum]
         return torch.cat(parts, dim=1)
 
 
