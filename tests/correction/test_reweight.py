@@ -79,16 +79,19 @@ def test_reweight_then_evaluate_weighted(tmp_path) -> None:
         assert json.loads(f.attrs["settings"])["epochs"] == 3
         assert f.attrs["modified_sha256"]
     assert runner.invoke(main, args).exit_code != 0  # kept without --force
-    out = tmp_path / "eval"
-    result = runner.invoke(main, ["evaluate", "--reference", str(tmp_path / "nominal.h5"), "--generated",
-                                  str(tmp_path / "cheap.h5"), "--geometry", "ds2", "--out", str(out), "--fast",
-                                  "--metrics", "histograms,cls-high", "--weights", str(weights_path),
-                                  "--classifier-epochs", "2"])  # fmt: skip
-    assert result.exit_code == 0, result.output
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert 1 < metrics["n_showers"]["generated_effective"] <= 600
-    assert "effective sample size" in (out / "summary.md").read_text()
-    assert metrics["classifiers"]["cls-high"]["settings"]["generated_weights"] is True
+    # the weighted evaluation (the API behind calo evaluate --weights; its plots cost a minute on ds2)
+    from calosurrogate.evaluation import EvaluationSettings, evaluate_files
+    from calosurrogate.geometry import get_geometry
+    from calosurrogate.metrics import ClassifierSettings
+    from calosurrogate.report.writer import _weighted_note
+
+    settings = EvaluationSettings.fast(metrics=("histograms", "cls-high"), progress=False,
+                                       classifier=ClassifierSettings.cpu(epochs=2))  # fmt: skip
+    result = evaluate_files(tmp_path / "nominal.h5", tmp_path / "cheap.h5", get_geometry("ds2"), settings,
+                            generated_weights=weights)  # fmt: skip
+    assert 1 < result.n_showers["generated_effective"] <= 600
+    assert "effective sample size" in _weighted_note(result)
+    assert result.classifiers["cls-high"]["settings"]["generated_weights"] is True
     # a weight file of another length is refused with one line naming it
     short = tmp_path / "short.h5"
     with h5py.File(short, "w") as f:
