@@ -56,3 +56,27 @@ def test_paired_mode_refuses_unpaired_samples(tiny_file, tiny_geometry) -> None:
         train_refiner((e[::-1], x), (e, x), tiny_geometry, RefineSettings(epochs=1))
     with pytest.raises(ValueError, match="in pairs"):
         train_refiner((e[:10], x[:10]), (e, x), tiny_geometry, RefineSettings(epochs=1))
+
+
+def test_refine_command_trains_saves_and_applies(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from calosurrogate.cli import main
+
+    runner = CliRunner()
+    for name, extra in (("nominal", []), ("cheap", ["--cheap"])):
+        done = runner.invoke(main, ["simulate", "--geometry", "ds2", "--n", "300", "--seed", "4", "--quiet",
+                                    "--out", str(tmp_path / f"{name}.h5"), *extra])  # fmt: skip
+        assert done.exit_code == 0, done.output
+    out = tmp_path / "refined.h5"
+    done = runner.invoke(main, ["refine", "--nominal", str(tmp_path / "nominal.h5"), "--modified",
+                                str(tmp_path / "cheap.h5"), "--out", str(out), "--epochs", "1"])  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert (tmp_path / "refined.refiner.pt").exists() and "ms per shower" in done.output
+    again = tmp_path / "again.h5"
+    done = runner.invoke(main, ["refine", "--model", str(tmp_path / "refined.refiner.pt"), "--modified",
+                                str(tmp_path / "cheap.h5"), "--out", str(again)])  # fmt: skip
+    assert done.exit_code == 0, done.output
+    np.testing.assert_array_equal(read_showers(again).showers, read_showers(out).showers)
+    both = runner.invoke(main, ["refine", "--modified", str(tmp_path / "cheap.h5"), "--out", str(tmp_path / "x.h5")])
+    assert both.exit_code != 0 and "--nominal" in both.output
