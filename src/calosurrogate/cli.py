@@ -81,7 +81,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
               help="geant4: production cut in mm (nominal 0.7; a cheap simulation takes 10). The same --seed "
                    "gives the same primaries: a paired sample.")  # fmt: skip
 @click.option("--cheap", is_flag=True, help="fast: the engine's cheap mode, half as many energy spots of twice the energy "
-              "spots (a stand-in for an aggressive production cut; the same --seed gives a paired sample).")  # fmt: skip
+              "(a stand-in for an aggressive production cut; the same --seed gives a paired sample).")  # fmt: skip
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_friendly_errors
