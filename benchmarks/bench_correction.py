@@ -81,14 +81,20 @@ def _judge(reference: Path, generated: Path, weights: np.ndarray | None, n: int,
     }  # fmt: skip
 
 
-def _cached(work: Path, arm: str) -> dict | None:
-    """An arm's judgement from an earlier run (delete ``arm_NAME.json`` when its inputs change)."""
-    path = work / f"arm_{arm}.json"
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def _cache(work: Path, arm: str, row: dict) -> None:
-    (work / f"arm_{arm}.json").write_text(json.dumps(row, default=float))
+def _judged_arm(work: Path, arm: str, reference: Path, path: Path, weights: np.ndarray | None, n: int, runs: int,
+                paired_hits: np.ndarray | None = None) -> dict:  # fmt: skip
+    """An arm judged with its (weighted) hit count and, when unweighted and paired, the hits' concordance
+    with the paired nominal showers; kept in ``arm_NAME.json`` (delete it when the arm's inputs change)."""
+    cached = work / f"arm_{arm}.json"
+    if cached.exists():
+        return json.loads(cached.read_text())
+    row = _judge(reference, path, weights, n, runs)
+    hits = _hits(path, n)
+    row["hits_mean"] = float(hits.mean() if weights is None else weights @ hits / weights.sum())
+    paired = paired_hits is not None and weights is None
+    row["hits_concordance_with_paired_nominal"] = _concordance(hits, paired_hits) if paired else None
+    cached.write_text(json.dumps(row, default=float))
+    return row
 
 
 def main() -> None:
@@ -163,14 +169,8 @@ def main() -> None:
     out["arms"] = {}
     for name, (path, w) in arms.items():
         start = time.perf_counter()
-        row = _cached(work, name)
-        if row is None:
-            row = _judge(judge_ref, path, w, n_judge, args.classifier_runs)
-            hits = _hits(path, n_judge)
-            row["hits_mean"] = float(hits.mean() if w is None else w @ hits / w.sum())
-            row["hits_concordance_with_paired_nominal"] = None if w is not None else _concordance(hits, nominal_hits)
-            _cache(work, name, row)
-        out["arms"][name] = row
+        row = out["arms"][name] = _judged_arm(work, name, judge_ref, path, w, n_judge, args.classifier_runs,
+                                              nominal_hits)  # fmt: skip
         print(f"{name}: AUC high {row['auc_high']:.3f} low {row['auc_low']:.3f}, {row['separation_within_2x_floor']:.0%} "
               f"of separation powers within 2x floor ({time.perf_counter() - start:.0f} s)", flush=True)  # fmt: skip
 
@@ -193,13 +193,7 @@ def main() -> None:
         out["vae"] = {"minutes": args.vae_minutes, "effective_fraction": float(
             vae_weights.sum() ** 2 / (vae_weights**2).sum() / len(vae_weights))}  # fmt: skip
         for name, w in (("vae", None), ("vae_reweighted", vae_weights)):
-            row = _cached(work, name)
-            if row is None:
-                row = _judge(judge_ref, sample, w, n_judge, args.classifier_runs)
-                hits = _hits(sample, n_judge)
-                row["hits_mean"] = float(hits.mean() if w is None else w @ hits / w.sum())
-                _cache(work, name, row)
-            out["arms"][name] = row
+            out["arms"][name] = _judged_arm(work, name, judge_ref, sample, w, n_judge, args.classifier_runs)
             print(f"{name}: AUC high {out['arms'][name]['auc_high']:.3f}", flush=True)
 
     g4 = Path(args.geant4_dir)

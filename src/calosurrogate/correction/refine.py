@@ -322,9 +322,9 @@ def train_refiner(
             loss = loss + settings.identity_weight * ((refined_u - u) ** 2).mean()
         return loss
 
-    def nominal_for(rows: np.ndarray) -> np.ndarray:
+    def nominal_for(rows: np.ndarray, draw: np.random.Generator) -> np.ndarray:
         # paired: the rows' own partners; unpaired: as many nominal showers drawn at random
-        return rows if settings.mode == "paired" else rng.choice(nominal_rows, size=len(rows), replace=False)
+        return rows if settings.mode == "paired" else draw.choice(nominal_rows, size=len(rows), replace=False)
 
     optimiser = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
     best, best_state, history = np.inf, copy.deepcopy(model.state_dict()), []
@@ -335,7 +335,7 @@ def train_refiner(
         total, batches = 0.0, 0
         for lo in range(0, len(order) - settings.batch_size + 1, settings.batch_size):
             rows = order[lo : lo + settings.batch_size]
-            loss = loss_of(rows, nominal_for(rows))
+            loss = loss_of(rows, nominal_for(rows, rng))
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -343,10 +343,10 @@ def train_refiner(
             total, batches = total + float(loss.detach()), batches + 1
         model.eval()
         with torch.no_grad():
-            val_rng_state = rng.bit_generator.state
-            val = [float(loss_of(val_rows[lo : lo + settings.batch_size], nominal_for(val_rows[lo : lo + settings.batch_size])))
-                   for lo in range(0, len(val_rows) - settings.batch_size + 1, settings.batch_size)]  # fmt: skip
-            rng.bit_generator.state = val_rng_state  # validation draws leave training's sequence alone
+            draw = np.random.default_rng(settings.seed + 1)  # the same validation batches every epoch
+            batches_of = [val_rows[lo : lo + settings.batch_size]
+                          for lo in range(0, len(val_rows) - settings.batch_size + 1, settings.batch_size)]  # fmt: skip
+            val = [float(loss_of(rows, nominal_for(rows, draw))) for rows in batches_of]
         val_loss = float(np.mean(val)) if val else float("nan")
         history.append({"epoch": epoch + 1, "train_loss": total / max(batches, 1), "val_loss": val_loss,
                         "seconds": time.perf_counter() - start})  # fmt: skip
