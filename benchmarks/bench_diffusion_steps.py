@@ -82,10 +82,14 @@ def main() -> None:
     reused = (run / "model.pt").exists()
     if not reused:
         model = build_surrogate("diffusion", detector.geometry, overrides)
+        # A killed training goes on from its last epoch, with what is left of the budget.
+        resume = (run / "checkpoint.pt").exists() and (run / "log.csv").exists()
+        logged = list(csv.DictReader((run / "log.csv").open())) if resume else []
+        spent_s = float(logged[-1]["seconds"]) if logged else 0.0
         config = TrainConfig(epochs=1000, batch_size=256, learning_rate=1e-3, precision=train_precision,
-                             max_minutes=args.minutes, seed=1, ema_decay=args.ema_decay)  # fmt: skip
-        result = train(model, train_file, run, config, force=True)
-        epochs, train_s = result.epochs_done, time.perf_counter() - start
+                             max_minutes=max(args.minutes - spent_s / 60, 0.5), seed=1, ema_decay=args.ema_decay)  # fmt: skip
+        result = train(model, train_file, run, config, resume=resume, force=not resume)
+        epochs, train_s = result.epochs_done, spent_s + time.perf_counter() - start
     else:  # a reused run: what its training log says
         with open(run / "log.csv") as log:
             last = list(csv.DictReader(log))[-1]

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import json
+import shutil
 
+import torch
 from click.testing import CliRunner
 
 from calosurrogate.cli import main
 from calosurrogate.evaluation import EvaluationSettings
 from calosurrogate.metrics import ClassifierSettings
+from calosurrogate.models import load_surrogate, pretrained
+from calosurrogate.models.pretrained import compact_checkpoint
 from calosurrogate.pipeline import run_quickstart
 from calosurrogate.training import TrainConfig
 
 
-def test_quickstart_end_to_end_and_reuse(tmp_path) -> None:
+def test_quickstart_end_to_end_and_reuse(tmp_path, monkeypatch) -> None:
     settings = EvaluationSettings.fast(
         classifier=ClassifierSettings(hidden=32, epochs=2, batch_size=200),
         fpd_min_samples=500, fpd_max_samples=1000, fpd_num_batches=2, kpd_batch_size=500, kpd_num_batches=3,
@@ -30,11 +34,37 @@ def test_quickstart_end_to_end_and_reuse(tmp_path) -> None:
     metrics = json.loads((paths["evaluation"] / "metrics.json").read_text())
     assert 0.0 <= metrics["classifiers"]["cls-high"]["auc"] <= 1.0
     assert metrics["provenance"]["pipeline"]["per_shower_ms"] > 0
+    assert "compared" not in metrics["provenance"]  # the package ships no ds1-photons model
     before = paths["generated"].stat().st_mtime_ns
     again: list[str] = []
     run_quickstart(tmp_path / "qs", echo=again.append, **kwargs)
     assert paths["generated"].stat().st_mtime_ns == before
     assert sum("reusing" in m for m in again) == 5
+
+    # A shipped model of the geometry (here the model just trained, stored as one is shipped) is
+    # judged beside the one the job trains, and the report compares them.
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    torch.save(compact_checkpoint(load_surrogate(paths["model"])), shipped / "ds1-test.pt")
+    about = {"geometry": "ds1-photons", "summary": "a flow trained for the test", "training": {"minutes": 60, "machine": "a CPU"},
+             "data": {"train_showers": 1500, "engine": "fast engine"}}  # fmt: skip
+    (shipped / "ds1-test.json").write_text(json.dumps(about))
+    monkeypatch.setattr(pretrained, "FOLDER", shipped)
+    shutil.rmtree(paths["evaluation"])
+    messages = []
+    paths = run_quickstart(tmp_path / "qs", echo=messages.append, shipped_showers=400, **kwargs)
+    assert sum("reusing" in m for m in messages) == 4
+    shipped_metrics = json.loads((paths["shipped_evaluation"] / "metrics.json").read_text())
+    assert shipped_metrics["n_showers"]["generated"] == 400
+    compared = json.loads((paths["evaluation"] / "metrics.json").read_text())["provenance"]["compared"]
+    assert [c["label"] for c in compared] == ["flow (trained here)", "ds1-test (shipped)"]
+    assert compared[1]["auc_high"] == shipped_metrics["classifiers"]["cls-high"]["auc"]
+    report = paths["report"].read_text()
+    assert "flow (trained here)" in report and "ds1-test (shipped)" in report and "60 minutes of training" in report
+    assert "ds1-test (shipped)" in "\n".join(messages)  # the summary printed at the end names it too
+    messages = []
+    run_quickstart(tmp_path / "qs", echo=messages.append, shipped_showers=400, **kwargs)
+    assert sum("reusing" in m for m in messages) == 7
 
 
 def test_train_and_sample_commands(tmp_path, tiny_file) -> None:

@@ -35,6 +35,9 @@ def _friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+RUN_HELP = "Run folder, model file, or shipped:NAME (a model the package ships: calo models)."
+
+
 @click.group()
 @click.version_option(package_name="calosurrogate")
 @click.pass_context
@@ -408,8 +411,9 @@ def train(
 
 @main.command()
 @click.option(
-    "--run", "run_dir", type=click.Path(path_type=Path), required=True, help="Run folder (or a model.pt file)."
-)
+    "--run", "run_dir", type=click.Path(path_type=Path), required=True,
+    help=RUN_HELP,
+)  # fmt: skip
 @click.option("--n", "n_showers", type=click.IntRange(min=1), default=None,
               help="Number of showers (default: all of --energies FILE).")  # fmt: skip
 @click.option(
@@ -470,11 +474,18 @@ def sample(
 
 @main.command()
 def models() -> None:
-    """List the surrogate families (--model NAME), one line each."""
+    """List the surrogate families (--model NAME), one line each, then the models the package ships."""
     from calosurrogate.models.catalog import FAMILIES
+    from calosurrogate.models.pretrained import available, describe
 
     for name, family in sorted(FAMILIES.items()):
         click.echo(f"{name:10s} {family.summary} ({family.papers})")
+    click.echo("\nShipped, trained models (calo sample --run shipped:NAME):")
+    for name in available():
+        about = describe(name)
+        click.echo(
+            f"{name:14s} {about['geometry']}: {about['summary']} ({about['training']['minutes']:g} min of training)"
+        )
 
 
 @main.command("geant4-fastsim")
@@ -647,9 +658,17 @@ def _file_geometry(path: Path, name: str | None, required: bool = True):
     raise click.ClickException(f"{path}: {n_voxels} voxels per shower, {found}; pass --geometry")
 
 
+SHIPPED_PREFIX = "shipped:"
+
+
 def _load_run(run: Path):
+    """A run folder, a model file, or ``shipped:NAME``: a model the package ships (``calo models``)."""
     from calosurrogate.models import load_surrogate
 
+    if str(run).startswith(SHIPPED_PREFIX):
+        from calosurrogate.models.pretrained import load_pretrained
+
+        return load_pretrained(str(run).removeprefix(SHIPPED_PREFIX))
     return load_surrogate(run / "model.pt" if run.is_dir() else run)
 
 
@@ -661,7 +680,7 @@ def _int_list(text: str) -> list[int]:
 
 
 @main.command()
-@click.option("--run", "run", type=click.Path(path_type=Path), required=True, help="Run folder or model file.")
+@click.option("--run", "run", type=click.Path(path_type=Path), required=True, help=RUN_HELP)
 @click.option("--batch-sizes", default="1,100,10000", show_default=True, help="Comma-separated batch sizes.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option(
@@ -698,9 +717,7 @@ def bench(run: Path, batch_sizes: str, device: str, precisions: str, compile_mod
 
 
 @main.command()
-@click.option(
-    "--run", "run", type=click.Path(path_type=Path), required=True, help="The teacher: run folder or model file."
-)
+@click.option("--run", "run", type=click.Path(path_type=Path), required=True, help="The teacher. " + RUN_HELP)
 @click.option("--data", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Training HDF5 file.")
 @click.option(
     "--out", "run_dir", type=click.Path(file_okay=False, path_type=Path), required=True, help="Student run folder."
@@ -737,7 +754,7 @@ def distill(run: Path, data: Path, run_dir: Path, steps: int, config_path: Path 
 
 
 @main.command("export")
-@click.option("--run", "run", type=click.Path(path_type=Path), required=True, help="Run folder or model file.")
+@click.option("--run", "run", type=click.Path(path_type=Path), required=True, help=RUN_HELP)
 @click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript", "pt2"]), default="onnx", show_default=True)
 @click.option(
     "--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Output file (default: in RUN)."
@@ -762,7 +779,7 @@ def export_cmd(run: Path, fmt: str, out: Path | None, tolerance: float | None, f
 
 
 @main.command()
-@click.option("--run", "run", type=click.Path(path_type=Path), required=True, help="Run folder or model file.")
+@click.option("--run", "run", type=click.Path(path_type=Path), required=True, help=RUN_HELP)
 @click.option("--data", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Showers whose conditions to infer (their incident energies known per shower).")  # fmt: skip
 @click.option("--free", default="plate_thickness,plate_distance", show_default=True,
@@ -816,7 +833,7 @@ def infer(run: Path, data: Path, free: str, sample_size: int | None, max_showers
 
 
 @main.command()
-@click.option("--run", "run", type=click.Path(path_type=Path), required=True, help="Run folder or model file.")
+@click.option("--run", "run", type=click.Path(path_type=Path), required=True, help=RUN_HELP)
 @click.option("--objective", default="converted-tag", show_default=True,
               help="Per-shower loss whose mean is minimised: converted-tag (minus the share of photons R9 < 0.94 "
                    "tags as converted), or FILE.py:FUNCTION / MODULE:FUNCTION taking showers (N, V) MeV, "
@@ -904,11 +921,14 @@ def design(run: Path, objective: str, free: str, fixed: tuple[str, ...], energie
 @click.option("--official-sizes", is_flag=True,
               help="FPD, KPD and PRDC at the official sample sizes (about three minutes more on 2 cores).")  # fmt: skip
 @click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--shipped-showers", type=click.IntRange(min=0), default=None,
+              help="Showers the shipped model of the geometry samples and is judged on, beside the model trained "
+                   "here (default: 5,000; 0: skip it).")  # fmt: skip
 @click.option("--force", is_flag=True, help="Redo every step, overwriting the outputs of an earlier run in --out.")
 @_friendly_errors
 def quickstart(
     out_dir: Path, geometry_name: str, model_name: str, n_train: int, n_reference: int, train_minutes: float,
-    fast: bool, official_sizes: bool, seed: int, force: bool,
+    fast: bool, official_sizes: bool, seed: int, shipped_showers: int | None, force: bool,
 ) -> None:  # fmt: skip
     """The main job on the built-in default: simulate -> train -> sample -> evaluate -> report.
 
@@ -916,7 +936,7 @@ def quickstart(
     `calo evaluate`.
     """
     from calosurrogate.evaluation import EvaluationSettings
-    from calosurrogate.pipeline import DEFAULT_TRAIN, MAIN_JOB_EVALUATION, run_quickstart
+    from calosurrogate.pipeline import DEFAULT_TRAIN, MAIN_JOB_EVALUATION, SHIPPED_SHOWERS, run_quickstart
 
     if fast and official_sizes:
         raise click.UsageError("--fast and --official-sizes contradict each other: choose one")
@@ -924,7 +944,8 @@ def quickstart(
     result = run_quickstart(
         out_dir, geometry_name, n_train, n_reference, seed, model_name,
         train_config=dataclasses.replace(DEFAULT_TRAIN, max_minutes=train_minutes, seed=seed),
-        evaluation=evaluation, force=force, echo=click.echo,
+        evaluation=evaluation, force=force, echo=click.echo, shipped=shipped_showers != 0,
+        shipped_showers=SHIPPED_SHOWERS if shipped_showers is None else shipped_showers,
     )  # fmt: skip
     click.echo(f"Report: {result['report'].resolve()}")
 

@@ -26,6 +26,7 @@ from calosurrogate.plotting import (
     figure_response,
     figure_separation_overview,
 )
+from calosurrogate.report.comparison import html_section, markdown_table
 from calosurrogate.report.verdict import verdict
 
 PER_LAYER_KINDS = {
@@ -272,6 +273,9 @@ def _markdown(result: EvaluationResult, judged: dict[str, Any]) -> str:
              f"Reference `{result.provenance['reference']['path']}` vs generated `{result.provenance['generated']['path']}`, "
              f"{result.n_showers['reference']} showers each{_weighted_note(result)}.", "",
              "| metric | value | floor (reference half vs half) | note |", "|---|---|---|---|"]  # fmt: skip
+    compared = result.provenance.get("compared")
+    if compared:
+        lines[6:6] = ["## Beside other surrogates", "", markdown_table(compared)]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in _headline_rows(result)]
     worst = sorted(result.separation.items(), key=lambda kv: -kv[1]["value"])[:10]
     if worst:
@@ -378,6 +382,7 @@ def _html(
 <div class="verdict {judged["status"].replace(" ", "-")}" id="verdict"><b>Verdict: {esc(judged["word"])}.</b>
 {esc(judged["sentence"].split(": ", 1)[1])}<div class="note">{esc(_verdict_note(judged))}</div></div>
 <div class="cards">{"".join(cards)}</div>
+{html_section(prov.get("compared") or [])}
 {warns}
 <h2>Metrics</h2>
 <p>Floors compare the first half of the reference with its second half: what a perfect generator would score
