@@ -409,3 +409,32 @@ def test_without_a_library_a_lost_layer_goes_to_its_core_voxel(tiny_geometry, mo
     occupied = sampled[:, 24:36].sum(1) > 0
     assert occupied.sum() > 50
     assert (sampled[occupied, 24:35] == 0).all() and (sampled[occupied, 35] > 0).all()
+
+
+def test_a_compiled_denoiser_samples_the_same_showers(tiny_geometry, monkeypatch) -> None:
+    """``sampling.compile`` changes the speed, not the showers; where compiling fails, sampling
+    goes on eagerly with one warning."""
+    from calosurrogate.models.diffusion import samplers
+
+    model = build_surrogate("diffusion", tiny_geometry, {"backbone": {"hidden": 16, "blocks": 1},
+                                                         "sampling": {"sampler": "ddpm", "steps": 4}})  # fmt: skip
+    incident = torch.full((40, 1), 2.0**14)
+    model.fit_preprocessing(torch.rand(40, 36) * 50 * (torch.rand(40, 36) < 0.5), incident)
+    eager = model.sample(incident.numpy(), batch_size=20, seed=1)
+    model.configure_sampling(compile=True)
+    assert model.config.sampling.compile and model.config.sampling.steps == 4
+    model.prepare_sampling(incident[:20].numpy())
+    assert model.config.sampling.steps == 4  # the one-step warm-up leaves the setting as it was
+    np.testing.assert_allclose(model.sample(incident.numpy(), batch_size=20, seed=1), eager, rtol=1e-4, atol=1e-3)
+
+    def broken(fn, **kwargs):
+        def fail(*args):
+            raise RuntimeError("no C++ compiler")
+
+        return fail
+
+    monkeypatch.setattr(torch, "compile", broken)
+    monkeypatch.setattr(samplers, "_compile_failure", None)
+    with pytest.warns(UserWarning, match="torch.compile failed, sampling eagerly .RuntimeError: no C.. compiler"):
+        again = model.sample(incident.numpy(), batch_size=20, seed=1)
+    np.testing.assert_allclose(again, eager, rtol=1e-6)

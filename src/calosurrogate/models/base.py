@@ -305,6 +305,12 @@ class Surrogate(nn.Module, ABC):
         """Generate one shower per row of raw conditions ``(N, C)``; returns ``(N, V)`` MeV (float32)."""
         return np.concatenate([s for s in self.sample_batches(conditions, batch_size, device, precision, seed)])
 
+    def prepare_sampling(
+        self, conditions: np.ndarray | Tensor, device: str | torch.device | None = None, precision: str = "fp32"
+    ) -> None:
+        """Do once what the first batch of this size would (compile, where the model is set to):
+        the time of a sampling pass then is what each further pass costs. Nothing by default."""
+
     @torch.inference_mode()
     def sample_batches(
         self,

@@ -16,6 +16,7 @@ import copy
 import dataclasses
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -190,13 +191,30 @@ class DiffusionSurrogate(Surrogate):
     # ------------------------------------------------------------------- sampling
     def configure_sampling(self, **options: Any) -> None:
         """Choose the sampler and/or number of steps for later sampling (``sampler=``, ``steps=``)."""
-        unknown = set(options) - {"sampler", "steps"}
+        unknown = set(options) - {"sampler", "steps", "compile"}
         if unknown:
-            raise ConfigError(f"diffusion: unknown sampling option(s) {sorted(unknown)}; valid: sampler, steps")
+            raise ConfigError(
+                f"diffusion: unknown sampling option(s) {sorted(unknown)}; valid: sampler, steps, compile"
+            )
         current = self.config.sampling
         self.config.sampling = dataclasses.replace(  # validated as the config is
-            current, sampler=options.get("sampler") or current.sampler, steps=int(options.get("steps") or current.steps)
-        )
+            current, sampler=options.get("sampler") or current.sampler, steps=int(options.get("steps") or current.steps),
+            compile=bool(options.get("compile", current.compile)),
+        )  # fmt: skip
+
+    def prepare_sampling(
+        self, conditions: np.ndarray | Tensor, device: str | torch.device | None = None, precision: str = "fp32"
+    ) -> None:
+        """Compile the denoiser for batches like ``conditions`` (one step of the sampler: the
+        compiled denoiser is the same at every step)."""
+        if not self.config.sampling.compile:
+            return
+        steps = self.config.sampling.steps
+        self.configure_sampling(steps=1)
+        try:
+            self.sample(conditions, batch_size=len(conditions), device=device, precision=precision)
+        finally:
+            self.configure_sampling(steps=steps)
 
     def _start_noise(self, conditions: Tensor) -> list[Tensor]:
         """The random inputs other than the ancestral sampler's fresh noise of each step."""
@@ -234,8 +252,9 @@ class DiffusionSurrogate(Surrogate):
             choice = noise.pop(0) if stage.library else None
             layer_e = self.first_stage.sample(cond, incident, flow_noise, uniform)
             cond = torch.cat([cond, self.first_stage.context(layer_e, self.cut)], dim=1)
+        denoiser = self.denoiser(cond)
         codes = samplers.sample(
-            self.denoiser(cond), start.float(), sampling.steps, sampling.sampler, sampling.sigma_min, sampling.sigma_max,
+            samplers.compiled(denoiser) if sampling.compile else denoiser, start.float(), sampling.steps, sampling.sampler, sampling.sigma_min, sampling.sigma_max,
             ancestral_noise=noise.pop(0) if noise else None,
         )  # fmt: skip
         showers = self.coding.inverse(codes, incident)

@@ -24,6 +24,7 @@ s_max^(1/rho)))^rho`` with ``rho = 7``, then 0.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -50,6 +51,31 @@ def sigma_levels(steps: int, sigma_min: float, sigma_max: float, rho: float = 7.
 def karras_sigmas(steps: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> Tensor:
     """:func:`sigma_levels` as a float64 tensor."""
     return torch.tensor(sigma_levels(steps, sigma_min, sigma_max, rho), dtype=torch.float64)
+
+
+_compile_failure: str | None = None  # why torch.compile failed in this process: it is not tried again
+
+
+def compiled(denoiser: Denoiser) -> Denoiser:
+    """``denoiser`` through ``torch.compile`` (element-wise work fused; same values up to rounding).
+
+    Compiled code is cached by the function's code, so a denoiser made anew for each batch
+    compiles once per batch shape. Where compilation fails (no C++ compiler, an unsupported
+    operation) the eager denoiser runs instead, with one warning per process.
+    """
+    fast = torch.compile(denoiser)
+
+    def run(x: Tensor, sigma: Tensor) -> Tensor:
+        global _compile_failure
+        if _compile_failure is None:
+            try:
+                return fast(x, sigma)
+            except Exception as err:  # any failure of the compiler: run eagerly (a real error recurs there)
+                _compile_failure = f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
+                warnings.warn(f"torch.compile failed, sampling eagerly ({_compile_failure})", stacklevel=2)
+        return denoiser(x, sigma)
+
+    return run
 
 
 def _call(denoiser: Denoiser, x: Tensor, sigma: float) -> Tensor:
