@@ -121,6 +121,11 @@ def _core_reference_line(runs: list[dict]) -> list[str]:
             f"log10 spread {high['log10_spread']:.2f}; E < 10 GeV: empty alpha bins {low['empty_alpha_bins']:.2f}.", ""]  # fmt: skip
 
 
+def _sampling_precision(row: dict) -> str:
+    """A diffusion row's sampling precision, and whether its denoiser was compiled (torch.compile)."""
+    return row.get("precision", "fp32") + (", compiled" if row.get("compiled") else "")
+
+
 def _ablation_sections() -> list[str]:
     """One table per geometry, budget and kind of machine: pilots compare only with pilots that
     trained as long on the same kind of CPU (epochs in a budget depend on it)."""
@@ -207,7 +212,7 @@ def _steps_sections() -> list[str]:
                 "| steps | sampling precision | network calls | ms / shower | AUC low | AUC high | S(E_tot/E_inc) | FPD x 1e3 | CFD layer (floor) |",
                 "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         out += [
-            f"| {r['steps']} | {r.get('precision', 'fp32')} | {r['network_calls']} | {_judged_cells(r)} |"
+            f"| {r['steps']} | {_sampling_precision(r)} | {r['network_calls']} | {_judged_cells(r)} |"
             for r in d["results"]
         ]
         out.append("")
@@ -259,7 +264,7 @@ def _best_rows(geometry: str) -> list[dict]:
         for r in d["results"]:
             tag = f" ({d['tag']})" if d.get("tag") else ""
             rows.append({"family": "diffusion", "setting": f"diffusion{tag}, {r['steps']} {d['sampler']} steps, "
-                         f"{r.get('precision', 'fp32')}", "ms": r["ms_per_shower_batch_10000"], "auc_high": r["auc_high"],
+                         f"{_sampling_precision(r)}", "ms": r["ms_per_shower_batch_10000"], "auc_high": r["auc_high"],
                          "auc_low": r["auc_low"], "fpd": r["fpd_x1e3"],
                          "budget": f"{d['train_minutes_budget']:g} min, {d['epochs']} epochs", "machine": _machine(d),
                          "date": d["date"], "data": _data_label(d)})  # fmt: skip
@@ -335,7 +340,7 @@ def _pareto_sections() -> list[str]:
         for steps_run in geometry_runs:
             fewest = min(r["steps"] for r in steps_run["results"])
             for r in steps_run["results"]:
-                precision = r.get("precision", "fp32")
+                precision = _sampling_precision(r)
                 # One line per sampling precision, labelled by step count only (the first names the family).
                 family = "diffusion" + (f" ({steps_run['tag']})" if steps_run.get("tag") else "")
                 series = f"{family} {steps_run['sampler']} {precision}"
@@ -556,7 +561,7 @@ def _correction_sections() -> list[str]:
 
 def _correction_section(d: dict) -> list[str]:
     rw = d["reweighting"]
-    out = [f"## Correcting a cheap simulation: reweighting and refinement (ds2, fast engine, {d['n_showers']:,} showers a file)", "",
+    out = [f"## Correcting a cheap simulation: reweighting and refinement (ds2, fast engine, spots at {d['cheap_spot_factor']:g} x the energy, {d['n_showers']:,} showers a file)", "",
            *_provenance(d), "",
            f"Cheap mode: the fast engine's spots at {d['cheap_spot_factor']:g} times the energy (`--cheap`), paired "
            "with the nominal file by seed. The reweighter (high-level DNN, cross-fitted, Platt-calibrated, clipped at "
