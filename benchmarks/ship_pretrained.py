@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -37,6 +38,7 @@ def main() -> None:
     parser.add_argument("--summary", required=True, help="one sentence: what the model is")
     parser.add_argument("--sampler", default="ddpm")
     parser.add_argument("--steps", type=int, default=64)
+    parser.add_argument("--eager", action="store_true", help="ship without sampling.compile (torch.compile)")
     parser.add_argument("--classifier-runs", type=int, default=3)
     parser.add_argument("--workdir", default="benchmarks/work")
     parser.add_argument("--force", action="store_true", help="replace a shipped model of that name")
@@ -48,7 +50,7 @@ def main() -> None:
     bench = json.loads(args.result.read_text())
     row = next(r for r in bench["results"] if r["steps"] == args.steps)  # the sweep's own precision first
     model = load_surrogate(args.run / "model.pt")
-    model.configure_sampling(sampler=args.sampler, steps=args.steps)
+    model.configure_sampling(sampler=args.sampler, steps=args.steps, compile=not args.eager)
     checkpoint = compact_checkpoint(model)
     buffer = io.BytesIO()
     torch.save(checkpoint, buffer)
@@ -76,7 +78,7 @@ def main() -> None:
         "summary": args.summary,
         "family": model.family,
         "geometry": bench["geometry"],
-        "sampling": {"sampler": args.sampler, "steps": args.steps},
+        "sampling": {"sampler": args.sampler, "steps": args.steps, "compile": not args.eager},
         "training": {
             "minutes": round(bench["train_seconds"] / 60, 1),
             "epochs": bench["epochs"],
@@ -87,7 +89,7 @@ def main() -> None:
             "machine": f"{bench['machine']['cores']}-core {bench['machine']['cpu']}, {bench['threads']} thread(s)",
         },
         "data": bench["data"],
-        "commands": [bench["command"], " ".join(["python benchmarks/ship_pretrained.py", *sys.argv[1:]])],
+        "commands": [bench["command"], shlex.join(["python", "benchmarks/ship_pretrained.py", *sys.argv[1:]])],
         "commit": {"trained": bench["commit"], "shipped": git_commit()},
         "quality": {
             "judged_on": f"{bench['n_reference']:,} reference showers of the fast engine (seed 2), "

@@ -148,6 +148,7 @@ def test_start_up_is_fast_and_models_are_listed_one_line_each() -> None:
 
     from calosurrogate.models import REGISTRY
     from calosurrogate.models.catalog import FAMILIES
+    from calosurrogate.models.pretrained import available
 
     assert set(FAMILIES) == set(REGISTRY)
     for args in (["--help"], ["models"]):
@@ -158,12 +159,25 @@ def test_start_up_is_fast_and_models_are_listed_one_line_each() -> None:
             times.append(time.perf_counter() - start)
             assert result.returncode == 0, result.stderr
         assert min(times) < 1.0, (args, times)
-    lines = result.stdout.strip().splitlines()
+    families, shipped = result.stdout.strip().split("\n\n")
+    lines = families.splitlines()
     assert [line.split()[0] for line in lines] == sorted(FAMILIES)
     assert not any("see module docstring" in line for line in lines)
+    assert [line.split()[0] for line in shipped.splitlines()[1:]] == available()
     leaked = subprocess.run([sys.executable, "-c", "import sys, calosurrogate.cli, calosurrogate.models.catalog; "
+                             "import calosurrogate.models.pretrained as p; p.describe(p.available()[0]); "
                              "print('torch' in sys.modules)"], capture_output=True, text=True)  # fmt: skip
-    assert leaked.stdout.strip() == "False"
+    assert leaked.stdout.strip() == "False", leaked.stderr
+
+
+def test_sample_a_shipped_model(tmp_path) -> None:
+    out = tmp_path / "shipped.h5"
+    args = ["sample", "--run", "shipped:ds2-diffusion", "--energies", "fixed:10GeV", "--n", "20", "--steps", "4"]
+    result = CliRunner().invoke(main, [*args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert read_showers(out).showers.shape == (20, 6480)
+    result = CliRunner().invoke(main, ["sample", "--run", "shipped:nope", "--n", "2", "--out", str(tmp_path / "x.h5")])
+    assert result.exit_code == 1 and "no shipped model named 'nope' (shipped: ds2-diffusion" in result.output
 
 
 def test_nested_settings_from_the_command_line(tiny_geometry, tmp_path) -> None:
