@@ -37,6 +37,7 @@ def main() -> None:
         "classifiers": {k: {"auc": v["auc"], "jsd": v["jsd"]} for k, v in metrics["classifiers"].items()},
         "scalars": {k: {"value": v["value"], "error": v["error"], "floor": v.get("floor")} for k, v in metrics["scalars"].items()},
         "separation_etot_einc": metrics["separation_power"]["E_tot/E_inc"],
+        "compared": metrics["provenance"].get("compared", []),  # the shipped model judged beside it
     }  # fmt: skip
     print(
         "wrote",

@@ -9,6 +9,8 @@ import csv
 import json
 from pathlib import Path
 
+from calosurrogate.report.comparison import markdown_table
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 PUBLISHED = ROOT.parent / "shared" / "calochallenge" / "published"
@@ -818,7 +820,7 @@ def main() -> None:
         out += ["", "Goal (issue 2): at least 500 ds2 showers per second on the 2-core machine.", ""]
     for qs in (json.loads(p.read_text()) for p in sorted(RESULTS.glob("quickstart*.json"))):
         cls = qs["classifiers"].get("cls-high", {})
-        out += [f"## The main job (`bash scripts/quickstart.sh`, CPU with bf16 {'native' if _bf16_native(qs) else 'emulated'})", "", f"Machine: {_machine(qs)}; commit {qs['commit']}, {qs['date']}", "",
+        out += [f"## The main job (`bash scripts/quickstart.sh`, {qs['machine']['cpu']}, bf16 {'native' if _bf16_native(qs) else 'emulated'})", "", f"Machine: {_machine(qs)}; commit {qs['commit']}, {qs['date']}", "",
                 f"Wall time {qs['wall_seconds'] / 60:.1f} minutes ({qs['note']}). Steps (s): "
                 + ", ".join(f"{k} {v:.0f}" for k, v in qs["step_seconds"].items()) + ".", "",
                 f"{qs['n_showers']['reference']:,} showers judged; training budget {qs['train_config']['max_minutes']} min "
@@ -833,6 +835,9 @@ def main() -> None:
             "(sparsity, lateral widths): the classifier still separates the samples. Longer training: see below.",
             "",
         ]
+        if qs.get("compared"):
+            out += ["The report's comparison with the shipped model (quick-look evaluation settings, the shipped model "
+                    "on the first reference showers):", "", markdown_table(qs["compared"])]  # fmt: skip
     for geometry in ("ds2", "ds1-photons", "ds3"):
         ev = _load(f"evaluation_{geometry}")
         if not ev:

@@ -172,7 +172,8 @@ def test_start_up_is_fast_and_models_are_listed_one_line_each() -> None:
 
 def test_sample_a_shipped_model(tmp_path) -> None:
     out = tmp_path / "shipped.h5"
-    args = ["sample", "--run", "shipped:ds2-diffusion", "--energies", "fixed:10GeV", "--n", "20", "--steps", "4"]
+    args = ["sample", "--run", "shipped:ds2-diffusion", "--energies", "fixed:10GeV", "--n", "20", "--steps", "4",
+            "--no-compile"]  # fmt: skip
     result = CliRunner().invoke(main, [*args, "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert read_showers(out).showers.shape == (20, 6480)

@@ -432,11 +432,13 @@ def train(
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--sampler", default=None, help="Diffusion models: euler, heun, rk4, dpm2m or ddpm.")
 @click.option("--steps", type=int, default=None, help="Diffusion models: number of noise levels.")
+@click.option("--compile/--no-compile", "compile_denoiser", default=None,
+              help="Diffusion models: run the denoiser through torch.compile (default: as the model is set).")  # fmt: skip
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 @_friendly_errors
 def sample(
     run_dir: Path, n_showers: int | None, energies: str | None, out: Path, batch_size: int, device: str,
-    precision: str, seed: int, sampler: str | None, steps: int | None, force: bool,
+    precision: str, seed: int, sampler: str | None, steps: int | None, compile_denoiser: bool | None, force: bool,
 ) -> None:  # fmt: skip
     """Generate showers with a trained surrogate, in batches, into a CaloChallenge file."""
     from calosurrogate._io import check_output_path
@@ -445,7 +447,9 @@ def sample(
 
     check_output_path(out, force)  # before loading anything
     model = _load_run(run_dir)
-    options = {k: v for k, v in (("sampler", sampler), ("steps", steps)) if v is not None}
+    options = {
+        k: v for k, v in (("sampler", sampler), ("steps", steps), ("compile", compile_denoiser)) if v is not None
+    }
     model.configure_sampling(**options)
     if energies is not None and Path(energies).exists():
         conditions = conditions_from_file(energies, model, n_showers)

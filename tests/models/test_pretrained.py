@@ -28,6 +28,8 @@ def test_a_shipped_model_samples_showers_that_follow_the_incident_energy(name) -
     about = describe(name)
     model = load_pretrained(name)
     assert model.config.sampling.steps == about["sampling"]["steps"]
+    assert model.config.sampling.compile == about["sampling"]["compile"]
+    model.configure_sampling(compile=False)  # the same showers (test_diffusion); compiling costs half a minute
     assert all(p.dtype == torch.float32 for p in model.parameters())
     detector = get_detector(about["geometry"])
     energies = np.geomspace(2e3, 5e5, 8).repeat(20)[:, None]  # MeV, inside the 1 GeV - 1 TeV training range
