@@ -553,6 +553,25 @@ def _paraflow_sections() -> list[str]:
     return out
 
 
+def _shipped_speed_sections() -> list[str]:
+    """The shipped models timed alone on the machine (quality from where their showers were judged)."""
+    out = []
+    for path in sorted(RESULTS.glob("shipped_speed_*.json")):
+        d = json.loads(path.read_text())
+        q = d["quality_as_shipped"]
+        out += [f"## The shipped model `{d['name']}`: time per shower on a quiet machine ({d['geometry']})", "",
+                *_provenance(d), "",
+                f"One sampling pass of {d['batch_size']:,} showers per row ({d['sampler']} sampler, {d['threads']} threads, "
+                "nothing else running), after the one-time compilation. The model as shipped (64 steps) was judged at "
+                f"AUC high {q['auc_high']:.3f} +- {q['auc_high_std']:.3f}, low {q['auc_low']:.3f} +- {q['auc_low_std']:.3f}, "
+                f"FPD x 1e3 {q['fpd_x1e3']:.1f}; fewer steps: the rows of the same run in Quality against speed (ds2).", "",
+                "| steps | compiled | precision | ms / shower | preparation (s): a one-step pass, compiling on the first |", "|---|---|---|---|---|"]  # fmt: skip
+        out += [f"| {r['steps']} | {r['compiled']} | {r['precision']} | {r['ms_per_shower']:.2f} | {r['prepare_seconds']} |"
+                for r in d["results"]]  # fmt: skip
+        out += [""]
+    return out
+
+
 def _correction_sections() -> list[str]:
     """Cheap simulation plus learned correction (issue 25): reweighting, refinement, the accounting."""
     out = []
@@ -809,6 +828,7 @@ def main() -> None:
     out += _answer_sections()
     out += _paraflow_sections()
     out += _correction_sections()
+    out += _shipped_speed_sections()
     sim = _load("simulator")
     if sim:
         out += ["## Simulator throughput", "", *_provenance(sim), "",

@@ -1,0 +1,63 @@
+"""Time per shower of a shipped model on a quiet machine: one sampling pass per step count at
+batch 10,000, after the one-time preparation (compilation), with all of the CPU's threads.
+
+The quality of each setting is measured where its showers were judged (bench_diffusion_steps.py
+rows of the same run, and the model's provenance); threads change the time, not the showers.
+
+Run: .venv/bin/python benchmarks/bench_shipped_speed.py --name ds2-diffusion --steps 16,32,64 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write_result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--name", default="ds2-diffusion")
+    parser.add_argument("--steps", default="16,32,64")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=10_000)
+    parser.add_argument("--precision", default="auto")
+    args = parser.parse_args()
+    import numpy as np
+    import torch
+
+    from calosurrogate.devices import resolve_precision
+    from calosurrogate.models.pretrained import describe, load_pretrained
+
+    torch.set_num_threads(args.threads)
+    model = load_pretrained(args.name)
+    precision = resolve_precision(args.precision, torch.device("cpu"), args.batch_size)
+    # the training spectrum (log-uniform 1 GeV - 1 TeV), MeV
+    energies = np.exp(np.random.default_rng(0).uniform(np.log(1e3), np.log(1e6), args.batch_size))[:, None]
+    rows = []
+    for steps in (int(s) for s in args.steps.split(",")):
+        model.configure_sampling(steps=steps)
+        start = time.perf_counter()
+        model.prepare_sampling(energies, precision=precision)
+        prepared = time.perf_counter() - start
+        start = time.perf_counter()
+        showers = model.sample(energies, batch_size=args.batch_size, precision=precision, seed=1)
+        seconds = time.perf_counter() - start
+        row = {"steps": steps, "compiled": model.config.sampling.compile, "precision": precision,
+               "ms_per_shower": round(1e3 * seconds / len(energies), 3), "prepare_seconds": round(prepared, 1),
+               "finite": bool(np.isfinite(showers).all())}  # fmt: skip
+        print(row, flush=True)
+        rows.append(row)
+    about = describe(args.name)
+    data = {"name": args.name, "geometry": about["geometry"], "sampler": about["sampling"]["sampler"],
+            "threads": args.threads, "batch_size": args.batch_size, "results": rows,
+            "quality_as_shipped": about["quality"]["bfloat16 weights (as shipped)"]}  # fmt: skip
+    command = " ".join(["python benchmarks/bench_shipped_speed.py", *sys.argv[1:]])
+    print("wrote", write_result(f"shipped_speed_{args.name}", data, command))
+
+
+if __name__ == "__main__":
+    main()
