@@ -81,7 +81,7 @@ def figure_pareto(ours: Sequence[dict], published: Sequence[dict], quality_label
             ax.annotate(text, (x, y), fontsize=7, color="0.4", xytext=(3, 3), textcoords="offset points")
     if ours:
         ax.scatter([r["ms_per_shower"] for r in ours], [r["quality"] for r in ours], marker="o", color="C3",
-                   label="calosurrogate (built-in simulator data)")  # fmt: skip
+                   label="calosurrogate (fast-engine data; \"(geant4)\": geant4-engine data)")  # fmt: skip
         series: dict[str, list[dict]] = {}
         for r in ours:
             if r.get("series"):
