@@ -19,10 +19,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import h5py
-
 from calosurrogate._io import atomic_output, folder_lock
 from calosurrogate.evaluation import EvaluationSettings, evaluate_files
+from calosurrogate.geometry import CylindricalGeometry
 from calosurrogate.metrics import ClassifierSettings
 from calosurrogate.models import build_surrogate, load_surrogate
 from calosurrogate.models.pretrained import available, describe, load_pretrained
@@ -119,7 +118,9 @@ def run_quickstart(
     compared: list[dict[str, Any]] = []
     name = _shipped_for(geometry_name) if shipped else None
     if name is not None:
-        shipped_eval = _judge_shipped(name, reference, out, shipped_showers, seed, settings, step, force, progress)
+        shipped_eval = _judge_shipped(
+            name, detector.geometry, reference, out, shipped_showers, seed, settings, step, force, progress
+        )
         paths.update(shipped_generated=out / SHIPPED_GENERATED, shipped_evaluation=shipped_eval)
 
     def judge() -> None:
@@ -158,7 +159,7 @@ def _shipped_for(geometry_name: str) -> str | None:
 
 
 def _judge_shipped(
-    name: str, reference: Path, out: Path, n_showers: int, seed: int, settings: EvaluationSettings,
+    name: str, geometry: CylindricalGeometry, reference: Path, out: Path, n_showers: int, seed: int, settings: EvaluationSettings,
     step: Callable[[str, Path, Callable[[], object]], Path], force: bool, progress: bool,
 ) -> Path:  # fmt: skip
     """Sample the shipped model at the reference's first conditions and judge it; its evaluation folder."""
@@ -175,11 +176,8 @@ def _judge_shipped(
         sampling["per_shower_ms"] = 1e3 * seconds / len(conditions)
 
     def judge() -> None:
-        geometry = get_detector(describe(name)["geometry"]).geometry
-        with folder_lock(eval_dir, "an evaluation"):
-            with h5py.File(generated, "r") as f:
-                n = int(f["showers"].shape[0])
-            result = evaluate_files(reference, generated, geometry, dataclasses.replace(settings, max_showers=n))
+        with folder_lock(eval_dir, "an evaluation"):  # the first showers of the reference: those sampled
+            result = evaluate_files(reference, generated, geometry, settings)
             result.provenance["pipeline"] = {"model": f"shipped {name}", **sampling}
             write_evaluation(result, geometry, eval_dir, force=True)
 
