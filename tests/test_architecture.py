@@ -25,7 +25,7 @@ LAYERS: list[set[str]] = [
     {"plotting"},
     {"report"},
     {"benchmark", "pipeline"},
-    {"cli"},
+    {"cli", "__main__"},
 ]
 RANK = {name: level for level, names in enumerate(LAYERS) for name in names}
 

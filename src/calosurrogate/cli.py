@@ -5,6 +5,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import os
+import subprocess
+import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -379,13 +382,28 @@ def _parse_settings(config_path: Path | None, assignments: tuple[str, ...]) -> t
 @click.option("--resume", is_flag=True,
               help="Continue the run in --out from its last checkpoint, with its saved settings and data.")  # fmt: skip
 @click.option("--force", is_flag=True, help="Start afresh in an --out that holds a run.")
+@click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Processes training side by side on this machine (torchrun; gloo on CPU, nccl with one GPU each). "
+                   "train.batch_size is their batch together.")  # fmt: skip
 @_friendly_errors
 @click.pass_context
 def train(
     ctx: click.Context, model_name: str, data: Path, run_dir: Path, geometry_name: str | None,
-    config_path: Path | None, assignments: tuple[str, ...], conditions: str, resume: bool, force: bool,
+    config_path: Path | None, assignments: tuple[str, ...], conditions: str, resume: bool, force: bool, nproc: int,
 ) -> None:  # fmt: skip
-    """Train a surrogate on a CaloChallenge file (checkpoint every epoch; --resume after a kill)."""
+    """Train a surrogate on a CaloChallenge file (checkpoint every epoch; --resume after a kill).
+
+    Several processes or machines: --nproc N here, or torchrun itself, e.g.
+    torchrun --nnodes 2 --nproc-per-node 4 ... -m calosurrogate train ...
+    """
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        args = ["--model", model_name, "--data", str(data), "--out", str(run_dir), "--conditions", conditions]
+        args += ["--geometry", geometry_name] if geometry_name else []
+        args += ["--config", str(config_path)] if config_path else []
+        args += [item for assignment in assignments for item in ("--set", assignment)]
+        args += ["--resume"] * resume + ["--force"] * force
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
+        ctx.exit(subprocess.call([*launcher, "-m", "calosurrogate", "train", *args]))
     from calosurrogate.models import build_surrogate
     from calosurrogate.models.base import config_from_dict
     from calosurrogate.training import TrainConfig
@@ -403,6 +421,8 @@ def train(
     model = build_surrogate(model_name, geometry, model_cfg, names) if not resume or given or model_cfg else None
     config = config_from_dict(TrainConfig, train_cfg, where="train config") if not resume or train_cfg else None
     result = run_training(model, data, run_dir, config, resume=resume, force=force)
+    if not result.main_process:
+        return
     click.echo(
         f"trained {result.epochs_done} epoch(s), stopped by {result.stopped_because}; best validation loss {result.best_val_loss:.4f}"
     )

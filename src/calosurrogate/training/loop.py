@@ -9,6 +9,10 @@
   weights as an uninterrupted one.
 - ``model.pt`` holds the best (lowest validation loss) weights, EMA-averaged when EMA is on.
 - ``log.csv`` has one row per epoch.
+- Under ``torchrun`` (``WORLD_SIZE`` > 1) each process reads its own contiguous share of the
+  training and validation showers, with ``batch_size / processes`` showers per step, and the
+  gradients are averaged before every step (:mod:`calosurrogate.training.distributed`); process 0
+  writes the checkpoint, the log and the model. A run is resumed with as many processes as it had.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import copy
 import csv
 import dataclasses
 import io
+import itertools
 import math
 import os
 import time
@@ -42,6 +47,7 @@ from calosurrogate.models.base import (
     config_from_dict,
     surrogate_from_checkpoint,
 )
+from calosurrogate.training.distributed import SINGLE, Processes, from_environment, join, leave
 
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
@@ -162,6 +168,7 @@ class TrainResult:
     best_val_loss: float
     history: list[dict[str, float]]
     stopped_because: str
+    main_process: bool = True  # False in the other processes of a torchrun run (they write nothing)
 
 
 def _write_log(path: Path, history: list[dict[str, float]]) -> None:
@@ -214,8 +221,11 @@ def train(
         raise OutputExistsError(
             f"{run} already holds a training run; use --resume to continue it or --force to restart"
         )
+    processes = from_environment()
+    if not processes.is_main:  # process 0 holds the folder for all of them
+        return _train(model, Path(data_path), run, config, resume, False, on_epoch, processes)
     with folder_lock(run, "a training run"):
-        return _train(model, Path(data_path), run, config, resume, progress, on_epoch)
+        return _train(model, Path(data_path), run, config, resume, progress, on_epoch, processes)
 
 
 def _data_fingerprint(path: Path, n_showers: int, n_voxels: int) -> dict[str, Any]:
@@ -260,14 +270,19 @@ def _load_for_resume(
 
 @dataclass
 class _Data:
-    """The training file as the loop uses it: its training and validation streams and fingerprint."""
+    """The training file as the loop uses it: this process's training and validation streams, the
+    number of training showers (all processes together), the steps per epoch and the fingerprint."""
 
     train: ShowerStream
     val: ShowerStream
+    n_train: int
+    steps_per_epoch: int
     fingerprint: dict[str, Any]
 
 
-def _data(data_path: Path, model: Surrogate, config: TrainConfig, saved: dict[str, Any] | None) -> _Data:
+def _data(
+    data_path: Path, model: Surrogate, config: TrainConfig, saved: dict[str, Any] | None, processes: Processes = SINGLE
+) -> _Data:
     """Check the file against the model (and, on resume, the saved run's data) and split it."""
     with ShowerFile(data_path, conditions=model.condition_names[1:]) as f:
         from calosurrogate.geometry import geometries_with_voxels
@@ -290,20 +305,29 @@ def _data(data_path: Path, model: Surrogate, config: TrainConfig, saved: dict[st
     n_train = n_total - max(1, int(n_total * config.val_fraction))
     if n_train < config.batch_size:
         raise ConfigError(f"{data_path}: {n_train} training showers, fewer than one batch of {config.batch_size}")
-    cache = n_total * model.geometry.n_voxels * 4 <= config.cache_limit_gb * 1e9
+    world = processes.world_size
+    if config.batch_size % world:
+        raise ConfigError(f"batch_size {config.batch_size} is the batch of all {world} processes together: "
+                          f"it must be a multiple of {world}")  # fmt: skip
+    batch = config.batch_size // world
+    cache = n_total * model.geometry.n_voxels * 4 / world <= config.cache_limit_gb * 1e9
     names = model.condition_names
-    return _Data(
-        ShowerStream(data_path, names, 0, n_train, config.batch_size, config.chunk_size, cache),
-        ShowerStream(data_path, names, n_train, n_total, max(config.batch_size, 2048), config.chunk_size, cache),
-        fingerprint,
-    )
+
+    def stream(start: int, stop: int, batch_size: int, rank: int | None = None) -> ShowerStream:
+        lo, hi = processes.share(start, stop, rank)
+        return ShowerStream(data_path, names, lo, hi, batch_size, config.chunk_size, cache)
+
+    # Every process takes as many steps as the one with the fewest batches (shares differ by a shower).
+    steps = min(stream(0, n_train, batch, rank).n_batches() for rank in range(world))
+    return _Data(stream(0, n_train, batch), stream(n_train, n_total, max(config.batch_size, 2048) // world),
+                 n_train, steps, fingerprint)  # fmt: skip
 
 
-def _fit_preprocessing(model: Surrogate, data_path: Path, stream: ShowerStream, chunk_size: int) -> None:
+def _fit_preprocessing(model: Surrogate, data_path: Path, n_train: int, chunk_size: int) -> None:
     """A new run's preprocessing, from (at most 50,000 of) the training showers, and its condition range."""
-    fit_stream = ShowerStream(data_path, model.condition_names, 0, min(len(stream), 50_000), 1, chunk_size, False)
+    fit_stream = ShowerStream(data_path, model.condition_names, 0, min(n_train, 50_000), 1, chunk_size, False)
     model.fit_preprocessing(*fit_stream.all())
-    model.condition_range = _condition_range(data_path, model.condition_names, len(stream), chunk_size)
+    model.condition_range = _condition_range(data_path, model.condition_names, n_train, chunk_size)
 
 
 def _write_train_config(run: Path, config: TrainConfig, model: Surrogate, device: torch.device, precision: str) -> None:
@@ -324,6 +348,7 @@ def _train(
     resume: bool,
     progress: bool,
     on_epoch: Callable[[int, dict[str, float]], None] | None,
+    processes: Processes = SINGLE,
 ) -> TrainResult:
     ckpt_path = run / CHECKPOINT
     state: dict[str, Any] | None = None
@@ -335,18 +360,46 @@ def _train(
     if config.threads:
         torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
+    started = join(processes, device)
+    try:
+        if processes.parallel and device.type == "cuda":
+            device = torch.device("cuda", processes.local_rank)
+        return _train_on(model, data_path, run, config, state, device, progress, on_epoch, processes)
+    finally:
+        leave(started)
+
+
+def _train_on(
+    model: Surrogate,
+    data_path: Path,
+    run: Path,
+    config: TrainConfig,
+    state: dict[str, Any] | None,
+    device: torch.device,
+    progress: bool,
+    on_epoch: Callable[[int, dict[str, float]], None] | None,
+    processes: Processes,
+) -> TrainResult:
+    ckpt_path = run / CHECKPOINT
     # "auto" is resolved here, per machine, and the config keeps "auto": a run resumed on a
     # machine with native bf16 (AMX, CUDA) uses it there.
     precision = resolve_precision(config.precision, device)
     autocast_context(device, precision)  # validates the precision for this device early
-    data = _data(data_path, model, config, state.get("data") if state is not None else None)
+    data = _data(data_path, model, config, state.get("data") if state is not None else None, processes)
+    if state is not None and state.get("processes", 1) != processes.world_size:
+        raise CheckpointError(
+            f"{run}: the run was trained by {state.get('processes', 1)} process(es) and is resumed by "
+            f"{processes.world_size}: each reads its own share of the file, so resume with "
+            f"{state.get('processes', 1)} (calo train --nproc)"
+        )
     if state is None:
-        _fit_preprocessing(model, data_path, data.train, config.chunk_size)
+        _fit_preprocessing(model, data_path, data.n_train, config.chunk_size)
     model.to(device)
+    processes.copy_from_main(model)  # one starting point for all
 
     # Optimisers, schedules and EMA: new, or as the checkpoint left them.
     optimizers = _make_optimizers(model, config)
-    schedulers = {name: _make_scheduler(opt, config, data.train.n_batches()) for name, opt in optimizers.items()}
+    schedulers = {name: _make_scheduler(opt, config, data.steps_per_epoch) for name, opt in optimizers.items()}
     ema = copy.deepcopy(model) if config.ema_decay else None
     history: list[dict[str, float]] = []
     best_val, best_state, start_epoch, stale = math.inf, None, 0, 0
@@ -360,7 +413,7 @@ def _train(
         history = list(state["history"])
         best_val, start_epoch, stale = state["best_val"], state["epoch"], state["stale"]
         best_state = state["best_model"]
-    else:
+    elif processes.is_main:
         _write_train_config(run, config, model, device, precision)
 
     noise = model.training_noise_mev()
@@ -368,19 +421,22 @@ def _train(
     seconds_before = history[-1]["seconds"] if history else 0.0  # log.csv counts the whole run's time
     stopped = "epochs"
     for epoch in range(start_epoch, config.epochs):
-        # Every random draw is seeded from (seed, epoch): a resumed run continues as an uninterrupted one.
-        torch.manual_seed(config.seed * 100_003 + epoch)
-        shuffle = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
-        noise_gen = torch.Generator().manual_seed(config.seed * 100_003 + epoch + 7)
+        # Every random draw is seeded from (seed, epoch, process): a resumed run continues as an
+        # uninterrupted one, and the processes draw different noise.
+        epoch_seed = config.seed * 100_003 + epoch + 1_000_003 * processes.rank
+        torch.manual_seed(epoch_seed)
+        shuffle = torch.Generator().manual_seed(epoch_seed)
+        noise_gen = torch.Generator().manual_seed(epoch_seed + 7)
         steps_before = {name: sch.last_epoch for name, sch in schedulers.items() if sch is not None}
-        means = _run_epoch(model, ema, data.train, _updater(optimizers, schedulers, config, device, epoch), shuffle,
-                           noise_gen, noise, device, precision, config, f"epoch {epoch + 1}/{config.epochs}", progress)  # fmt: skip
+        update = _updater(optimizers, schedulers, config, device, epoch, processes)
+        means = _run_epoch(model, ema, data.train, data.steps_per_epoch, update, shuffle, noise_gen, noise, device,
+                           precision, config, f"epoch {epoch + 1}/{config.epochs}", progress, processes)  # fmt: skip
         if config.max_minutes is not None:
-            elapsed = time.monotonic() - started
+            elapsed = processes.from_main(time.monotonic() - started, device)
             steps = {name: sch.last_epoch - steps_before[name] for name, sch in schedulers.items() if sch is not None}
             _fit_cosine_to_budget(schedulers, config, elapsed, epoch + 1 - start_epoch, epoch + 1, steps)
         judged = ema if ema is not None else model
-        val_loss = _validate(judged, data.val, device, config, noise)
+        val_loss = _validate(judged, data.val, device, config, noise, processes)
         if config.schedule == "plateau":
             for scheduler in schedulers.values():
                 scheduler.step(val_loss)
@@ -400,15 +456,17 @@ def _train(
             best_state = judged.checkpoint_dict()
         if config.plateau_patience and stale and stale % config.plateau_patience == 0:
             _slow_restarts(schedulers)
-        _save_checkpoint(ckpt_path, {
-            "model": model.checkpoint_dict(), "train_config": dataclasses.asdict(config),
-            "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
-            "schedulers": {name: sch.state_dict() for name, sch in schedulers.items() if sch is not None},
-            "ema": ema.state_dict() if ema is not None else None,
-            "history": history, "best_val": best_val, "best_model": best_state, "epoch": epoch + 1, "stale": stale,
-            "data": data.fingerprint,
-        })  # fmt: skip
-        _write_log(run / LOG, history)
+        if processes.is_main:
+            _save_checkpoint(ckpt_path, {
+                "model": model.checkpoint_dict(), "train_config": dataclasses.asdict(config),
+                "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
+                "schedulers": {name: sch.state_dict() for name, sch in schedulers.items() if sch is not None},
+                "ema": ema.state_dict() if ema is not None else None,
+                "history": history, "best_val": best_val, "best_model": best_state, "epoch": epoch + 1,
+                "stale": stale, "data": data.fingerprint, "processes": processes.world_size,
+            })  # fmt: skip
+            _write_log(run / LOG, history)
+        processes.barrier()  # no process starts an epoch whose predecessor is not saved
         if progress:
             tqdm.write(f"epoch {epoch + 1}: train {row['train_loss']:.4f}  val {val_loss:.4f}  lr {row['lr']:.2e}")
         if on_epoch is not None:
@@ -417,27 +475,32 @@ def _train(
         if config.patience is not None and stale >= config.patience:
             stopped = "early stopping"
             break
-        elapsed = time.monotonic() - started
+        elapsed = processes.from_main(time.monotonic() - started, device)
         epoch_seconds = elapsed / (epoch + 1 - start_epoch)
         if config.max_minutes is not None and elapsed + epoch_seconds > config.max_minutes * 60:
             stopped = "time budget"
             break
     assert best_state is not None
-    with atomic_output(run / MODEL, force=True) as tmp:
-        torch.save(best_state, tmp)
-    return TrainResult(run, run / MODEL, len(history), best_val, history, stopped)
+    if processes.is_main:
+        with atomic_output(run / MODEL, force=True) as tmp:
+            torch.save(best_state, tmp)
+    processes.barrier()
+    return TrainResult(run, run / MODEL, len(history), best_val, history, stopped, processes.is_main)
 
 
 def _run_epoch(
-    model: Surrogate, ema: Surrogate | None, stream: ShowerStream, update: Callable[[str, torch.Tensor], None],
-    shuffle: torch.Generator, noise_gen: torch.Generator, noise: float, device: torch.device, precision: str,
-    config: TrainConfig, description: str, progress: bool,
+    model: Surrogate, ema: Surrogate | None, stream: ShowerStream, steps: int,
+    update: Callable[[str, torch.Tensor], None], shuffle: torch.Generator, noise_gen: torch.Generator, noise: float,
+    device: torch.device, precision: str, config: TrainConfig, description: str, progress: bool,
+    processes: Processes = SINGLE,
 ) -> dict[str, float]:  # fmt: skip
-    """One pass over the training showers; returns the mean of each logged scalar (``"loss"`` among them)."""
+    """``steps`` batches of the training showers; returns the mean of each logged scalar (``"loss"``
+    among them) over the showers of all processes."""
     model.train()
     sums: dict[str, float] = {}
     count = 0
-    bar = tqdm(stream.batches(shuffle), total=stream.n_batches(), desc=description, disable=not progress, leave=False)
+    batches = itertools.islice(stream.batches(shuffle), steps)
+    bar = tqdm(batches, total=steps, desc=description, disable=not progress, leave=False)
     for showers, conds in bar:
         showers = dequantize(showers, noise, noise_gen).to(device)
         conds = conds.to(device)
@@ -451,7 +514,8 @@ def _run_epoch(
             sums[key] = sums.get(key, 0.0) + float(value) * len(showers)
         count += len(showers)
         bar.set_postfix(loss=f"{float(logged['loss']):.4f}")
-    return {key: value / max(count, 1) for key, value in sums.items()}
+    *totals, count = processes.sum([*sums.values(), count], device)
+    return {key: value / max(count, 1) for key, value in zip(sums, totals, strict=True)}
 
 
 def _condition_range(path: Path, names: tuple[str, ...], stop: int, chunk_size: int) -> tuple[list[float], list[float]]:
@@ -509,8 +573,10 @@ def _updater(
     config: TrainConfig,
     device: torch.device,
     epoch: int,
+    processes: Processes = SINGLE,
 ) -> Callable[[str, torch.Tensor], None]:
-    """The ``update(group, loss)`` a family's training step calls: check, backward, clip, step."""
+    """The ``update(group, loss)`` a family's training step calls: check, backward, average over
+    the processes, clip, step."""
 
     def update(name: str, loss: torch.Tensor) -> None:
         if not torch.isfinite(loss):
@@ -521,6 +587,7 @@ def _updater(
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device_type=device.type, enabled=False):  # backward outside autocast, as torch advises
             loss.backward()
+        processes.average_gradients(p for group in optimizer.param_groups for p in group["params"])
         if config.grad_clip:
             torch.nn.utils.clip_grad_norm_(optimizer.param_groups[0]["params"], config.grad_clip)
         optimizer.step()
@@ -531,7 +598,11 @@ def _updater(
 
 
 @torch.no_grad()
-def _validate(model: Surrogate, stream: ShowerStream, device: torch.device, config: TrainConfig, noise: float) -> float:
+def _validate(
+    model: Surrogate, stream: ShowerStream, device: torch.device, config: TrainConfig, noise: float,
+    processes: Processes = SINGLE,
+) -> float:  # fmt: skip
+    """Mean validation loss per shower over the validation showers of all processes."""
     model.eval()
     generator = torch.Generator().manual_seed(config.seed + 99)
     total, count = 0.0, 0
@@ -541,6 +612,7 @@ def _validate(model: Surrogate, stream: ShowerStream, device: torch.device, conf
             loss = model.loss(showers, conds.to(device))
         total += float(loss.float().sum())
         count += len(showers)
+    total, count = processes.sum([total, count], device)
     return total / max(count, 1)
 
 
