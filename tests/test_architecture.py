@@ -25,7 +25,8 @@ LAYERS: list[set[str]] = [
     {"plotting"},
     {"report"},
     {"benchmark", "pipeline"},
-    {"cli", "__main__"},
+    {"cli"},
+    {"__main__"},  # python -m calosurrogate: runs the command line
 ]
 RANK = {name: level for level, names in enumerate(LAYERS) for name in names}
 
