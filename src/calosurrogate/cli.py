@@ -19,6 +19,11 @@ from calosurrogate._io import OutputExistsError, folder_lock, remove_partials_on
 from calosurrogate.data import ShowerFileError, inspect_file
 from calosurrogate.geometry import GeometryError, get_geometry
 
+WORKERS_HELP = ("Dask workers on this machine (a LocalCluster, one core each): more than 1 splits the work into "
+                "shards, one HDF5 file each in OUT.shards/, and OUT reads them as one file (HDF5 virtual datasets); "
+                "a rerun after a kill makes only the missing shards.")  # fmt: skip
+SCHEDULER_HELP = ("Address of a running Dask scheduler (tcp://host:8786, e.g. started by dask-jobqueue on a batch "
+                  "system): its workers make the shards. Needs pip install 'calosurrogate[dask]'.")  # fmt: skip
 DEFAULT_METRICS_TEXT = ("histograms", "fpd", "kpd", "cfd", "cls-high")
 USER_ERRORS = (ShowerFileError, GeometryError, OutputExistsError, ValueError, OSError, KeyError,
                NotImplementedError)  # fmt: skip
@@ -73,8 +78,11 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
          "fluorescence, Auger or Rayleigh, relativistic bremsstrahlung also below 1 GeV (the official samples "
          "used Geant4's full standard physics).",
 )  # fmt: skip
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="geant4: processes simulating side by side.")  # fmt: skip
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help=WORKERS_HELP)
+@click.option("--scheduler", default=None, metavar="ADDRESS", help=SCHEDULER_HELP)
+@click.option("--shard-size", type=click.IntRange(min=1), default=None,
+              help="With --workers/--scheduler: showers per shard (fast: a multiple of 256, default 10,240; "
+                   "geant4: of --chunk-size, default ten chunks).")  # fmt: skip
 @click.option("--chunk-size", type=click.IntRange(min=1), default=50, show_default=True,
               help="geant4: showers per saved chunk (a killed run resumes from its chunks).")  # fmt: skip
 @click.option("--condition", "conditions", multiple=True, metavar="NAME=VALUE|NAME=LOW:HIGH",
@@ -93,13 +101,15 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 @_friendly_errors
 def simulate(
     geometry_name: str, n_showers: int, energy: str | None, seed: int, out: Path, dtype: str, engine: str,
-    workers: int, chunk_size: int, conditions: tuple[str, ...], held_out: tuple[str, ...], range_cut_mm: float | None,
-    cheap: bool, force: bool, quiet: bool,
+    workers: int, scheduler: str | None, shard_size: int | None, chunk_size: int, conditions: tuple[str, ...],
+    held_out: tuple[str, ...], range_cut_mm: float | None, cheap: bool, force: bool, quiet: bool,
 ) -> None:  # fmt: skip
     """Simulate showers: the built-in fast engine (default) or real Geant4.
 
     --geometry paraflow: photons through an iron plate in a 4 T field onto PbWO4 crystals (ParaFlow's
     set-up), stored as the 8 x 16 crystal window with the plate's thickness and distance.
+
+    --workers N or --scheduler ADDRESS: shards on Dask, identical row by row to the file one process writes.
     """
     from calosurrogate.simulate import get_detector, simulate_to_file
     from calosurrogate.simulate.detectors import cheap as cheap_mode
@@ -111,8 +121,13 @@ def simulate(
         raise click.UsageError("--cheap is the fast engine's cheap mode for ds1-photons, ds2 and ds3; with Geant4 "
                                "take --range-cut 10")  # fmt: skip
 
+    sharded = workers > 1 or scheduler is not None
     if geometry_name == "paraflow":
         from calosurrogate.simulate.paraflow import ParaFlowSetup, simulate_paraflow_to_file
+
+        if sharded:
+            raise click.UsageError("--workers/--scheduler: paraflow is simulated in one process (the geant4 engine's "
+                                   "chunks resume a killed run)")  # fmt: skip
 
         fixed, ranges = {}, {}
         for item in conditions:
@@ -138,7 +153,7 @@ def simulate(
             from calosurrogate.simulate.geant4.engine import simulate_paraflow_geant4_to_file
 
             simulate_paraflow_geant4_to_file(n_showers, out, energy, seed=seed, fixed=fixed, setup=setup,
-                                             workers=workers, chunk_size=chunk_size, dtype=dtype, force=force,
+                                             chunk_size=chunk_size, dtype=dtype, force=force,
                                              progress=not quiet)  # fmt: skip
         else:
             simulate_paraflow_to_file(n_showers, out, energy, seed=seed, fixed=fixed, setup=setup, dtype=dtype,
@@ -150,11 +165,21 @@ def simulate(
     detector = get_detector(geometry_name)
     if cheap:
         detector = cheap_mode(detector)
+    if sharded:
+        from calosurrogate.simulate import simulate_sharded
+
+        _, seconds = simulate_sharded(detector, n_showers, out, energy, seed, engine, shard_size, scheduler, workers,
+                                      chunk_size, range_cut_mm, dtype, force, not quiet)  # fmt: skip
+        click.echo(f"wrote {n_showers} {geometry_name} showers ({engine} engine) to {out} and its shards in "
+                   f"{out}.shards/ ({seconds:.1f} s on Dask)")  # fmt: skip
+        return
+    if shard_size is not None:
+        raise click.UsageError("--shard-size splits the work of --workers N (N > 1) or --scheduler")
     if engine == "geant4":
         from calosurrogate.simulate.geant4.application import PRODUCTION_CUT_MM
         from calosurrogate.simulate.geant4.engine import simulate_geant4_to_file
 
-        simulate_geant4_to_file(detector, n_showers, out, energy, seed=seed, workers=workers, chunk_size=chunk_size,
+        simulate_geant4_to_file(detector, n_showers, out, energy, seed=seed, chunk_size=chunk_size,
                                 dtype=dtype, force=force, progress=not quiet,
                                 range_cut_mm=range_cut_mm or PRODUCTION_CUT_MM)  # fmt: skip
     else:
@@ -454,13 +479,22 @@ def train(
 @click.option("--steps", type=int, default=None, help="Diffusion models: number of noise levels.")
 @click.option("--compile/--no-compile", "compile_denoiser", default=None,
               help="Diffusion models: run the denoiser through torch.compile (default: as the model is set).")  # fmt: skip
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help=WORKERS_HELP)
+@click.option("--scheduler", default=None, metavar="ADDRESS", help=SCHEDULER_HELP)
+@click.option("--shard-size", type=click.IntRange(min=1), default=None,
+              help="With --workers/--scheduler: showers per shard (default 10,000).")  # fmt: skip
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 @_friendly_errors
 def sample(
     run_dir: Path, n_showers: int | None, energies: str | None, out: Path, batch_size: int, device: str,
-    precision: str, seed: int, sampler: str | None, steps: int | None, compile_denoiser: bool | None, force: bool,
+    precision: str, seed: int, sampler: str | None, steps: int | None, compile_denoiser: bool | None, workers: int,
+    scheduler: str | None, shard_size: int | None, force: bool,
 ) -> None:  # fmt: skip
-    """Generate showers with a trained surrogate, in batches, into a CaloChallenge file."""
+    """Generate showers with a trained surrogate, in batches, into a CaloChallenge file.
+
+    --workers N or --scheduler ADDRESS: shards on Dask, each with its own seed; the output depends
+    on --seed and --shard-size, not on the number of workers.
+    """
     from calosurrogate._io import check_output_path
     from calosurrogate.data import EnergySpectrum
     from calosurrogate.sampling import conditions_from_file, conditions_from_spectrum, sample_to_file
@@ -487,6 +521,16 @@ def sample(
         conditions = conditions_from_spectrum(spec, n_showers, model, seed)
     from calosurrogate.models.boltzmann_samplers import SamplerUnavailableError
 
+    if workers > 1 or scheduler is not None:
+        from calosurrogate.sampling import sample_sharded
+
+        _, seconds, wall = sample_sharded(model, conditions, out, shard_size or 10_000, batch_size, device, precision,
+                                          seed, scheduler=scheduler, workers=workers, force=force)  # fmt: skip
+        click.echo(f"wrote {len(conditions)} showers to {out} and its shards in {out}.shards/ ({wall:.1f} s on Dask; "
+                   f"{1e3 * seconds / len(conditions):.3f} ms per shower sampling, summed over the workers)")  # fmt: skip
+        return
+    if shard_size is not None:
+        raise click.UsageError("--shard-size splits the work of --workers N (N > 1) or --scheduler")
     try:
         _, seconds = sample_to_file(model, conditions, out, batch_size, device, precision, seed, force=force)
     except SamplerUnavailableError as err:

@@ -143,6 +143,13 @@ def test_a_cheap_production_cut_keeps_the_primaries_and_records_its_cost(tmp_pat
     assert refused.returncode != 0 and "--engine geant4" in refused.stderr
 
 
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def _children(pid: int) -> list[int]:
     out = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -162,19 +169,21 @@ def test_a_killed_run_takes_its_workers_with_it(tmp_path) -> None:
     import time
 
     command = [sys.executable, "-m", "calosurrogate.cli", "simulate", "--engine", "geant4", "--geometry", "ds2",
-               "--n", "40", "--energy", "fixed:50GeV", "--chunk-size", "1", "--workers", "2", "--quiet",
+               "--n", "40", "--energy", "fixed:50GeV", "--chunk-size", "1", "--workers", "2", "--shard-size", "4", "--quiet",
                "--out", str(tmp_path / "killed.h5")]  # fmt: skip
     run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     workers: list[int] = []
-    while time.time() < deadline and len(workers) < 2:
+    shards: list[int] = []  # each Dask worker runs its Geant4 shard in a process of its own
+    while time.time() < deadline and (len(workers) < 2 or not shards):
         time.sleep(0.5)
-        workers = [p for p in _children(run.pid) if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()]
-    assert len(workers) == 2, "the workers never started"
+        workers = [p for p in _children(run.pid) if b"spawn_main" in _cmdline(p)]
+        shards = [p for w in workers for p in _children(w) if b"calosurrogate.simulate.geant4" in _cmdline(p)]
+    assert len(workers) == 2 and shards, "the workers never started their shards"
     run.send_signal(signal.SIGKILL)
     run.wait()
     deadline = time.time() + 30
-    alive = workers
+    alive = workers + shards
     while alive and time.time() < deadline:
         time.sleep(0.5)
         alive = [

@@ -131,6 +131,8 @@ class ShowerFile:
                 raise ShowerFileError(self.path, name, f"dataset missing (root datasets present: {present})")
             if not isinstance(f[name], h5py.Dataset):
                 raise ShowerFileError(self.path, name, "is a group, expected a dataset")
+        for name in (INCIDENT_ENERGIES, SHOWERS, *(c for c in conditions if c in f)):
+            self._check_shards(name)
         energies, showers = f[INCIDENT_ENERGIES], f[SHOWERS]
         if energies.ndim != 2 or energies.shape[1] != 1:
             raise ShowerFileError(self.path, INCIDENT_ENERGIES, f"shape {energies.shape}, expected (N, 1)")
@@ -237,6 +239,17 @@ class ShowerFile:
             self._check_values(name, values, start, allow_negative=False)
         return np.concatenate([energies, *extra], axis=1)
 
+    def _check_shards(self, name: str) -> None:
+        """A virtual dataset (a sharded file) reads fill values where a shard is missing: refuse it instead."""
+        dataset = self._file[name]
+        if not isinstance(dataset, h5py.Dataset) or not dataset.is_virtual:
+            return
+        for source in dataset.virtual_sources():
+            shard = Path(source.file_name)
+            if not (shard if shard.is_absolute() else self.path.parent / shard).exists():
+                raise ShowerFileError(self.path, name, f"reads from the shard {source.file_name}, which is missing "
+                                      f"(a sharded file needs its shards beside it, in {shard.parent})")  # fmt: skip
+
     def _check_energies(self, energies: np.ndarray, start: int) -> None:
         """Incident energies must be finite and positive (MeV)."""
         self._check_values(INCIDENT_ENERGIES, energies, start, allow_negative=False)
@@ -322,6 +335,7 @@ class ShowerWriter:
         pairing_index: Also write ``pairing_index`` ``(N,)`` int64, each shower's number in its
             run: a cheap and a nominal simulation made with the same seed share their primaries
             row by row, and this index keeps the pairs together when files are cut or shuffled.
+        first_index: The pairing index of the first shower (a shard of a larger run starts at its offset).
     """
 
     def __init__(
@@ -336,6 +350,7 @@ class ShowerWriter:
         append: bool = False,
         attrs: dict[str, object] | None = None,
         pairing_index: bool = False,
+        first_index: int = 0,
     ) -> None:
         if dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
@@ -357,6 +372,7 @@ class ShowerWriter:
         if append and pairing_index:
             raise ValueError("a pairing index is written with a new file, not appended")
         self.pairing_index = pairing_index
+        self.first_index = first_index
         if not append:
             check_output_path(self.path, force)
 
@@ -419,7 +435,7 @@ class ShowerWriter:
             ds[n_old:n_new] = values
         if self.pairing_index:
             self._file[PAIRING_INDEX].resize(n_new, axis=0)
-            self._file[PAIRING_INDEX][n_old:n_new] = np.arange(n_old, n_new)
+            self._file[PAIRING_INDEX][n_old:n_new] = np.arange(n_old, n_new) + self.first_index
         self.n_written += len(energies)
 
     def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: object) -> None:

@@ -123,10 +123,14 @@ class ShowerSimulator:
         return showers
 
     def blocks(
-        self, n: int, spectrum: EnergySpectrum, seed: int, block_size: int = BLOCK_SIZE
+        self, n: int, spectrum: EnergySpectrum, seed: int, block_size: int = BLOCK_SIZE, first_block: int = 0
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Yield ``(incident_energies (b,), showers (b, n_voxels))`` blocks until ``n`` showers are made."""
-        for index, lo in enumerate(range(0, n, block_size)):
+        """Yield ``(incident_energies (b,), showers (b, n_voxels))`` blocks until ``n`` showers are made.
+
+        Block ``k`` draws from ``(seed, k)`` alone; ``first_block`` starts the count further on (a
+        shard of a larger run then holds exactly that run's showers).
+        """
+        for index, lo in enumerate(range(0, n, block_size), start=first_block):
             rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
             size = min(block_size, n - lo)
             energies = spectrum.sample(size, rng)
@@ -148,13 +152,22 @@ def simulate_to_file(
     dtype: str = "float32",
     force: bool = False,
     progress: bool = True,
+    rows: tuple[int, int] | None = None,
 ) -> Path:
     """Simulate ``n`` showers into a CaloChallenge HDF5 file, block by block (bounded memory).
 
     The file appears only when complete; an existing file is kept unless ``force``.
+
+    Args:
+        rows: Only the showers ``[lo, hi)`` of the ``n``-shower run (``lo`` a multiple of
+            :data:`BLOCK_SIZE`, ``hi`` too or ``n``): a shard, equal to those rows of the whole file.
     """
     if n < 1:
         raise ValueError("n must be at least 1")
+    lo, hi = rows or (0, n)
+    if not 0 <= lo < hi <= n or lo % BLOCK_SIZE or (hi % BLOCK_SIZE and hi != n):
+        raise ValueError(f"rows {lo}:{hi} of {n}: a shard starts at a multiple of {BLOCK_SIZE} showers and ends at one "
+                         "or at the end")  # fmt: skip
     spectrum = spectrum or detector.default_spectrum
     spectrum = EnergySpectrum.parse(spectrum) if isinstance(spectrum, str) else spectrum
     usual = EnergySpectrum.parse(detector.default_spectrum).bounds
@@ -174,10 +187,10 @@ def simulate_to_file(
         "spot_energy_mev": detector.spot_energy_mev,
     }
     with ShowerWriter(
-        out, detector.geometry.n_voxels, dtype=dtype, force=force, attrs=attrs, pairing_index=True
+        out, detector.geometry.n_voxels, dtype=dtype, force=force, attrs=attrs, pairing_index=True, first_index=lo
     ) as writer:
-        bar = tqdm(total=n, desc=f"simulate {detector.name}", unit="shower", disable=not progress)
-        for energies, showers in simulator.blocks(n, spectrum, seed):
+        bar = tqdm(total=hi - lo, desc=f"simulate {detector.name}", unit="shower", disable=not progress)
+        for energies, showers in simulator.blocks(hi - lo, spectrum, seed, first_block=lo // BLOCK_SIZE):
             writer.write(energies, showers)
             bar.update(len(energies))
         bar.close()

@@ -142,6 +142,7 @@ def simulate_geant4_to_file(
     force: bool = False,
     progress: bool = True,
     range_cut_mm: float = PRODUCTION_CUT_MM,
+    rows: tuple[int, int] | None = None,
 ) -> Path:
     """Simulate ``n`` showers with Geant4 into a CaloChallenge HDF5 file.
 
@@ -156,6 +157,8 @@ def simulate_geant4_to_file(
         force: Replace an existing output (and discard another run's chunks).
         range_cut_mm: Production cut (a cheap simulation takes 10 mm). Runs with one seed and
             other cuts share their primaries row by row (``pairing_index``).
+        rows: Only the showers ``[lo, hi)`` of the ``n``-shower run (``lo`` a multiple of
+            ``chunk_size``, ``hi`` too or ``n``): a shard, equal to those rows of the whole file.
 
     The file records the CPU seconds per shower Geant4 spent (``cpu_seconds_per_shower``).
 
@@ -167,6 +170,10 @@ def simulate_geant4_to_file(
         raise ValueError("n, workers and chunk_size must be at least 1")
     if not range_cut_mm > 0:
         raise ValueError(f"the production cut must be a positive range in mm, got {range_cut_mm}")
+    lo, hi = rows or (0, n)
+    if not 0 <= lo < hi <= n or lo % chunk_size or (hi % chunk_size and hi != n):
+        raise ValueError(f"rows {lo}:{hi} of {n}: a shard starts at a multiple of the chunk size ({chunk_size}) "
+                         "and ends at one or at the end")  # fmt: skip
     layout_of(detector)  # before any work: a detector without a layout is refused here
     out = check_output_path(out, force)
     bindings()
@@ -178,14 +185,17 @@ def simulate_geant4_to_file(
                 "bindings": PINNED, "format": 1}  # fmt: skip
     if range_cut_mm != PRODUCTION_CUT_MM:  # a nominal run's manifest stays as it was: its chunks resume
         manifest["range_cut_mm"] = float(range_cut_mm)
+    if rows is not None:
+        manifest["rows"] = [lo, hi]
     _prepare_parts(parts, manifest, force)
-    plan = _chunk_plan(n, chunk_size, spectrum, seed)
+    # a shard runs its chunks of the whole run's plan (saved under their place in the shard)
+    plan = _chunk_plan(n, chunk_size, spectrum, seed)[lo // chunk_size : -(-hi // chunk_size)]
     _run_plan(detector.name, plan, parts, workers, f"geant4 {detector.name}", progress, range_cut_mm)
     attrs = {"generator": "Geant4 (calosurrogate geant4 engine)", "physics": PHYSICS.format(pinned=PINNED, cut=range_cut_mm),
              "detector": detector.name, "energy_spectrum": spectrum.spec, "seed": seed, "chunk_size": chunk_size,
-             "range_cut_mm": float(range_cut_mm), "cpu_seconds_per_shower": _cpu_seconds(parts, len(plan)) / n}  # fmt: skip
+             "range_cut_mm": float(range_cut_mm), "cpu_seconds_per_shower": _cpu_seconds(parts, len(plan)) / (hi - lo)}  # fmt: skip
     with ShowerWriter(
-        out, detector.geometry.n_voxels, dtype=dtype, force=force, attrs=attrs, pairing_index=True
+        out, detector.geometry.n_voxels, dtype=dtype, force=force, attrs=attrs, pairing_index=True, first_index=lo
     ) as writer:
         _write_chunks(parts, len(plan), writer)
     return out
