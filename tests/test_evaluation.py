@@ -84,6 +84,24 @@ def test_low_level_classifiers_run(sim_files) -> None:
         assert result.classifiers[kind]["settings"]["showers_per_class"] == 3000
 
 
+def test_low_level_inputs_held_in_bf16_above_the_limit(sim_files, monkeypatch) -> None:
+    """ds3's inputs (8.1 GB per sample in float32) are held in bf16: the same judgement, half the memory."""
+    import calosurrogate.evaluation as evaluation
+
+    monkeypatch.setattr(evaluation, "LOW_LEVEL_FLOAT32_LIMIT_GB", 1e-3)  # 3000 x 369 float32 is 4.4 MB
+    files = (sim_files["reference"], sim_files["scaled"])
+    judged = {
+        how: evaluate_files(*files, GEOMETRY, _settings(metrics=("cls-low",), max_showers=3000, classifier_inputs=how))
+        for how in ("auto", "float32")
+    }
+    settings = {how: result.classifiers["cls-low"]["settings"] for how, result in judged.items()}
+    assert settings["auto"]["input_dtype"] == "bfloat16" and settings["float32"]["input_dtype"] == "float32"
+    aucs = [result.classifiers["cls-low"]["auc"] for result in judged.values()]
+    assert abs(aucs[0] - aucs[1]) < 0.03  # the same judgement from bf16 inputs
+    with pytest.raises(ValueError, match="classifier_inputs"):
+        EvaluationSettings(classifier_inputs="float16")
+
+
 def test_image_classifier_on_a_regular_geometry_only(sim_files, tiny_file, tiny_geometry, tmp_path) -> None:
     with pytest.raises(ValueError, match=r"cls-cnn .* ds1-photons"):
         evaluate_files(sim_files["reference"], sim_files["same"], GEOMETRY, _settings(metrics=("cls-cnn",)))

@@ -195,7 +195,8 @@ def _split(data: np.ndarray, fractions: tuple[float, float, float], rng: np.rand
 def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 10_000) -> torch.Tensor:
     """The classifier's logits ``(N,)`` of inputs ``(N, D)``, in evaluation mode and in batches."""
     model.eval()
-    return torch.cat([model(x[i : i + batch_size]).reshape(-1) for i in range(0, len(x), batch_size)])
+    device = next(model.parameters()).device
+    return torch.cat([model(x[i : i + batch_size].to(device)).reshape(-1) for i in range(0, len(x), batch_size)])
 
 
 def train_epoch(
@@ -209,19 +210,56 @@ def train_epoch(
 ) -> None:
     """One pass over ``(x, y)`` in a random order: the BCE-with-logits loss, each shower weighing ``w``."""
     model.train()
-    order = torch.randperm(len(x), generator=generator).to(x.device)
+    order = torch.randperm(len(x), generator=generator).to(y.device)
     for i in range(0, len(order), batch_size):
         idx = order[i : i + batch_size]
-        losses = F.binary_cross_entropy_with_logits(model(x[idx]).reshape(-1), y[idx], reduction="none")
+        losses = F.binary_cross_entropy_with_logits(model(x[idx].to(y.device)).reshape(-1), y[idx], reduction="none")
         loss = (losses * w[idx]).sum() / w[idx].sum()
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
 
 
+class PairedInputs:
+    """Rows of two input tables, the generated ``(N_g, D)`` then the reference ``(N_r, D)``, read as one
+    table without copying either: ``inputs[key]`` gathers the rows ``rows[key]`` (an index tensor or a
+    slice) as float32. The tables may be stored in bf16 (ds3's 40,500 voxels: 4 GB instead of 8 per
+    50,000 showers)."""
+
+    def __init__(self, generated: torch.Tensor, reference: torch.Tensor, rows: torch.Tensor) -> None:
+        self.generated, self.reference, self.rows = generated, reference, rows
+        self.shape = (len(rows), generated.shape[1])
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, key: slice | torch.Tensor) -> torch.Tensor:
+        rows = self.rows[key]
+        n_gen = len(self.generated)
+        out = torch.empty((len(rows), self.shape[1]), dtype=torch.float32)
+        from_gen = rows < n_gen
+        out[from_gen] = self.generated[rows[from_gen]].float()
+        out[~from_gen] = self.reference[rows[~from_gen] - n_gen].float()
+        return out
+
+
+def _as_table(values: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """Classifier inputs as a CPU tensor: bf16 stays bf16, anything else float32, NaN and infinities as
+    numpy's ``nan_to_num`` makes them; no copy when the input is float32 and finite."""
+    table = values if isinstance(values, torch.Tensor) else torch.from_numpy(np.asarray(values))
+    if table.dtype not in (torch.float32, torch.bfloat16):
+        table = table.float()
+    for lo in range(0, len(table), 4096):
+        block = table[lo : lo + 4096]
+        if not bool(torch.isfinite(block).all()):
+            finite_max = torch.finfo(table.dtype).max
+            return torch.nan_to_num(table, nan=0.0, posinf=finite_max, neginf=-finite_max)
+    return table
+
+
 def _one_run(
-    generated: np.ndarray,
-    reference: np.ndarray,
+    generated: torch.Tensor,
+    reference: torch.Tensor,
     settings: ClassifierSettings,
     seed: int,
     image_shape: tuple[int, int, int] | None = None,
@@ -234,13 +272,15 @@ def _one_run(
     ref_rows = _split(np.arange(len(reference)), settings.split, rng)
     gen_w = np.ones(len(generated)) if generated_weights is None else np.asarray(generated_weights, dtype=np.float64)
 
-    def stack(k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        x = np.concatenate([generated[gen_rows[k]], reference[ref_rows[k]]]).astype(np.float32)
+    def stack(k: int) -> tuple[PairedInputs | torch.Tensor, torch.Tensor, torch.Tensor]:
+        rows = torch.from_numpy(np.concatenate([gen_rows[k], ref_rows[k] + len(generated)]))
+        x = PairedInputs(generated, reference, rows)
         y = np.concatenate([np.zeros(len(gen_rows[k])), np.ones(len(ref_rows[k]))]).astype(np.float32)
         w_gen = gen_w[gen_rows[k]]
         # each class weighs as many showers as it holds: a weighted sample is a reshaped, not a larger, one
         w = np.concatenate([w_gen * len(w_gen) / max(w_gen.sum(), 1e-300), np.ones(len(ref_rows[k]))])
-        return (torch.from_numpy(x).to(device), torch.from_numpy(y).to(device),
+        # on a GPU the split is copied over whole; on a CPU its batches are gathered as they are needed
+        return (x[:].to(device) if device.type != "cpu" else x, torch.from_numpy(y).to(device),
                 torch.from_numpy(w.astype(np.float32)).to(device))  # fmt: skip
 
     (x_train, y_train, w_train), (x_test, y_test, w_test), (x_val, y_val, w_val) = stack(0), stack(1), stack(2)
@@ -284,7 +324,8 @@ def classifier_test(
     """Run the classifier test ``settings.runs`` times on prepared inputs.
 
     Args:
-        generated: ``(N_gen, D)`` classifier inputs of the generated showers.
+        generated: ``(N_gen, D)`` classifier inputs of the generated showers (numpy, or a torch
+            tensor; bf16 tensors are read as they are, batch by batch).
         reference: ``(N_ref, D)`` inputs of the reference showers.
         settings: Network and schedule.
         inputs: Name of the input kind, recorded in the result.
@@ -309,8 +350,7 @@ def classifier_test(
             f"too few showers for the classifier test: {n} per class gives {smallest} in the smallest split; "
             f"need at least {MIN_PER_CLASS} (about {int(np.ceil(MIN_PER_CLASS / min(settings.split)))} per class)"
         )
-    generated = np.nan_to_num(np.asarray(generated[:n], dtype=np.float64))
-    reference = np.nan_to_num(np.asarray(reference[:n], dtype=np.float64))
+    generated, reference = _as_table(generated[:n]), _as_table(reference[:n])
     weights = None if generated_weights is None else np.asarray(generated_weights, dtype=np.float64)[:n]
     runs = [
         _one_run(generated, reference, settings, settings.seed + k, image_shape, weights) for k in range(settings.runs)
@@ -323,6 +363,7 @@ def classifier_test(
         "showers_per_class": n,
         "split_sizes": [int(n * f) for f in settings.split],
         "generated_weights": generated_weights is not None,
+        "input_dtype": "bfloat16" if torch.bfloat16 in (generated.dtype, reference.dtype) else "float32",
     }
     return ClassifierResult(
         inputs, float(aucs.mean()), float(aucs.std()), float(jsds.mean()), float(jsds.std()), runs, info
