@@ -8,7 +8,7 @@ Parts (each measured alone on a quiet machine, ratios taken within one run):
   second of the second epoch (the first also reads and caches the file).
 - ``sample``: ``calo sample --workers 1`` and ``--workers 2`` of ``--run`` (shards of 10,000).
 - ``geant4``: ``calo simulate --engine geant4 --workers 1`` and ``--workers 2``, ds2 electrons.
-- ``million``: 1,000,000 ds2 showers of ``--run`` in shards on 2 workers, then read back as one
+- ``million``: 1,000,000 ds2 showers of ``--run`` in 20 shards on ``--million-workers``, then read back as one
   file (every shower, in chunks) with :class:`~calosurrogate.data.ShowerFile`.
 
 Run: .venv/bin/python benchmarks/bench_scaling.py --part ddp|sample|geant4|million [--run RUN] [--data FILE]
@@ -111,7 +111,8 @@ def million(args, work: Path) -> dict:
     out.unlink(missing_ok=True)
     n = 1_000_000
     written = _run([*CALO, "sample", "--run", args.run, "--n", str(n), "--energies", "log-uniform:1GeV:1TeV",
-                    "--precision", "auto", "--shard-size", "50000", "--workers", "2", "--out", str(out)])  # fmt: skip
+                    "--precision", "auto", "--shard-size", "50000", "--workers", str(args.million_workers),
+                    "--out", str(out)])  # fmt: skip
     shard_bytes = sum(p.stat().st_size for p in Path(f"{out}.shards").glob("shard-*.h5"))
     start = time.perf_counter()
     total, count = 0.0, 0
@@ -121,7 +122,8 @@ def million(args, work: Path) -> dict:
             total += float(np.sum(batch.showers, dtype=np.float64))
             count += len(batch.showers)
     read = time.perf_counter() - start
-    result = {"run": args.run, "showers": n, "shards": 20, "write_seconds_2_workers": written, "read_seconds": read,
+    result = {"run": args.run, "showers": n, "shards": 20, "workers": args.million_workers, "write_seconds": written,
+              "read_seconds": read,
               "showers_read": count, "n_showers_seen": n_read, "gigabytes_on_disk": shard_bytes / 1e9,
               "mean_energy_gev": total / count / 1e3}  # fmt: skip
     print(result, flush=True)
@@ -142,6 +144,7 @@ def main() -> None:
     parser.add_argument("--geant4-energy", default="fixed:20GeV")
     parser.add_argument("--workdir", default="/tmp/bench_scaling")
     parser.add_argument("--keep", action="store_true", help="million: keep the million showers")
+    parser.add_argument("--million-workers", type=int, default=2)
     args = parser.parse_args()
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)

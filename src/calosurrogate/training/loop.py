@@ -323,9 +323,16 @@ def _data(
                  n_train, steps, fingerprint)  # fmt: skip
 
 
+# The preprocessing is fitted on at most 50,000 training showers and at most this many bytes of
+# float32 voxels: ds3's 40,500 voxels then take 12,345 showers, not 8 GB and its working copies.
+FIT_BYTES = 2e9
+
+
 def _fit_preprocessing(model: Surrogate, data_path: Path, n_train: int, chunk_size: int) -> None:
-    """A new run's preprocessing, from (at most 50,000 of) the training showers, and its condition range."""
-    fit_stream = ShowerStream(data_path, model.condition_names, 0, min(n_train, 50_000), 1, chunk_size, False)
+    """A new run's preprocessing, from (at most 50,000 of, and 2 GB of) the training showers, and
+    its condition range (from all of them)."""
+    n_fit = min(n_train, 50_000, int(FIT_BYTES // (4 * model.geometry.n_voxels)))
+    fit_stream = ShowerStream(data_path, model.condition_names, 0, n_fit, 1, chunk_size, False)
     model.fit_preprocessing(*fit_stream.all())
     model.condition_range = _condition_range(data_path, model.condition_names, n_train, chunk_size)
 
