@@ -51,26 +51,29 @@ def _second_epoch_seconds(run: Path) -> float:
 def ddp(args, work: Path) -> dict:
     results = {}
     n_train = args.train_showers - max(1, int(args.train_showers * 0.1))
-    settings = ["--config", str(ROOT / "configs" / "ds2-diffusion.yaml"), "--set", "train.max_minutes=null",
-                "--set", "train.epochs=2", "--set", f"train.max_showers={args.train_showers}",
-                "--set", "train.precision=auto"]  # fmt: skip
     variants = {
         "1 process, 1 thread": (["--set", "train.threads=1"], {"OMP_NUM_THREADS": "1"}),
         "2 processes, 1 thread each": (["--nproc", "2", "--set", "train.threads=1"], {}),
         "1 process, 2 threads": (["--set", "train.threads=2"], {"OMP_NUM_THREADS": "2"}),
     }
-    for label, (extra, env) in variants.items():
-        run = work / f"ddp-{label.split(',')[0].replace(' ', '')}-{extra[-1][-1]}"
-        shutil.rmtree(run, ignore_errors=True)
-        _run([*CALO, "train", "--model", "diffusion", "--data", str(args.data), "--out", str(run), *settings, *extra],
-             env)  # fmt: skip
-        seconds = _second_epoch_seconds(run)
-        results[label] = {"epoch_seconds": seconds, "showers_per_second": n_train / seconds}
-        print(label, results[label], flush=True)
-    base = results["1 process, 1 thread"]["showers_per_second"]
-    return {"ddp": {"train_showers": n_train, "config": "configs/ds2-diffusion.yaml", "variants": results,
-                    "speedup_2_processes": results["2 processes, 1 thread each"]["showers_per_second"] / base,
-                    "speedup_2_threads": results["1 process, 2 threads"]["showers_per_second"] / base}}  # fmt: skip
+    for batch in (int(b) for b in args.batches.split(",")):
+        settings = ["--config", str(ROOT / "configs" / "ds2-diffusion.yaml"), "--set", "train.max_minutes=null",
+                    "--set", "train.epochs=2", "--set", f"train.max_showers={args.train_showers}",
+                    "--set", "train.precision=auto", "--set", f"train.batch_size={batch}"]  # fmt: skip
+        rows = {}
+        for label, (extra, env) in variants.items():
+            run = work / f"ddp-{batch}-{len(label)}"
+            shutil.rmtree(run, ignore_errors=True)
+            command = [*CALO, "train", "--model", "diffusion", "--data", str(args.data), "--out", str(run)]
+            _run([*command, *settings, *extra], env)
+            seconds = _second_epoch_seconds(run)
+            rows[label] = {"epoch_seconds": seconds, "showers_per_second": n_train / seconds}
+            print(batch, label, rows[label], flush=True)
+        base = rows["1 process, 1 thread"]["showers_per_second"]
+        results[str(batch)] = {"variants": rows,
+                               "speedup_2_processes": rows["2 processes, 1 thread each"]["showers_per_second"] / base,
+                               "speedup_2_threads": rows["1 process, 2 threads"]["showers_per_second"] / base}  # fmt: skip
+    return {"ddp": {"train_showers": n_train, "config": "configs/ds2-diffusion.yaml", "by_global_batch": results}}
 
 
 def _sharded_runs(command: list[str], out: Path, showers: int) -> dict:
@@ -139,6 +142,7 @@ def main() -> None:
     parser.add_argument("--data", default=str(ROOT / "benchmarks" / "work" / "ds2" / "train.h5"))
     parser.add_argument("--run", default=str(ROOT / "benchmarks" / "work" / "ds2-wgan" / "run"))
     parser.add_argument("--train-showers", type=int, default=12_000)
+    parser.add_argument("--batches", default="256,1024", help="ddp: global batch sizes")
     parser.add_argument("--sample-showers", type=int, default=200_000)
     parser.add_argument("--geant4-showers", type=int, default=400)
     parser.add_argument("--geant4-energy", default="fixed:20GeV")

@@ -572,6 +572,46 @@ def _shipped_speed_sections() -> list[str]:
     return out
 
 
+def _scaling_sections() -> list[str]:
+    """Issue 26's scaling on one machine: DDP training and Dask generation and Geant4 simulation."""
+    d = _load("scaling_ds2")
+    if not d:
+        return []
+    parts = d["parts"]
+    out = ["## Scaling on one machine: torchrun and Dask (ds2)", "", f"Machine: {_machine(d)}", ""]
+    if "ddp" in parts:
+        p = parts["ddp"]
+        out += [f"Training (`{p['command']}`, {p['date']}): the ds2 diffusion recipe ({p['config']}, bf16), the second "
+                f"of two epochs over {p['train_showers']:,} showers; the global batch split over the processes. "
+                "Goal: 2 processes >= 1.7x one.", "",
+                "| global batch | processes x threads | s / epoch | showers / s | ratio to 1 x 1 |", "|---|---|---|---|---|"]  # fmt: skip
+        for batch, entry in p["by_global_batch"].items():
+            base = entry["variants"]["1 process, 1 thread"]["showers_per_second"]
+            out += [f"| {batch} | {k} | {v['epoch_seconds']:.1f} | {v['showers_per_second']:.0f} | "
+                    f"{v['showers_per_second'] / base:.2f} |" for k, v in entry["variants"].items()]  # fmt: skip
+        out += [""]
+    for key, what in (("sample", "Generation"), ("geant4", "Geant4 simulation")):
+        if key not in parts:
+            continue
+        p = parts[key]
+        detail = (f"`calo sample --run {Path(p['run']).parent.name} --precision auto --shard-size 10000`" if key == "sample"
+                  else f"`calo simulate --engine geant4`, ds2 electrons at {p['energy']}, shards of {p['shard_size']}")  # fmt: skip
+        out += [f"{what} (`{p['command']}`, {p['date']}): {p['showers']:,} showers, {detail}; wall time of the command "
+                "(the local cluster's start included). Goal: 2 workers >= 1.8x one.", "",
+                "| Dask workers | wall s | showers / s | ratio |", "|---|---|---|---|"]  # fmt: skip
+        base = p["variants"]["1 worker(s)"]["showers_per_second"]
+        out += [f"| {k.split()[0]} | {v['wall_seconds']:.1f} | {v['showers_per_second']:.1f} | {v['showers_per_second'] / base:.2f} |"
+                for k, v in p["variants"].items()]  # fmt: skip
+        out += [""]
+    if "million" in parts:
+        p = parts["million"]
+        out += [f"One million showers (`{p['command']}`, {p['date']}): {p['showers']:,} ds2 showers of "
+                f"{Path(p['run']).parent.name} written as {p['shards']} shards by {p['workers']} Dask worker(s) in "
+                f"{p['write_seconds'] / 60:.1f} min ({p['gigabytes_on_disk']:.1f} GB of gzip HDF5), then read back as one file "
+                f"(every shower, through the virtual datasets) in {p['read_seconds'] / 60:.1f} min: {p['showers_read']:,} showers.", ""]  # fmt: skip
+    return out
+
+
 def _correction_sections() -> list[str]:
     """Cheap simulation plus learned correction (issue 25): reweighting, refinement, the accounting."""
     out = []
@@ -829,6 +869,7 @@ def main() -> None:
     out += _paraflow_sections()
     out += _correction_sections()
     out += _shipped_speed_sections()
+    out += _scaling_sections()
     sim = _load("simulator")
     if sim:
         out += ["## Simulator throughput", "", *_provenance(sim), "",

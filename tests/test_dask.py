@@ -90,9 +90,9 @@ def test_calo_simulate_workers_and_evaluate_read_the_sharded_file(tmp_path) -> N
                           capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "s.h5.shards" in done.stdout
-    refused = subprocess.run([*calo, *common, "--shard-size", "512", "--out", str(tmp_path / "x.h5")],
+    refused = subprocess.run([*calo, *common, "--workers", "2", "--out", str(tmp_path / "s.h5")],
                              capture_output=True, text=True)  # fmt: skip
-    assert refused.returncode != 0 and "--workers" in refused.stderr and "Traceback" not in refused.stderr
+    assert refused.returncode != 0 and "--force" in refused.stderr and "Traceback" not in refused.stderr
     with ShowerFile(tmp_path / "s.h5") as f:
         assert f.n_showers == 1100
     judged = subprocess.run(

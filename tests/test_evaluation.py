@@ -98,6 +98,9 @@ def test_low_level_inputs_held_in_bf16_above_the_limit(sim_files, monkeypatch) -
     assert settings["auto"]["input_dtype"] == "bfloat16" and settings["float32"]["input_dtype"] == "float32"
     aucs = [result.classifiers["cls-low"]["auc"] for result in judged.values()]
     assert abs(aucs[0] - aucs[1]) < 0.03  # the same judgement from bf16 inputs
+    from calosurrogate.report.writer import _input_precision  # the report says so
+
+    assert "cls-low were held in bf16" in _input_precision(judged["auto"]) and not _input_precision(judged["float32"])
     with pytest.raises(ValueError, match="classifier_inputs"):
         EvaluationSettings(classifier_inputs="float16")
 

@@ -81,8 +81,8 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help=WORKERS_HELP)
 @click.option("--scheduler", default=None, metavar="ADDRESS", help=SCHEDULER_HELP)
 @click.option("--shard-size", type=click.IntRange(min=1), default=None,
-              help="With --workers/--scheduler: showers per shard (fast: a multiple of 256, default 10,240; "
-                   "geant4: of --chunk-size, default ten chunks).")  # fmt: skip
+              help="Showers per shard (fast: a multiple of 256, default 10,240; geant4: of --chunk-size, default "
+                   "ten chunks): write shards, on --workers (even 1) or --scheduler.")  # fmt: skip
 @click.option("--chunk-size", type=click.IntRange(min=1), default=50, show_default=True,
               help="geant4: showers per saved chunk (a killed run resumes from its chunks).")  # fmt: skip
 @click.option("--condition", "conditions", multiple=True, metavar="NAME=VALUE|NAME=LOW:HIGH",
@@ -121,7 +121,7 @@ def simulate(
         raise click.UsageError("--cheap is the fast engine's cheap mode for ds1-photons, ds2 and ds3; with Geant4 "
                                "take --range-cut 10")  # fmt: skip
 
-    sharded = workers > 1 or scheduler is not None
+    sharded = workers > 1 or scheduler is not None or shard_size is not None
     if geometry_name == "paraflow":
         from calosurrogate.simulate.paraflow import ParaFlowSetup, simulate_paraflow_to_file
 
@@ -173,8 +173,6 @@ def simulate(
         click.echo(f"wrote {n_showers} {geometry_name} showers ({engine} engine) to {out} and its shards in "
                    f"{out}.shards/ ({seconds:.1f} s on Dask)")  # fmt: skip
         return
-    if shard_size is not None:
-        raise click.UsageError("--shard-size splits the work of --workers N (N > 1) or --scheduler")
     if engine == "geant4":
         from calosurrogate.simulate.geant4.application import PRODUCTION_CUT_MM
         from calosurrogate.simulate.geant4.engine import simulate_geant4_to_file
@@ -482,7 +480,7 @@ def train(
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help=WORKERS_HELP)
 @click.option("--scheduler", default=None, metavar="ADDRESS", help=SCHEDULER_HELP)
 @click.option("--shard-size", type=click.IntRange(min=1), default=None,
-              help="With --workers/--scheduler: showers per shard (default 10,000).")  # fmt: skip
+              help="Showers per shard (default 10,000): write shards, on --workers (even 1) or --scheduler.")  # fmt: skip
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 @_friendly_errors
 def sample(
@@ -521,7 +519,7 @@ def sample(
         conditions = conditions_from_spectrum(spec, n_showers, model, seed)
     from calosurrogate.models.boltzmann_samplers import SamplerUnavailableError
 
-    if workers > 1 or scheduler is not None:
+    if workers > 1 or scheduler is not None or shard_size is not None:
         from calosurrogate.sampling import sample_sharded
 
         _, seconds, wall = sample_sharded(model, conditions, out, shard_size or 10_000, batch_size, device, precision,
@@ -529,8 +527,6 @@ def sample(
         click.echo(f"wrote {len(conditions)} showers to {out} and its shards in {out}.shards/ ({wall:.1f} s on Dask; "
                    f"{1e3 * seconds / len(conditions):.3f} ms per shower sampling, summed over the workers)")  # fmt: skip
         return
-    if shard_size is not None:
-        raise click.UsageError("--shard-size splits the work of --workers N (N > 1) or --scheduler")
     try:
         _, seconds = sample_to_file(model, conditions, out, batch_size, device, precision, seed, force=force)
     except SamplerUnavailableError as err:

@@ -42,7 +42,7 @@ def dask_client(scheduler: str | None = None, workers: int = 1) -> Iterator[Any]
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     with (
-        LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster,
         Client(cluster) as client,
     ):
         yield client

@@ -250,6 +250,15 @@ def _per_class(classifier: dict[str, Any]) -> str:
     return "all" if limit is None else f"at most {limit:,}"
 
 
+def _input_precision(result: EvaluationResult) -> str:
+    """A sentence where the low-level classifier inputs were held in bf16 to fit in memory (ds3)."""
+    reduced = [k for k, v in result.classifiers.items() if v.get("settings", {}).get("input_dtype") == "bfloat16"]
+    if not reduced:
+        return ""
+    return (f" The inputs of {', '.join(reduced)} were held in bf16 (8 bits of mantissa) to fit in memory, "
+            "and read batch by batch in float32.")  # fmt: skip
+
+
 def _verdict_note(judged: dict[str, Any]) -> str:
     t = judged["thresholds"]
     return (f"Thresholds: a classifier AUC is within its floor up to {t['auc_within']}, close up to {t['auc_close']}; "
@@ -285,7 +294,8 @@ def _markdown(result: EvaluationResult, judged: dict[str, Any]) -> str:
         lines += ["", "Warnings:", ""] + [f"- {w}" for w in result.warnings]
     cls = result.settings["classifier"]
     lines += ["", f"Classifier settings: hidden {cls['hidden']}, {cls['epochs']} epochs, batch {cls['batch_size']}, "
-              f"lr {cls['learning_rate']}, {cls['runs']} run(s), {_per_class(cls)} showers per class."]  # fmt: skip
+              f"lr {cls['learning_rate']}, {cls['runs']} run(s), {_per_class(cls)} showers per class."
+              f"{_input_precision(result)}"]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -387,7 +397,7 @@ def _html(
 <h2>Metrics</h2>
 <p>Floors compare the first half of the reference with its second half: what a perfect generator would score
 (an upper estimate, as the halves are half as large). Classifier: hidden width {cls["hidden"]}, {cls["epochs"]} epochs,
-{cls["runs"]} run(s), {_per_class(cls)} showers per class (the reference evaluation uses 2048 and 50 epochs).</p>
+{cls["runs"]} run(s), {_per_class(cls)} showers per class (the reference evaluation uses 2048 and 50 epochs).{esc(_input_precision(result))}</p>
 <table id="metrics"><thead><tr><th>metric</th><th>value</th><th>floor</th><th>note</th></tr></thead><tbody>{rows}</tbody></table>
 <h2>Plots</h2>
 {figs}
