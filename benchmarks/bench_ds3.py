@@ -42,7 +42,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=15.0)
     parser.add_argument("--n-sample", type=int, default=50_000)
     parser.add_argument("--precisions", default="fp32,bf16")
-    parser.add_argument("--metrics", default=EVERY_METRIC)
+    parser.add_argument("--metrics", default=EVERY_METRIC, help="metrics of the first precision's evaluation")
+    parser.add_argument("--metrics-other", default=None, help="metrics of the other precisions' (default: --metrics)")
     parser.add_argument("--sample-set", action="append", default=[], help="extra calo sample options, e.g. --steps=16")
     parser.add_argument("--workdir", default="benchmarks/work/ds3")
     parser.add_argument("--tag", default="")
@@ -65,7 +66,8 @@ def main() -> None:
         record["train"] = {k: v for k, v in _timed(command, folder / "train.log").items() if k != "stdout"}
         record["train"]["log"] = (run / "log.csv").read_text()
         record_path.write_text(json.dumps(record, indent=2))
-    for precision in args.precisions.split(","):
+    for index, precision in enumerate(args.precisions.split(",")):
+        metrics = args.metrics if index == 0 or args.metrics_other is None else args.metrics_other
         key = f"sample_{precision}"
         generated = folder / f"generated_{precision}.h5"
         if key not in record:
@@ -80,7 +82,7 @@ def main() -> None:
         if key not in record:
             out = folder / f"evaluation_{precision}"
             command = [*CALO, "evaluate", "--reference", str(reference), "--generated", str(generated),
-                       "--geometry", "ds3", "--metrics", args.metrics, "--out", str(out), "--force"]  # fmt: skip
+                       "--geometry", "ds3", "--metrics", metrics, "--out", str(out), "--force"]  # fmt: skip
             step = _timed(command, folder / f"{key}.log")
             step.pop("stdout")
             result = json.loads((out / "metrics.json").read_text())
@@ -89,7 +91,7 @@ def main() -> None:
                 entry["settings"]["showers_per_class"]} for kind, entry in result["classifiers"].items()}  # fmt: skip
             scalars = {k: {"value": v["value"], "error": v["error"], "floor": v.get("floor")}
                        for k, v in result["scalars"].items()}  # fmt: skip
-            record[key] = {**step, "classifiers": classifiers, "scalars": scalars,
+            record[key] = {**step, "metrics": metrics, "classifiers": classifiers, "scalars": scalars,
                            "verdict": result["verdict"]["word"]}  # fmt: skip
             record_path.write_text(json.dumps(record, indent=2))
     command = " ".join(["python benchmarks/bench_ds3.py", *sys.argv[1:]])

@@ -612,6 +612,46 @@ def _scaling_sections() -> list[str]:
     return out
 
 
+def _ds3_sections() -> list[str]:
+    """Dataset 3 end to end (issue 26): each step's peak memory, the AUCs and time per shower in fp32 and bf16."""
+    runs = [json.loads(path.read_text()) for path in sorted(RESULTS.glob("ds3_*.json"))]
+    if not runs:
+        return []
+    out = ["## Dataset 3 (40,500 voxels) end to end within 24 GiB", "",
+           f"Machine: {_machine(runs[0])}. Data: the fast engine, 50,000 training and 50,000 reference showers "
+           "(`calo simulate --geometry ds3 --n 50000 --workers 2`, seeds 1 and 2: sharded files). Each step is one `calo` "
+           "command; peak memory is its maximum resident set (`/usr/bin/time -v`). Goal: every step below 20 GiB. "
+           "The low-level classifier inputs (50,000 x 40,501 per sample) are held in bf16 (`classifier_inputs: auto`).", "",
+           "| family | training | step | precision | showers | ms / shower | wall min | peak GiB | AUC low | AUC high | FPD x 1e3 | metrics |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for d in runs:
+        steps = d["steps"]
+        train = steps.get("train")
+        if train:
+            epochs = train["log"].count("\n") - 1
+            out += [f"| {d['family']} | {d['minutes']:g} min, {epochs} epochs | train | bf16 | 45,000 | | "
+                    f"{train['wall_seconds'] / 60:.1f} | {train['peak_gib']:.1f} | | | | |"]  # fmt: skip
+        for precision in ("fp32", "bf16"):
+            sample, judged = steps.get(f"sample_{precision}"), steps.get(f"evaluate_{precision}")
+            if sample:
+                out += [f"| {d['family']} | | sample | {precision} | {d['n_sample']:,} | {sample['ms_per_shower']:.2f} | "
+                        f"{sample['wall_seconds'] / 60:.1f} | {sample['peak_gib']:.1f} | | | | |"]  # fmt: skip
+            if judged:
+                cls = judged["classifiers"]
+                auc = {k: f"{cls[k]['auc']:.3f}" if k in cls else "" for k in ("cls-low", "cls-high")}
+                fpd = judged["scalars"].get("FPD x 1e3", {}).get("value")
+                out += [f"| {d['family']} | | evaluate | {precision} | {cls.get('cls-high', {}).get('showers_per_class', 0):,} | | "
+                        f"{judged['wall_seconds'] / 60:.1f} | {judged['peak_gib']:.1f} | {auc['cls-low']} | {auc['cls-high']} | "
+                        f"{'' if fpd is None else f'{fpd:.1f}'} | {judged['metrics']} |"]  # fmt: skip
+        out += [f"Command ({d['family']}): `{d['command']}`; commit {d['commit']}, {d['date']}.", ""]
+    published = _published_rows("ds3", ["CaloDiffusion", "CaloDREAM", "conv. L2LFlows", "CaloVAE+INN", "Calo-VQ"])
+    if published:
+        out += ["Published ds3 rows (official Geant4 data; for scale):", "",
+                "| model | AUC low | AUC high | FPD x 1e3 | CPU ms / shower at batch 10,000 |", "|---|---|---|---|---|",
+                *published, ""]  # fmt: skip
+    return out
+
+
 def _correction_sections() -> list[str]:
     """Cheap simulation plus learned correction (issue 25): reweighting, refinement, the accounting."""
     out = []
@@ -870,6 +910,7 @@ def main() -> None:
     out += _correction_sections()
     out += _shipped_speed_sections()
     out += _scaling_sections()
+    out += _ds3_sections()
     sim = _load("simulator")
     if sim:
         out += ["## Simulator throughput", "", *_provenance(sim), "",
