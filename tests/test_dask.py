@@ -102,3 +102,25 @@ def test_calo_simulate_workers_and_evaluate_read_the_sharded_file(tmp_path) -> N
     )  # fmt: skip
     assert judged.returncode == 0, judged.stderr
     assert (tmp_path / "eval").is_dir() and any((tmp_path / "eval").iterdir())
+
+
+def test_a_killed_sharded_job_resumes_to_the_same_file(tmp_path) -> None:
+    import signal
+    import time
+
+    out = tmp_path / "killed.h5"
+    command = [sys.executable, "-m", "calosurrogate", "simulate", "--geometry", "ds2", "--n", "6144", "--seed", "4",
+               "--workers", "2", "--shard-size", "512", "--quiet", "--out", str(out)]  # fmt: skip
+    run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(shard_folder(out).glob("shard-*.h5"))) < 2:
+        time.sleep(0.2)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    made = len(list(shard_folder(out).glob("shard-*.h5")))
+    assert not out.exists() and 2 <= made < 12, made  # killed part way: some shards, no file
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    whole = simulate_to_file(get_detector("ds2"), 6144, tmp_path / "whole.h5", seed=4, progress=False)
+    np.testing.assert_array_equal(_read(out)["showers"], _read(whole)["showers"])
+    assert not list(shard_folder(out).glob(".*partial*"))  # what the kill left of a shard was swept

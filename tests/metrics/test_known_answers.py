@@ -58,6 +58,27 @@ def test_classifier_input_widths() -> None:
         assert low_level_normed_inputs(showers, np.full((3, 1), 1e4), g).shape == (3, g.n_voxels + 1 + g.n_layers)
 
 
+def test_normed_inputs_from_low_level_rows_equal_the_direct_ones() -> None:
+    """The evaluation stores one table and derives the normed inputs batch by batch: the same values,
+    an empty layer included (log10 of the 1e-8 guard, not of float rounding)."""
+    import torch
+
+    from calosurrogate.metrics import NormedFromLowLevel
+
+    g = get_geometry("ds1-photons")
+    showers = np.random.default_rng(1).exponential(5.0, (4, g.n_voxels)) * (
+        np.random.default_rng(2).random((4, g.n_voxels)) < 0.3
+    )
+    showers[1, g.layer_slice(2)] = 0.0  # an empty layer
+    energies = np.array([[1e3], [1e4], [2e5], [4e6]])
+    direct = low_level_normed_inputs(showers, energies, g)
+    low = torch.from_numpy(low_level_inputs(showers, energies).astype(np.float32))
+    derived = NormedFromLowLevel(g)(low).numpy()
+    assert derived.shape == direct.shape
+    np.testing.assert_allclose(derived, direct, rtol=2e-6, atol=1e-6)
+    assert derived[1, g.n_voxels + 1 + 2] == pytest.approx(-8.0)
+
+
 def test_thresholds() -> None:
     assert default_min_energy(get_geometry("ds1-photons")) == 1.0
     assert default_min_energy(get_geometry("ds2")) == pytest.approx(0.01515, rel=1e-3)

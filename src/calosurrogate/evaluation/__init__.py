@@ -36,6 +36,7 @@ from calosurrogate.metrics import (
     HighLevelFeatures,
     HistogramPair,
     MetricValue,
+    NormedFromLowLevel,
     apply_threshold,
     classifier_test,
     compute_features,
@@ -43,7 +44,6 @@ from calosurrogate.metrics import (
     fpd,
     kpd,
     low_level_inputs,
-    low_level_normed_inputs,
     variant_pairs,
     variant_series,
 )
@@ -54,7 +54,8 @@ from calosurrogate.metrics.separation import histogram_counts, voxel_energy_bins
 from calosurrogate.metrics.weights import check_weights, effective_sample_size
 
 ALL_METRICS = ("histograms", "fpd", "kpd", "prdc", "cfd", "cls-low", "cls-low-normed", "cls-high", "cls-cnn")
-_INPUTS_OF = {"cls-cnn": "cls-low"}  # metrics that read another metric's stored inputs
+# metrics that read another metric's stored inputs (the normed ones computed from them batch by batch)
+_INPUTS_OF = {"cls-cnn": "cls-low", "cls-low-normed": "cls-low"}
 DEFAULT_METRICS = ("histograms", "fpd", "kpd", "prdc", "cfd", "cls-high")
 MIN_FLOOR_SHOWERS = 1000
 
@@ -252,9 +253,9 @@ class _Pass:
         cls_cap = settings.classifier.max_per_class
         self.low_cap = min(n_total, cls_cap) if cls_cap is not None else n_total
         # Stored once per input kind: the image classifier reads the low-level inputs as images.
-        kinds = {_INPUTS_OF.get(m, m) for m in settings.metrics} & {"cls-low", "cls-low-normed"}
-        # filled in place as the showers stream by: one table per kind, no list of chunks to join
-        width = geometry.n_voxels + 1 + (len(geometry.layers) if "cls-low-normed" in kinds else 0)
+        kinds = {_INPUTS_OF.get(m, m) for m in settings.metrics} & {"cls-low"}
+        # filled in place as the showers stream by: one table, no list of chunks to join
+        width = geometry.n_voxels + 1
         dtype = settings.classifier_inputs
         if dtype == "auto":
             dtype = "bfloat16" if self.low_cap * width * 4 > LOW_LEVEL_FLOAT32_LIMIT_GB * 1e9 else "float32"
@@ -315,11 +316,7 @@ class _Pass:
         if room > 0:
             take = slice(0, min(room, len(x)))
             for kind in self.low:
-                inputs = (
-                    low_level_inputs(x[take], energies[take])
-                    if kind == "cls-low"
-                    else low_level_normed_inputs(x[take], energies[take], self.geometry)
-                )
+                inputs = low_level_inputs(x[take], energies[take])
                 if self.low[kind] is None:
                     self.low[kind] = torch.empty((self.low_cap, inputs.shape[1]), dtype=self.low_dtype)
                 block = torch.from_numpy(inputs.astype(np.float32))
@@ -600,12 +597,15 @@ def _add_classifiers(
             stored = _INPUTS_OF.get(kind, kind)
             ref_in, gen_in = ref_sum.low_level[stored], gen_sum.low_level[stored]
         image_shape = geometry.shape if kind == "cls-cnn" else None
+        transform = NormedFromLowLevel(geometry) if kind == "cls-low-normed" else None
         weights = None if gen_sum.weights is None else gen_sum.weights[: len(gen_in)]
-        res = classifier_test(gen_in, ref_in, settings.classifier, kind.removeprefix("cls-"), image_shape, weights)
+        res = classifier_test(gen_in, ref_in, settings.classifier, kind.removeprefix("cls-"), image_shape, weights,
+                              transform)  # fmt: skip
         entry = res.to_dict()
         if settings.classifier_floor and do_floor:
             half = len(ref_in) // 2
-            floor = classifier_test(ref_in[:half], ref_in[half:], settings.classifier, kind, image_shape)
+            floor = classifier_test(ref_in[:half], ref_in[half:], settings.classifier, kind, image_shape,
+                                    transform=transform)  # fmt: skip
             entry["floor"], entry["floor_std"] = floor.auc, floor.auc_std
         result.classifiers[kind] = entry
 

@@ -7,6 +7,7 @@ from calosurrogate.metrics.cfd import CorrelationAccumulator, cfd, variant_pairs
 from calosurrogate.metrics.classifier import (
     ClassifierResult,
     ClassifierSettings,
+    NormedFromLowLevel,
     classifier_test,
     low_level_inputs,
     low_level_normed_inputs,
@@ -28,6 +29,7 @@ __all__ = [
     "HighLevelFeatures",
     "HistogramPair",
     "MetricValue",
+    "NormedFromLowLevel",
     "apply_threshold",
     "cfd",
     "classifier_test",
