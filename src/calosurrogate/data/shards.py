@@ -51,8 +51,11 @@ def shard_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence(seed, spawn_key=(index,)).generate_state(1)[0])
 
 
-def prepare_folder(folder: Path, manifest: dict, force: bool) -> None:
+def prepare_folder(folder: Path, manifest: dict, force: bool, what: str = "shards") -> None:
     """Create ``folder`` for a job described by ``manifest``, or check that the one there is this job's.
+
+    Args:
+        what: What the folder holds, for the message (``"shards"``, ``"chunks"``).
 
     Raises:
         ValueError: The folder holds another job's shards and ``force`` is not set (with it,
@@ -66,7 +69,7 @@ def prepare_folder(folder: Path, manifest: dict, force: bool) -> None:
         if found != manifest:
             if not force:
                 raise ValueError(
-                    f"{folder} holds the shards of a job with other settings ({found}); pass --force to discard "
+                    f"{folder} holds the {what} of a job with other settings ({found}); pass --force to discard "
                     "them, or rerun with that job's settings to resume it"
                 )
             shutil.rmtree(folder)

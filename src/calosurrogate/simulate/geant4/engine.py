@@ -11,7 +11,6 @@ runs one event loop per process; each worker builds its own).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -25,6 +24,7 @@ from tqdm.auto import tqdm
 
 from calosurrogate._io import check_output_path
 from calosurrogate.data import ShowerWriter
+from calosurrogate.data.shards import prepare_folder
 from calosurrogate.data.spectra import EnergySpectrum
 from calosurrogate.simulate.detectors import DetectorDescription, get_detector
 from calosurrogate.simulate.geant4.application import PRODUCTION_CUT_MM, calorimeter, layout_of
@@ -112,20 +112,7 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _prepare_parts(parts: Path, manifest: dict, force: bool) -> None:
-    if parts.exists():
-        try:
-            found = json.loads((parts / "manifest.json").read_text())
-        except (OSError, ValueError):
-            found = None
-        if found != manifest:
-            if not force:
-                raise ValueError(
-                    f"{parts} holds the chunks of a run with other settings ({found}); pass --force to discard "
-                    "them, or rerun with that run's settings to resume it"
-                )
-            shutil.rmtree(parts)
-    parts.mkdir(parents=True, exist_ok=True)
-    (parts / "manifest.json").write_text(json.dumps(manifest, sort_keys=True))
+    prepare_folder(parts, manifest, force, "chunks")
     for stale in parts.glob(".*.partial"):  # a chunk whose writer was killed
         stale.unlink(missing_ok=True)
 
