@@ -47,6 +47,7 @@ def main() -> None:
     parser.add_argument("--sample-set", action="append", default=[], help="extra calo sample options, e.g. --steps=16")
     parser.add_argument("--workdir", default="benchmarks/work/ds3")
     parser.add_argument("--tag", default="")
+    parser.add_argument("--record-only", action="store_true", help="write the result of the steps done so far")
     args = parser.parse_args()
     work = Path(args.workdir)
     name = f"ds3_{args.family}{'_' + args.tag if args.tag else ''}"
@@ -57,6 +58,8 @@ def main() -> None:
     record = json.loads(record_path.read_text()) if record_path.exists() else {}
 
     run = folder / "run"
+    if args.record_only:
+        args.precisions = ",".join(p for p in args.precisions.split(",") if f"evaluate_{p}" in record)
     if "train" not in record:
         command = [*CALO, "train", "--model", args.family, "--data", str(train_file), "--out", str(run),
                    "--set", f"train.max_minutes={args.minutes}", "--set", "train.epochs=1000",
@@ -66,7 +69,7 @@ def main() -> None:
         record["train"] = {k: v for k, v in _timed(command, folder / "train.log").items() if k != "stdout"}
         record["train"]["log"] = (run / "log.csv").read_text()
         record_path.write_text(json.dumps(record, indent=2))
-    for index, precision in enumerate(args.precisions.split(",")):
+    for index, precision in enumerate(p for p in args.precisions.split(",") if p):
         metrics = args.metrics if index == 0 or args.metrics_other is None else args.metrics_other
         key = f"sample_{precision}"
         generated = folder / f"generated_{precision}.h5"
