@@ -621,7 +621,9 @@ def _ds3_sections() -> list[str]:
            f"Machine: {_machine(runs[0])}. Data: the fast engine, 50,000 training and 50,000 reference showers "
            "(`calo simulate --geometry ds3 --n 50000 --workers 2`, seeds 1 and 2: sharded files). Each step is one `calo` "
            "command; peak memory is its maximum resident set (`/usr/bin/time -v`). Goal: every step below 20 GiB. "
-           "The low-level classifier inputs (50,000 x 40,501 per sample) are held in bf16 (`classifier_inputs: auto`).", "",
+           "The low-level classifier inputs (50,000 x 40,501 per sample) are held in bf16 (`classifier_inputs: auto`). "
+           "Every command ran on one thread with one or two other jobs beside it (times are upper bounds); "
+           "the diffusion model samples 32 DDPM steps through the compiled denoiser, 2,000 showers a batch.", "",
            "| family | training | step | precision | showers | ms / shower | wall min | peak GiB | AUC low | AUC high | FPD x 1e3 | metrics |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for d in runs:
@@ -643,7 +645,7 @@ def _ds3_sections() -> list[str]:
                 out += [f"| {d['family']} | | evaluate | {precision} | {cls.get('cls-high', {}).get('showers_per_class', 0):,} | | "
                         f"{judged['wall_seconds'] / 60:.1f} | {judged['peak_gib']:.1f} | {auc['cls-low']} | {auc['cls-high']} | "
                         f"{'' if fpd is None else f'{fpd:.1f}'} | {judged['metrics']} |"]  # fmt: skip
-        out += [f"Command ({d['family']}): `{d['command']}`; commit {d['commit']}, {d['date']}.", ""]
+        out += ["", f"Command ({d['family']}): `{d['command']}`; commit {d['commit']}, {d['date']}.", ""]
     published = _published_rows("ds3", ["CaloDiffusion", "CaloDREAM", "conv. L2LFlows", "CaloVAE+INN", "Calo-VQ"])
     if published:
         out += ["Published ds3 rows (official Geant4 data; for scale):", "",
