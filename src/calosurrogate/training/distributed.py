@@ -69,7 +69,7 @@ class Processes:
         offset = 0
         for p, g in zip(params, grads, strict=True):
             n = g.numel()
-            p.grad = flat[offset : offset + n].view_as(p).clone()
+            p.grad = flat[offset : offset + n].view_as(p)  # views of one buffer: no copy per step
             offset += n
 
     def sum(self, values: Sequence[float], device: torch.device) -> list[float]:
