@@ -18,6 +18,7 @@ import click
 from calosurrogate._io import OutputExistsError, folder_lock, remove_partials_on_signal
 from calosurrogate.data import ShowerFileError, inspect_file
 from calosurrogate.geometry import GeometryError, get_geometry
+from calosurrogate.geometry.planar import PLANAR_CALORIMETERS
 
 WORKERS_HELP = ("Dask workers on this machine (a LocalCluster, one core each): more than 1 splits the work into "
                 "shards, one HDF5 file each in OUT.shards/, and OUT reads them as one file (HDF5 virtual datasets); "
@@ -63,7 +64,13 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 
 @main.command()
-@click.option("--geometry", "geometry_name", default="ds2", show_default=True, help="Detector to simulate.")
+@click.option(
+    "--geometry",
+    "geometry_name",
+    default="ds2",
+    show_default=True,
+    help="Detector to simulate: ds1-photons, ds2, ds3, paraflow or ild-ecal (photon showers as point clouds).",
+)
 @click.option("--n", "n_showers", type=click.IntRange(min=1), required=True, help="Number of showers.")
 @click.option(
     "--energy", default=None, help="Incident-energy spectrum, e.g. log-uniform:1GeV:1TeV (default: the dataset's)."
@@ -162,6 +169,16 @@ def simulate(
         return
     if conditions or held_out:
         raise click.UsageError(f"--condition/--hold-out: {geometry_name} has no conditions to set (paraflow has)")
+    if geometry_name in PLANAR_CALORIMETERS:
+        from calosurrogate.simulate.points import simulate_points_to_file
+
+        if engine != "fast" or sharded or cheap:
+            raise click.UsageError(f"{geometry_name}: the fast engine in one process is what simulates it so far "
+                                   "(no --engine geant4, --workers, --scheduler, --shard-size or --cheap)")  # fmt: skip
+        simulate_points_to_file(PLANAR_CALORIMETERS[geometry_name](), n_showers, out, energy, seed=seed, force=force,
+                                progress=not quiet)  # fmt: skip
+        click.echo(f"wrote {n_showers} {geometry_name} photon showers as point clouds (fast engine) to {out}")
+        return
     detector = get_detector(geometry_name)
     if cheap:
         detector = cheap_mode(detector)
@@ -225,6 +242,12 @@ def _assignment(item: str, option: str) -> tuple[str, float | tuple[float, float
 @_friendly_errors
 def inspect(path: Path, geometry_name: str | None, as_json: bool) -> None:
     """Summarise a CaloChallenge HDF5 file: geometry match, counts, energies, sparsity, layers."""
+    from calosurrogate.data.points import describe_point_clouds, inspect_point_clouds, is_point_cloud_file
+
+    if is_point_cloud_file(path):
+        summary = inspect_point_clouds(path)
+        click.echo(json.dumps(summary, indent=2) if as_json else describe_point_clouds(summary))
+        return
     geometry = _file_geometry(path, geometry_name, required=False)
     summary = inspect_file(path, geometry, progress=not as_json)
     click.echo(json.dumps(summary.to_dict(), indent=2) if as_json else summary.to_text())
