@@ -1,5 +1,6 @@
 """Pieces several surrogate families are built from (families never import each other).
 
+- :mod:`~.consistency`: flow matching and its consistency distillation to one step.
 - :mod:`~.flows`: normalizing-flow builders (spline coupling and autoregressive flows on zuko).
 - :mod:`~.mlp`: the plain multilayer perceptron.
 - :mod:`~.occupancy`: which layers hold energy (an autoregressive Bernoulli).
