@@ -278,7 +278,12 @@ def geometry_cmd(name: str, xml_out: Path | None, force: bool) -> None:
 @click.option(
     "--generated", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Generated HDF5 file."
 )
-@click.option("--geometry", "geometry_name", required=True, help="ds1-photons, ds1-pions, ds2, ds3 or a binning XML.")
+@click.option(
+    "--geometry",
+    "geometry_name",
+    required=True,
+    help="ds1-photons, ds1-pions, ds2, ds3, a binning XML, paraflow or ild-ecal (point clouds).",
+)
 @click.option(
     "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output folder."
 )
@@ -306,24 +311,40 @@ def geometry_cmd(name: str, xml_out: Path | None, force: bool) -> None:
 @click.option("--device", default="cpu", show_default=True, help="Device of the classifier (cpu, cuda).")
 @click.option("--weights", "weights_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="A weight file of the generated showers (calo reweight): judge the weighted sample.")  # fmt: skip
+@click.option("--cell-size", type=click.FloatRange(min=0.0, min_open=True), default=None,
+              help="ild-ecal: cell pitch in mm the points are projected onto (default: the detector's 5 mm).")  # fmt: skip
 @click.option("--force", is_flag=True, help="Replace an existing evaluation in --out.")
 @_friendly_errors
 def evaluate(
     reference: Path, generated: Path, geometry_name: str, out_dir: Path, metrics: str, classifier_preset: str,
     classifier_runs: int, classifier_epochs: int | None, fast: bool, no_floors: bool, max_showers: int | None,
-    on_count_mismatch: str, min_energy: float | None, device: str, weights_path: Path | None, force: bool,
+    on_count_mismatch: str, min_energy: float | None, device: str, weights_path: Path | None, cell_size: float | None,
+    force: bool,
 ) -> None:  # fmt: skip
     """Judge generated showers against reference showers with the CaloChallenge metrics and CFD.
 
     --geometry paraflow: ParaFlow's shower shapes instead (separation power inclusively and per
     slice of the plate's thickness and distance, beside its floor; the mean shapes over the grid of
     the two; the average image), written to OUT/metrics.json.
+
+    --geometry ild-ecal: point-cloud showers projected onto the cells (--cell-size) and judged by
+    CaloClouds' observables: Jensen-Shannon distances beside their floors, and the shower's direction.
     """
     from calosurrogate.evaluation import EvaluationSettings, evaluate_files
     from calosurrogate.metrics import ClassifierSettings
     from calosurrogate.report import check_evaluation_folder, write_evaluation
 
     check_evaluation_folder(out_dir, force)
+    if geometry_name in PLANAR_CALORIMETERS:
+        from calosurrogate.evaluation.points import evaluate_point_cloud_files
+        from calosurrogate.report.points import write_point_report
+
+        result = evaluate_point_cloud_files(str(reference), str(generated), cell_size, max_showers)
+        write_point_report(result, str(reference), str(generated), out_dir, force)
+        name, worst = result.worst
+        click.echo(f"largest Jensen-Shannon distance: {name} {worst:.4f} (floor {result.jsd[name]['floor']:.4f})")
+        click.echo(f"Report: {out_dir / 'report.html'}")
+        return
     if geometry_name == "paraflow":
         from calosurrogate.evaluation.crystal import evaluate_crystal_files
         from calosurrogate.report.crystal import write_crystal_report
@@ -457,6 +478,18 @@ def train(
 
     if resume and force:
         raise click.UsageError("--resume continues a run and --force restarts it: give one of them")
+    if model_name == "caloclouds":
+        from calosurrogate.models.caloclouds import CaloCloudsConfig
+        from calosurrogate.training.points import PointTrainConfig, train_caloclouds
+
+        if nproc > 1 or conditions:
+            raise click.UsageError("caloclouds trains in one process on a point-cloud file (no --nproc, --conditions)")
+        model_cfg, train_cfg = _parse_settings(config_path, assignments)
+        path = train_caloclouds(data, run_dir, config_from_dict(CaloCloudsConfig, model_cfg, "model config"),
+                                config_from_dict(PointTrainConfig, train_cfg, "train config"), resume=resume,
+                                force=force)  # fmt: skip
+        click.echo(f"model: {path}")
+        return
     model_cfg, train_cfg = _parse_settings(config_path, assignments)
     geometry = _file_geometry(data, geometry_name)
     names = ("incident_energies", *[c.strip() for c in conditions.split(",") if c.strip()])
@@ -497,7 +530,12 @@ def train(
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--sampler", default=None, help="Diffusion models: euler, heun, rk4, dpm2m or ddpm.")
-@click.option("--steps", type=int, default=None, help="Diffusion models: number of noise levels.")
+@click.option(
+    "--steps",
+    type=int,
+    default=None,
+    help="Diffusion models: number of noise levels. caloclouds: 0 the one-step student, k the teacher's k Heun steps.",
+)
 @click.option("--compile/--no-compile", "compile_denoiser", default=None,
               help="Diffusion models: run the denoiser through torch.compile (default: as the model is set).")  # fmt: skip
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help=WORKERS_HELP)
@@ -521,6 +559,24 @@ def sample(
     from calosurrogate.sampling import conditions_from_file, conditions_from_spectrum, sample_to_file
 
     check_output_path(out, force)  # before loading anything
+    point_model = _point_model(run_dir)
+    if point_model is not None:
+        from calosurrogate.sampling.points import (
+            point_conditions_from_file,
+            point_conditions_from_spectrum,
+            sample_points_to_file,
+        )
+
+        if energies is not None and Path(energies).exists():
+            wanted = point_conditions_from_file(energies, n_showers)
+        elif n_showers is None:
+            raise click.ClickException("--n is needed unless --energies names a point-cloud file")
+        else:
+            wanted = point_conditions_from_spectrum(point_model, energies or "uniform:10GeV:90GeV", n_showers, seed)
+        _, seconds = sample_points_to_file(point_model, wanted, out, min(batch_size, 1000), steps, seed, force)
+        click.echo(f"wrote {len(wanted)} point-cloud showers to {out} ({1e3 * seconds / len(wanted):.3f} ms per "
+                   "shower sampling)")  # fmt: skip
+        return
     model = _load_run(run_dir)
     options = {
         k: v for k, v in (("sampler", sampler), ("steps", steps), ("compile", compile_denoiser)) if v is not None
@@ -746,6 +802,20 @@ def _file_geometry(path: Path, name: str | None, required: bool = True):
 
 
 SHIPPED_PREFIX = "shipped:"
+
+
+def _point_model(run: Path):
+    """The CaloClouds model of a run folder or model file, or None if it holds another family."""
+    import torch
+
+    path = run / "model.pt" if run.is_dir() else run
+    if str(run).startswith(SHIPPED_PREFIX) or not path.is_file():
+        return None
+    from calosurrogate.models.caloclouds import load_caloclouds
+    from calosurrogate.models.caloclouds.family import FAMILY
+
+    header = torch.load(path, map_location="cpu", weights_only=True)
+    return load_caloclouds(path) if isinstance(header, dict) and header.get("family") == FAMILY else None
 
 
 def _load_run(run: Path):

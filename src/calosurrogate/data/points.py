@@ -244,6 +244,14 @@ class PointCloudFile:
         return PointClouds(f["incident_energies"][start:stop, 0].astype(np.float64), f["directions"][start:stop],
                            f["entry_points"][start:stop], offsets - offsets[0], points)  # fmt: skip
 
+    def conditions(self, start: int = 0, stop: int | None = None) -> PointClouds:
+        """The conditions of showers ``[start, stop)`` without their points (reading no point)."""
+        stop = self.n_showers if stop is None else min(stop, self.n_showers)
+        f = self._file
+        return PointClouds(f["incident_energies"][start:stop, 0].astype(np.float64), f["directions"][start:stop],
+                           f["entry_points"][start:stop], np.zeros(stop - start + 1, np.int64),
+                           np.zeros((0, 4), np.float32))  # fmt: skip
+
     def close(self) -> None:
         self._file.close()
 

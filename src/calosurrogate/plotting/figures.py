@@ -61,9 +61,11 @@ def _outside_note(pair: HistogramPair) -> str | None:
     return "outside range: " + ", ".join(parts)
 
 
-def draw_histogram_pair(pair: HistogramPair, ax: plt.Axes, ax_ratio: plt.Axes | None, separation: float | None) -> None:
+def draw_histogram_pair(pair: HistogramPair, ax: plt.Axes, ax_ratio: plt.Axes | None, separation: float | None,
+                        statistic: str = "S") -> None:  # fmt: skip
     """Draw one observable on ``ax`` (densities) and its ratio on ``ax_ratio``, with the number of
-    entries of each sample outside the range written under the axis."""
+    entries of each sample outside the range written under the axis; ``separation`` is written
+    as ``statistic = value`` (S: separation power; JSD: Jensen-Shannon distance)."""
     pair = _for_display(pair)
     widths = np.diff(pair.bins)
     ref = _fractions(pair.reference) / widths
@@ -76,7 +78,7 @@ def draw_histogram_pair(pair: HistogramPair, ax: plt.Axes, ax_ratio: plt.Axes | 
     if ref.max(initial=0) > 0 and ref[ref > 0].min() < ref.max() / 200:
         ax.set_yscale("log")
     if separation is not None:
-        ax.text(0.97, 0.93, f"S = {separation:.4f}", transform=ax.transAxes, ha="right", va="top", fontsize=8)
+        ax.text(0.97, 0.93, f"{statistic} = {separation:.4f}", transform=ax.transAxes, ha="right", va="top", fontsize=8)
     note = _outside_note(pair)
     label = pair.label + (f"\n{note}" if note else "")  # under the axis: it never covers the data or the legend
     ax.set_ylabel("density")
@@ -123,15 +125,16 @@ def figure_histogram(pair: HistogramPair, separation: float | None = None) -> Fi
 
 
 def figure_layer_grid(
-    pairs: Sequence[HistogramPair], separations: Sequence[float | None], title: str, columns: int = 3
-) -> Figure:
+    pairs: Sequence[HistogramPair], separations: Sequence[float | None], title: str, columns: int = 3,
+    statistic: str = "S",
+) -> Figure:  # fmt: skip
     """Several layers (or observables) side by side, each with its ratio panel right below it."""
     rows = -(-len(pairs) // columns)
     fig = plt.figure(figsize=(3.6 * columns, 3.0 * rows + 0.4))
     outer = fig.add_gridspec(rows, columns, hspace=0.42, wspace=0.35, top=1 - 0.45 / (3.0 * rows + 0.4))
     for k, (pair, s) in enumerate(zip(pairs, separations, strict=True)):
         ax, ax_ratio = _with_ratio(fig, outer[divmod(k, columns)])
-        draw_histogram_pair(pair, ax, ax_ratio, s)
+        draw_histogram_pair(pair, ax, ax_ratio, s, statistic)
         # small panels: the minor ticks of log axes add nothing readable and cost half the drawing time
         ax.minorticks_off()
         ax_ratio.minorticks_off()

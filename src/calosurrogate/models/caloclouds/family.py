@@ -1,0 +1,291 @@
+"""CaloClouds: photon showers of a highly granular calorimeter generated as clouds of points.
+
+After CaloClouds II (Buss et al., arXiv:2309.05704) and CaloClouds3 (arXiv:2511.01460), for the
+planar calorimeters of :mod:`calosurrogate.geometry.planar`. Given the photon's energy and
+direction (standardised: the *conditions*):
+
+1. :class:`~.showerflow.ShowerFlow` draws the shower's points and visible energy per layer.
+2. The point model draws that many independent points ``(x, y, z, E)`` given the conditions
+   and the number of points: a flow-matching *teacher* (many ODE steps) or its consistency-
+   distilled *student* (one network pass), both :class:`PointVelocity` networks
+   (:mod:`calosurrogate.models.components.consistency` owns their objectives and samplers).
+3. Placement layer by layer: a shower's points sorted by ``z``, the first ``n_0`` go to layer
+   0, the next ``n_1`` to layer 1, and so on; each layer's point energies are rescaled to
+   ShowerFlow's energy of that layer.
+4. Calibration fitted on training data after training: per incident-energy bin, a factor on
+   the number of points (occupancy) and one on the energies, so that once projected onto the
+   detector's cells and cut at half a MIP the mean number of hits and the mean visible energy
+   match the training showers'.
+
+Point coding: ``x, y`` as ``asinh(x / xy_scale_mm)`` (the radial profile's long tail),
+``z`` as the layer number plus uniform noise in [0, 1), ``E`` as ``ln(E / MeV)``; each
+standardised. Points are in the local frame (mm); energies in MeV.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from calosurrogate._io import atomic_output
+from calosurrogate.data.points import ENERGY, LAYER, PointClouds, project
+from calosurrogate.geometry.planar import PLANAR_CALORIMETERS, PlanarCalorimeter
+from calosurrogate.models.base import CheckpointError, config_from_dict
+from calosurrogate.models.caloclouds.showerflow import LayerBudget, ShowerFlow, _largest_remainder, layer_targets
+from calosurrogate.models.components import mlp
+from calosurrogate.models.components.consistency import sample_ode, sample_one_step
+
+FAMILY = "caloclouds"
+N_CONDITIONS = 4  # ln E, d_x, d_y, d_z
+
+
+@dataclass
+class CaloCloudsConfig:
+    """Settings of the CaloClouds family.
+
+    Attributes:
+        hidden, layers: Width and hidden layers of the point networks.
+        time_features: Sine and cosine features of the ODE time.
+        flow_transforms, flow_hidden, flow_bins: ShowerFlow's coupling spline flow.
+        teacher_steps: Heun steps of the teacher's sampler.
+        xy_scale_mm: Scale of the ``asinh`` coding of ``x`` and ``y``.
+        calibration_bins: Incident-energy bins of the calibration.
+    """
+
+    hidden: int = 128
+    layers: int = 4
+    time_features: int = 16
+    flow_transforms: int = 6
+    flow_hidden: int = 128
+    flow_bins: int = 8
+    teacher_steps: int = 16
+    xy_scale_mm: float = 5.0
+    calibration_bins: int = 6
+
+
+class PointVelocity(nn.Module):
+    """``v(x_t, t, context)`` of single points: an MLP on the point, sinusoidal time features and the context.
+
+    Shapes: ``x`` ``(P, 4)``, ``t`` ``(P,)``, ``context`` ``(P, C)`` -> ``(P, 4)``.
+    """
+
+    def __init__(self, n_context: int, hidden: int, layers: int, time_features: int) -> None:
+        super().__init__()
+        self.register_buffer("frequencies", torch.pi * 2.0 ** torch.arange(time_features // 2).float())
+        self.net = mlp(4 + 2 * (time_features // 2) + n_context, 4, hidden, layers)
+
+    def forward(self, x: Tensor, t: Tensor, context: Tensor) -> Tensor:
+        phase = t[:, None] * self.frequencies
+        return self.net(torch.cat([x, phase.sin(), phase.cos(), context], -1))
+
+
+class CaloClouds(nn.Module):
+    """The model: ShowerFlow, the teacher and the student, with their fitted codings and calibration.
+
+    Args:
+        config: Its settings.
+        geometry: The planar calorimeter of its showers.
+    """
+
+    family = FAMILY
+
+    def __init__(self, config: CaloCloudsConfig, geometry: PlanarCalorimeter) -> None:
+        super().__init__()
+        self.config = config
+        self.geometry = geometry
+        c = config
+        self.showerflow = ShowerFlow(geometry.n_layers, N_CONDITIONS, c.flow_transforms, c.flow_hidden, c.flow_bins)
+        self.teacher = PointVelocity(N_CONDITIONS + 1, c.hidden, c.layers, c.time_features)
+        self.student = PointVelocity(N_CONDITIONS + 1, c.hidden, c.layers, c.time_features)
+        for name, size in [("condition_mean", N_CONDITIONS), ("condition_std", N_CONDITIONS), ("code_mean", 4),
+                           ("code_std", 4), ("count_mean", 1), ("count_std", 1)]:  # fmt: skip
+            self.register_buffer(name, torch.zeros(size) if "mean" in name else torch.ones(size))
+        self.register_buffer("distilled", torch.tensor(False))
+        self.register_buffer("energy_range", torch.tensor([1.0, 1e6]))
+        bins = c.calibration_bins
+        self.register_buffer("calibration_log_energy", torch.linspace(0.0, 1.0, bins))
+        self.register_buffer("calibration", torch.ones(2, bins))  # occupancy, energy
+
+    # ------------------------------------------------------------------ codings
+    def fit_preprocessing(self, clouds: PointClouds, rng: np.random.Generator | None = None) -> None:
+        """Standardisations of conditions, point codes and counts, and ShowerFlow's, from training showers."""
+        rng = rng or np.random.default_rng(0)
+        raw = self.raw_conditions(clouds.incident_energies, clouds.directions)
+        self.condition_mean.copy_(torch.as_tensor(raw.mean(0)))
+        self.condition_std.copy_(torch.as_tensor(np.maximum(raw.std(0), 1e-3)))
+        codes = self.raw_codes(clouds.points, rng)
+        self.code_mean.copy_(torch.as_tensor(codes.mean(0)))
+        self.code_std.copy_(torch.as_tensor(np.maximum(codes.std(0), 1e-3)))
+        log_n = np.log(np.maximum(clouds.n_points, 1))
+        self.count_mean.fill_(float(log_n.mean()))
+        self.count_std.fill_(float(max(log_n.std(), 1e-3)))
+        self.showerflow.fit(self.layer_targets(clouds))
+        self.energy_range.copy_(torch.tensor([clouds.incident_energies.min(), clouds.incident_energies.max()]))
+        edges = np.linspace(np.log(clouds.incident_energies.min()), np.log(clouds.incident_energies.max()),
+                            self.config.calibration_bins)  # fmt: skip
+        self.calibration_log_energy.copy_(torch.as_tensor(edges))
+
+    @staticmethod
+    def raw_conditions(incident_energies: np.ndarray, directions: np.ndarray) -> np.ndarray:
+        return np.column_stack([np.log(np.asarray(incident_energies, np.float64)), directions]).astype(np.float32)
+
+    def conditions(self, incident_energies: np.ndarray, directions: np.ndarray) -> Tensor:
+        """Standardised conditions ``(B, 4)``."""
+        raw = torch.as_tensor(self.raw_conditions(incident_energies, directions), device=self.condition_mean.device)
+        return (raw - self.condition_mean) / self.condition_std
+
+    def raw_codes(self, points: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Point codes before standardisation (``z`` dequantised with ``rng``), ``(M, 4)`` float32."""
+        s = self.config.xy_scale_mm
+        return np.column_stack([np.arcsinh(points[:, 0] / s), np.arcsinh(points[:, 1] / s),
+                                points[:, LAYER] + rng.random(len(points)),
+                                np.log(np.maximum(points[:, ENERGY], 1e-6))]).astype(np.float32)  # fmt: skip
+
+    def codes(self, points: np.ndarray, rng: np.random.Generator) -> Tensor:
+        """Standardised point codes ``(M, 4)``."""
+        return (torch.as_tensor(self.raw_codes(points, rng)) - self.code_mean.cpu()) / self.code_std.cpu()
+
+    def point_context(self, conditions: Tensor, n_points: Tensor) -> Tensor:
+        """Each shower's point-model context: its conditions and standardised ``ln n_points``, ``(B, 5)``."""
+        log_n = (n_points.float().clamp(min=1).log() - self.count_mean) / self.count_std
+        return torch.cat([conditions, log_n[:, None]], -1)
+
+    def layer_targets(self, clouds: PointClouds) -> np.ndarray:
+        layers = self.geometry.n_layers
+        flat = clouds.shower_index * layers + clouds.points[:, LAYER].astype(np.int64)
+        n_points = np.bincount(flat, minlength=len(clouds) * layers).reshape(-1, layers)
+        energy = np.bincount(flat, weights=clouds.points[:, ENERGY], minlength=len(clouds) * layers)
+        return layer_targets(n_points, energy.reshape(-1, layers)).astype(np.float32)
+
+    # ------------------------------------------------------------------ sampling
+    def _factors(self, incident_energies: Tensor) -> tuple[Tensor, Tensor]:
+        """Calibration factors (occupancy, energy) at these energies, linear in ``ln E`` between bin centres."""
+        grid = self.calibration_log_energy
+        x = incident_energies.log().clamp(grid[0], grid[-1])
+        k = torch.searchsorted(grid, x.contiguous()).clamp(1, len(grid) - 1)
+        w = (x - grid[k - 1]) / (grid[k] - grid[k - 1]).clamp(min=1e-12)
+        values = self.calibration[:, k - 1] * (1 - w) + self.calibration[:, k] * w
+        return values[0], values[1]
+
+    @torch.no_grad()
+    def sample(self, incident_energies: np.ndarray, directions: np.ndarray, entry_points: np.ndarray | None = None,
+               steps: int | None = None, calibrated: bool = True, seed: int | None = None) -> PointClouds:  # fmt: skip
+        """Showers for the given conditions (MeV, unit vectors ``(B, 3)``, entry points ``(B, 2)`` mm).
+
+        Args:
+            steps: None: the one-step student where distilled, else the teacher's
+                ``teacher_steps``; 0: the student (one pass); k > 0: the teacher with k Heun steps.
+            calibrated: Apply the fitted occupancy and energy factors.
+            seed: Seed of this call's noise (None: torch's global generator).
+        """
+        if seed is not None:
+            torch.manual_seed(seed)
+        device = self.condition_mean.device
+        energies = np.asarray(incident_energies, np.float64).reshape(-1)
+        directions = np.asarray(directions, np.float64).reshape(-1, 3)
+        if entry_points is None:
+            entry_points = np.zeros((len(energies), 2))
+        conditions = self.conditions(energies, directions)
+        budget = self.showerflow.sample(conditions)
+        n_shower = budget.points.sum(1)
+        context = self.point_context(conditions, n_shower)
+        if calibrated:
+            occupancy, energy_factor = self._factors(torch.as_tensor(energies, dtype=torch.float32, device=device))
+            total = (n_shower.float() * occupancy).round().clamp(min=1)
+            share = budget.points.float() / budget.points.sum(1, keepdim=True).clamp(min=1)
+            budget = LayerBudget(_largest_remainder(share, total), budget.energy * energy_factor[:, None])
+        counts = budget.points.sum(1)
+        shower = torch.repeat_interleave(torch.arange(len(energies), device=device), counts)
+        noise = torch.randn(len(shower), 4, device=device)
+        use_student = (steps is None and bool(self.distilled)) or steps == 0
+        if use_student:
+            codes = sample_one_step(self.student, noise, context[shower])
+        else:
+            codes = sample_ode(self.teacher, noise, context[shower], steps or self.config.teacher_steps)
+        raw = codes * self.code_std + self.code_mean
+        return self._place(raw, shower, budget, energies, directions, entry_points)
+
+    def _place(self, raw: Tensor, shower: Tensor, budget: LayerBudget, energies: np.ndarray, directions: np.ndarray,
+               entry_points: np.ndarray) -> PointClouds:  # fmt: skip
+        """Points to layers by their ``z`` order and ShowerFlow's counts; energies rescaled per layer."""
+        layers = self.geometry.n_layers
+        order = torch.argsort(raw[:, 2], stable=True)
+        order = order[torch.argsort(shower[order], stable=True)]
+        raw, shower = raw[order], shower[order]
+        # the k-th point of the batch (sorted by shower, then z) falls in the layer whose cumulative count passes k
+        cumulative = budget.points.reshape(-1).cumsum(0)
+        flat = torch.searchsorted(cumulative, torch.arange(len(raw), device=raw.device), right=True)
+        layer = flat % layers
+        energy = raw[:, 3].clamp(max=20.0).exp()
+        sums = torch.zeros(budget.points.numel(), device=raw.device).index_add_(0, flat, energy)
+        energy = energy * (budget.energy.reshape(-1) / sums.clamp(min=1e-12))[flat]
+        s = self.config.xy_scale_mm
+        points = torch.stack([s * torch.sinh(raw[:, 0]), s * torch.sinh(raw[:, 1]), layer.float(), energy], -1)
+        counts = budget.points.sum(1).cpu().numpy()
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        return PointClouds(energies, directions, np.asarray(entry_points, np.float64), offsets,
+                           points.cpu().numpy().astype(np.float32))  # fmt: skip
+
+    # ------------------------------------------------------------------ calibration
+    def calibrate(self, clouds: PointClouds, iterations: int = 3, seed: int = 0) -> dict[str, list[float]]:
+        """Fit the occupancy and energy factors on training showers (see the module docstring).
+
+        Per incident-energy bin: ``occupancy *= (hits_data / hits_model) ** 1.3`` and ``energy *=
+        visible_data / visible_model``, ``iterations`` times. Returns the factors per bin.
+        """
+        geo = self.geometry
+        cut = geo.mip_mev / 2
+        data_hits = project(clouds, geo).above(cut)
+        data_n, data_e = _per_shower(data_hits, len(clouds))
+        log_e = np.log(clouds.incident_energies)
+        grid = self.calibration_log_energy.cpu().numpy()
+        nearest = np.abs(log_e[:, None] - grid[None, :]).argmin(1)
+        self.calibration.fill_(1.0)
+        for k in range(iterations):
+            generated = self.sample(clouds.incident_energies, clouds.directions, clouds.entry_points, seed=seed + k)
+            gen_n, gen_e = _per_shower(project(generated, geo).above(cut), len(clouds))
+            for b in range(len(grid)):
+                inside = nearest == b
+                if inside.sum() < 10:
+                    continue
+                ratio_n = data_n[inside].mean() / max(gen_n[inside].mean(), 1e-9)
+                ratio_e = data_e[inside].mean() / max(gen_e[inside].mean(), 1e-9)
+                self.calibration[0, b] *= float(np.clip(ratio_n**1.3, 0.5, 2.0))
+                self.calibration[1, b] *= float(np.clip(ratio_e, 0.5, 2.0))
+            self.calibration.clamp_(1 / 3, 3.0)
+        return {"occupancy": self.calibration[0].tolist(), "energy": self.calibration[1].tolist()}
+
+    # ------------------------------------------------------------------ files
+    def checkpoint_dict(self) -> dict[str, Any]:
+        return {"family": FAMILY, "config": asdict(self.config), "geometry": self.geometry.name,
+                "state_dict": self.state_dict()}  # fmt: skip
+
+    def save(self, path: str | os.PathLike[str], force: bool = True) -> Path:
+        """Weights, fitted codings and config in one file (``torch.load(weights_only=True)``), written atomically."""
+        with atomic_output(path, force=force) as tmp:
+            torch.save(self.checkpoint_dict(), tmp)
+        return Path(path)
+
+
+def _per_shower(hits: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+    shower = hits.shower_index
+    return np.bincount(shower, minlength=n).astype(np.float64), np.bincount(shower, weights=hits.energy, minlength=n)
+
+
+def load_caloclouds(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> CaloClouds:
+    """A saved CaloClouds model, ready to sample."""
+    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(checkpoint, dict) or checkpoint.get("family") != FAMILY:
+        raise CheckpointError(f"{path}: not a saved {FAMILY} model")
+    if checkpoint["geometry"] not in PLANAR_CALORIMETERS:
+        raise CheckpointError(f"{path}: geometry {checkpoint['geometry']!r} unknown")
+    model = CaloClouds(config_from_dict(CaloCloudsConfig, checkpoint["config"], f"{path}: config"),
+                       PLANAR_CALORIMETERS[checkpoint["geometry"]]())  # fmt: skip
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval()

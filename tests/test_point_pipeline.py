@@ -1,0 +1,93 @@
+"""ild-ecal end to end: simulate, train CaloClouds, sample, evaluate; the evaluation's known answers."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from calosurrogate.cli import main
+from calosurrogate.data.points import ENERGY, PointClouds, read_point_clouds
+from calosurrogate.evaluation.points import evaluate_point_clouds
+from calosurrogate.geometry import ild_ecal
+from calosurrogate.simulate.points import PointShowerSimulator
+
+
+@pytest.fixture(scope="module")
+def reference() -> PointClouds:
+    return PointShowerSimulator(ild_ecal()).sample(600, "uniform:10GeV:90GeV", seed=7)
+
+
+def test_a_sample_judged_against_itself_sits_exactly_at_its_floor(reference) -> None:
+    result = evaluate_point_clouds(reference, reference, ild_ecal())
+    for name, j in result.jsd.items():
+        assert j["value"] == pytest.approx(j["floor"]), name
+    assert result.angles["all"]["value"] == pytest.approx(result.angles["all"]["floor"])
+
+
+def test_a_different_sample_is_separated(reference) -> None:
+    # the same showers with every energy doubled and the points spread 1.5 times wider
+    other = PointClouds(reference.incident_energies, reference.directions, reference.entry_points,
+                        reference.offsets, reference.points.copy())  # fmt: skip
+    other.points[:, ENERGY] *= 2
+    other.points[:, :2] *= 1.5
+    result = evaluate_point_clouds(reference, other, ild_ecal())
+    for name in ("cell_energy", "energy_sum", "radial_energy", "radial_occupancy"):
+        assert result.jsd[name]["value"] > result.jsd[name]["floor"] + 0.1, name
+    # the longitudinal profile is untouched
+    assert result.jsd["layer_energy"]["value"] < result.jsd["layer_energy"]["floor"] + 0.05
+
+
+def test_simulate_train_sample_evaluate(tmp_path) -> None:
+    runner = CliRunner()
+
+    def calo(*args: str) -> str:
+        result = runner.invoke(main, list(args), catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    calo("simulate", "--geometry", "ild-ecal", "--n", "300", "--out", str(tmp_path / "data.h5"), "--quiet")
+    calo(
+        "train",
+        "--model",
+        "caloclouds",
+        "--data",
+        str(tmp_path / "data.h5"),
+        "--out",
+        str(tmp_path / "run"),
+        "--set",
+        "model.hidden=16",
+        "--set",
+        "model.flow_hidden=16",
+        "--set",
+        "model.flow_transforms=2",
+        "--set",
+        "train.max_steps=20",
+        "--set",
+        "train.calibration_showers=100",
+        "--set",
+        "train.points_per_batch=512",
+    )
+    log = json.loads((tmp_path / "run" / "train.json").read_text())["log"]
+    assert [row["stage"] for row in log if row["step"] == 20] == ["showerflow", "teacher", "student"]
+    out = calo("sample", "--run", str(tmp_path / "run"), "--energies", str(tmp_path / "data.h5"), "--n", "50",
+               "--out", str(tmp_path / "gen.h5"))  # fmt: skip
+    assert "50 point-cloud showers" in out
+    generated, data = read_point_clouds(tmp_path / "gen.h5"), read_point_clouds(tmp_path / "data.h5", 0, 50)
+    np.testing.assert_array_equal(generated.incident_energies, data.incident_energies)
+    np.testing.assert_array_equal(generated.directions, data.directions)
+    teacher = calo("sample", "--run", str(tmp_path / "run"), "--n", "20", "--energies", "fixed:50GeV", "--steps", "2",
+                   "--out", str(tmp_path / "teacher.h5"))  # fmt: skip
+    assert "20 point-cloud showers" in teacher
+    assert np.all(read_point_clouds(tmp_path / "teacher.h5").incident_energies == 50e3)
+    out = calo("evaluate", "--geometry", "ild-ecal", "--reference", str(tmp_path / "data.h5"), "--generated",
+               str(tmp_path / "gen.h5"), "--out", str(tmp_path / "ev"), "--cell-size", "10")  # fmt: skip
+    assert "Report:" in out
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert metrics["settings"]["cell_mm"] == 10.0 and set(metrics["jsd"]) >= {"cell_energy", "cog_z"}
+    assert (tmp_path / "ev" / "observables.png").read_bytes()[:4] == b"\x89PNG"
+    again = runner.invoke(main, ["train", "--model", "caloclouds", "--data", str(tmp_path / "data.h5"), "--out",
+                                 str(tmp_path / "run")])  # fmt: skip
+    assert again.exit_code != 0 and "--force" in again.output
