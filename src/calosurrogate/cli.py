@@ -573,7 +573,8 @@ def sample(
             raise click.ClickException("--n is needed unless --energies names a point-cloud file")
         else:
             wanted = point_conditions_from_spectrum(point_model, energies or "uniform:10GeV:90GeV", n_showers, seed)
-        _, seconds = sample_points_to_file(point_model, wanted, out, min(batch_size, 1000), steps, seed, force)
+        _, seconds = sample_points_to_file(point_model, wanted, out, min(batch_size, 1000), steps, seed, force,
+                                           precision=precision)  # fmt: skip
         click.echo(f"wrote {len(wanted)} point-cloud showers to {out} ({1e3 * seconds / len(wanted):.3f} ms per "
                    "shower sampling)")  # fmt: skip
         return

@@ -32,7 +32,7 @@ def point_conditions_from_spectrum(model: CaloClouds, spectrum: str, n: int, see
 
 def sample_points_to_file(model: CaloClouds, conditions: PointClouds, out: str | os.PathLike[str],
                           batch_size: int = 1000, steps: int | None = None, seed: int = 0, force: bool = False,
-                          progress: bool = True) -> tuple[Path, float]:  # fmt: skip
+                          progress: bool = True, precision: str = "fp32") -> tuple[Path, float]:  # fmt: skip
     """Generate one shower per condition into ``out``; returns the file and the seconds spent sampling
     (writing excluded). Batch ``k`` draws from seed ``seed + k``."""
     attrs = {"generator": f"calosurrogate {model.family} ({'one-step student' if steps in (None, 0) and bool(model.distilled) else 'teacher'})",
@@ -44,7 +44,8 @@ def sample_points_to_file(model: CaloClouds, conditions: PointClouds, out: str |
             hi = min(lo + batch_size, len(conditions))
             start = time.perf_counter()
             block = model.sample(conditions.incident_energies[lo:hi], conditions.directions[lo:hi],
-                                 conditions.entry_points[lo:hi], steps=steps, seed=seed + k)  # fmt: skip
+                                 conditions.entry_points[lo:hi], steps=steps, seed=seed + k,
+                                 precision=precision)  # fmt: skip
             seconds += time.perf_counter() - start
             writer.write(block)
             bar.update(hi - lo)

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from calosurrogate._io import atomic_output
 from calosurrogate.data.points import ENERGY, LAYER, PointClouds, project
 from calosurrogate.geometry.planar import PLANAR_CALORIMETERS, PlanarCalorimeter
-from calosurrogate.models.base import CheckpointError, config_from_dict
+from calosurrogate.models.base import CheckpointError, autocast_context, config_from_dict
 from calosurrogate.models.caloclouds.showerflow import LayerBudget, ShowerFlow, _largest_remainder, layer_targets
 from calosurrogate.models.components import mlp
 from calosurrogate.models.components.consistency import sample_ode, sample_one_step
@@ -175,7 +175,8 @@ class CaloClouds(nn.Module):
 
     @torch.no_grad()
     def sample(self, incident_energies: np.ndarray, directions: np.ndarray, entry_points: np.ndarray | None = None,
-               steps: int | None = None, calibrated: bool = True, seed: int | None = None) -> PointClouds:  # fmt: skip
+               steps: int | None = None, calibrated: bool = True, seed: int | None = None,
+               precision: str = "fp32") -> PointClouds:  # fmt: skip
         """Showers for the given conditions (MeV, unit vectors ``(B, 3)``, entry points ``(B, 2)`` mm).
 
         Args:
@@ -183,6 +184,8 @@ class CaloClouds(nn.Module):
                 ``teacher_steps``; 0: the student (one pass); k > 0: the teacher with k Heun steps.
             calibrated: Apply the fitted occupancy and energy factors.
             seed: Seed of this call's noise (None: torch's global generator).
+            precision: Autocast of the point networks' passes (fp32, bf16, auto); ShowerFlow and
+                the placement stay in float32.
         """
         if seed is not None:
             torch.manual_seed(seed)
@@ -204,10 +207,11 @@ class CaloClouds(nn.Module):
         shower = torch.repeat_interleave(torch.arange(len(energies), device=device), counts)
         noise = torch.randn(len(shower), 4, device=device)
         use_student = (steps is None and bool(self.distilled)) or steps == 0
-        if use_student:
-            codes = sample_one_step(self.student, noise, context[shower])
-        else:
-            codes = sample_ode(self.teacher, noise, context[shower], steps or self.config.teacher_steps)
+        with autocast_context(noise.device, precision):
+            if use_student:
+                codes = sample_one_step(self.student, noise, context[shower])
+            else:
+                codes = sample_ode(self.teacher, noise, context[shower], steps or self.config.teacher_steps)
         raw = codes * self.code_std + self.code_mean
         return self._place(raw, shower, budget, energies, directions, entry_points)
 

@@ -1,0 +1,136 @@
+"""CaloClouds on ild-ecal (issue 23): quality of the one-step student and the teacher, inclusive and at
+fixed energies, on 5 mm and 10 mm cells, and time per shower on one thread against the fast engine.
+
+Needs a trained run (``calo train --model caloclouds --data WORK/train.h5 --out WORK/run``) and the
+reference file WORK/reference.h5 (``calo simulate --geometry ild-ecal --seed 2``). Fixed-energy
+references (random angles) are simulated here into WORK/fixed_E.h5. Generated files are kept in WORK.
+
+Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_points.py [--workdir benchmarks/work/ild]
+     [--n 10000] [--n-fixed 2000] [--teacher-steps 16]
+Results: benchmarks/results/points_ild.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from _common import write_result
+
+from calosurrogate.data.points import PointCloudFile, project
+from calosurrogate.data.spectra import EnergySpectrum
+from calosurrogate.evaluation.points import evaluate_point_clouds
+from calosurrogate.geometry import ild_ecal
+from calosurrogate.models.caloclouds import load_caloclouds
+from calosurrogate.simulate.points import PointShowerSimulator, simulate_points_to_file
+
+FIXED_GEV = (10, 50, 90)
+
+
+def _quality(reference, generated, geometry, cell_mm=None) -> dict:
+    result = evaluate_point_clouds(reference, generated, geometry, cell_mm)
+    return {"jsd": result.jsd, "angles": result.angles, "settings": result.settings}
+
+
+def _generate(
+    model,
+    conditions,
+    steps: int | None,
+    batch: int = 500,
+    seed: int = 0,
+    calibrated: bool = True,
+    precision: str = "fp32",
+):
+    from calosurrogate.data.points import PointClouds
+
+    parts = [model.sample(conditions.incident_energies[lo : lo + batch], conditions.directions[lo : lo + batch],
+                          conditions.entry_points[lo : lo + batch], steps=steps, seed=seed + k,
+                          calibrated=calibrated, precision=precision)
+             for k, lo in enumerate(range(0, len(conditions), batch))]  # fmt: skip
+    return PointClouds.concatenate(parts)
+
+
+def _time_per_shower(fn, n_calls: int, batch: int) -> float:
+    fn()  # warm-up
+    start = time.perf_counter()
+    for _ in range(n_calls):
+        fn()
+    return (time.perf_counter() - start) / (n_calls * batch)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", default="benchmarks/work/ild")
+    parser.add_argument("--n", type=int, default=10_000, help="reference showers judged (inclusive)")
+    parser.add_argument("--n-fixed", type=int, default=2000)
+    parser.add_argument("--teacher-steps", type=int, default=16)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    work = Path(args.workdir)
+    geometry = ild_ecal()
+    model = load_caloclouds(work / "run" / "model.pt")
+    with PointCloudFile(work / "reference.h5") as f:
+        reference = f.read(0, args.n)
+    results: dict = {"n_reference": len(reference), "teacher_steps": args.teacher_steps, "quality": {}}
+
+    samples = {"student": _generate(model, reference, 0), "teacher": _generate(model, reference, args.teacher_steps)}
+    # the calibration's ablation: the student without its occupancy and energy factors
+    uncalibrated = _generate(model, reference, 0, calibrated=False)
+    results["quality"]["student_uncalibrated/inclusive/5mm"] = _quality(reference, uncalibrated, geometry)
+    # bf16's cost in quality beside its speed
+    bf16 = _generate(model, reference, 0, precision="bf16")
+    results["quality"]["student_bf16/inclusive/5mm"] = _quality(reference, bf16, geometry)
+    for name in ("student", "teacher"):
+        results["quality"][f"{name}/inclusive/5mm"] = _quality(reference, samples[name], geometry)
+        results["quality"][f"{name}/inclusive/10mm"] = _quality(reference, samples[name], geometry, 10.0)
+        print(name, {k: round(v["value"], 4) for k, v in results["quality"][f"{name}/inclusive/5mm"]["jsd"].items()},
+              flush=True)  # fmt: skip
+    for energy in FIXED_GEV:
+        path = work / f"fixed_{energy}.h5"
+        if not path.exists():
+            simulate_points_to_file(geometry, args.n_fixed, path, f"fixed:{energy}GeV", seed=100 + energy,
+                                    progress=False)  # fmt: skip
+        with PointCloudFile(path) as f:
+            fixed = f.read()
+        for name, steps in (("student", 0), ("teacher", args.teacher_steps)):
+            results["quality"][f"{name}/{energy}GeV/5mm"] = _quality(fixed, _generate(model, fixed, steps), geometry)
+
+    # time per shower at 50 GeV, random angles, one thread, projection and half-MIP cut included
+    rng = np.random.default_rng(5)
+    sim = PointShowerSimulator(geometry)
+    timing = {}
+    for batch in (1, 100):
+        e, d, p = sim.conditions(batch, EnergySpectrum.parse("fixed:50GeV"), rng)
+        n_calls = 200 if batch == 1 else 5
+
+        def student(e=e, d=d, p=p):
+            return project(model.sample(e, d, p, steps=0), geometry).above(geometry.mip_mev / 2)
+
+        def student_bf16(e=e, d=d, p=p):
+            return project(model.sample(e, d, p, steps=0, precision="bf16"), geometry).above(geometry.mip_mev / 2)
+
+        def teacher(e=e, d=d, p=p):
+            return project(model.sample(e, d, p, steps=args.teacher_steps), geometry).above(geometry.mip_mev / 2)
+
+        def engine(e=e, d=d, p=p):
+            return project(sim.simulate(e, d, p, rng), geometry).above(geometry.mip_mev / 2)
+
+        timing[f"batch_{batch}"] = {
+            "student_ms": 1e3 * _time_per_shower(student, n_calls, batch),
+            "student_bf16_ms": 1e3 * _time_per_shower(student_bf16, n_calls, batch),
+            "teacher_ms": 1e3 * _time_per_shower(teacher, max(1, n_calls // 10), batch),
+            "fast_engine_ms": 1e3 * _time_per_shower(engine, n_calls, batch),
+        }
+        print(batch, timing[f"batch_{batch}"], flush=True)
+    results["timing_50GeV_one_thread"] = timing
+    results["train"] = __import__("json").loads((work / "run" / "train.json").read_text())["log"]
+    path = write_result("points_ild", results, "OMP_NUM_THREADS=1 .venv/bin/python " + " ".join(sys.argv))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
