@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 from calosurrogate.cli import main
@@ -88,6 +89,14 @@ def test_simulate_train_sample_evaluate(tmp_path) -> None:
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert metrics["settings"]["cell_mm"] == 10.0 and set(metrics["jsd"]) >= {"cell_energy", "cog_z"}
     assert (tmp_path / "ev" / "observables.png").read_bytes()[:4] == b"\x89PNG"
+    # the one-step sampling as one TorchScript file, equal to eager sampling on the same noise
+    out = calo("export", "--run", str(tmp_path / "run"), "--format", "torchscript")
+    assert "largest relative difference to eager sampling 0.0e+00" in out
+    exported = torch.jit.load(str(tmp_path / "run" / "model.ts.pt"))
+    conditions = torch.tensor([[30e3, 0.0, 0.0, 1.0], [60e3, 0.2, -0.1, 0.97]])
+    points, offsets = exported(conditions, torch.randn(2, 62), torch.randn(40_000, 4))
+    assert offsets[0] == 0 and offsets[-1] == len(points) and torch.all(points[:, 3] >= 0) and points[:, 3].sum() > 0
+    assert torch.all((points[:, 2] >= 0) & (points[:, 2] < 30))
     again = runner.invoke(main, ["train", "--model", "caloclouds", "--data", str(tmp_path / "data.h5"), "--out",
                                  str(tmp_path / "run")])  # fmt: skip
     assert again.exit_code != 0 and "--force" in again.output

@@ -923,12 +923,18 @@ def distill(run: Path, data: Path, run_dir: Path, steps: int, config_path: Path 
 @_friendly_errors
 def export_cmd(run: Path, fmt: str, out: Path | None, tolerance: float | None, force: bool) -> None:
     """Export the sampling pass (conditions + noise -> showers), checked against eager output."""
-    from calosurrogate.export import DEFAULT_TOLERANCE, SUFFIX, ExportError, export_surrogate
+    from calosurrogate.export import DEFAULT_TOLERANCE, SUFFIX, ExportError, export_point_model, export_surrogate
 
-    model = _load_run(run)
+    point_model = _point_model(run)
     target = out or ((run if run.is_dir() else run.parent) / f"model{SUFFIX[fmt]}")
     try:
-        result = export_surrogate(model, target, fmt, force=force, tolerance=tolerance or DEFAULT_TOLERANCE)
+        if point_model is not None:
+            if fmt != "torchscript":
+                raise click.UsageError("caloclouds exports to torchscript (what DD4hep's DDML loads)")
+            result = export_point_model(point_model, target, force=force, tolerance=tolerance or DEFAULT_TOLERANCE)
+        else:
+            result = export_surrogate(_load_run(run), target, fmt, force=force,
+                                      tolerance=tolerance or DEFAULT_TOLERANCE)  # fmt: skip
     except ExportError as err:
         raise click.ClickException(str(err)) from err
     inputs = dict(zip(result.input_names, result.input_shapes, strict=True))

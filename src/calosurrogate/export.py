@@ -28,6 +28,8 @@ from torch import Tensor, nn
 
 from calosurrogate._io import atomic_output, check_output_path
 from calosurrogate.models.base import ExportNotSupportedError, Surrogate
+from calosurrogate.models.caloclouds import CaloClouds
+from calosurrogate.models.caloclouds.family import place_points
 
 FORMATS = ("onnx", "torchscript", "pt2")
 # Exports run in float32, and another runtime orders float32 sums and evaluates exp and log a little
@@ -210,4 +212,112 @@ def _export_pt2(module: nn.Module, inputs: tuple[Tensor, ...], names: list[str],
 
 _EXPORTERS = {"onnx": _export_onnx, "torchscript": _export_torchscript, "pt2": _export_pt2}
 
-__all__ = ["FORMATS", "SUFFIX", "ExportError", "ExportResult", "export_surrogate"]
+
+# ------------------------------------------------------------------------- point clouds (CaloClouds)
+class _Budget(nn.Module):
+    """``(conditions (B, 4): E MeV, d_x, d_y, d_z; ShowerFlow noise (B, F)) -> (points per layer,
+    energy per layer, uncalibrated points, standardised conditions)``: traced."""
+
+    def __init__(self, model: CaloClouds) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, conditions: Tensor, flow_noise: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        m = self.model
+        raw = torch.cat([conditions[:, :1].log(), conditions[:, 1:]], 1)
+        standard = (raw - m.condition_mean) / m.condition_std
+        budget, n_context = m.budget(standard, conditions[:, 0], flow_noise)
+        return budget.points, budget.energy, n_context, standard
+
+
+class _Student(nn.Module):
+    """``(noise (P, 4), context (P, 5)) -> decoded codes (P, 4)``: the one-step student, traced."""
+
+    def __init__(self, model: CaloClouds) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, noise: Tensor, context: Tensor) -> Tensor:
+        return self.model.point_codes(noise, context, steps=0)
+
+
+class _PointCloudsFromNoise(nn.Module):
+    """``forward(conditions (B, 4), flow_noise (B, F), point_noise (P_max, 4)) -> (points (P, 4), offsets (B + 1,))``:
+    the whole one-step sampling of a CaloClouds model, its variable number of points included
+    (scripted around the traced ShowerFlow and student)."""
+
+    def __init__(self, budget: torch.jit.ScriptModule, student: torch.jit.ScriptModule, model: CaloClouds) -> None:
+        super().__init__()
+        self.budget = budget
+        self.student = student
+        self.register_buffer("count_mean", model.count_mean.clone())
+        self.register_buffer("count_std", model.count_std.clone())
+        self.xy_scale_mm = float(model.config.xy_scale_mm)
+
+    def forward(self, conditions: Tensor, flow_noise: Tensor, point_noise: Tensor) -> tuple[Tensor, Tensor]:
+        points_per_layer, energy_per_layer, n_context, standard = self.budget(conditions, flow_noise)
+        counts = points_per_layer.sum(1)
+        shower = torch.repeat_interleave(torch.arange(conditions.shape[0], device=conditions.device), counts)
+        log_n = (n_context.float().clamp(min=1).log() - self.count_mean) / self.count_std
+        context = torch.cat([standard, log_n[:, None]], -1)[shower]
+        raw = self.student(point_noise[: shower.shape[0]], context)
+        return place_points(raw, shower, points_per_layer, energy_per_layer, self.xy_scale_mm)
+
+
+def export_point_model(model: CaloClouds, out: str | os.PathLike[str], force: bool = False,
+                       tolerance: float = DEFAULT_TOLERANCE, seed: int = 0) -> ExportResult:  # fmt: skip
+    """Export a distilled CaloClouds model's one-step sampling as one TorchScript file (what DD4hep's DDML
+    loads through libtorch), checked against eager sampling on the same noise.
+
+    The host draws standard normal noise: ``flow_noise`` ``(B, F)`` and ``point_noise`` with at least as
+    many rows as the shower points (``P_max``; an upper bound such as 5,000 per 100 GeV of the batch's
+    energy). Outputs are points in the local frame (x, y mm, layer, energy MeV) grouped by ``offsets``.
+    """
+    out = Path(out)
+    check_output_path(out, force)
+    if not bool(model.distilled):
+        raise ExportNotSupportedError("caloclouds: only the distilled one-step student is exported; train it first")
+    model = model.to("cpu").eval()
+    rng = np.random.default_rng(seed)
+    features = len(model.showerflow.mean)
+
+    def example(n: int) -> tuple[Tensor, Tensor, Tensor]:
+        theta = rng.uniform(-0.5, 0.5, (n, 2))
+        d = np.column_stack([np.tan(theta), np.ones(n)])
+        d /= np.linalg.norm(d, axis=1, keepdims=True)
+        conditions = np.column_stack([rng.uniform(*model.energy_range.tolist(), n), d])
+        return (torch.as_tensor(conditions, dtype=torch.float32), torch.randn(n, features),
+                torch.randn(n * 20_000, 4))  # fmt: skip
+
+    first, second = example(8), example(3)
+    with torch.no_grad():
+        budget = torch.jit.trace(_Budget(model), first[:2], check_trace=False)
+        student = torch.jit.trace(_Student(model), (torch.randn(64, 4), torch.randn(64, 5)), check_trace=False)
+        eager = _PointCloudsFromNoise(_Budget(model), _Student(model), model)
+        expected = [eager(*first), eager(*second)]
+    names = ["conditions", "flow_noise", "point_noise"]
+    with atomic_output(out, force=force) as tmp:
+        try:
+            scripted = torch.jit.script(_PointCloudsFromNoise(budget, student, model))
+            scripted.save(str(tmp))
+            loaded = torch.jit.load(str(tmp))
+            with torch.no_grad():
+                got = [loaded(*first), loaded(*second)]
+        except Exception as err:
+            raise ExportError(f"caloclouds: torchscript export failed: {type(err).__name__}: {err}") from err
+        if any(not torch.equal(e[1], g[1]) for e, g in zip(expected, got, strict=True)):
+            raise ExportError("caloclouds: the exported graph draws other point counts than eager sampling")
+        difference = max(_relative_difference(e[0].numpy(), g[0].numpy()) for e, g in zip(expected, got, strict=True))
+        if difference > tolerance:
+            raise ExportError(f"caloclouds: the torchscript graph differs from eager sampling by {difference:.2e}")
+    shapes = [[-1, 4], [-1, features], [-1, 4]]
+    with atomic_output(out.with_name(out.name + ".json"), force=True) as tmp:
+        Path(tmp).write_text(json.dumps({
+            "family": model.family, "format": "torchscript", "inputs": dict(zip(names, shapes, strict=True)),
+            "conditions": "incident energy (MeV), direction unit vector d_x, d_y, d_z", "noise": "standard normal",
+            "output": "points (P, 4): x, y (mm, local frame), layer, energy (MeV); offsets (B + 1,)",
+            "max_relative_difference": difference, "geometry": model.geometry.name}, indent=2))  # fmt: skip
+    return ExportResult(out, "torchscript", difference, names, shapes)
+
+
+__all__ = ["FORMATS", "SUFFIX", "ExportError", "ExportResult", "export_point_model", "export_surrogate"]

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from calosurrogate.data.points import ENERGY, LAYER
+from calosurrogate.data.points import ENERGY, LAYER, PointClouds
 from calosurrogate.geometry import ild_ecal
 from calosurrogate.models.caloclouds import CaloClouds, CaloCloudsConfig, ShowerFlow, load_caloclouds
-from calosurrogate.models.caloclouds.family import PointVelocity
-from calosurrogate.models.caloclouds.showerflow import LayerBudget, _largest_remainder, layer_targets
+from calosurrogate.models.caloclouds.family import PointVelocity, place_points
+from calosurrogate.models.caloclouds.showerflow import _largest_remainder, layer_targets
 from calosurrogate.simulate.points import PointShowerSimulator
 
 TINY = CaloCloudsConfig(hidden=16, layers=2, time_features=4, flow_transforms=2, flow_hidden=16, flow_bins=4,
@@ -65,8 +65,8 @@ def test_points_are_placed_by_their_depth_and_layers_get_their_energy() -> None:
     raw = torch.tensor([[0.0, 0.0, 9.0, 0.0], [0.1, 0.0, 1.0, 0.0], [0.2, 0.0, 2.0, 1.0],
                         [0.3, 0.0, 5.0, 0.0], [0.4, 0.0, 3.0, 0.0]])  # fmt: skip
     shower = torch.tensor([0, 0, 0, 1, 1])
-    clouds = model._place(raw, shower, LayerBudget(points, energy), np.ones(2), np.tile([0.0, 0, 1], (2, 1)),
-                          np.zeros((2, 2)))  # fmt: skip
+    placed, offsets = place_points(raw, shower, points, energy, model.config.xy_scale_mm)
+    clouds = PointClouds(np.ones(2), np.tile([0.0, 0, 1], (2, 1)), np.zeros((2, 2)), offsets.numpy(), placed.numpy())
     first = clouds.shower(0)
     # the deepest point (z = 9) goes to layer 5, the two shallow ones to layer 0
     assert first[:, LAYER].tolist() == [0, 0, 5]

@@ -168,10 +168,31 @@ class CaloClouds(nn.Module):
         """Calibration factors (occupancy, energy) at these energies, linear in ``ln E`` between bin centres."""
         grid = self.calibration_log_energy
         x = incident_energies.log().clamp(grid[0], grid[-1])
-        k = torch.searchsorted(grid, x.contiguous()).clamp(1, len(grid) - 1)
+        k = torch.searchsorted(grid, x.contiguous()).clamp(1, grid.shape[0] - 1)
         w = (x - grid[k - 1]) / (grid[k] - grid[k - 1]).clamp(min=1e-12)
         values = self.calibration[:, k - 1] * (1 - w) + self.calibration[:, k] * w
         return values[0], values[1]
+
+    def budget(self, conditions: Tensor, incident_energies: Tensor, flow_noise: Tensor,
+               calibrated: bool = True) -> tuple[LayerBudget, Tensor]:  # fmt: skip
+        """ShowerFlow's points and energy per layer from its noise ``(B, 2 + 2L)``, with the calibration's
+        factors applied; and the uncalibrated number of points, which the point model is conditioned on."""
+        budget = self.showerflow.sample(conditions, flow_noise)
+        n_shower = budget.points.sum(1)
+        if calibrated:
+            occupancy, energy_factor = self._factors(incident_energies)
+            total = (n_shower.float() * occupancy).round().clamp(min=1)
+            share = budget.points.float() / n_shower[:, None].clamp(min=1)
+            budget = LayerBudget(_largest_remainder(share, total), budget.energy * energy_factor[:, None])
+        return budget, n_shower
+
+    def point_codes(self, noise: Tensor, context: Tensor, steps: int | None = None) -> Tensor:
+        """Raw point codes (before placement) from noise ``(P, 4)`` and each point's shower context ``(P, 5)``."""
+        if (steps is None and bool(self.distilled)) or steps == 0:
+            codes = sample_one_step(self.student, noise, context)
+        else:
+            codes = sample_ode(self.teacher, noise, context, steps or self.config.teacher_steps)
+        return codes * self.code_std + self.code_mean
 
     @torch.no_grad()
     def sample(self, incident_energies: np.ndarray, directions: np.ndarray, entry_points: np.ndarray | None = None,
@@ -195,45 +216,15 @@ class CaloClouds(nn.Module):
         if entry_points is None:
             entry_points = np.zeros((len(energies), 2))
         conditions = self.conditions(energies, directions)
-        budget = self.showerflow.sample(conditions)
-        n_shower = budget.points.sum(1)
-        context = self.point_context(conditions, n_shower)
-        if calibrated:
-            occupancy, energy_factor = self._factors(torch.as_tensor(energies, dtype=torch.float32, device=device))
-            total = (n_shower.float() * occupancy).round().clamp(min=1)
-            share = budget.points.float() / budget.points.sum(1, keepdim=True).clamp(min=1)
-            budget = LayerBudget(_largest_remainder(share, total), budget.energy * energy_factor[:, None])
-        counts = budget.points.sum(1)
-        shower = torch.repeat_interleave(torch.arange(len(energies), device=device), counts)
+        flow_noise = torch.randn(len(energies), len(self.showerflow.mean), device=device)
+        budget, n_context = self.budget(conditions, torch.as_tensor(energies, dtype=torch.float32, device=device),
+                                        flow_noise, calibrated)  # fmt: skip
+        shower = torch.repeat_interleave(torch.arange(len(energies), device=device), budget.points.sum(1))
         noise = torch.randn(len(shower), 4, device=device)
-        use_student = (steps is None and bool(self.distilled)) or steps == 0
         with autocast_context(noise.device, precision):
-            if use_student:
-                codes = sample_one_step(self.student, noise, context[shower])
-            else:
-                codes = sample_ode(self.teacher, noise, context[shower], steps or self.config.teacher_steps)
-        raw = codes * self.code_std + self.code_mean
-        return self._place(raw, shower, budget, energies, directions, entry_points)
-
-    def _place(self, raw: Tensor, shower: Tensor, budget: LayerBudget, energies: np.ndarray, directions: np.ndarray,
-               entry_points: np.ndarray) -> PointClouds:  # fmt: skip
-        """Points to layers by their ``z`` order and ShowerFlow's counts; energies rescaled per layer."""
-        layers = self.geometry.n_layers
-        order = torch.argsort(raw[:, 2], stable=True)
-        order = order[torch.argsort(shower[order], stable=True)]
-        raw, shower = raw[order], shower[order]
-        # the k-th point of the batch (sorted by shower, then z) falls in the layer whose cumulative count passes k
-        cumulative = budget.points.reshape(-1).cumsum(0)
-        flat = torch.searchsorted(cumulative, torch.arange(len(raw), device=raw.device), right=True)
-        layer = flat % layers
-        energy = raw[:, 3].clamp(max=20.0).exp()
-        sums = torch.zeros(budget.points.numel(), device=raw.device).index_add_(0, flat, energy)
-        energy = energy * (budget.energy.reshape(-1) / sums.clamp(min=1e-12))[flat]
-        s = self.config.xy_scale_mm
-        points = torch.stack([s * torch.sinh(raw[:, 0]), s * torch.sinh(raw[:, 1]), layer.float(), energy], -1)
-        counts = budget.points.sum(1).cpu().numpy()
-        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        return PointClouds(energies, directions, np.asarray(entry_points, np.float64), offsets,
+            raw = self.point_codes(noise, self.point_context(conditions, n_context)[shower], steps)
+        points, offsets = place_points(raw, shower, budget.points, budget.energy, self.config.xy_scale_mm)
+        return PointClouds(energies, directions, np.asarray(entry_points, np.float64), offsets.cpu().numpy(),
                            points.cpu().numpy().astype(np.float32))  # fmt: skip
 
     # ------------------------------------------------------------------ calibration
@@ -275,6 +266,37 @@ class CaloClouds(nn.Module):
         with atomic_output(path, force=force) as tmp:
             torch.save(self.checkpoint_dict(), tmp)
         return Path(path)
+
+
+def place_points(raw: Tensor, shower: Tensor, points_per_layer: Tensor, energy_per_layer: Tensor,
+                 xy_scale_mm: float) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """Points to layers by their ``z`` order and the counts per layer; energies rescaled per layer.
+
+    Args:
+        raw: Decoded codes ``(P, 4)`` (``asinh`` x and y, ``z``, ``ln E``), grouped by shower.
+        shower: Each point's shower, ``(P,)``, non-decreasing.
+        points_per_layer: ``(B, L)`` int64, summing to ``P``.
+        energy_per_layer: MeV, ``(B, L)``.
+        xy_scale_mm: The ``asinh`` coding's scale.
+
+    Returns:
+        ``points (P, 4)`` (x, y mm, layer, energy MeV), sorted by shower then layer, and ``offsets (B + 1,)``.
+    """
+    n_layers = points_per_layer.shape[1]
+    order = torch.argsort(raw[:, 2], stable=True)
+    order = order[torch.argsort(shower[order], stable=True)]
+    raw = raw[order]
+    # the k-th point (sorted by shower, then z) falls in the layer whose cumulative count passes k
+    cumulative = points_per_layer.reshape(-1).cumsum(0)
+    flat = torch.searchsorted(cumulative, torch.arange(raw.shape[0], device=raw.device), right=True)
+    layer = flat % n_layers
+    energy = raw[:, 3].clamp(max=20.0).exp()
+    sums = torch.zeros(points_per_layer.numel(), device=raw.device).index_add_(0, flat, energy)
+    energy = energy * (energy_per_layer.reshape(-1) / sums.clamp(min=1e-12))[flat]
+    points = torch.stack([xy_scale_mm * torch.sinh(raw[:, 0]), xy_scale_mm * torch.sinh(raw[:, 1]),
+                          layer.float(), energy], -1)  # fmt: skip
+    offsets = torch.cat([torch.zeros(1, dtype=torch.long, device=raw.device), points_per_layer.sum(1).cumsum(0)])
+    return points, offsets
 
 
 def _per_shower(hits: Any, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -66,7 +66,7 @@ def consistency_function(velocity: Velocity, x: Tensor, t: Tensor, context: Tens
 @torch.no_grad()
 def sample_one_step(velocity: Velocity, noise: Tensor, context: Tensor) -> Tensor:
     """The consistency model's one-pass sample from ``noise`` at ``t = 1``."""
-    return consistency_function(velocity, noise.float(), torch.ones(len(noise), device=noise.device), context)
+    return consistency_function(velocity, noise.float(), torch.ones_like(noise[:, 0], dtype=torch.float32), context)
 
 
 def consistency_distillation_loss(student: Velocity, target: Velocity, teacher: Velocity, x0: Tensor,
