@@ -81,7 +81,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 @click.option(
     "--engine", type=click.Choice(["fast", "geant4"]), default="fast", show_default=True,
     help="fast: the built-in parametrized simulator (GFlash-style; ds2/ds3 calibrated to Geant4). geant4: real Geant4 11.4 (pip install "
-         "'calosurrogate[geant4]' and a C++ compiler; ds2, ds3, ds1-photons as planar Pb/LAr, and paraflow's plate, field and crystals) with a data-free EM physics list: no "
+         "'calosurrogate[geant4]' and a C++ compiler; ds2, ds3, ds1-photons as planar Pb/LAr, paraflow's plate, field and crystals, and ild-ecal's SiW stack as point clouds) with a data-free EM physics list: no "
          "fluorescence, Auger or Rayleigh, relativistic bremsstrahlung also below 1 GeV (the official samples "
          "used Geant4's full standard physics).",
 )  # fmt: skip
@@ -170,14 +170,20 @@ def simulate(
     if conditions or held_out:
         raise click.UsageError(f"--condition/--hold-out: {geometry_name} has no conditions to set (paraflow has)")
     if geometry_name in PLANAR_CALORIMETERS:
-        from calosurrogate.simulate.points import simulate_points_to_file
+        if sharded or cheap or range_cut_mm is not None:
+            raise click.UsageError(f"{geometry_name}: simulated in one process (no --workers, --scheduler, "
+                                   "--shard-size, --cheap or --range-cut; the geant4 engine's chunks resume a killed run)")  # fmt: skip
+        if engine == "geant4":
+            from calosurrogate.simulate.geant4.engine import simulate_points_geant4_to_file
 
-        if engine != "fast" or sharded or cheap:
-            raise click.UsageError(f"{geometry_name}: the fast engine in one process is what simulates it so far "
-                                   "(no --engine geant4, --workers, --scheduler, --shard-size or --cheap)")  # fmt: skip
-        simulate_points_to_file(PLANAR_CALORIMETERS[geometry_name](), n_showers, out, energy, seed=seed, force=force,
-                                progress=not quiet)  # fmt: skip
-        click.echo(f"wrote {n_showers} {geometry_name} photon showers as point clouds (fast engine) to {out}")
+            simulate_points_geant4_to_file(PLANAR_CALORIMETERS[geometry_name](), n_showers, out, energy, seed=seed,
+                                           chunk_size=chunk_size, force=force, progress=not quiet)  # fmt: skip
+        else:
+            from calosurrogate.simulate.points import simulate_points_to_file
+
+            simulate_points_to_file(PLANAR_CALORIMETERS[geometry_name](), n_showers, out, energy, seed=seed,
+                                    force=force, progress=not quiet)  # fmt: skip
+        click.echo(f"wrote {n_showers} {geometry_name} photon showers as point clouds ({engine} engine) to {out}")
         return
     detector = get_detector(geometry_name)
     if cheap:

@@ -26,10 +26,12 @@ from calosurrogate._io import check_output_path
 from calosurrogate.data import ShowerWriter
 from calosurrogate.data.shards import prepare_folder
 from calosurrogate.data.spectra import EnergySpectrum
+from calosurrogate.geometry.planar import PlanarCalorimeter
 from calosurrogate.simulate.detectors import DetectorDescription, get_detector
 from calosurrogate.simulate.geant4.application import PRODUCTION_CUT_MM, calorimeter, layout_of
 from calosurrogate.simulate.geant4.build import PINNED, bindings, physics_library
 from calosurrogate.simulate.paraflow import CONDITIONS, ParaFlowSetup, ParaFlowSimulator
+from calosurrogate.simulate.points import DEFAULT_SPECTRUM, PointShowerSimulator
 
 PHYSICS = (
     "Geant4 11.4.p01 (geant4-pybind {pinned}), data-free EM physics: gamma photo-effect (PEEffectFluo), Compton "
@@ -38,7 +40,7 @@ PHYSICS = (
 )
 
 
-Target = str | ParaFlowSetup  # a sampling calorimeter's detector name, or ParaFlow's set-up
+Target = str | ParaFlowSetup | PlanarCalorimeter  # a sampling calorimeter's name, ParaFlow's set-up, a planar stack
 
 
 def _chunk_plan(
@@ -78,7 +80,16 @@ def _run_chunk(
     """Simulate one chunk in this process and save it atomically, with the CPU seconds its showers
     took (Geant4 alone: after the application is built); returns (index, wall seconds)."""
     start = time.perf_counter()
-    if isinstance(target, str):
+    if isinstance(target, PlanarCalorimeter):
+        from calosurrogate.simulate.geant4.planar import planar_calorimeter
+
+        application = planar_calorimeter(target.name)
+        cpu = time.process_time()
+        clouds = application.simulate(conditions["incident_energies"], conditions["directions"],
+                                      conditions["entry_points"], g4_seed)  # fmt: skip
+        conditions = {**conditions, "offsets": clouds.offsets}
+        showers = clouds.points
+    elif isinstance(target, str):
         application = calorimeter(get_detector(target), range_cut_mm=range_cut_mm)
         cpu = time.process_time()
         showers = application.simulate(conditions["incident_energies"], g4_seed)
@@ -282,4 +293,52 @@ def simulate_paraflow_geant4_to_file(
     with ShowerWriter(out, setup.window.n_voxels, dtype=dtype, force=force, condition_dims=dict.fromkeys(CONDITIONS, 1),
                       attrs=attrs) as writer:  # fmt: skip
         _write_chunks(parts, len(plan), writer, CONDITIONS)
+    return out
+
+
+def simulate_points_geant4_to_file(
+    geometry: PlanarCalorimeter,
+    n: int,
+    out: str | os.PathLike[str],
+    spectrum: EnergySpectrum | str | None = None,
+    seed: int = 0,
+    workers: int = 1,
+    chunk_size: int = 20,
+    force: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Simulate ``n`` photons in a planar calorimeter with Geant4 (:mod:`.planar`) into a point-cloud
+    file, their energies, directions and entry points drawn as the fast engine draws them (chunk
+    ``i`` from ``(seed, i)``). Chunked and resumable as :func:`simulate_geant4_to_file`."""
+    from calosurrogate.data.points import PointClouds, PointCloudWriter
+
+    if n < 1 or workers < 1 or chunk_size < 1:
+        raise ValueError("n, workers and chunk_size must be at least 1")
+    out = check_output_path(out, force)
+    bindings()
+    physics_library()
+    spectrum = EnergySpectrum.parse(spectrum or DEFAULT_SPECTRUM) if not isinstance(spectrum, EnergySpectrum) \
+        else spectrum  # fmt: skip
+    parts = out.parent / f".{out.name}.geant4-parts"
+    manifest = {"detector": geometry.name, "n": n, "spectrum": spectrum.spec, "seed": seed, "chunk_size": chunk_size,
+                "bindings": PINNED, "format": 3}  # fmt: skip
+    _prepare_parts(parts, manifest, force)
+    draw = PointShowerSimulator(geometry)
+    plan = []
+    for i in range(-(-n // chunk_size)):
+        rng = np.random.default_rng([seed, i])
+        energies, directions, entry = draw.conditions(min(chunk_size, n - i * chunk_size), spectrum, rng)
+        plan.append(({"incident_energies": energies, "directions": directions, "entry_points": entry},
+                     int(rng.integers(1, 2**31 - 1))))  # fmt: skip
+    _run_plan(geometry, plan, parts, workers, f"geant4 {geometry.name}", progress)
+    attrs = {"generator": "Geant4 (calosurrogate geant4 engine; Si step deposits merged in sub-cells)",
+             "physics": PHYSICS.format(pinned=PINNED, cut=PRODUCTION_CUT_MM), "particle": "photon",
+             "energy_spectrum": spectrum.spec, "seed": seed, "chunk_size": chunk_size,
+             "cpu_seconds_per_shower": _cpu_seconds(parts, len(plan)) / n}  # fmt: skip
+    with PointCloudWriter(out, geometry, force=force, attrs=attrs) as writer:
+        for i in range(len(plan)):
+            with np.load(_chunk_path(parts, i)) as chunk:
+                writer.write(PointClouds(chunk["incident_energies"], chunk["directions"], chunk["entry_points"],
+                                         chunk["offsets"], chunk["showers"]))  # fmt: skip
+    shutil.rmtree(parts, ignore_errors=True)
     return out
