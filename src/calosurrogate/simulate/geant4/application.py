@@ -145,6 +145,14 @@ def start_run_manager(g4, construct: Callable, construct_sd_and_field: Callable,
     return run_manager, user
 
 
+def particle_gun(g4, particle: str = "gamma"):
+    """A Geant4 particle gun of one ``particle`` per event (its Geant4 name), flying along +z."""
+    gun = g4.G4ParticleGun(1)
+    gun.SetParticleDefinition(g4.G4ParticleTable.GetParticleTable().FindParticle(particle))
+    gun.SetParticleMomentumDirection(g4.G4ThreeVector(0, 0, 1))
+    return gun
+
+
 @contextlib.contextmanager
 def _quiet(enabled: bool) -> Iterator[None]:
     """Geant4's banner and table dumps go to the process's standard output, below Python: send
@@ -231,10 +239,7 @@ class Geant4Calorimeter:
         class Gun(g4.G4VUserPrimaryGeneratorAction):
             def __init__(self) -> None:
                 super().__init__()
-                self.gun = g4.G4ParticleGun(1)
-                particle = g4.G4ParticleTable.GetParticleTable().FindParticle(PARTICLES[app.detector.particle])
-                self.gun.SetParticleDefinition(particle)
-                self.gun.SetParticleMomentumDirection(g4.G4ThreeVector(0, 0, 1))
+                self.gun = particle_gun(g4, PARTICLES[app.detector.particle])
                 self.gun.SetParticlePosition(g4.G4ThreeVector(0, 0, -1 * mm))
 
             def GeneratePrimaries(self, event) -> None:

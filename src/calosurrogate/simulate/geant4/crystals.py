@@ -18,7 +18,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from calosurrogate.simulate.geant4.application import _quiet, claim_run_manager, em_physics_list, start_run_manager
+from calosurrogate.simulate.geant4.application import (
+    _quiet,
+    claim_run_manager,
+    em_physics_list,
+    particle_gun,
+    start_run_manager,
+)
 from calosurrogate.simulate.geant4.build import bindings, physics_library
 from calosurrogate.simulate.paraflow import ParaFlowSetup, ParaFlowSimulator
 
@@ -49,9 +55,7 @@ class Geant4CrystalCalorimeter:
         class Gun(g4.G4VUserPrimaryGeneratorAction):
             def __init__(self) -> None:
                 super().__init__()
-                self.gun = g4.G4ParticleGun(1)
-                self.gun.SetParticleDefinition(g4.G4ParticleTable.GetParticleTable().FindParticle("gamma"))
-                self.gun.SetParticleMomentumDirection(g4.G4ThreeVector(0, 0, 1))
+                self.gun = particle_gun(g4)
 
             def GeneratePrimaries(self, event) -> None:
                 i = app._event

@@ -19,7 +19,13 @@ import numpy as np
 
 from calosurrogate.data.points import PointClouds
 from calosurrogate.geometry.planar import PLANAR_CALORIMETERS, PlanarCalorimeter
-from calosurrogate.simulate.geant4.application import _quiet, claim_run_manager, em_physics_list, start_run_manager
+from calosurrogate.simulate.geant4.application import (
+    _quiet,
+    claim_run_manager,
+    em_physics_list,
+    particle_gun,
+    start_run_manager,
+)
 from calosurrogate.simulate.geant4.build import bindings, physics_library
 
 GUN_OFFSET_MM = 1.0
@@ -45,8 +51,7 @@ class Geant4PlanarCalorimeter:
         class Gun(g4.G4VUserPrimaryGeneratorAction):
             def __init__(self) -> None:
                 super().__init__()
-                self.gun = g4.G4ParticleGun(1)
-                self.gun.SetParticleDefinition(g4.G4ParticleTable.GetParticleTable().FindParticle("gamma"))
+                self.gun = particle_gun(g4)
 
             def GeneratePrimaries(self, event) -> None:
                 energies, directions, entry = app._conditions
