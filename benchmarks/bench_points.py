@@ -6,7 +6,7 @@ reference file WORK/reference.h5 (``calo simulate --geometry ild-ecal --seed 2``
 references (random angles) are simulated here into WORK/fixed_E.h5. Generated files are kept in WORK.
 
 Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_points.py [--workdir benchmarks/work/ild]
-     [--n 10000] [--n-fixed 2000] [--teacher-steps 16]
+     [--n 6000] [--n-fixed 1000] [--teacher-steps 16] [--teacher-precision bf16]
 Results: benchmarks/results/points_ild.json
 """
 
@@ -65,9 +65,10 @@ def _time_per_shower(fn, n_calls: int, batch: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", default="benchmarks/work/ild")
-    parser.add_argument("--n", type=int, default=10_000, help="reference showers judged (inclusive)")
-    parser.add_argument("--n-fixed", type=int, default=2000)
+    parser.add_argument("--n", type=int, default=6000, help="reference showers judged (inclusive)")
+    parser.add_argument("--n-fixed", type=int, default=1000)
     parser.add_argument("--teacher-steps", type=int, default=16)
+    parser.add_argument("--teacher-precision", default="bf16", help="the teacher's 31 passes in fp32 take ~30 min")
     args = parser.parse_args()
     torch.set_num_threads(1)
     work = Path(args.workdir)
@@ -75,9 +76,17 @@ def main() -> None:
     model = load_caloclouds(work / "run" / "model.pt")
     with PointCloudFile(work / "reference.h5") as f:
         reference = f.read(0, args.n)
-    results: dict = {"n_reference": len(reference), "teacher_steps": args.teacher_steps, "quality": {}}
+    results: dict = {
+        "n_reference": len(reference),
+        "teacher_steps": args.teacher_steps,
+        "teacher_precision": args.teacher_precision,
+        "quality": {},
+    }
 
-    samples = {"student": _generate(model, reference, 0), "teacher": _generate(model, reference, args.teacher_steps)}
+    samples = {
+        "student": _generate(model, reference, 0),
+        "teacher": _generate(model, reference, args.teacher_steps, precision=args.teacher_precision),
+    }
     # the calibration's ablation: the student without its occupancy and energy factors
     uncalibrated = _generate(model, reference, 0, calibrated=False)
     results["quality"]["student_uncalibrated/inclusive/5mm"] = _quality(reference, uncalibrated, geometry)
@@ -96,8 +105,9 @@ def main() -> None:
                                     progress=False)  # fmt: skip
         with PointCloudFile(path) as f:
             fixed = f.read()
-        for name, steps in (("student", 0), ("teacher", args.teacher_steps)):
-            results["quality"][f"{name}/{energy}GeV/5mm"] = _quality(fixed, _generate(model, fixed, steps), geometry)
+        for name, steps, precision in (("student", 0, "fp32"), ("teacher", args.teacher_steps, args.teacher_precision)):
+            generated = _generate(model, fixed, steps, precision=precision)
+            results["quality"][f"{name}/{energy}GeV/5mm"] = _quality(fixed, generated, geometry)
 
     # time per shower at 50 GeV, random angles, one thread, projection and half-MIP cut included
     rng = np.random.default_rng(5)
@@ -114,7 +124,8 @@ def main() -> None:
             return project(model.sample(e, d, p, steps=0, precision="bf16"), geometry).above(geometry.mip_mev / 2)
 
         def teacher(e=e, d=d, p=p):
-            return project(model.sample(e, d, p, steps=args.teacher_steps), geometry).above(geometry.mip_mev / 2)
+            sample = model.sample(e, d, p, steps=args.teacher_steps, precision=args.teacher_precision)
+            return project(sample, geometry).above(geometry.mip_mev / 2)
 
         def engine(e=e, d=d, p=p):
             return project(sim.simulate(e, d, p, rng), geometry).above(geometry.mip_mev / 2)
@@ -122,7 +133,7 @@ def main() -> None:
         timing[f"batch_{batch}"] = {
             "student_ms": 1e3 * _time_per_shower(student, n_calls, batch),
             "student_bf16_ms": 1e3 * _time_per_shower(student_bf16, n_calls, batch),
-            "teacher_ms": 1e3 * _time_per_shower(teacher, max(1, n_calls // 10), batch),
+            "teacher_ms": 1e3 * _time_per_shower(teacher, max(1, n_calls // 20), batch),
             "fast_engine_ms": 1e3 * _time_per_shower(engine, n_calls, batch),
         }
         print(batch, timing[f"batch_{batch}"], flush=True)

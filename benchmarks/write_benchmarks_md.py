@@ -668,7 +668,8 @@ def _points_sections() -> list[str]:
            "(10 mm where said), half-MIP cut. Training: "
            + ", ".join(f"{r['stage']} {r['step']:,} steps in {r['seconds'] / 60:.0f} min" for r in d["train"]
                        if r["stage"] != "calibration") + " (one thread, bf16 autocast). "
-           f"Teacher: {d['teacher_steps']} Heun steps ({2 * d['teacher_steps'] - 1} passes); student: one pass.", "",
+           f"Teacher: {d['teacher_steps']} Heun steps ({2 * d['teacher_steps'] - 1} passes, "
+           f"{d.get('teacher_precision', 'fp32')}); student: one pass (fp32 unless said).", "",
            "| sample | " + " | ".join(names) + " | angle S all / top |", "|---" * (len(names) + 2) + "|"]  # fmt: skip
     for key in variants:
         row = q[key]
@@ -681,7 +682,7 @@ def _points_sections() -> list[str]:
             out.append(f"| floor of {key.removeprefix('student/')} | " + " | ".join(floor)
                        + f" | {angles['all']['floor']:.3f} / {angles['top']['floor']:.3f} |")  # fmt: skip
     out += ["", "Time per shower at 50 GeV on one thread, random angles, projection onto 5 mm cells and the "
-            "half-MIP cut included (ms):", "", "| batch | student fp32 | student bf16 | teacher fp32 | fast engine |",
+            "half-MIP cut included (ms):", "", "| batch | student fp32 | student bf16 | teacher | fast engine |",
             "|---|---|---|---|---|"]  # fmt: skip
     for batch, t in d["timing_50GeV_one_thread"].items():
         out.append(f"| {batch.removeprefix('batch_')} | {t['student_ms']:.2f} | {t.get('student_bf16_ms', float('nan')):.2f} | "
