@@ -13,10 +13,13 @@ Results: benchmarks/results/points_ild.json
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
 
+import h5py
 import numpy as np
 import torch
 from _common import write_result
@@ -137,7 +140,22 @@ def main() -> None:
             "fast_engine_ms": 1e3 * _time_per_shower(engine, n_calls, batch),
         }
         print(batch, timing[f"batch_{batch}"], flush=True)
+    # Geant4 at 50 GeV (its CPU seconds per shower, recorded in the file; Python scorer included)
+    g4_file = work / "geant4_50GeV_timing.h5"
+    if not g4_file.exists():
+        subprocess.run([sys.executable, "-m", "calosurrogate", "simulate", "--geometry", "ild-ecal", "--engine", "geant4",
+                        "--n", "20", "--energy", "fixed:50GeV", "--seed", "9", "--out", str(g4_file), "--quiet"],
+                       check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    with h5py.File(g4_file) as f:
+        timing["geant4_cpu_ms_50GeV"] = 1e3 * float(f.attrs["cpu_seconds_per_shower"])
     results["timing_50GeV_one_thread"] = timing
+    # the fast engine's realism: its showers at the Geant4 sample's conditions against Geant4's
+    g4_sample = work / "geant4_2000.h5"
+    if g4_sample.exists():
+        with PointCloudFile(g4_sample) as f:
+            g4 = f.read()
+        fast = sim.simulate(g4.incident_energies, g4.directions, g4.entry_points, np.random.default_rng(11))
+        results["quality"]["fast-engine-vs-geant4/inclusive/5mm"] = _quality(g4, fast, geometry)
     results["train"] = __import__("json").loads((work / "run" / "train.json").read_text())["log"]
     path = write_result("points_ild", results, "OMP_NUM_THREADS=1 .venv/bin/python " + " ".join(sys.argv))
     print(f"wrote {path}")
