@@ -677,16 +677,21 @@ def _points_sections() -> list[str]:
         angles = row["angles"]
         out.append(f"| {key} ({row['settings']['n_each']:,}) | " + " | ".join(cells)
                    + f" | {angles['all']['value']:.3f} / {angles['top']['value']:.3f} |")  # fmt: skip
-        if key.startswith("student/"):
+        if key.startswith("student/") or key.startswith("fast-engine"):
             floor = [f"{row['jsd'][n]['floor']:.3f}" for n in names]
-            out.append(f"| floor of {key.removeprefix('student/')} | " + " | ".join(floor)
+            out.append(f"| floor of {key.split('/', 1)[1]} | " + " | ".join(floor)
                        + f" | {angles['all']['floor']:.3f} / {angles['top']['floor']:.3f} |")  # fmt: skip
     out += ["", "Time per shower at 50 GeV on one thread, random angles, projection onto 5 mm cells and the "
             "half-MIP cut included (ms):", "", "| batch | student fp32 | student bf16 | teacher | fast engine |",
             "|---|---|---|---|---|"]  # fmt: skip
-    for batch, t in d["timing_50GeV_one_thread"].items():
+    timing = d["timing_50GeV_one_thread"]
+    for batch, t in ((k, v) for k, v in timing.items() if isinstance(v, dict)):
         out.append(f"| {batch.removeprefix('batch_')} | {t['student_ms']:.2f} | {t.get('student_bf16_ms', float('nan')):.2f} | "
                    f"{t['teacher_ms']:.2f} | {t['fast_engine_ms']:.2f} |")  # fmt: skip
+    if timing.get("geant4_cpu_ms_50GeV"):
+        out += ["", f"Geant4 engine at 50 GeV: {timing['geant4_cpu_ms_50GeV']:.0f} ms CPU per shower (one thread, its "
+                "Python scorer included). The row fast-engine-vs-geant4 judges the fast engine (the training data) "
+                "against 2,000 Geant4 showers at the same conditions (its floor: Geant4 half against half)."]  # fmt: skip
     out += [
         "",
         "Goals (issue 23): one step within 10% of the multi-step JSDs; every JSD below 0.05 inclusive; "
