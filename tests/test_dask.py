@@ -97,7 +97,7 @@ def test_calo_simulate_workers_and_evaluate_read_the_sharded_file(tmp_path) -> N
         assert f.n_showers == 1100
     judged = subprocess.run(
         [*calo, "evaluate", "--generated", str(tmp_path / "s.h5"), "--reference", str(tmp_path / "s.h5"),
-         "--geometry", "ds1-photons", "--metrics", "histograms", "--out", str(tmp_path / "eval"), "--no-floors"],
+         "--geometry", "ds1-photons", "--metrics", "kpd", "--out", str(tmp_path / "eval"), "--no-floors"],
         capture_output=True, text=True,
     )  # fmt: skip
     assert judged.returncode == 0, judged.stderr
