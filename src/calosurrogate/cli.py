@@ -625,10 +625,12 @@ def sample(
 @main.command()
 def models() -> None:
     """List the surrogate families (--model NAME), one line each, then the models the package ships."""
-    from calosurrogate.models.catalog import FAMILIES
+    from calosurrogate.models.catalog import FAMILIES, POINT_FAMILIES
     from calosurrogate.models.pretrained import available, describe
 
     for name, family in sorted(FAMILIES.items()):
+        click.echo(f"{name:10s} {family.summary} ({family.papers})")
+    for name, family in sorted(POINT_FAMILIES.items()):
         click.echo(f"{name:10s} {family.summary} ({family.papers})")
     click.echo("\nShipped, trained models (calo sample --run shipped:NAME):")
     for name in available():

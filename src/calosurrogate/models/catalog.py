@@ -27,3 +27,11 @@ FAMILIES: dict[str, Family] = {
     "vae": Family("vae", "Conditional VAE with a hurdle likelihood (hit or not, then its energy)", "arXiv:1312.6114"),
     "wgan": Family("gan", "Conditional Wasserstein GAN with gradient penalty", "arXiv:1704.00028"),
 }  # fmt: skip
+
+# Families of point-cloud showers (planar highly granular calorimeters, point-cloud files): their
+# own interface (variable-length showers), trained by calosurrogate.training.points.
+POINT_FAMILIES: dict[str, Family] = {
+    "caloclouds": Family("caloclouds", "CaloClouds: ShowerFlow, a flow-matching point model and its one-step "
+                         "consistency-distilled student, given energy and direction (ild-ecal point clouds)",
+                         "arXiv:2309.05704, 2511.01460"),
+}  # fmt: skip
