@@ -243,7 +243,10 @@ class CaloClouds(nn.Module):
         nearest = np.abs(log_e[:, None] - grid[None, :]).argmin(1)
         self.calibration.fill_(1.0)
         for k in range(iterations):
-            generated = self.sample(clouds.incident_energies, clouds.directions, clouds.entry_points, seed=seed + k)
+            generated = PointClouds.concatenate([
+                self.sample(clouds.incident_energies[lo : lo + 500], clouds.directions[lo : lo + 500],
+                            clouds.entry_points[lo : lo + 500], seed=seed + 1000 * k + lo)
+                for lo in range(0, len(clouds), 500)])  # fmt: skip
             gen_n, gen_e = _per_shower(project(generated, geo).above(cut), len(clouds))
             for b in range(len(grid)):
                 inside = nearest == b
