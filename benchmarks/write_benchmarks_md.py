@@ -666,8 +666,9 @@ def _points_sections() -> list[str]:
            "Jensen-Shannon distance (base 2) of each observable, reference half A against the generated showers of "
            "half B's conditions; the floor row compares A with B itself (same sizes, same bins). Cells of 5 mm "
            "(10 mm where said), half-MIP cut. Training: "
-           + ", ".join(f"{r['stage']} {r['step']:,} steps in {r['seconds'] / 60:.0f} min" for r in d["train"]
-                       if r["stage"] != "calibration") + " (one thread, bf16 autocast). "
+           + ", ".join(f"{r['stage']} {r['step']:,} steps in {r['seconds'] / 60:.0f} min"
+                       for r in {row["stage"]: row for row in d["train"] if row["stage"] != "calibration"}.values())
+           + " (one thread, bf16 autocast). "
            f"Teacher: {d['teacher_steps']} Heun steps ({2 * d['teacher_steps'] - 1} passes, "
            f"{d.get('teacher_precision', 'fp32')}); student: one pass (fp32 unless said).", "",
            "| sample | " + " | ".join(names) + " | angle S all / top |", "|---" * (len(names) + 2) + "|"]  # fmt: skip

@@ -89,6 +89,18 @@ def test_simulate_train_sample_evaluate(tmp_path) -> None:
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert metrics["settings"]["cell_mm"] == 10.0 and set(metrics["jsd"]) >= {"cell_energy", "cog_z"}
     assert (tmp_path / "ev" / "observables.png").read_bytes()[:4] == b"\x89PNG"
+    # a smaller student distilled from the run's teacher, ShowerFlow and codings taken as they are
+    calo("train", "--model", "caloclouds", "--data", str(tmp_path / "data.h5"), "--out", str(tmp_path / "small"),
+         "--set", "model.hidden=16", "--set", "model.flow_hidden=16", "--set", "model.flow_transforms=2",
+         "--set", "model.student_hidden=8", "--set", "model.student_layers=1", "--set", "train.max_steps=5",
+         "--set", "train.calibration_showers=50", "--set", "train.points_per_batch=256",
+         "--set", f"train.teacher_run={tmp_path / 'run'}")  # fmt: skip
+    small = json.loads((tmp_path / "small" / "train.json").read_text())["log"]
+    assert [row["stage"] for row in small if row["step"] == 5] == ["student"]
+    teacher_state = torch.load(tmp_path / "run" / "model.pt", weights_only=True)["state_dict"]
+    small_state = torch.load(tmp_path / "small" / "model.pt", weights_only=True)["state_dict"]
+    assert torch.equal(small_state["teacher.net.0.weight"], teacher_state["teacher.net.0.weight"])
+    assert small_state["student.net.0.weight"].shape[0] == 8
     # the one-step sampling as one TorchScript file, equal to eager sampling on the same noise
     out = calo("export", "--run", str(tmp_path / "run"), "--format", "torchscript")
     assert "largest relative difference to eager sampling 0.0e+00" in out

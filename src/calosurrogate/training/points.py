@@ -49,6 +49,8 @@ class PointTrainConfig:
         precision: Autocast of the training passes (``auto``: bf16 where the CPU has AMX or on CUDA).
         calibration_showers: Training showers the calibration uses.
         validation_fraction: Share of the file (at its end) kept out of training.
+        teacher_run: A trained run (folder or model file) whose codings, ShowerFlow and teacher
+            this run takes as they are: only the student (e.g. a smaller one) and the calibration train.
         seed: Seed of everything drawn.
     """
 
@@ -63,6 +65,7 @@ class PointTrainConfig:
     ema: float = 0.95
     precision: str = "auto"
     calibration_showers: int = 3000
+    teacher_run: str = ""
     validation_fraction: float = 0.1
     seed: int = 0
 
@@ -136,6 +139,17 @@ def train_caloclouds(data: str | os.PathLike[str], out: str | os.PathLike[str],
             done, log = list(saved["done"]), list(saved["log"])
         elif checkpoint_path.exists() and not force:
             raise CheckpointError(f"{checkpoint_path} exists: resume the run (--resume) or start afresh (--force)")
+        elif config.teacher_run:
+            source = Path(config.teacher_run)
+            source = source / "model.pt" if source.is_dir() else source
+            state = torch.load(source, weights_only=True)["state_dict"]
+            missing, _ = model.load_state_dict({k: v for k, v in state.items() if not k.startswith("student.")},
+                                               strict=False)  # fmt: skip
+            if any(not k.startswith("student.") for k in missing):
+                raise CheckpointError(f"{source}: lacks {[k for k in missing if not k.startswith('student.')][:3]}")
+            model.distilled.fill_(False)
+            model.calibration.fill_(1.0)
+            done = ["showerflow", "teacher"]
         else:
             model.fit_preprocessing(clouds, rng)
 
@@ -169,7 +183,10 @@ def train_caloclouds(data: str | os.PathLike[str], out: str | os.PathLike[str],
                        list(model.teacher.parameters()), config, config.teacher_minutes, log, progress)  # fmt: skip
             finish("teacher")
         if "student" not in done:
-            model.student.load_state_dict(model.teacher.state_dict())
+            mine, teachers = model.student.state_dict(), model.teacher.state_dict()
+            shapes = [v.shape for v in mine.values()] == [v.shape for v in teachers.values()]
+            if shapes:
+                model.student.load_state_dict(model.teacher.state_dict())
             target = copy.deepcopy(model.student).requires_grad_(False)
             teacher = model.teacher.requires_grad_(False)
 

@@ -51,6 +51,8 @@ class CaloCloudsConfig:
 
     Attributes:
         hidden, layers: Width and hidden layers of the point networks.
+        student_hidden, student_layers: The student's, if smaller (0: the teacher's, and the
+            student starts as a copy of the teacher; else it starts afresh).
         time_features: Sine and cosine features of the ODE time.
         flow_transforms, flow_hidden, flow_bins: ShowerFlow's coupling spline flow.
         teacher_steps: Heun steps of the teacher's sampler.
@@ -65,6 +67,8 @@ class CaloCloudsConfig:
     flow_hidden: int = 128
     flow_bins: int = 8
     teacher_steps: int = 16
+    student_hidden: int = 0
+    student_layers: int = 0
     xy_scale_mm: float = 5.0
     calibration_bins: int = 6
 
@@ -102,7 +106,8 @@ class CaloClouds(nn.Module):
         c = config
         self.showerflow = ShowerFlow(geometry.n_layers, N_CONDITIONS, c.flow_transforms, c.flow_hidden, c.flow_bins)
         self.teacher = PointVelocity(N_CONDITIONS + 1, c.hidden, c.layers, c.time_features)
-        self.student = PointVelocity(N_CONDITIONS + 1, c.hidden, c.layers, c.time_features)
+        self.student = PointVelocity(N_CONDITIONS + 1, c.student_hidden or c.hidden, c.student_layers or c.layers,
+                                     c.time_features)  # fmt: skip
         for name, size in [("condition_mean", N_CONDITIONS), ("condition_std", N_CONDITIONS), ("code_mean", 4),
                            ("code_std", 4), ("count_mean", 1), ("count_std", 1)]:  # fmt: skip
             self.register_buffer(name, torch.zeros(size) if "mean" in name else torch.ones(size))
