@@ -98,7 +98,7 @@ def main() -> None:
         path.write_text(json.dumps(results, indent=2))
         print(f"updated {path}")
         return
-    model = load_caloclouds(work / "run" / "model.pt")
+    model = load_caloclouds(work / args.run / "model.pt")
     with PointCloudFile(work / "reference.h5") as f:
         reference = f.read(0, args.n)
     results: dict = {
@@ -118,7 +118,7 @@ def main() -> None:
     # bf16's cost in quality beside its speed
     bf16 = _generate(model, reference, 0, precision="bf16")
     results["quality"]["student_bf16/inclusive/5mm"] = _quality(reference, bf16, geometry)
-    for name in ("student", "teacher"):
+    for name in samples:
         results["quality"][f"{name}/inclusive/5mm"] = _quality(reference, samples[name], geometry)
         results["quality"][f"{name}/inclusive/10mm"] = _quality(reference, samples[name], geometry, 10.0)
         print(name, {k: round(v["value"], 4) for k, v in results["quality"][f"{name}/inclusive/5mm"]["jsd"].items()},
@@ -131,6 +131,8 @@ def main() -> None:
         with PointCloudFile(path) as f:
             fixed = f.read()
         for name, steps, precision in (("student", 0, "fp32"), ("teacher", args.teacher_steps, args.teacher_precision)):
+            if name not in samples:
+                continue
             generated = _generate(model, fixed, steps, precision=precision)
             results["quality"][f"{name}/{energy}GeV/5mm"] = _quality(fixed, generated, geometry)
 
@@ -158,9 +160,10 @@ def main() -> None:
         timing[f"batch_{batch}"] = {
             "student_ms": 1e3 * _time_per_shower(student, n_calls, batch),
             "student_bf16_ms": 1e3 * _time_per_shower(student_bf16, n_calls, batch),
-            "teacher_ms": 1e3 * _time_per_shower(teacher, max(1, n_calls // 20), batch),
             "fast_engine_ms": 1e3 * _time_per_shower(engine, n_calls, batch),
         }
+        if not args.skip_teacher:
+            timing[f"batch_{batch}"]["teacher_ms"] = 1e3 * _time_per_shower(teacher, max(1, n_calls // 20), batch)
         print(batch, timing[f"batch_{batch}"], flush=True)
     # Geant4 at 50 GeV (its CPU seconds per shower, recorded in the file; Python scorer included)
     g4_file = work / "geant4_50GeV_timing.h5"
@@ -173,8 +176,13 @@ def main() -> None:
     results["timing_50GeV_one_thread"] = timing
     if (work / "geant4_2000.h5").exists():
         results["quality"]["fast-engine-vs-geant4/inclusive/5mm"] = _realism(work, geometry)
-    results["train"] = json.loads((work / "run" / "train.json").read_text())["log"]
-    path = write_result("points_ild", results, "OMP_NUM_THREADS=1 .venv/bin/python " + " ".join(sys.argv))
+    results["train"] = json.loads((work / args.run / "train.json").read_text())["log"]
+    results["model_config"] = json.loads((work / args.run / "train.json").read_text())["model_config"]
+    path = write_result(
+        f"points_ild{'_' + args.tag if args.tag else ''}",
+        results,
+        "OMP_NUM_THREADS=1 .venv/bin/python " + " ".join(sys.argv),
+    )
     print(f"wrote {path}")
 
 

@@ -656,13 +656,24 @@ def _ds3_sections() -> list[str]:
 
 def _points_sections() -> list[str]:
     """ild-ecal point clouds (issue 23): CaloClouds' student and teacher against the fast engine's showers."""
-    d = _load("points_ild")
-    if d is None:
-        return []
+    out = []
+    for path in sorted(RESULTS.glob("points_ild*.json")):
+        out += _points_section(json.loads(path.read_text()))
+    return out
+
+
+def _points_section(d: dict) -> list[str]:
     q = d["quality"]
+    config = d.get("model_config", {})
+    student = (
+        f"student {config['student_hidden']} wide, {config['student_layers']} layers"
+        if config.get("student_hidden")
+        else "student as wide as the teacher"
+    )
     names = list(q["student/inclusive/5mm"]["jsd"])
     variants = [k for k in q if k.endswith("/5mm") or k.endswith("/10mm")]
-    out = ["## ild-ecal: photon showers as point clouds (CaloClouds, fast-engine data)", "", *_provenance(d), "",
+    out = [f"## ild-ecal: photon showers as point clouds (CaloClouds, fast-engine data; {student})", "",
+           *_provenance(d), "",
            "Jensen-Shannon distance (base 2) of each observable, reference half A against the generated showers of "
            "half B's conditions; the floor row compares A with B itself (same sizes, same bins). Cells of 5 mm "
            "(10 mm where said), half-MIP cut. Training: "
@@ -688,7 +699,7 @@ def _points_sections() -> list[str]:
     timing = d["timing_50GeV_one_thread"]
     for batch, t in ((k, v) for k, v in timing.items() if isinstance(v, dict)):
         out.append(f"| {batch.removeprefix('batch_')} | {t['student_ms']:.2f} | {t.get('student_bf16_ms', float('nan')):.2f} | "
-                   f"{t['teacher_ms']:.2f} | {t['fast_engine_ms']:.2f} |")  # fmt: skip
+                   f"{t.get('teacher_ms', float('nan')):.2f} | {t['fast_engine_ms']:.2f} |")  # fmt: skip
     if timing.get("geant4_cpu_ms_50GeV"):
         out += ["", f"Geant4 engine at 50 GeV: {timing['geant4_cpu_ms_50GeV']:.0f} ms CPU per shower (one thread, its "
                 "Python scorer included). The row fast-engine-vs-geant4 judges the fast engine (the training data) "
