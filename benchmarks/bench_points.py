@@ -82,6 +82,9 @@ def main() -> None:
     parser.add_argument("--n-fixed", type=int, default=1000)
     parser.add_argument("--teacher-steps", type=int, default=16)
     parser.add_argument("--teacher-precision", default="bf16", help="the teacher's 31 passes in fp32 take ~30 min")
+    parser.add_argument("--run", default="run", help="the run folder in WORK")
+    parser.add_argument("--tag", default="", help="results/points_ild_TAG.json")
+    parser.add_argument("--skip-teacher", action="store_true", help="judge the student alone (another run's teacher)")
     parser.add_argument(
         "--realism-only",
         action="store_true",
@@ -108,10 +111,9 @@ def main() -> None:
         "quality": {},
     }
 
-    samples = {
-        "student": _generate(model, reference, 0),
-        "teacher": _generate(model, reference, args.teacher_steps, precision=args.teacher_precision),
-    }
+    samples = {"student": _generate(model, reference, 0)}
+    if not args.skip_teacher:
+        samples["teacher"] = _generate(model, reference, args.teacher_steps, precision=args.teacher_precision)
     # the calibration's ablation: the student without its occupancy and energy factors
     uncalibrated = _generate(model, reference, 0, calibrated=False)
     results["quality"]["student_uncalibrated/inclusive/5mm"] = _quality(reference, uncalibrated, geometry)
