@@ -304,6 +304,37 @@ class CellHits:
                         self.iy[keep], self.energy[keep], self.local_xy[keep], self.cell_mm)  # fmt: skip
 
 
+def sum_in_cells(shower: np.ndarray, layer: np.ndarray, xy: np.ndarray, energy: np.ndarray, shifts: np.ndarray,
+                 cell_mm: float) -> CellHits:  # fmt: skip
+    """Deposits summed in the square cells of pitch ``cell_mm`` that hold them: one hit per
+    (shower, layer, cell), ordered by shower, layer, x and y.
+
+    Args:
+        shower, layer: Each deposit's shower and layer (int, ``(P,)``).
+        xy: Detector positions, mm, ``(P, 2)``.
+        energy: MeV, ``(P,)``.
+        shifts: :meth:`PlanarCalorimeter.shifts` of the showers, ``(N, L, 2)`` (it gives ``N``, and
+            the hits' local centres).
+    """
+    n_showers, n_layers = shifts.shape[:2]
+    cells = np.floor(np.asarray(xy, np.float64) / cell_mm).astype(np.int64)
+    low = cells.min(0) if len(cells) else np.zeros(2, np.int64)
+    span = (cells.max(0) - low + 1) if len(cells) else np.ones(2, np.int64)
+    key = ((shower * n_layers + layer) * span[0] + cells[:, 0] - low[0]) * span[1] + cells[:, 1] - low[1]
+    unique, inverse = np.unique(key, return_inverse=True)
+    summed = np.bincount(inverse, weights=np.asarray(energy, np.float64), minlength=len(unique))
+    iy = unique % span[1] + low[1]
+    rest = unique // span[1]
+    ix = rest % span[0] + low[0]
+    rest //= span[0]
+    hit_layer, hit_shower = rest % n_layers, rest // n_layers
+    centres = (np.stack([ix, iy], -1) + 0.5) * cell_mm
+    local = centres - shifts[hit_shower, hit_layer]
+    counts = np.bincount(hit_shower, minlength=n_showers)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return CellHits(offsets, hit_layer, ix, iy, summed, local, float(cell_mm))
+
+
 def project(clouds: PointClouds, geometry: PlanarCalorimeter, cell_mm: float | None = None) -> CellHits:
     """Sum each shower's points into the detector's cells of pitch ``cell_mm`` (default the
     geometry's), back in the detector frame: the cells a real read-out of that pitch would have.
@@ -311,29 +342,14 @@ def project(clouds: PointClouds, geometry: PlanarCalorimeter, cell_mm: float | N
     Points falling outside the segment (``|x|, |y| >= half_width_mm``) are dropped; the energy of
     the points inside is conserved exactly (up to float rounding).
     """
-    cell = float(cell_mm or geometry.cell_mm)
     pts = clouds.points
     shower = clouds.shower_index
     layer = pts[:, LAYER].astype(np.int64)
     shifts = geometry.shifts(clouds.directions, clouds.entry_points)
     xy = geometry.to_global(pts[:, :2], layer, shifts[shower, layer])
     inside = geometry.contains(xy)
-    cells = np.floor(xy[inside] / cell).astype(np.int64)
-    n_side = int(np.ceil(geometry.half_width_mm / cell)) + 1
-    key = ((shower[inside] * geometry.n_layers + layer[inside]) * (2 * n_side) + cells[:, 0] + n_side) * (2 * n_side) \
-        + cells[:, 1] + n_side  # fmt: skip
-    unique, inverse = np.unique(key, return_inverse=True)
-    energy = np.bincount(inverse, weights=pts[inside, ENERGY].astype(np.float64), minlength=len(unique))
-    iy = unique % (2 * n_side) - n_side
-    rest = unique // (2 * n_side)
-    ix = rest % (2 * n_side) - n_side
-    rest //= 2 * n_side
-    hit_layer = rest % geometry.n_layers
-    hit_shower = rest // geometry.n_layers
-    centres = (np.stack([ix, iy], -1) + 0.5) * cell
-    local = geometry.to_local(centres, hit_layer, shifts[hit_shower, hit_layer])
-    counts = np.bincount(hit_shower, minlength=len(clouds))
-    return CellHits(np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), hit_layer, ix, iy, energy, local, cell)
+    return sum_in_cells(shower[inside], layer[inside], xy[inside], pts[inside, ENERGY], shifts,
+                        float(cell_mm or geometry.cell_mm))  # fmt: skip
 
 
 def inspect_point_clouds(path: str | os.PathLike[str], chunk: int = 2000) -> dict[str, object]:

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from calosurrogate.data.points import PointClouds, PointCloudWriter
+from calosurrogate.data.points import PointClouds, PointCloudWriter, sum_in_cells
 from calosurrogate.data.spectra import EnergySpectrum
 from calosurrogate.geometry.planar import PlanarCalorimeter, direction_from_angles
 from calosurrogate.simulate.gflash import longitudinal_fractions, longitudinal_parameters, radial_parameters
@@ -118,24 +118,12 @@ class PointShowerSimulator:
         all_shifts = geo.shifts(directions, entry_points)
         position = local + all_shifts[shower, layer]
         inside = geo.contains(position)  # what leaves the segment is lost to it
-        sub = geo.sub_cell_mm
-        bins = np.floor(position[inside] / sub).astype(np.int64)
-        shower, layer, energy = shower[inside], layer[inside], energy[inside]
         # one point per (shower, layer, sub-cell) with energy: the sub-cell's centre
-        span = 2 * int(np.ceil(geo.half_width_mm / sub)) + 2
-        key = ((shower * n_layers + layer) * span + bins[:, 0] + span // 2) * span + bins[:, 1] + span // 2
-        unique, inverse = np.unique(key, return_inverse=True)
-        point_energy = np.bincount(inverse, weights=energy, minlength=len(unique))
-        by = unique % span - span // 2
-        rest = unique // span
-        bx = rest % span - span // 2
-        rest //= span
-        point_layer, point_shower = rest % n_layers, rest // n_layers
-        centres = (np.stack([bx, by], -1) + 0.5) * sub
-        xy = geo.to_local(centres, point_layer, all_shifts[point_shower, point_layer])
-        points = np.column_stack([xy, point_layer, point_energy]).astype(np.float32)
-        counts = np.bincount(point_shower, minlength=n)
-        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        cells = sum_in_cells(
+            shower[inside], layer[inside], position[inside], energy[inside], all_shifts, geo.sub_cell_mm
+        )
+        points = np.column_stack([cells.local_xy, cells.layer, cells.energy]).astype(np.float32)
+        offsets = cells.offsets
         return PointClouds(np.asarray(incident_energies, np.float64), directions, entry_points, offsets, points)
 
     def blocks(self, n: int, spectrum: EnergySpectrum, seed: int, block_size: int = BLOCK_SIZE,

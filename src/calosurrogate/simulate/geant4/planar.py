@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from calosurrogate.data.points import PointClouds
+from calosurrogate.data.points import PointClouds, sum_in_cells
 from calosurrogate.geometry.planar import PLANAR_CALORIMETERS, PlanarCalorimeter
 from calosurrogate.simulate.geant4.application import (
     _quiet,
@@ -124,14 +124,10 @@ class Geant4PlanarCalorimeter:
         steps = np.array(self._steps, dtype=np.float64).reshape(-1, 4)
         self._steps = []
         _, directions, entry = self._conditions
-        layer = steps[:, 2].astype(np.int64)
-        sub = geo.sub_cell_mm
-        bins = np.floor(steps[:, :2] / sub).astype(np.int64)
-        keys, inverse = np.unique(np.column_stack([layer, bins]), axis=0, return_inverse=True)
-        energy = np.bincount(inverse.ravel(), weights=steps[:, 3] / self.g4.MeV, minlength=len(keys))
-        shifts = geo.shifts(directions[i : i + 1], entry[i : i + 1])[0]
-        local = (keys[:, 1:] + 0.5) * sub - shifts[keys[:, 0]]
-        self._showers.append(np.column_stack([local, keys[:, 0], energy]).astype(np.float32))
+        shifts = geo.shifts(directions[i : i + 1], entry[i : i + 1])
+        cells = sum_in_cells(np.zeros(len(steps), np.int64), steps[:, 2].astype(np.int64), steps[:, :2],
+                             steps[:, 3] / self.g4.MeV, shifts, geo.sub_cell_mm)  # fmt: skip
+        self._showers.append(np.column_stack([cells.local_xy, cells.layer, cells.energy]).astype(np.float32))
         self._event += 1
 
     def simulate(self, incident_energies: np.ndarray, directions: np.ndarray, entry_points: np.ndarray,
