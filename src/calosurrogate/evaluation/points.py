@@ -21,10 +21,10 @@ from calosurrogate.data.points import CellHits, PointCloudFile, PointClouds, pro
 from calosurrogate.geometry.planar import PlanarCalorimeter
 from calosurrogate.metrics.point_clouds import (
     OBSERVABLES,
-    Observable,
     angular_errors,
-    jensen_shannon,
+    jensen_shannon_from_counts,
     observable_bins,
+    observable_counts,
     observables,
     principal_axes,
 )
@@ -89,10 +89,13 @@ def evaluate_point_clouds(reference: PointClouds, generated: PointClouds, geomet
     jsd, pairs = {}, []
     for name in OBSERVABLES:
         bins = observable_bins(name, obs["a"][name], geometry.n_layers, geometry.mip_mev)
-        value = jensen_shannon(name, obs["a"][name], obs["gen"][name], bins, seed)
-        floor = jensen_shannon(name, obs["a"][name], obs["b"][name], bins, seed)
+        (ref, ref_w2, ref_out), (gen, gen_w2, gen_out), (other, other_w2, _) = (
+            observable_counts(obs[k][name], bins) for k in ("a", "gen", "b"))  # fmt: skip
+        value = jensen_shannon_from_counts(ref, gen, f"jsd/{name}", seed, ref_w2, gen_w2)
+        floor = jensen_shannon_from_counts(ref, other, f"jsd/{name}", seed, ref_w2, other_w2)
         jsd[name] = {"value": value.value, "error": value.error, "floor": floor.value, "floor_error": floor.error}
-        pairs.append(_pair(name, obs["a"][name], obs["gen"][name], bins))
+        pairs.append(HistogramPair(name, LABELS[name], bins, ref, gen, ref_out, gen_out, log_x=name == "cell_energy",
+                                   reference_sumw2=ref_w2, generated_sumw2=gen_w2))  # fmt: skip
     angles = {}
     for variant, top in (("all", None), ("top", TOP_FRACTION)):
         errors = {name: np.degrees(angular_errors(principal_axes(hits[name], geometry, c.directions, c.entry_points,
@@ -108,19 +111,6 @@ def evaluate_point_clouds(reference: PointClouds, generated: PointClouds, geomet
     settings = {"n_pairs": n, "n_each": len(b), "cell_mm": float(cell_mm or geometry.cell_mm),
                 "cut_mev": geometry.mip_mev / 2, "geometry": geometry.name, "top_fraction": TOP_FRACTION}  # fmt: skip
     return PointEvaluation(jsd, angles, pairs, settings)
-
-
-def _pair(name: str, reference: Observable, generated: Observable, bins: np.ndarray) -> HistogramPair:
-    def counts(o: Observable) -> tuple[np.ndarray, np.ndarray | None, float]:
-        w = np.ones(len(o.values)) if o.weights is None else np.asarray(o.weights, np.float64)
-        c = np.histogram(o.values, bins, weights=w)[0]
-        w2 = None if o.weights is None else np.histogram(o.values, bins, weights=w**2)[0]
-        return c, w2, float(w.sum() - c.sum())
-
-    ref, ref_w2, ref_out = counts(reference)
-    gen, gen_w2, gen_out = counts(generated)
-    return HistogramPair(name, LABELS[name], bins, ref, gen, ref_out, gen_out, log_x=name == "cell_energy",
-                         reference_sumw2=ref_w2, generated_sumw2=gen_w2)  # fmt: skip
 
 
 def evaluate_point_cloud_files(reference: str, generated: str, cell_mm: float | None = None,

@@ -103,12 +103,16 @@ def observable_bins(name: str, reference: Observable, n_layers: int, mip_mev: fl
     return np.linspace(low, high, n_bins + 1)
 
 
-def _counts(observable: Observable, bins: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+def observable_counts(observable: Observable, bins: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, float]:
+    """An observable's histogram on ``bins``: summed weights (counts when unweighted), summed
+    squared weights (None when unweighted) and the weight outside the bins."""
     values = np.asarray(observable.values, dtype=np.float64)
     if observable.weights is None:
-        return np.histogram(values, bins=bins)[0].astype(np.float64), None
+        counts = np.histogram(values, bins=bins)[0].astype(np.float64)
+        return counts, None, float(len(values) - counts.sum())
     weights = np.asarray(observable.weights, dtype=np.float64)
-    return np.histogram(values, bins, weights=weights)[0], np.histogram(values, bins, weights=weights**2)[0]
+    counts = np.histogram(values, bins, weights=weights)[0]
+    return counts, np.histogram(values, bins, weights=weights**2)[0], float(weights.sum() - counts.sum())
 
 
 def _jsd(p: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -137,8 +141,8 @@ def jensen_shannon_from_counts(reference: np.ndarray, generated: np.ndarray, nam
 def jensen_shannon(name: str, reference: Observable, generated: Observable, bins: np.ndarray,
                    seed: int = 0) -> MetricValue:  # fmt: skip
     """The Jensen-Shannon distance of one observable on ``bins``."""
-    ref, ref_w2 = _counts(reference, bins)
-    gen, gen_w2 = _counts(generated, bins)
+    ref, ref_w2, _ = observable_counts(reference, bins)
+    gen, gen_w2, _ = observable_counts(generated, bins)
     result = jensen_shannon_from_counts(ref, gen, f"jsd/{name}", seed, ref_w2, gen_w2)
     return MetricValue(result.name, result.value, result.error, {**result.settings, "n_bins": len(bins) - 1})
 
