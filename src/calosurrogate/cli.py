@@ -820,11 +820,12 @@ def _point_model(run: Path):
     path = run / "model.pt" if run.is_dir() else run
     if str(run).startswith(SHIPPED_PREFIX) or not path.is_file():
         return None
-    from calosurrogate.models.caloclouds import load_caloclouds
-    from calosurrogate.models.caloclouds.family import FAMILY
+    from calosurrogate.models.caloclouds.family import FAMILY, caloclouds_from_checkpoint
 
-    header = torch.load(path, map_location="cpu", weights_only=True)
-    return load_caloclouds(path) if isinstance(header, dict) and header.get("family") == FAMILY else None
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(checkpoint, dict) and checkpoint.get("family") == FAMILY:
+        return caloclouds_from_checkpoint(checkpoint, str(path))
+    return None
 
 
 def _load_run(run: Path):

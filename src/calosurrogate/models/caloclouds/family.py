@@ -312,14 +312,18 @@ def _per_shower(hits: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.bincount(shower, minlength=n).astype(np.float64), np.bincount(shower, weights=hits.energy, minlength=n)
 
 
-def load_caloclouds(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> CaloClouds:
-    """A saved CaloClouds model, ready to sample."""
-    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+def caloclouds_from_checkpoint(checkpoint: Any, source: str = "checkpoint") -> CaloClouds:
+    """The model a loaded checkpoint (:meth:`CaloClouds.checkpoint_dict`) holds, ready to sample."""
     if not isinstance(checkpoint, dict) or checkpoint.get("family") != FAMILY:
-        raise CheckpointError(f"{path}: not a saved {FAMILY} model")
+        raise CheckpointError(f"{source}: not a saved {FAMILY} model")
     if checkpoint["geometry"] not in PLANAR_CALORIMETERS:
-        raise CheckpointError(f"{path}: geometry {checkpoint['geometry']!r} unknown")
-    model = CaloClouds(config_from_dict(CaloCloudsConfig, checkpoint["config"], f"{path}: config"),
+        raise CheckpointError(f"{source}: geometry {checkpoint['geometry']!r} unknown")
+    model = CaloClouds(config_from_dict(CaloCloudsConfig, checkpoint["config"], f"{source}: config"),
                        PLANAR_CALORIMETERS[checkpoint["geometry"]]())  # fmt: skip
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval()
+
+
+def load_caloclouds(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> CaloClouds:
+    """A saved CaloClouds model, ready to sample."""
+    return caloclouds_from_checkpoint(torch.load(path, map_location=map_location, weights_only=True), str(path))
