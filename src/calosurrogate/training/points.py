@@ -70,15 +70,11 @@ class PointTrainConfig:
     seed: int = 0
 
 
-def _budget(config: PointTrainConfig, minutes: float) -> tuple[float, int]:
-    return minutes * 60.0, (config.max_steps or 10**12)
-
-
 def _run_stage(name: str, step_fn, params, config: PointTrainConfig, minutes: float, log: list[dict],
                progress: bool, after_step=None) -> None:  # fmt: skip
     """Adam on ``params`` with ``step_fn() -> loss`` until the stage's time or step budget is spent;
     the learning rate follows a cosine over the elapsed share of the time budget."""
-    seconds, max_steps = _budget(config, minutes)
+    seconds, max_steps = minutes * 60.0, config.max_steps or 10**12
     optimizer = torch.optim.Adam(params, lr=config.lr)
     start, step = time.monotonic(), 0
     bar = tqdm(desc=name, unit="step", disable=not progress)
