@@ -152,3 +152,24 @@ def test_faint_layer_library_keeps_a_reproducible_subset_beyond_its_capacity() -
         one.keys, _library(capacity=16).fit(showers, incident, 4).keys
     )
     assert torch.allclose(one.fractions[0, :, 0], torch.ones(16))  # one hit each: all the layer's energy
+
+
+def test_layers_of_one_size_take_the_view_path_with_the_same_results() -> None:
+    """ds2/ds3 layers are all one size: views replace gathers and scatters, values unchanged."""
+    from calosurrogate.models.components import LayerDecomposition
+
+    fast = LayerDecomposition([0, 3, 6, 9, 12])
+    general = LayerDecomposition([0, 3, 6, 9, 12])
+    general.layer_size = None  # the index path every geometry can take
+    assert fast.layer_size == 3 and LayerDecomposition([0, 2, 5]).layer_size is None
+    generator = torch.Generator().manual_seed(0)
+    showers = torch.rand(50, 12, generator=generator).round(decimals=1)  # ties within layers
+    showers[showers < 0.3] = 0.0
+    layers = torch.rand(50, 4, generator=generator) * 3
+    for method in ("layer_energies", "_first_best_voxel"):
+        assert torch.equal(getattr(fast, method)(showers), getattr(general, method)(showers))
+    assert torch.equal(fast.per_voxel(layers), general.per_voxel(layers))
+    assert torch.equal(fast.per_voxel(layers)[:, 3:6], layers[:, 1:2].expand(-1, 3))
+    assert torch.allclose(fast.compose(layers, showers, 0.2), general.compose(layers, showers, 0.2))
+    best = fast._first_best_voxel(showers).reshape(50, 4, 3)
+    assert bool((best.sum(2) == 1).all())  # one voxel per layer, the first of equal maxima

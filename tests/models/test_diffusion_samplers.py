@@ -62,8 +62,22 @@ def test_ancestral_sampler_reaches_the_data_distribution(noise) -> None:
     assert float((x - exact_transport(noise)).abs().mean()) > 0.1
 
 
+def test_second_order_ancestral_sampler_is_closer_to_the_data_in_few_steps() -> None:
+    """DPM-Solver++(2M) SDE draws the same fresh noise as DDPM and corrects its first-order
+    step: at 32 steps DDPM's spread is 15% short, the second-order one within 6%."""
+    noise = torch.randn(100_000, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    fresh = torch.randn(32, 100_000, 1, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    spread = {s: float(sample(optimal_denoiser, noise, 32, s, sigma_max=SIGMA_MAX, ancestral_noise=fresh).std())
+              for s in ("ddpm", "dpm2m-sde")}  # fmt: skip
+    assert abs(spread["ddpm"] - S) > 0.12 * S
+    assert abs(spread["dpm2m-sde"] - S) < 0.06 * S
+    torch.manual_seed(1)
+    x = sample(optimal_denoiser, noise, 200, "dpm2m-sde", sigma_max=SIGMA_MAX)
+    assert float(x.mean()) == pytest.approx(MU, abs=0.01) and float(x.std()) == pytest.approx(S, abs=0.01)
+
+
 def test_network_call_counts_and_bad_sampler() -> None:
     assert network_calls(10, "euler") == 10 and network_calls(10, "heun") == 19 and network_calls(10, "rk4") == 37
     with pytest.raises(ValueError, match="unknown sampler"):
         sample(optimal_denoiser, torch.zeros(2, 2), 4, "leapfrog")
-    assert set(SAMPLERS) == {"euler", "heun", "rk4", "dpm2m", "ddpm"}
+    assert set(SAMPLERS) == {"euler", "heun", "rk4", "dpm2m", "ddpm", "dpm2m-sde"}

@@ -35,16 +35,29 @@ class LayerDecomposition(nn.Module):
             "voxel_layer", torch.repeat_interleave(torch.arange(len(offsets) - 1), torch.diff(offsets))
         )
         self.n_layers = len(offsets) - 1
+        sizes = torch.diff(offsets)
+        # Layers of one size (ds2, ds3) allow views in place of index gathers and scatters,
+        # several times faster on a CPU for the (N, V) tensors of a sampling batch.
+        self.layer_size = int(sizes[0]) if bool((sizes == sizes[0]).all()) else None
         self.scale = scale
 
     def layer_energies(self, showers: Tensor) -> Tensor:
         """``(N, V) -> (N, L)`` energy per layer."""
+        if self.layer_size is not None:
+            return showers.reshape(showers.shape[0], self.n_layers, self.layer_size).sum(2)
         out = torch.zeros(showers.shape[0], self.n_layers, dtype=showers.dtype, device=showers.device)
         return out.index_add_(1, self.voxel_layer, showers)
 
+    def per_voxel(self, values: Tensor) -> Tensor:
+        """``(N, L) -> (N, V)``: each layer's value repeated over its voxels."""
+        if self.layer_size is not None:
+            n = values.shape[0]
+            return values[:, :, None].expand(n, self.n_layers, self.layer_size).reshape(n, -1)
+        return values.index_select(1, self.voxel_layer)
+
     def shapes(self, showers: Tensor, layer_energies: Tensor) -> Tensor:
         """Voxels divided by their layer's energy (0 where the layer is empty)."""
-        per_voxel = layer_energies[:, self.voxel_layer]
+        per_voxel = self.per_voxel(layer_energies)
         return torch.where(per_voxel > 0, showers / per_voxel.clamp_min(1e-30), torch.zeros_like(showers))
 
     def encode_energies(self, layer_energies: Tensor, incident_energies: Tensor) -> Tensor:
@@ -130,16 +143,16 @@ class LayerDecomposition(nn.Module):
         if fill is not None and bool(lost.any()):
             pattern = fill(lost).clamp_min(0.0)
             refill = self._through_cut(self._scaled(pattern, layer_energies), layer_energies, cut)
-            showers = torch.where(lost[:, self.voxel_layer], refill, showers)
+            showers = torch.where(self.per_voxel(lost), refill, showers)
             lost = (self.layer_energies(showers) <= 0) & (layer_energies > 0)
             has_pattern = self.layer_energies(pattern) > 0
-            score = torch.where(has_pattern[:, self.voxel_layer], pattern, score)
+            score = torch.where(self.per_voxel(has_pattern), pattern, score)
         best = self._first_best_voxel(score)
-        return torch.where(lost[:, self.voxel_layer] & best, layer_energies[:, self.voxel_layer], showers)
+        return torch.where(self.per_voxel(lost) & best, self.per_voxel(layer_energies), showers)
 
     def _scaled(self, shapes: Tensor, layer_energies: Tensor) -> Tensor:
         sums = self.layer_energies(shapes)
-        return shapes / sums[:, self.voxel_layer].clamp_min(1e-30) * layer_energies[:, self.voxel_layer]
+        return shapes / self.per_voxel(sums).clamp_min(1e-30) * self.per_voxel(layer_energies)
 
     def _through_cut(self, showers: Tensor, layer_energies: Tensor, cut: Tensor | float) -> Tensor:
         """Drop voxels below the cut and rescale the rest to the layer energies."""
@@ -149,12 +162,16 @@ class LayerDecomposition(nn.Module):
     def _first_best_voxel(self, score: Tensor) -> Tensor:
         """``(N, V)`` bool: per shower and layer, the first voxel with the layer's highest score."""
         n, n_voxels = score.shape
+        if self.layer_size is not None:  # argmax returns the first of equal maxima
+            first = score.reshape(n, self.n_layers, self.layer_size).argmax(2, keepdim=True)
+            best = torch.zeros(n, self.n_layers, self.layer_size, dtype=torch.bool, device=score.device)
+            return best.scatter_(2, first, True).reshape(n, n_voxels)
         index = self.voxel_layer.expand(n, -1)
         layer_max = score.new_full((n, self.n_layers), -torch.inf).scatter_reduce(1, index, score, "amax")
         position = torch.arange(n_voxels, device=score.device).expand(n, -1)
-        candidate = torch.where(score >= layer_max[:, self.voxel_layer], position, n_voxels)
+        candidate = torch.where(score >= self.per_voxel(layer_max), position, n_voxels)
         first = torch.full_like(layer_max, n_voxels, dtype=torch.long).scatter_reduce(1, index, candidate, "amin")
-        return position == first[:, self.voxel_layer]
+        return position == self.per_voxel(first)
 
 
 class FaintLayerLibrary(nn.Module):

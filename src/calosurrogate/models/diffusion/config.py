@@ -98,7 +98,8 @@ class SamplingConfig:
     be changed at sampling time.
 
     Attributes:
-        sampler: ``euler`` (= DDIM), ``heun``, ``rk4``, ``dpm2m`` or ``ddpm`` (ancestral).
+        sampler: ``euler`` (= DDIM), ``heun``, ``rk4``, ``dpm2m``, ``ddpm`` (ancestral) or
+            ``dpm2m-sde`` (ancestral, second order).
         steps: Number of noise levels.
         sigma_min, sigma_max: Noise levels the sampler runs between (standardised codes).
         clip_denoised: Clamp every denoised estimate to the per-voxel range of the training codes

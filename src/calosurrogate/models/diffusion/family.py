@@ -230,7 +230,7 @@ class DiffusionSurrogate(Surrogate):
 
     def sample_noise(self, conditions: Tensor) -> tuple[Tensor, ...]:
         noise = self._start_noise(conditions)
-        if self.config.sampling.sampler == "ddpm":
+        if self.config.sampling.sampler in samplers.STOCHASTIC:
             n, v = conditions.shape[0], self.geometry.n_voxels
             noise.append(torch.randn(self.config.sampling.steps, n, v, device=conditions.device))
         return tuple(noise)
@@ -266,7 +266,7 @@ class DiffusionSurrogate(Surrogate):
             fill = None
             if stage.library_max_hits:  # the layers the voxel model makes this faint go to the library
                 hits = decomposition.layer_energies((showers > 0).float())
-                showers = torch.where((hits <= stage.library_max_hits)[:, decomposition.voxel_layer], 0.0, showers)
+                showers = torch.where(decomposition.per_voxel(hits <= stage.library_max_hits), 0.0, showers)
             if self.library is not None:
 
                 def fill(lost: Tensor) -> Tensor:

@@ -16,6 +16,9 @@ at sampling time.
   denoised estimate (Lu et al., arXiv:2211.01095).
 - ``ddpm``: ancestral sampling, stochastic: each step denoises to the next level and adds back
   fresh noise (Ho, Jain and Abbeel, arXiv:2006.11239, in EDM's form).
+- ``dpm2m-sde``: DPM-Solver++(2M) for the diffusion SDE (Lu et al., arXiv:2211.01095, section 5):
+  the same fresh noise and first-order part as ``ddpm`` (they are equal step for step) plus a
+  second-order correction from the previous denoised estimate, one call per step.
 
 Noise levels follow EDM's schedule ``sigma_i = (s_max^(1/rho) + i/(N-1) (s_min^(1/rho) -
 s_max^(1/rho)))^rho`` with ``rho = 7``, then 0.
@@ -33,8 +36,10 @@ from torch import Tensor
 Denoiser = Callable[[Tensor, Tensor], Tensor]
 """``D(x, sigma)``: ``x (N, D)``, ``sigma (N,)`` -> denoised ``(N, D)``."""
 
-SAMPLERS = ("euler", "heun", "rk4", "dpm2m", "ddpm")
-CALLS_PER_STEP = {"euler": 1, "heun": 2, "rk4": 4, "dpm2m": 1, "ddpm": 1}
+SAMPLERS = ("euler", "heun", "rk4", "dpm2m", "ddpm", "dpm2m-sde")
+CALLS_PER_STEP = {"euler": 1, "heun": 2, "rk4": 4, "dpm2m": 1, "ddpm": 1, "dpm2m-sde": 1}
+STOCHASTIC = ("ddpm", "dpm2m-sde")
+"""Samplers that add fresh noise at every step but the last (``ancestral_noise``)."""
 
 
 def sigma_levels(steps: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> list[float]:
@@ -105,7 +110,8 @@ def sample(
         steps: Number of noise levels (network calls: ``steps x CALLS_PER_STEP``, fewer for the last Heun step).
         sampler: One of ``SAMPLERS``.
         sigma_min, sigma_max, rho: The noise schedule.
-        ancestral_noise: For ``ddpm``, the fresh noise of each step ``(steps, N, D)`` (drawn if None).
+        ancestral_noise: For the ``STOCHASTIC`` samplers, the fresh noise of each step ``(steps, N, D)``
+            (drawn if None).
 
     Returns:
         Samples ``(N, D)``.
@@ -148,11 +154,18 @@ def sample(
                 estimate = (1 + 1 / (2 * r)) * denoised - 1 / (2 * r) * previous_denoised
             x = (s_next / s) * x - math.expm1(-h) * estimate
             previous_denoised = denoised
-        else:  # ddpm ancestral (EDM form): split the step into a deterministic part and fresh noise
+        else:  # ancestral (EDM form): a deterministic move to sigma_down, then fresh noise of sigma_up
             denoised = _call(denoiser, x, s)
             sigma_up = math.sqrt(max(s_next**2 * (s**2 - s_next**2) / s**2, 0.0))
             sigma_down = math.sqrt(max(s_next**2 - sigma_up**2, 0.0))
             x = x + (sigma_down - s) * (x - denoised) / s
+            if sampler == "dpm2m-sde" and previous_denoised is not None and s_next > 0:
+                # In log-sigma time h the first-order SDE step weighs the denoised estimate by
+                # 1 - exp(-2h) = 1 - sigma_down / s; the midpoint correction adds half of that
+                # times the estimate's change per step, scaled by h / h_last.
+                h, h_last = math.log(s / s_next), math.log(sigmas[i - 1] / s)
+                x = x + 0.5 * (1 - sigma_down / s) * (h / h_last) * (denoised - previous_denoised)
+            previous_denoised = denoised
             if s_next > 0:
                 fresh = torch.randn_like(x) if ancestral_noise is None else ancestral_noise[i].to(x)
                 x = x + sigma_up * fresh
@@ -169,4 +182,13 @@ def network_calls(steps: int, sampler: str) -> int:
     return calls
 
 
-__all__ = ["CALLS_PER_STEP", "SAMPLERS", "Denoiser", "karras_sigmas", "network_calls", "sample", "sigma_levels"]
+__all__ = [
+    "CALLS_PER_STEP",
+    "SAMPLERS",
+    "STOCHASTIC",
+    "Denoiser",
+    "karras_sigmas",
+    "network_calls",
+    "sample",
+    "sigma_levels",
+]
