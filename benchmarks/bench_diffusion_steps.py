@@ -35,7 +35,7 @@ from calosurrogate.models.base import merge_settings
 from calosurrogate.models.diffusion.samplers import network_calls
 from calosurrogate.sampling import conditions_from_file
 from calosurrogate.simulate import get_detector
-from calosurrogate.training import TrainConfig, train
+from calosurrogate.training import TrainConfig, calibrate, train
 
 
 def main() -> None:
@@ -96,6 +96,10 @@ def main() -> None:
             last = list(csv.DictReader(log))[-1]
         epochs, train_s = int(last["epoch"]), float(last["seconds"])
     model = load_surrogate(run / "model.pt")
+    if args.sampler == "analytic-ddpm" and not bool(model.posterior_variance.calibrated):
+        # A run trained before training measured the posterior variance (what calo calibrate does).
+        model = calibrate(model, train_file)
+        model.save(run / "model.pt")
     source = data_source(train_file, wait_for(ref))
     conditions = conditions_from_file(ref, model)[: args.n_eval]
     earlier = RESULTS / f"diffusion_steps_{name}.json"

@@ -25,6 +25,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=10_000)
     parser.add_argument("--precision", default="auto")
+    parser.add_argument("--sampler", default=None, help="default: the model's own")
     args = parser.parse_args()
     import numpy as np
     import torch
@@ -34,6 +35,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     model = load_pretrained(args.name)
+    if args.sampler:
+        model.configure_sampling(sampler=args.sampler)
     precision = resolve_precision(args.precision, torch.device("cpu"), args.batch_size)
     # the training spectrum (log-uniform 1 GeV - 1 TeV), MeV
     energies = np.exp(np.random.default_rng(0).uniform(np.log(1e3), np.log(1e6), args.batch_size))[:, None]
@@ -46,7 +49,7 @@ def main() -> None:
         start = time.perf_counter()
         showers = model.sample(energies, batch_size=args.batch_size, precision=precision, seed=1)
         seconds = time.perf_counter() - start
-        row = {"steps": steps, "compiled": model.config.sampling.compile, "precision": precision,
+        row = {"steps": steps, "sampler": model.config.sampling.sampler, "compiled": model.config.sampling.compile, "precision": precision,
                "ms_per_shower": round(1e3 * seconds / len(energies), 3), "prepare_seconds": round(prepared, 1),
                "finite": bool(np.isfinite(showers).all())}  # fmt: skip
         print(row, flush=True)

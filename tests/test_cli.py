@@ -118,6 +118,33 @@ def test_distill_command(tiny_geometry, tiny_file, tmp_path) -> None:
     assert result.exit_code != 0 and "cannot be distilled" in result.output
 
 
+def test_calibrate_command_gives_an_older_model_its_posterior_variance(tiny_geometry, tiny_file, tmp_path) -> None:
+    import torch
+
+    from calosurrogate.models import build_surrogate, load_surrogate
+
+    torch.manual_seed(0)
+    incident = torch.exp(torch.empty(200, 1).uniform_(7.0, 11.0))
+    model = build_surrogate("diffusion", tiny_geometry, {"backbone": {"hidden": 8, "blocks": 1}})
+    model.fit_preprocessing(torch.rand(200, tiny_geometry.n_voxels) * incident / 100, incident)
+    model.save(tmp_path / "old" / "model.pt")
+    before = (tmp_path / "old" / "model.pt").read_bytes()
+    runner = CliRunner()
+    args = ["calibrate", "--run", str(tmp_path / "old"), "--data", str(tiny_file), "--showers", "300"]
+    result = runner.invoke(main, args)
+    assert result.exit_code != 0 and "--force" in result.output
+    assert (tmp_path / "old" / "model.pt").read_bytes() == before
+    result = runner.invoke(main, [*args, "--force"])
+    assert result.exit_code == 0, result.output
+    calibrated = load_surrogate(tmp_path / "old" / "model.pt")
+    assert bool(calibrated.posterior_variance.calibrated)
+    assert all(torch.equal(p, q) for p, q in zip(calibrated.net.parameters(), model.net.parameters(), strict=True))
+    out = tmp_path / "s.h5"
+    result = runner.invoke(main, ["sample", "--run", str(tmp_path / "old"), "--out", str(out), "--n", "20",
+                                  "--energies", "log-uniform:1GeV:10GeV", "--sampler", "analytic-ddpm", "--steps", "4"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+
+
 def test_shipped_configs_build_their_models(tiny_geometry) -> None:
     """Every file in configs/ names only settings that exist, with values the model and loop accept."""
     import dataclasses

@@ -535,7 +535,8 @@ def train(
     help="auto: bf16 where the device runs it natively (CUDA, CPU with AMX), else fp32.",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--sampler", default=None, help="Diffusion models: euler, heun, rk4, dpm2m or ddpm.")
+@click.option("--sampler", default=None,
+              help="Diffusion models: euler, heun, rk4, dpm2m, ddpm, dpm2m-sde or analytic-ddpm.")  # fmt: skip
 @click.option(
     "--steps",
     type=int,
@@ -918,6 +919,30 @@ def distill(run: Path, data: Path, run_dir: Path, steps: int, config_path: Path 
     config = config_from_dict(TrainConfig, train_cfg, where="train config") if not resume or train_cfg else None
     result = run_training(teacher.distilled(steps), data, run_dir, config, resume=resume, force=force)
     click.echo(f"distilled to {steps} step(s) in {result.epochs_done} epoch(s); student: {result.model_path}")
+
+
+@main.command()
+@click.option("--run", "run", type=click.Path(path_type=Path), required=True, help=RUN_HELP)
+@click.option("--data", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="HDF5 showers to measure on: its last --showers (a training file's validation showers).")  # fmt: skip
+@click.option("--showers", type=click.IntRange(min=1), default=10_000, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Model file to write (default: the run's own model file, which needs --force).")  # fmt: skip
+@click.option("--force", is_flag=True, help="Replace an existing --out.")
+@_friendly_errors
+def calibrate(run: Path, data: Path, showers: int, out: Path | None, force: bool) -> None:
+    """Measure what a trained model's sampler needs from data (a diffusion model's posterior variance
+    for --sampler analytic-ddpm); training does it itself, so this is for older models."""
+    from calosurrogate.training import calibrate as measure
+
+    if str(run).startswith(SHIPPED_PREFIX) and out is None:
+        raise click.ClickException("a shipped model is calibrated into a file of your own: give --out")
+    out = out if out is not None else (run / "model.pt" if run.is_dir() else run)
+    if out.exists() and not force:
+        raise click.ClickException(f"{out} exists; add --force to replace it (the weights stay as they are)")
+    model = measure(_load_run(run), data, showers)
+    model.save(out, force=True)
+    click.echo(f"calibrated on the last {showers} showers of {data}; wrote {out}")
 
 
 @main.command("export")

@@ -438,3 +438,31 @@ def test_a_compiled_denoiser_samples_the_same_showers(tiny_geometry, monkeypatch
     with pytest.warns(UserWarning, match="torch.compile failed, sampling eagerly .RuntimeError: no C.. compiler"):
         again = model.sample(incident.numpy(), batch_size=20, seed=1)
     np.testing.assert_allclose(again, eager, rtol=1e-6)
+
+
+def test_training_measures_the_posterior_variance_the_analytic_sampler_needs(tiny_geometry, tiny_file, tmp_path):
+    """The kept model comes out of training with its posterior-variance table measured on validation
+    showers; analytic-ddpm then samples, and a model without a table (an older file) says so."""
+    from calosurrogate.models import load_surrogate
+    from calosurrogate.training import TrainConfig, train
+
+    config = {"backbone": {"hidden": 32, "blocks": 2}, "sampling": {"sampler": "ddpm", "steps": 4}}
+    result = train(build_surrogate("diffusion", tiny_geometry, config), tiny_file, tmp_path / "run",
+                   TrainConfig(epochs=2, batch_size=100, device="cpu", seed=1), progress=False)  # fmt: skip
+    model = load_surrogate(result.model_path)
+    table = model.posterior_variance.table
+    assert bool(model.posterior_variance.calibrated) and table.shape[1] == tiny_geometry.n_voxels
+    assert bool((table >= 0).all()) and float(table[-1].mean()) > 100 * float(table[0].mean())  # grows with sigma
+    incident = np.exp(np.linspace(np.log(1e3), np.log(1e5), 50))[:, None]
+    model.configure_sampling(sampler="analytic-ddpm")
+    showers = model.sample(incident, seed=0)
+    assert showers.shape == (50, tiny_geometry.n_voxels) and np.isfinite(showers).all() and (showers >= 0).all()
+    model.configure_sampling(sampler="ddpm")
+    assert not np.array_equal(model.sample(incident, seed=0), showers)  # the same noise, a wider step
+
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("posterior_variance.")}
+    older = build_surrogate("diffusion", tiny_geometry, config)
+    older.load_state_dict(state)  # a file from before the table existed loads, uncalibrated
+    older.configure_sampling(sampler="analytic-ddpm")
+    with pytest.raises(ConfigError, match="analytic-ddpm sampler needs the posterior variance"):
+        older.sample(incident, seed=0)

@@ -76,8 +76,48 @@ def test_second_order_ancestral_sampler_is_closer_to_the_data_in_few_steps() -> 
     assert float(x.mean()) == pytest.approx(MU, abs=0.01) and float(x.std()) == pytest.approx(S, abs=0.01)
 
 
+def test_analytic_variance_makes_few_ancestral_steps_exact_on_a_gaussian(noise) -> None:
+    """With Var[x0 | x] known (Gaussian data: S^2 sigma^2 / (S^2 + sigma^2)) every ancestral step
+    draws the exact conditional, so even 3 steps give the data's spread; DDPM's is far off."""
+    noise = torch.cat([noise] * 25)[:, :1]  # 100,000 rows
+    fresh = torch.randn(3, len(noise), 1, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+
+    def variance(sigma: float) -> torch.Tensor:
+        return torch.tensor([S**2 * sigma**2 / (S**2 + sigma**2)], dtype=torch.float64)
+
+    analytic = sample(optimal_denoiser, noise, 3, "analytic-ddpm", sigma_max=SIGMA_MAX, ancestral_noise=fresh,
+                      posterior_variance=variance)  # fmt: skip
+    plain = sample(optimal_denoiser, noise, 3, "ddpm", sigma_max=SIGMA_MAX, ancestral_noise=fresh)
+    assert float(analytic.mean()) == pytest.approx(MU, abs=0.01) and float(analytic.std()) == pytest.approx(S, rel=0.01)
+    assert float(plain.std()) < 0.6 * S
+    with pytest.raises(ValueError, match="analytic-ddpm"):
+        sample(optimal_denoiser, noise, 3, "analytic-ddpm", sigma_max=SIGMA_MAX)
+    with pytest.raises(ValueError, match="analytic-ddpm"):
+        sample(optimal_denoiser, noise, 3, "ddpm", sigma_max=SIGMA_MAX, posterior_variance=variance)
+
+
+def test_posterior_variance_table_is_the_denoisers_error() -> None:
+    """Measured with the optimal denoiser of Gaussian data (two dimensions of different spread), the
+    table is Var[x0 | x] = s^2 sigma^2 / (s^2 + sigma^2) of each, at every level in between."""
+    from calosurrogate.models.diffusion.variance import PosteriorVariance
+
+    spreads = torch.tensor([0.3, 2.0])
+    codes = torch.randn(40_000, 2, generator=torch.Generator().manual_seed(0)) * spreads
+
+    def denoiser(context: torch.Tensor):
+        return lambda x, sigma: spreads**2 / (spreads**2 + sigma[:, None] ** 2) * x
+
+    table = PosteriorVariance(2, 0.002, SIGMA_MAX, n_levels=16)
+    assert not bool(table.calibrated)
+    table.fit(denoiser, codes, torch.zeros(40_000, 1), batch_size=7_000)
+    assert bool(table.calibrated)
+    for sigma in (0.01, 0.5, 3.0, 50.0):  # interpolated between the 16 measured levels
+        exact = spreads**2 * sigma**2 / (spreads**2 + sigma**2)
+        assert torch.allclose(table(sigma), exact, rtol=0.05), (sigma, table(sigma), exact)
+
+
 def test_network_call_counts_and_bad_sampler() -> None:
     assert network_calls(10, "euler") == 10 and network_calls(10, "heun") == 19 and network_calls(10, "rk4") == 37
     with pytest.raises(ValueError, match="unknown sampler"):
         sample(optimal_denoiser, torch.zeros(2, 2), 4, "leapfrog")
-    assert set(SAMPLERS) == {"euler", "heun", "rk4", "dpm2m", "ddpm", "dpm2m-sde"}
+    assert set(SAMPLERS) == {"euler", "heun", "rk4", "dpm2m", "ddpm", "dpm2m-sde", "analytic-ddpm"}

@@ -236,6 +236,11 @@ class Surrogate(nn.Module, ABC):
     def loss(self, showers: Tensor, conditions: Tensor) -> Tensor:
         """Per-shower training loss ``(N,)`` (negative log-likelihood for flows)."""
 
+    def calibrate_sampling(self, showers: Tensor, conditions: Tensor) -> None:
+        """Measure, with the trained weights, what sampling needs from training showers ``(N, V)``
+        MeV and conditions ``(N, C)`` (the training loop calls it before writing the model file).
+        Nothing by default."""
+
     def sample_showers(self, conditions: Tensor) -> Tensor:
         """One batch of showers ``(N, V)`` in MeV for raw conditions ``(N, C)``."""
         return self.showers_from_noise(conditions, *self.sample_noise(conditions))

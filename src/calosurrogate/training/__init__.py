@@ -1,5 +1,5 @@
 """The shared training loop."""
 
-from calosurrogate.training.loop import CHECKPOINT, LOG, MODEL, TrainConfig, TrainResult, train
+from calosurrogate.training.loop import CHECKPOINT, LOG, MODEL, TrainConfig, TrainResult, calibrate, train
 
-__all__ = ["CHECKPOINT", "LOG", "MODEL", "TrainConfig", "TrainResult", "train"]
+__all__ = ["CHECKPOINT", "LOG", "MODEL", "TrainConfig", "TrainResult", "calibrate", "train"]

@@ -284,6 +284,7 @@ class _Data:
     train: ShowerStream
     val: ShowerStream
     n_train: int
+    n_total: int
     steps_per_epoch: int
     fingerprint: dict[str, Any]
 
@@ -328,7 +329,7 @@ def _data(
     # Every process takes as many steps as the one with the fewest batches (shares differ by a shower).
     steps = min(stream(0, n_train, batch, rank).n_batches() for rank in range(world))
     return _Data(stream(0, n_train, batch), stream(n_train, n_total, max(config.batch_size, 2048) // world),
-                 n_train, steps, fingerprint)  # fmt: skip
+                 n_train, n_total, steps, fingerprint)  # fmt: skip
 
 
 # The preprocessing is fitted on at most 50,000 training showers and at most this many bytes of
@@ -343,6 +344,59 @@ def _fit_preprocessing(model: Surrogate, data_path: Path, n_train: int, chunk_si
     fit_stream = ShowerStream(data_path, model.condition_names, 0, n_fit, 1, chunk_size, False)
     model.fit_preprocessing(*fit_stream.all())
     model.condition_range = _condition_range(data_path, model.condition_names, n_train, chunk_size)
+
+
+# Sampling calibrations (a diffusion model's posterior variance) are measured on at most this many
+# validation showers: showers the weights were not fitted to.
+CALIBRATION_SHOWERS = 10_000
+
+
+def _calibrated(
+    state: dict[str, Any], data_path: Path, data: _Data, config: TrainConfig, device: torch.device, precision: str
+) -> dict[str, Any]:
+    """The kept weights' model file after :meth:`Surrogate.calibrate_sampling` on validation showers."""
+    model = surrogate_from_checkpoint(state)
+    if type(model).calibrate_sampling is Surrogate.calibrate_sampling:
+        return state
+    stop = min(data.n_total, data.n_train + CALIBRATION_SHOWERS)
+    _calibrate_on(model, data_path, data.n_train, stop, config.chunk_size, device, precision)
+    return model.checkpoint_dict()
+
+
+def _calibrate_on(model: Surrogate, data_path: Path, start: int, stop: int, chunk_size: int, device: torch.device,
+                  precision: str) -> None:  # fmt: skip
+    showers, conditions = ShowerStream(data_path, model.condition_names, start, stop, 1, chunk_size, False).all()
+    model.to(device).eval()
+    with autocast_context(device, precision):
+        model.calibrate_sampling(showers.to(device), conditions.to(device))
+
+
+def calibrate(
+    model: Surrogate,
+    data_path: str | os.PathLike[str],
+    showers: int = CALIBRATION_SHOWERS,
+    device: str | torch.device = "auto",
+    precision: str = "auto",
+) -> Surrogate:
+    """Measure what a trained model's sampling needs (:meth:`Surrogate.calibrate_sampling`) on the
+    last ``showers`` showers of a file: for the training file, showers the weights were not fitted
+    to when they are its validation showers. Training does this itself; this is for models trained
+    before a family needed it. Returns the model, changed in place (weights untouched).
+
+    Raises:
+        ShowerFileError, CheckpointError: If the file cannot be read or has another voxel count.
+    """
+    data_path = Path(data_path)
+    with ShowerFile(data_path, conditions=model.condition_names[1:]) as f:
+        if f.n_voxels != model.geometry.n_voxels:
+            raise CheckpointError(f"{data_path}: {f.n_voxels} voxels per shower, but the model is for "
+                                  f"{model.geometry.name} ({model.geometry.n_voxels} voxels)")  # fmt: skip
+        n = f.n_showers
+    if n < 1:
+        raise ShowerFileError(data_path, SHOWERS, "holds no showers to calibrate on")
+    device = resolve_device(device)
+    _calibrate_on(model, data_path, max(0, n - showers), n, 10_000, device, resolve_precision(precision, device))
+    return model
 
 
 def _write_train_config(run: Path, config: TrainConfig, model: Surrogate, device: torch.device, precision: str) -> None:
@@ -497,6 +551,7 @@ def _train_on(
             break
     assert best_state is not None
     if processes.is_main:
+        best_state = _calibrated(best_state, data_path, data, config, device, precision)
         with atomic_output(run / MODEL, force=True) as tmp:
             torch.save(best_state, tmp)
     processes.barrier()

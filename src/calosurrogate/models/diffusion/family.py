@@ -31,6 +31,7 @@ from calosurrogate.models.diffusion import samplers
 from calosurrogate.models.diffusion.backbones import BACKBONES
 from calosurrogate.models.diffusion.config import DiffusionConfig, config_from_format_1
 from calosurrogate.models.diffusion.objectives import OBJECTIVES, Objective
+from calosurrogate.models.diffusion.variance import PosteriorVariance
 
 
 @register("diffusion")
@@ -68,6 +69,8 @@ class DiffusionSurrogate(Surrogate):
         self.net = build(geometry, k, config.backbone, self.objective.outputs_per_voxel)
         # The frozen teacher of a distillation student (same architecture, weights copied in).
         self.teacher = copy.deepcopy(self.net).requires_grad_(False) if config.distill_steps else None
+        sampling = config.sampling
+        self.posterior_variance = PosteriorVariance(geometry.n_voxels, sampling.sigma_min, sampling.sigma_max)
         self.register_buffer("code_low", torch.full((geometry.n_voxels,), -10.0))
         self.register_buffer("code_high", torch.full((geometry.n_voxels,), 10.0))
 
@@ -86,6 +89,15 @@ class DiffusionSurrogate(Surrogate):
         self.code_low.copy_(codes.min(0).values - margin)
         self.code_high.copy_(codes.max(0).values + margin)
         self._fitted.fill_(True)
+
+    @torch.no_grad()
+    def calibrate_sampling(self, showers: Tensor, conditions: Tensor) -> None:
+        """The posterior-variance table of the ``analytic-ddpm`` sampler
+        (:class:`~calosurrogate.models.diffusion.variance.PosteriorVariance`)."""
+        if self.teacher is not None:
+            return  # a distillation student samples deterministically (Euler)
+        codes, context = self._encode(showers, conditions), self._context(showers, conditions)
+        self.posterior_variance.fit(self.denoiser, codes, context, seed=self.config.seed)
 
     def _encode(self, showers: Tensor, conditions: Tensor) -> Tensor:
         """Showers (MeV) -> what the backbone denoises: standardised codes."""
@@ -253,9 +265,18 @@ class DiffusionSurrogate(Surrogate):
             layer_e = self.first_stage.sample(cond, incident, flow_noise, uniform)
             cond = torch.cat([cond, self.first_stage.context(layer_e, self.cut)], dim=1)
         denoiser = self.denoiser(cond)
+        variance = None
+        if sampling.sampler == "analytic-ddpm":
+            if not bool(self.posterior_variance.calibrated):
+                raise ConfigError(
+                    "diffusion: the analytic-ddpm sampler needs the posterior variance measured after "
+                    "training, which this model lacks (trained before it existed): measure it with "
+                    "calo calibrate --run RUN --data TRAIN.h5 --force, or use --sampler ddpm"
+                )
+            variance = self.posterior_variance
         codes = samplers.sample(
             samplers.compiled(denoiser) if sampling.compile else denoiser, start.float(), sampling.steps, sampling.sampler, sampling.sigma_min, sampling.sigma_max,
-            ancestral_noise=noise.pop(0) if noise else None,
+            ancestral_noise=noise.pop(0) if noise else None, posterior_variance=variance,
         )  # fmt: skip
         showers = self.coding.inverse(codes, incident)
         if stage.layer_energies:  # the first stage decides the layer energies; the voxel model their spread
@@ -276,8 +297,11 @@ class DiffusionSurrogate(Surrogate):
         return showers
 
     def load_state_dict(self, state_dict: dict[str, Tensor], strict: bool = True, assign: bool = False):
-        # Models saved before the first stage was shared hold its entries at the top level.
-        return super().load_state_dict(LayerEnergyStage.moved_keys(state_dict, "first_stage."), strict, assign)
+        # Models saved before the first stage was shared hold its entries at the top level; models
+        # saved before the posterior variance existed have none (uncalibrated: analytic-ddpm refuses).
+        state_dict = LayerEnergyStage.moved_keys(state_dict, "first_stage.")
+        missing = {f"posterior_variance.{k}": v for k, v in self.posterior_variance.state_dict().items()}
+        return super().load_state_dict({**missing, **state_dict}, strict, assign)
 
     def _hit_preference(self, codes: Tensor) -> Tensor:
         """Which voxel the voxel model holds most likely to be hit: its unclipped log code; among voxels

@@ -19,6 +19,9 @@ at sampling time.
 - ``dpm2m-sde``: DPM-Solver++(2M) for the diffusion SDE (Lu et al., arXiv:2211.01095, section 5):
   the same fresh noise and first-order part as ``ddpm`` (they are equal step for step) plus a
   second-order correction from the previous denoised estimate, one call per step.
+- ``analytic-ddpm``: ``ddpm`` whose fresh noise also carries the spread of the clean sample given
+  the current one (Analytic-DPM, Bao et al., arXiv:2201.06503; see
+  :mod:`~calosurrogate.models.diffusion.variance`): needs ``posterior_variance``.
 
 Noise levels follow EDM's schedule ``sigma_i = (s_max^(1/rho) + i/(N-1) (s_min^(1/rho) -
 s_max^(1/rho)))^rho`` with ``rho = 7``, then 0.
@@ -36,9 +39,9 @@ from torch import Tensor
 Denoiser = Callable[[Tensor, Tensor], Tensor]
 """``D(x, sigma)``: ``x (N, D)``, ``sigma (N,)`` -> denoised ``(N, D)``."""
 
-SAMPLERS = ("euler", "heun", "rk4", "dpm2m", "ddpm", "dpm2m-sde")
-CALLS_PER_STEP = {"euler": 1, "heun": 2, "rk4": 4, "dpm2m": 1, "ddpm": 1, "dpm2m-sde": 1}
-STOCHASTIC = ("ddpm", "dpm2m-sde")
+SAMPLERS = ("euler", "heun", "rk4", "dpm2m", "ddpm", "dpm2m-sde", "analytic-ddpm")
+CALLS_PER_STEP = {"euler": 1, "heun": 2, "rk4": 4, "dpm2m": 1, "ddpm": 1, "dpm2m-sde": 1, "analytic-ddpm": 1}
+STOCHASTIC = ("ddpm", "dpm2m-sde", "analytic-ddpm")
 """Samplers that add fresh noise at every step but the last (``ancestral_noise``)."""
 
 
@@ -101,6 +104,7 @@ def sample(
     sigma_max: float = 80.0,
     rho: float = 7.0,
     ancestral_noise: Tensor | None = None,
+    posterior_variance: Callable[[float], Tensor] | None = None,
 ) -> Tensor:
     """Integrate from ``x = sigma_max * noise`` to a clean sample.
 
@@ -112,12 +116,20 @@ def sample(
         sigma_min, sigma_max, rho: The noise schedule.
         ancestral_noise: For the ``STOCHASTIC`` samplers, the fresh noise of each step ``(steps, N, D)``
             (drawn if None).
+        posterior_variance: For ``analytic-ddpm``, ``v(sigma)``: the variance of the clean sample
+            given ``x`` at ``sigma``, averaged over the data, ``(D,)`` or ``(N, D)``. Each step then
+            draws the variance of the next level given this one,
+            ``sigma_up^2 + (1 - sigma_next^2 / sigma^2)^2 v(sigma)``, where ``ddpm`` draws
+            ``sigma_up^2`` alone, as if the denoised estimate were exact (the optimal Gaussian
+            step of Analytic-DPM, Bao et al., arXiv:2201.06503; exact for Gaussian data).
 
     Returns:
         Samples ``(N, D)``.
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; use one of {SAMPLERS}")
+    if (sampler == "analytic-ddpm") != (posterior_variance is not None):
+        raise ValueError("posterior_variance is what the analytic-ddpm sampler, and only it, needs")
     sigmas = sigma_levels(steps, sigma_min, sigma_max, rho)
     x = noise * sigmas[0]
     previous_denoised: Tensor | None = None
@@ -168,7 +180,11 @@ def sample(
             previous_denoised = denoised
             if s_next > 0:
                 fresh = torch.randn_like(x) if ancestral_noise is None else ancestral_noise[i].to(x)
-                x = x + sigma_up * fresh
+                if posterior_variance is None:
+                    x = x + sigma_up * fresh
+                else:
+                    unsure = (1 - sigma_down / s) ** 2 * posterior_variance(s)
+                    x = x + torch.sqrt(sigma_up**2 + torch.as_tensor(unsure)).to(x) * fresh
     return x
 
 
