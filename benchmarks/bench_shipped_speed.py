@@ -4,7 +4,8 @@ batch 10,000, after the one-time preparation (compilation), with all of the CPU'
 The quality of each setting is measured where its showers were judged (bench_diffusion_steps.py
 rows of the same run, and the model's provenance); threads change the time, not the showers.
 
-Run: .venv/bin/python benchmarks/bench_shipped_speed.py --name ds2-diffusion --steps 16,32,64 --threads 2
+Run: .venv/bin/python benchmarks/bench_shipped_speed.py --name ds2-diffusion --steps 16,32,64 --threads 2 \
+        --samplers ddpm,analytic-ddpm
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=10_000)
     parser.add_argument("--precision", default="auto")
-    parser.add_argument("--sampler", default=None, help="default: the model's own")
+    parser.add_argument("--samplers", default=None, help="comma-separated (default: the model's own)")
     args = parser.parse_args()
     import numpy as np
     import torch
@@ -35,14 +36,13 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     model = load_pretrained(args.name)
-    if args.sampler:
-        model.configure_sampling(sampler=args.sampler)
     precision = resolve_precision(args.precision, torch.device("cpu"), args.batch_size)
     # the training spectrum (log-uniform 1 GeV - 1 TeV), MeV
     energies = np.exp(np.random.default_rng(0).uniform(np.log(1e3), np.log(1e6), args.batch_size))[:, None]
     rows = []
-    for steps in (int(s) for s in args.steps.split(",")):
-        model.configure_sampling(steps=steps)
+    samplers = args.samplers.split(",") if args.samplers else [model.config.sampling.sampler]
+    for sampler, steps in ((a, int(s)) for a in samplers for s in args.steps.split(",")):
+        model.configure_sampling(sampler=sampler, steps=steps)
         start = time.perf_counter()
         model.prepare_sampling(energies, precision=precision)
         prepared = time.perf_counter() - start

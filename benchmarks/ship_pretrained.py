@@ -41,7 +41,9 @@ def main() -> None:
     parser.add_argument("--eager", action="store_true", help="ship without sampling.compile (torch.compile)")
     parser.add_argument("--classifier-runs", type=int, default=3)
     parser.add_argument("--workdir", default="benchmarks/work")
-    parser.add_argument("--force", action="store_true", help="replace a shipped model of that name")
+    parser.add_argument("--force", action="store_true", help="replace a shipped model of that name (its "
+                        "earlier commands and training commit are kept)")  # fmt: skip
+    parser.add_argument("--command", action="append", default=[], help="another command that made the run (recorded)")
     args = parser.parse_args()
     import torch
 
@@ -71,6 +73,11 @@ def main() -> None:
     print("bf16-stored weights:", judged, flush=True)
 
     model_path, about_path = FOLDER / f"{args.name}.pt", FOLDER / f"{args.name}.json"
+    # Shipping the same run again (e.g. after calo calibrate) keeps the story of how it was made.
+    earlier = json.loads(about_path.read_text()) if args.force and about_path.exists() else {}
+    commands = [c for c in earlier.get("commands", []) if "ship_pretrained.py" not in c]
+    commands += [c for c in (bench["command"], *args.command) if c not in commands]
+    commands.append(shlex.join(["python", "benchmarks/ship_pretrained.py", *sys.argv[1:]]))
     with atomic_output(model_path, force=args.force) as tmp:
         tmp.write_bytes(buffer.getvalue())
     about = {
@@ -89,8 +96,8 @@ def main() -> None:
             "machine": f"{bench['machine']['cores']}-core {bench['machine']['cpu']}, {bench['threads']} thread(s)",
         },
         "data": bench["data"],
-        "commands": [bench["command"], shlex.join(["python", "benchmarks/ship_pretrained.py", *sys.argv[1:]])],
-        "commit": {"trained": bench["commit"], "shipped": git_commit()},
+        "commands": commands,
+        "commit": {"trained": earlier.get("commit", {}).get("trained", bench["commit"]), "shipped": git_commit()},
         "quality": {
             "judged_on": f"{bench['n_reference']:,} reference showers of the fast engine (seed 2), "
             f"{args.classifier_runs} classifier trainings",

@@ -572,6 +572,42 @@ def _shipped_speed_sections() -> list[str]:
     return out
 
 
+def _few_step_sections() -> list[str]:
+    """Issue 24's samplers on one model (the shipped ds2 diffusion weights): quality per sampler and
+    step count where the showers were judged, time per shower alone on the machine."""
+    runs = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("diffusion_steps_ds2_edm_*compiled_shipped.json"))]
+    if not runs:
+        return []
+    speed = _load("shipped_speed_ds2-diffusion") or {"results": []}
+    quiet = {(r.get("sampler", speed.get("sampler")), r["steps"]): r["ms_per_shower"] for r in speed["results"]}
+    out = ["## Few-step samplers on one model (ds2)", "",
+           "The shipped ds2 diffusion weights (Quality against speed (ds2), tag shipped), judged per sampler and step count on "
+           "10,000 fast-engine reference showers (3 classifier trainings: mean +- spread). Time per shower: alone on the "
+           f"machine, {speed.get('threads', '?')} threads, batch 10,000, compiled, bf16 (`{speed.get('command', '-')}`); "
+           "'-' where not timed so. Commands: each run's `command` in benchmarks/results/diffusion_steps_ds2_edm_*_compiled_shipped.json.", "",
+           "| sampler | steps | ms / shower (quiet) | AUC high | AUC low | FPD x 1e3 | CFD voxel (floor) | worst-separated feature (S, floor) |",
+           "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    rows = [(d["sampler"], r) for d in runs for r in d["results"]]
+    for sampler, r in sorted(rows, key=lambda x: (x[0], x[1]["steps"])):
+        worst = r["worst_separation"][0]
+        ms = quiet.get((sampler, r["steps"]))
+        out.append(f"| {sampler} | {r['steps']} | {'-' if ms is None else f'{ms:.2f}'} | {r['auc_high']:.3f} +- {r['auc_high_std']:.3f} | "
+                   f"{r['auc_low']:.3f} +- {r['auc_low_std']:.3f} | {r['fpd_x1e3']:.0f} | {r['cfd_voxel']['value']:.1f} ({r['cfd_voxel']['floor']:.1f}) | "
+                   f"{worst['feature']} ({worst['value']:.3f}, {worst['floor']:.3f}) |")  # fmt: skip
+    study = _load("ancestral_variance_ds2")
+    if study:
+        out += ["", f"What the ancestral step's variance should be, at 32 steps ({study['note']}):", "",
+                "| variant | AUC high | AUC low | FPD x 1e3 | CFD layer |", "|---|---|---|---|---|"]  # fmt: skip
+        out += [f"| {r['variant']} | {r['auc_high']:.3f} +- {r['auc_high_std']:.3f} | {r['auc_low']:.3f} +- {r['auc_low_std']:.3f} | "
+                f"{r['fpd_x1e3']:.0f} | {r['cfd_layer']['value']:.2f} |" for r in study["results"]]  # fmt: skip
+        if study.get("schedule"):
+            out += ["", study["schedule"]["what"] + ": " + "; ".join(
+                f"rho {r['rho']:g}: AUC high {r['auc_high']:.3f}, low {r['auc_low']:.3f}, FPD x 1e3 {r['fpd_x1e3']:.0f}"
+                for r in sorted(study["schedule"]["results"], key=lambda r: r["rho"])) + "."]  # fmt: skip
+    out.append("")
+    return out
+
+
 def _scaling_sections() -> list[str]:
     """Issue 26's scaling on one machine: DDP training and Dask generation and Geant4 simulation."""
     d = _load("scaling_ds2")
@@ -970,6 +1006,7 @@ def main() -> None:
     out += _paraflow_sections()
     out += _correction_sections()
     out += _shipped_speed_sections()
+    out += _few_step_sections()
     out += _scaling_sections()
     out += _ds3_sections()
     out += _points_sections()
