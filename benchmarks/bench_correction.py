@@ -97,13 +97,44 @@ def _judged_arm(work: Path, arm: str, reference: Path, path: Path, weights: np.n
     return row
 
 
+def _surrogate_arms(work: Path, name: str, run: str, geometry, args, judge_ref: Path, n_judge: int) -> dict:
+    """A surrogate's showers at the nominal test file's conditions, reweighted toward the nominal fitting
+    file (cross-fitted), both judged; its sampling and weighting cost per shower in NAME_test.cost.json."""
+    sample, weights_path, cost_path = (
+        work / f"{name}_test.h5",
+        work / f"{name}_test.weights.h5",
+        work / f"{name}_test.cost.json",
+    )
+    cost = json.loads(cost_path.read_text()) if cost_path.exists() else {}
+    if not sample.exists():
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "calosurrogate.cli", "sample", "--run", run, "--energies",
+                        str(work / "nominal_test.h5"), "--out", str(sample)], check=True)  # fmt: skip
+        cost["sample_command_ms_per_shower"] = 1e3 * (time.perf_counter() - start) / args.n
+    if not weights_path.exists():
+        start = time.perf_counter()
+        rw = reweight_files(work / "nominal_fit.h5", sample, geometry, ReweightSettings(epochs=args.reweight_epochs))
+        cost["reweighting_fit_seconds"] = time.perf_counter() - start
+        write_weights(weights_path, rw.weights, {k: v for k, v in rw.summary().items() if k != "settings"})
+    weights = read_weights(weights_path)
+    cost["effective_fraction"] = float(weights.sum() ** 2 / (weights**2).sum() / len(weights))
+    cost_path.write_text(json.dumps(cost))
+    arms = {}
+    for arm, w in ((name, None), (f"{name}_reweighted", weights)):
+        arms[arm] = _judged_arm(work, arm, judge_ref, sample, w, n_judge, args.classifier_runs)
+        print(f"{arm}: AUC high {arms[arm]['auc_high']:.3f} low {arms[arm]['auc_low']:.3f}", flush=True)
+    return arms
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=20_000, help="showers per file")
     parser.add_argument("--workdir", default="benchmarks/work/correction")
     parser.add_argument("--refine-epochs", type=int, default=30)
     parser.add_argument("--reweight-epochs", type=int, default=30)
-    parser.add_argument("--vae-minutes", type=float, default=10.0, help="0: no surrogate arm")
+    parser.add_argument("--vae-minutes", type=float, default=10.0, help="0: no VAE arm")
+    parser.add_argument("--surrogate", action="append", default=[],
+                        help="a trained model to reweight too (RUN or shipped:NAME), repeatable")  # fmt: skip
     parser.add_argument("--classifier-runs", type=int, default=3)
     parser.add_argument(
         "--spot-factor", type=float, default=None, help="cheap mode's spot factor (default: the engine's)"
@@ -174,27 +205,21 @@ def main() -> None:
         print(f"{name}: AUC high {row['auc_high']:.3f} low {row['auc_low']:.3f}, {row['separation_within_2x_floor']:.0%} "
               f"of separation powers within 2x floor ({time.perf_counter() - start:.0f} s)", flush=True)  # fmt: skip
 
+    surrogates = {}
     if args.vae_minutes > 0:
-        run, sample = work / "vae_run", work / "vae_test.h5"
+        run = work / "vae_run"
         if not (run / "model.pt").exists():
             subprocess.run([sys.executable, "-m", "calosurrogate.cli", "train", "--model", "vae", "--data",
                             str(work / "nominal_fit.h5"), "--out", str(run), "--force", "--set",
                             f"train.max_minutes={args.vae_minutes}"], check=True)  # fmt: skip
-        if not sample.exists():
-            subprocess.run([sys.executable, "-m", "calosurrogate.cli", "sample", "--run", str(run), "--energies",
-                            str(work / "nominal_test.h5"), "--out", str(sample)], check=True)  # fmt: skip
-        vae_weights_path = work / "vae_test.weights.h5"
-        if not vae_weights_path.exists():
-            rw = reweight_files(
-                work / "nominal_fit.h5", sample, geometry, ReweightSettings(epochs=args.reweight_epochs)
-            )
-            write_weights(vae_weights_path, rw.weights, {k: v for k, v in rw.summary().items() if k != "settings"})
-        vae_weights = read_weights(vae_weights_path)
-        out["vae"] = {"minutes": args.vae_minutes, "effective_fraction": float(
-            vae_weights.sum() ** 2 / (vae_weights**2).sum() / len(vae_weights))}  # fmt: skip
-        for name, w in (("vae", None), ("vae_reweighted", vae_weights)):
-            out["arms"][name] = _judged_arm(work, name, judge_ref, sample, w, n_judge, args.classifier_runs)
-            print(f"{name}: AUC high {out['arms'][name]['auc_high']:.3f}", flush=True)
+        surrogates["vae"] = str(run)
+    for spec in args.surrogate:  # e.g. shipped:ds2-diffusion
+        surrogates[spec.removeprefix("shipped:").split("/")[-1]] = spec
+    for name, run in surrogates.items():
+        out["arms"].update(_surrogate_arms(work, name, run, geometry, args, judge_ref, n_judge))
+        out[name] = {"run": run, **json.loads((work / f"{name}_test.cost.json").read_text())}
+        if name == "vae":
+            out[name]["minutes"] = args.vae_minutes
 
     g4 = Path(args.geant4_dir)
     if (g4 / "g4_cut07.h5").exists() and (g4 / "g4_cut10.h5").exists():

@@ -783,6 +783,17 @@ def _correction_section(d: dict) -> list[str]:
                    f"{row['fpd_x1e3']:.2f} ({'-' if floor is None else f'{floor:.2f}'}) | {row['kpd_x1e3']:.3f} | "
                    f"{row['separation_within_2x_floor']:.0%} of {row['n_high_level_observables']} | {worst} | "
                    f"{hits} | {'-' if ccc is None else f'{ccc:.3f}'} |")  # fmt: skip
+    surrogates = {
+        k: v for k, v in d.items() if isinstance(v, dict) and "effective_fraction" in v and k != "reweighting"
+    }
+    if surrogates:
+        out += ["", "Surrogates sampled at the nominal test file's conditions and reweighted toward the nominal fitting file "
+                "(cross-fitted like the cheap file): " + "; ".join(
+                    f"{k} (`{v.get('run', k)}`): effective sample size {v['effective_fraction']:.0%}"
+                    + (f", sampling {v['sample_command_ms_per_shower']:.1f} ms per shower (the `calo sample` command, start-up included)"
+                       if v.get("sample_command_ms_per_shower") else "")
+                    + (f", reweighter fitted in {v['reweighting_fit_seconds'] / 60:.0f} min" if v.get("reweighting_fit_seconds") else "")
+                    for k, v in surrogates.items()) + ". A weight costs one classifier pass per shower once it is fitted."]  # fmt: skip
     g4 = d.get("geant4")
     if g4:
         nom, cheap = g4["nominal"], g4["cheap"]

@@ -63,3 +63,15 @@ def test_compact_checkpoint_rounds_weights_not_preprocessing(tiny_geometry) -> N
 def test_an_unknown_name_says_what_is_shipped() -> None:
     with pytest.raises(CheckpointError, match=r"no shipped model named 'nope'.*ds2-diffusion"):
         load_pretrained("nope")
+
+
+def test_the_shipped_diffusion_model_carries_its_posterior_variance() -> None:
+    """analytic-ddpm works on the shipped weights out of the box: the table is measured and grows
+    from about sigma^2 at low noise to the codes' spread at high noise."""
+    model = load_pretrained("ds2-diffusion")
+    table = model.posterior_variance
+    assert bool(table.calibrated)
+    assert 0 < float(table(0.01).mean()) < 1e-4 < float(table(1.0).mean()) < float(table(50.0).mean())
+    model.configure_sampling(sampler="analytic-ddpm", steps=8, compile=False)
+    showers = model.sample(np.geomspace(2e3, 5e5, 20)[:, None], batch_size=20, precision="fp32", seed=1)
+    assert np.isfinite(showers).all() and (showers >= 0).all() and bool((showers.sum(1) > 0).all())
