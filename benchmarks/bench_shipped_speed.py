@@ -5,7 +5,7 @@ The quality of each setting is measured where its showers were judged (bench_dif
 rows of the same run, and the model's provenance); threads change the time, not the showers.
 
 Run: .venv/bin/python benchmarks/bench_shipped_speed.py --name ds2-diffusion --steps 16,32,64 --threads 2 \
-        --samplers ddpm,analytic-ddpm
+        --samplers ddpm,analytic-ddpm --repeats 3
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=10_000)
     parser.add_argument("--precision", default="auto")
+    parser.add_argument("--repeats", type=int, default=1, help="timed passes per setting (median and range kept)")
     parser.add_argument("--samplers", default=None, help="comma-separated (default: the model's own)")
     args = parser.parse_args()
     import numpy as np
@@ -46,11 +47,14 @@ def main() -> None:
         start = time.perf_counter()
         model.prepare_sampling(energies, precision=precision)
         prepared = time.perf_counter() - start
-        start = time.perf_counter()
-        showers = model.sample(energies, batch_size=args.batch_size, precision=precision, seed=1)
-        seconds = time.perf_counter() - start
+        times = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            showers = model.sample(energies, batch_size=args.batch_size, precision=precision, seed=1)
+            times.append(1e3 * (time.perf_counter() - start) / len(energies))
         row = {"steps": steps, "sampler": model.config.sampling.sampler, "compiled": model.config.sampling.compile, "precision": precision,
-               "ms_per_shower": round(1e3 * seconds / len(energies), 3), "prepare_seconds": round(prepared, 1),
+               "ms_per_shower": round(float(np.median(times)), 3), "ms_per_shower_range": [round(min(times), 3), round(max(times), 3)],
+               "prepare_seconds": round(prepared, 1),
                "finite": bool(np.isfinite(showers).all())}  # fmt: skip
         print(row, flush=True)
         rows.append(row)

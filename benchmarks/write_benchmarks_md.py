@@ -561,13 +561,15 @@ def _shipped_speed_sections() -> list[str]:
         q = d["quality_as_shipped"]
         out += [f"## The shipped model `{d['name']}`: time per shower on a quiet machine ({d['geometry']})", "",
                 *_provenance(d), "",
-                f"One sampling pass of {d['batch_size']:,} showers per row ({d['sampler']} sampler, {d['threads']} threads, "
+                f"One sampling pass of {d['batch_size']:,} showers per row (shipped with the {d['sampler']} sampler; {d['threads']} threads, "
                 "nothing else running), after the one-time compilation. The model as shipped (64 steps) was judged at "
                 f"AUC high {q['auc_high']:.3f} +- {q['auc_high_std']:.3f}, low {q['auc_low']:.3f} +- {q['auc_low_std']:.3f}, "
                 f"FPD x 1e3 {q['fpd_x1e3']:.1f}; fewer steps: the rows of the same run in Quality against speed (ds2).", "",
-                "| steps | compiled | precision | ms / shower | preparation (s): a one-step pass, compiling on the first |", "|---|---|---|---|---|"]  # fmt: skip
-        out += [f"| {r['steps']} | {r['compiled']} | {r['precision']} | {r['ms_per_shower']:.2f} | {r['prepare_seconds']} |"
+                "| sampler | steps | compiled | precision | ms / shower | preparation (s): a one-step pass, compiling on the first |", "|---|---|---|---|---|---|"]  # fmt: skip
+        out += [f"| {r.get('sampler', d['sampler'])} | {r['steps']} | {r['compiled']} | {r['precision']} | {r['ms_per_shower']:.2f} | {r['prepare_seconds']} |"
                 for r in d["results"]]  # fmt: skip
+        out += ["", "Repeated passes vary: an earlier quiet run of the same code gave 8.90 / 6.40 / 4.59 ms at 64 / 48 / 32 DDPM "
+                "steps (benchmarks/LOG.md); `--repeats N` keeps the median and range."]  # fmt: skip
         out += [""]
     return out
 
