@@ -942,7 +942,7 @@ def calibrate(run: Path, data: Path, showers: int, out: Path | None, force: bool
         raise click.ClickException(f"{out} exists; add --force to replace it (the weights stay as they are)")
     model = measure(_load_run(run), data, showers)
     model.save(out, force=True)
-    click.echo(f"calibrated on the last {showers} showers of {data}; wrote {out}")
+    click.echo(f"calibrated on the last showers of {data} (at most {showers}, at most 500 MB of voxels); wrote {out}")
 
 
 @main.command("export")

@@ -347,8 +347,10 @@ def _fit_preprocessing(model: Surrogate, data_path: Path, n_train: int, chunk_si
 
 
 # Sampling calibrations (a diffusion model's posterior variance) are measured on at most this many
-# validation showers: showers the weights were not fitted to.
+# validation showers (showers the weights were not fitted to), and on at most this many bytes of
+# float32 voxels: on ds3 one network pass per shower and noise level costs 30 times ds2's.
 CALIBRATION_SHOWERS = 10_000
+CALIBRATION_BYTES = 5e8
 
 
 def _calibrated(
@@ -358,9 +360,13 @@ def _calibrated(
     model = surrogate_from_checkpoint(state)
     if type(model).calibrate_sampling is Surrogate.calibrate_sampling:
         return state
-    stop = min(data.n_total, data.n_train + CALIBRATION_SHOWERS)
+    stop = min(data.n_total, data.n_train + _calibration_showers(model))
     _calibrate_on(model, data_path, data.n_train, stop, config.chunk_size, device, precision)
     return model.checkpoint_dict()
+
+
+def _calibration_showers(model: Surrogate, showers: int = CALIBRATION_SHOWERS) -> int:
+    return max(1, min(showers, int(CALIBRATION_BYTES // (4 * model.geometry.n_voxels))))
 
 
 def _calibrate_on(model: Surrogate, data_path: Path, start: int, stop: int, chunk_size: int, device: torch.device,
@@ -379,7 +385,7 @@ def calibrate(
     precision: str = "auto",
 ) -> Surrogate:
     """Measure what a trained model's sampling needs (:meth:`Surrogate.calibrate_sampling`) on the
-    last ``showers`` showers of a file: for the training file, showers the weights were not fitted
+    last ``showers`` showers of a file (fewer where they pass 500 MB of voxels): for the training file, showers the weights were not fitted
     to when they are its validation showers. Training does this itself; this is for models trained
     before a family needed it. Returns the model, changed in place (weights untouched).
 
@@ -395,6 +401,7 @@ def calibrate(
     if n < 1:
         raise ShowerFileError(data_path, SHOWERS, "holds no showers to calibrate on")
     device = resolve_device(device)
+    showers = _calibration_showers(model, showers)
     _calibrate_on(model, data_path, max(0, n - showers), n, 10_000, device, resolve_precision(precision, device))
     return model
 
