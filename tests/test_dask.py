@@ -16,6 +16,7 @@ from calosurrogate.data.shards import shard_folder, shard_path
 from calosurrogate.simulate import get_detector, simulate_sharded, simulate_to_file
 
 pytest.importorskip("distributed")
+psutil = pytest.importorskip("psutil")  # distributed needs it
 pytestmark = pytest.mark.slow
 
 
@@ -115,8 +116,12 @@ def test_a_killed_sharded_job_resumes_to_the_same_file(tmp_path) -> None:
     deadline = time.time() + 120
     while time.time() < deadline and len(list(shard_folder(out).glob("shard-*.h5"))) < 2:
         time.sleep(0.2)
+    job = psutil.Process(run.pid).children(recursive=True)  # its Dask nannies and workers
     run.send_signal(signal.SIGKILL)
     run.wait()
+    # The workers notice their scheduler is gone and stop, a moment later; a rerun before that leaves
+    # the partial files of their shards in place (their writers live) for the next run to sweep.
+    psutil.wait_procs(job, timeout=60)
     made = len(list(shard_folder(out).glob("shard-*.h5")))
     assert not out.exists() and 2 <= made < 12, made  # killed part way: some shards, no file
     done = subprocess.run(command, capture_output=True, text=True)
