@@ -358,8 +358,6 @@ def _calibrated(
 ) -> dict[str, Any]:
     """The kept weights' model file after :meth:`Surrogate.calibrate_sampling` on validation showers."""
     model = surrogate_from_checkpoint(state)
-    if type(model).calibrate_sampling is Surrogate.calibrate_sampling:
-        return state
     stop = min(data.n_total, data.n_train + _calibration_showers(model))
     _calibrate_on(model, data_path, data.n_train, stop, config.chunk_size, device, precision)
     return model.checkpoint_dict()
@@ -390,19 +388,17 @@ def calibrate(
     before a family needed it. Returns the model, changed in place (weights untouched).
 
     Raises:
-        ShowerFileError, CheckpointError: If the file cannot be read or has another voxel count.
+        ShowerFileError: If the file cannot be read, has another voxel count or holds no showers.
     """
     data_path = Path(data_path)
-    with ShowerFile(data_path, conditions=model.condition_names[1:]) as f:
-        if f.n_voxels != model.geometry.n_voxels:
-            raise CheckpointError(f"{data_path}: {f.n_voxels} voxels per shower, but the model is for "
-                                  f"{model.geometry.name} ({model.geometry.n_voxels} voxels)")  # fmt: skip
+    with ShowerFile(data_path, model.geometry, conditions=model.condition_names[1:]) as f:
         n = f.n_showers
     if n < 1:
         raise ShowerFileError(data_path, SHOWERS, "holds no showers to calibrate on")
     device = resolve_device(device)
     showers = _calibration_showers(model, showers)
-    _calibrate_on(model, data_path, max(0, n - showers), n, 10_000, device, resolve_precision(precision, device))
+    chunk_size = TrainConfig.chunk_size
+    _calibrate_on(model, data_path, max(0, n - showers), n, chunk_size, device, resolve_precision(precision, device))
     return model
 
 
@@ -558,7 +554,8 @@ def _train_on(
             break
     assert best_state is not None
     if processes.is_main:
-        best_state = _calibrated(best_state, data_path, data, config, device, precision)
+        if type(model).calibrate_sampling is not Surrogate.calibrate_sampling:  # a family that measures something
+            best_state = _calibrated(best_state, data_path, data, config, device, precision)
         with atomic_output(run / MODEL, force=True) as tmp:
             torch.save(best_state, tmp)
     processes.barrier()

@@ -98,8 +98,9 @@ class SamplingConfig:
     be changed at sampling time.
 
     Attributes:
-        sampler: ``euler`` (= DDIM), ``heun``, ``rk4``, ``dpm2m``, ``ddpm`` (ancestral) or
-            ``dpm2m-sde`` (ancestral, second order).
+        sampler: ``euler`` (= DDIM), ``heun``, ``rk4``, ``dpm2m``, ``ddpm`` (ancestral),
+            ``dpm2m-sde`` (ancestral, second order) or ``analytic-ddpm`` (ancestral with the
+            measured posterior variance, :mod:`~calosurrogate.models.diffusion.variance`).
         steps: Number of noise levels.
         sigma_min, sigma_max: Noise levels the sampler runs between (standardised codes).
         clip_denoised: Clamp every denoised estimate to the per-voxel range of the training codes

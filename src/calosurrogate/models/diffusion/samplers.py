@@ -184,7 +184,7 @@ def sample(
                     x = x + sigma_up * fresh
                 else:
                     unsure = (1 - sigma_down / s) ** 2 * posterior_variance(s)
-                    x = x + torch.sqrt(sigma_up**2 + torch.as_tensor(unsure)).to(x) * fresh
+                    x = x + torch.sqrt(sigma_up**2 + unsure).to(x) * fresh
     return x
 
 
