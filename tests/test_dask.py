@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import h5py
 import numpy as np
@@ -107,7 +108,6 @@ def test_calo_simulate_workers_and_evaluate_read_the_sharded_file(tmp_path) -> N
 
 def test_a_killed_sharded_job_resumes_to_the_same_file(tmp_path) -> None:
     import signal
-    import time
 
     out = tmp_path / "killed.h5"
     command = [sys.executable, "-m", "calosurrogate", "simulate", "--geometry", "ds2", "--n", "6144", "--seed", "4",
@@ -119,8 +119,8 @@ def test_a_killed_sharded_job_resumes_to_the_same_file(tmp_path) -> None:
     job = psutil.Process(run.pid).children(recursive=True)  # its Dask nannies and workers
     run.send_signal(signal.SIGKILL)
     run.wait()
-    # The workers notice their scheduler is gone and stop, a moment later; a rerun before that leaves
-    # the partial files of their shards in place (their writers live) for the next run to sweep.
+    # Its workers die with it (die_with_parent); a rerun before the kernel has finished them would
+    # rightly keep the partial files of their shards (their writers live) for the next run to sweep.
     psutil.wait_procs(job, timeout=60)
     made = len(list(shard_folder(out).glob("shard-*.h5")))
     assert not out.exists() and 2 <= made < 12, made  # killed part way: some shards, no file
@@ -129,3 +129,43 @@ def test_a_killed_sharded_job_resumes_to_the_same_file(tmp_path) -> None:
     whole = simulate_to_file(get_detector("ds2"), 6144, tmp_path / "whole.h5", seed=4, progress=False)
     np.testing.assert_array_equal(_read(out)["showers"], _read(whole)["showers"])
     assert not list(shard_folder(out).glob(".*partial*"))  # what the kill left of a shard was swept
+
+
+_GIL_HOLDER = """
+import os, re, sys, time
+from calosurrogate.cluster import dask_client
+
+def worker_pid():
+    return os.getpid()
+
+def hold_the_gil():
+    re.match(r"(a+)+b", "a" * 34)  # the re module's backtracking holds the GIL for minutes
+
+if __name__ == "__main__":
+    with dask_client(workers=1) as client:
+        print(client.submit(worker_pid, pure=False).result(), flush=True)
+        client.submit(hold_the_gil, pure=False)
+        time.sleep(600)
+"""
+
+
+def test_local_workers_die_at_once_with_a_killed_job(tmp_path) -> None:
+    """Dask's own watch of the parent is a thread of the worker, which waits for the GIL; a task
+    holding the GIL kept the worker of a SIGKILLed job alive for as long as the task ran."""
+    import signal
+
+    script = tmp_path / "job.py"
+    script.write_text(_GIL_HOLDER)
+    job = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    worker = psutil.Process(int(job.stdout.readline()))
+    try:
+        deadline = time.time() + 30
+        while worker.cpu_percent(0.2) < 50 and time.time() < deadline:  # the task is running
+            pass
+        job.send_signal(signal.SIGKILL)
+        job.wait()
+        gone, _ = psutil.wait_procs([worker], timeout=10)
+        assert gone, "the killed job's worker outlived it by 10 s"
+    finally:
+        if worker.is_running():
+            worker.kill()

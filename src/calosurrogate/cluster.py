@@ -8,12 +8,36 @@ when every task has finished, so a killed job loses at most the shards being wri
 
 from __future__ import annotations
 
+import functools
+import os
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from tqdm.auto import tqdm
+
+
+def die_with_parent(parent: int) -> None:
+    """Ask Linux to SIGKILL this process the moment its parent process ``parent`` dies.
+
+    Called first thing in a worker process (a process pool's initializer, a Dask worker's setup):
+    a killed job then takes its workers with it at once, instead of leaving them at work on
+    shards or chunks nobody collects while a resumed job starts its own. SIGKILL because Geant4
+    installs handlers for the catchable signals; outputs are written atomically, so nothing half
+    written survives. Does nothing where ``parent`` is not this process's parent (a remote
+    cluster's worker, whose parent is its own nanny) or off Linux.
+    """
+    if not sys.platform.startswith("linux") or os.getppid() != parent:
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1  # <linux/prctl.h>
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the signal was asked for
+        os._exit(1)
 
 
 class DaskUnavailable(OSError):
@@ -45,6 +69,10 @@ def dask_client(scheduler: str | None = None, workers: int = 1) -> Iterator[Any]
         LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster,
         Client(cluster) as client,
     ):
+        # Local workers are this process's children (their nannies live here): a killed job takes
+        # them at once. Dask's own watch (a thread in each worker) needs the GIL, which a shard's
+        # compiled code may hold for seconds. Run now and on every worker that (re)starts.
+        client.register_worker_callbacks(setup=functools.partial(die_with_parent, os.getpid()))
         yield client
 
 
@@ -83,4 +111,4 @@ def run_tasks(
     return results, time.perf_counter() - start
 
 
-__all__ = ["DaskUnavailable", "dask_client", "run_tasks"]
+__all__ = ["DaskUnavailable", "dask_client", "die_with_parent", "run_tasks"]

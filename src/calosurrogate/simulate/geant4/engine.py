@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
@@ -23,6 +22,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from calosurrogate._io import check_output_path
+from calosurrogate.cluster import die_with_parent
 from calosurrogate.data import ShowerWriter
 from calosurrogate.data.shards import prepare_folder
 from calosurrogate.data.spectra import EnergySpectrum
@@ -106,20 +106,6 @@ def _run_chunk(
         np.savez(f, showers=showers.astype(np.float32), cpu_seconds=np.float64(cpu), **conditions)
     os.replace(tmp, path)
     return index, time.perf_counter() - start
-
-
-def _die_with_parent(parent: int) -> None:
-    """Worker initializer: a killed run takes its workers with it (Linux), instead of leaving them
-    simulating chunks nobody collects while a resumed run starts its own."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-        import signal
-
-        pr_set_pdeathsig = 1
-        # SIGKILL: Geant4 installs its own handlers for the catchable signals; a chunk is written atomically
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
-        if os.getppid() != parent:  # the run died before the signal was asked for
-            os._exit(1)
 
 
 def _prepare_parts(parts: Path, manifest: dict, force: bool) -> None:
@@ -231,7 +217,7 @@ def _run_plan(
             bar.update(len(plan[i][0]["incident_energies"]))
     else:
         with ProcessPoolExecutor(
-            max_workers=workers, mp_context=get_context("spawn"), initializer=_die_with_parent, initargs=(os.getpid(),)
+            max_workers=workers, mp_context=get_context("spawn"), initializer=die_with_parent, initargs=(os.getpid(),)
         ) as pool:
             pending = {
                 pool.submit(_run_chunk, target, i, plan[i][0], plan[i][1], str(parts), range_cut_mm) for i in todo
