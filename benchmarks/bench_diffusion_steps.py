@@ -48,6 +48,9 @@ def main() -> None:
     parser.add_argument("--precision", default="fp32", help="sampling precision of the sweep (auto: bf16 where native)")
     parser.add_argument("--train-precision", default="auto", help="auto: bf16 where native (AMX, CUDA), else fp32")
     parser.add_argument("--compile", action="store_true", help="sample through a compiled denoiser (torch.compile)")
+    parser.add_argument(
+        "--sigma-max", type=float, default=None, help="start sampling at this noise level (default: the model's)"
+    )
     parser.add_argument("--check-fp32-at", type=int, default=None, help="also sample at fp32 at this many steps")
     parser.add_argument("--n-train", type=int, default=50_000)
     parser.add_argument("--n-reference", type=int, default=50_000)
@@ -76,6 +79,7 @@ def main() -> None:
     train_file, ref = given_or_simulated_data(args)
     # Another sampler on a reused run (same tag) gets its own result beside the default Heun one.
     sampler = ("" if args.sampler == "heun" else f"_{args.sampler}") + ("_compiled" if args.compile else "")
+    sampler += f"_smax{args.sigma_max:g}" if args.sigma_max else ""
     name = tagged(f"{args.geometry}_{args.objective}{sampler}", args.tag)
     work = Path(args.workdir) / (f"{args.geometry}-diffusion-{args.objective}" + (f"-{args.tag}" if args.tag else ""))
     run = work / "run"
@@ -114,11 +118,12 @@ def main() -> None:
     if args.check_fp32_at is not None and args.precision != "fp32":
         plan.append((args.check_fp32_at, "fp32"))
     for steps, precision in plan:
-        model.configure_sampling(sampler=args.sampler, steps=steps, compile=args.compile)
-        compiled = "_compiled" if args.compile else ""
+        model.configure_sampling(sampler=args.sampler, steps=steps, compile=args.compile, sigma_max=args.sigma_max)
+        compiled = ("_compiled" if args.compile else "") + (f"_smax{args.sigma_max:g}" if args.sigma_max else "")
         out = work / f"generated_{args.sampler}_{steps}_{precision}{compiled}.h5"
         row = {"steps": steps, "precision": precision, "network_calls": network_calls(steps, args.sampler),
-               "classifier_runs": args.classifier_runs, "compiled": args.compile}  # fmt: skip
+               "classifier_runs": args.classifier_runs, "compiled": args.compile,
+               "sigma_max": model.config.sampling.sigma_max}  # fmt: skip
         if args.reuse_samples and out.exists() and (steps, precision) in timed:
             row["ms_per_shower_batch_10000"] = timed[steps, precision]
             row.update(judge(model.geometry, ref, out, args.n_eval, args.classifier_runs))

@@ -543,6 +543,8 @@ def train(
     default=None,
     help="Diffusion models: number of noise levels. caloclouds: 0 the one-step student, k the teacher's k Heun steps.",
 )
+@click.option("--sigma-max", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Diffusion models: the highest noise level, where sampling starts (default: as the model is set).")  # fmt: skip
 @click.option("--compile/--no-compile", "compile_denoiser", default=None,
               help="Diffusion models: run the denoiser through torch.compile (default: as the model is set).")  # fmt: skip
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help=WORKERS_HELP)
@@ -553,8 +555,8 @@ def train(
 @_friendly_errors
 def sample(
     run_dir: Path, n_showers: int | None, energies: str | None, out: Path, batch_size: int, device: str,
-    precision: str, seed: int, sampler: str | None, steps: int | None, compile_denoiser: bool | None, workers: int,
-    scheduler: str | None, shard_size: int | None, force: bool,
+    precision: str, seed: int, sampler: str | None, steps: int | None, sigma_max: float | None,
+    compile_denoiser: bool | None, workers: int, scheduler: str | None, shard_size: int | None, force: bool,
 ) -> None:  # fmt: skip
     """Generate showers with a trained surrogate, in batches, into a CaloChallenge file.
 
@@ -587,7 +589,9 @@ def sample(
         return
     model = _load_run(run_dir)
     options = {
-        k: v for k, v in (("sampler", sampler), ("steps", steps), ("compile", compile_denoiser)) if v is not None
+        k: v
+        for k, v in (("sampler", sampler), ("steps", steps), ("sigma_max", sigma_max), ("compile", compile_denoiser))
+        if v is not None
     }
     model.configure_sampling(**options)
     if energies is not None and Path(energies).exists():

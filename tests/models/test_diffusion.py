@@ -77,6 +77,24 @@ def test_sampling_options_are_validated_and_change_the_noise(tiny_geometry) -> N
         build_surrogate("diffusion", tiny_geometry, {"objective": {"name": "score"}})
     with pytest.raises(ConfigError, match="no sampling options"):
         build_surrogate("wgan", tiny_geometry).configure_sampling(steps=4)
+    with pytest.raises(ConfigError, match="sigma_min < sigma_max"):
+        model.configure_sampling(sigma_max=0.001)
+
+
+def test_sampling_starts_at_the_chosen_noise_level(tiny_geometry) -> None:
+    """One Euler step from sigma_max decodes D(sigma_max * noise, sigma_max): the level chosen is used."""
+    model = build_surrogate("diffusion", tiny_geometry, {"backbone": {"hidden": 8, "blocks": 1}}).eval()
+    conditions = torch.full((4, 1), 1e4)
+    noise = torch.randn(4, tiny_geometry.n_voxels)
+    denoise = model.denoiser(model.conditions_map(conditions))
+    found = {}
+    for sigma_max in (20.0, 80.0):
+        model.configure_sampling(sampler="euler", steps=1, sigma_max=sigma_max)
+        with torch.no_grad():
+            expected = model.coding.inverse(denoise(sigma_max * noise, torch.full((4,), sigma_max)), conditions)
+            found[sigma_max] = model.showers_from_noise(conditions, noise)
+        torch.testing.assert_close(found[sigma_max], expected)
+    assert not torch.allclose(found[20.0], found[80.0])
 
 
 @pytest.mark.parametrize("backbone", ["unet", "transformer"])

@@ -102,7 +102,9 @@ class SamplingConfig:
             ``dpm2m-sde`` (ancestral, second order) or ``analytic-ddpm`` (ancestral with the
             measured posterior variance, :mod:`~calosurrogate.models.diffusion.variance`).
         steps: Number of noise levels.
-        sigma_min, sigma_max: Noise levels the sampler runs between (standardised codes).
+        sigma_min, sigma_max: Noise levels the sampler runs between (standardised codes). A
+            ``sigma_max`` a few times the widest voxel's spread of codes is noise enough; steps
+            above it are spent on nothing (sigma_max can be changed at sampling time).
         clip_denoised: Clamp every denoised estimate to the per-voxel range of the training codes
             (DDPM's "clip x0": errors of noise predictions, multiplied by the noise level, cannot
             throw the sampler far outside the data).
@@ -123,6 +125,8 @@ class SamplingConfig:
             raise ConfigError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
         if int(self.steps) < 1:
             raise ConfigError(f"steps must be at least 1, got {self.steps}")
+        if not 0 < float(self.sigma_min) < float(self.sigma_max):
+            raise ConfigError(f"need 0 < sigma_min < sigma_max, got {self.sigma_min} and {self.sigma_max}")
 
 
 @dataclass

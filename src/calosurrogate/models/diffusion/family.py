@@ -202,15 +202,17 @@ class DiffusionSurrogate(Surrogate):
 
     # ------------------------------------------------------------------- sampling
     def configure_sampling(self, **options: Any) -> None:
-        """Choose the sampler and/or number of steps for later sampling (``sampler=``, ``steps=``)."""
-        unknown = set(options) - {"sampler", "steps", "compile"}
+        """Choose the sampler, number of steps, highest noise level or compilation for later sampling
+        (``sampler=``, ``steps=``, ``sigma_max=``, ``compile=``)."""
+        unknown = set(options) - {"sampler", "steps", "sigma_max", "compile"}
         if unknown:
             raise ConfigError(
-                f"diffusion: unknown sampling option(s) {sorted(unknown)}; valid: sampler, steps, compile"
+                f"diffusion: unknown sampling option(s) {sorted(unknown)}; valid: sampler, steps, sigma_max, compile"
             )
         current = self.config.sampling
         self.config.sampling = dataclasses.replace(  # validated as the config is
             current, sampler=options.get("sampler") or current.sampler, steps=int(options.get("steps") or current.steps),
+            sigma_max=float(options.get("sigma_max") or current.sigma_max),
             compile=bool(options.get("compile", current.compile)),
         )  # fmt: skip
 
