@@ -28,6 +28,7 @@ def main() -> None:
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--repeats", type=int, default=1, help="timed passes per setting (median and range kept)")
     parser.add_argument("--samplers", default=None, help="comma-separated (default: the model's own)")
+    parser.add_argument("--sigma-max", type=float, default=None, help="highest noise level (default: the model's)")
     args = parser.parse_args()
     import numpy as np
     import torch
@@ -43,7 +44,7 @@ def main() -> None:
     rows = []
     samplers = args.samplers.split(",") if args.samplers else [model.config.sampling.sampler]
     for sampler, steps in ((a, int(s)) for a in samplers for s in args.steps.split(",")):
-        model.configure_sampling(sampler=sampler, steps=steps)
+        model.configure_sampling(sampler=sampler, steps=steps, sigma_max=args.sigma_max)
         start = time.perf_counter()
         model.prepare_sampling(energies, precision=precision)
         prepared = time.perf_counter() - start
@@ -52,7 +53,8 @@ def main() -> None:
             start = time.perf_counter()
             showers = model.sample(energies, batch_size=args.batch_size, precision=precision, seed=1)
             times.append(1e3 * (time.perf_counter() - start) / len(energies))
-        row = {"steps": steps, "sampler": model.config.sampling.sampler, "compiled": model.config.sampling.compile, "precision": precision,
+        row = {"steps": steps, "sampler": model.config.sampling.sampler, "sigma_max": model.config.sampling.sigma_max,
+               "compiled": model.config.sampling.compile, "precision": precision,
                "ms_per_shower": round(float(np.median(times)), 3), "ms_per_shower_range": [round(min(times), 3), round(max(times), 3)],
                "prepare_seconds": round(prepared, 1),
                "finite": bool(np.isfinite(showers).all())}  # fmt: skip

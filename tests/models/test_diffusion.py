@@ -429,15 +429,18 @@ def test_without_a_library_a_lost_layer_goes_to_its_core_voxel(tiny_geometry, mo
     assert (sampled[occupied, 24:35] == 0).all() and (sampled[occupied, 35] > 0).all()
 
 
-def test_a_compiled_denoiser_samples_the_same_showers(tiny_geometry, monkeypatch) -> None:
-    """``sampling.compile`` changes the speed, not the showers; where compiling fails, sampling
-    goes on eagerly with one warning."""
+@pytest.mark.parametrize("sampler", ["ddpm", "analytic-ddpm", "dpm2m-sde"])
+def test_a_compiled_denoiser_samples_the_same_showers(tiny_geometry, monkeypatch, sampler) -> None:
+    """``sampling.compile`` (the denoiser and the stochastic samplers' update) changes the speed,
+    not the showers; where compiling fails, sampling goes on eagerly with one warning."""
     from calosurrogate.models.diffusion import samplers
 
     model = build_surrogate("diffusion", tiny_geometry, {"backbone": {"hidden": 16, "blocks": 1},
-                                                         "sampling": {"sampler": "ddpm", "steps": 4}})  # fmt: skip
+                                                         "sampling": {"sampler": sampler, "steps": 4}})  # fmt: skip
     incident = torch.full((40, 1), 2.0**14)
-    model.fit_preprocessing(torch.rand(40, 36) * 50 * (torch.rand(40, 36) < 0.5), incident)
+    showers = torch.rand(40, 36) * 50 * (torch.rand(40, 36) < 0.5)
+    model.fit_preprocessing(showers, incident)
+    model.calibrate_sampling(showers, incident)
     eager = model.sample(incident.numpy(), batch_size=20, seed=1)
     model.configure_sampling(compile=True)
     assert model.config.sampling.compile and model.config.sampling.steps == 4

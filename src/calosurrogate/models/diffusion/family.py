@@ -277,8 +277,8 @@ class DiffusionSurrogate(Surrogate):
                 )
             variance = self.posterior_variance
         codes = samplers.sample(
-            samplers.compiled(denoiser) if sampling.compile else denoiser, start.float(), sampling.steps, sampling.sampler, sampling.sigma_min, sampling.sigma_max,
-            ancestral_noise=noise.pop(0) if noise else None, posterior_variance=variance,
+            denoiser, start.float(), sampling.steps, sampling.sampler, sampling.sigma_min, sampling.sigma_max,
+            ancestral_noise=noise.pop(0) if noise else None, posterior_variance=variance, compile=sampling.compile,
         )  # fmt: skip
         showers = self.coding.inverse(codes, incident)
         if stage.layer_energies:  # the first stage decides the layer energies; the voxel model their spread

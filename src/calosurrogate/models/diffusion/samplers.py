@@ -64,26 +64,36 @@ def karras_sigmas(steps: int, sigma_min: float, sigma_max: float, rho: float = 7
 _compile_failure: str | None = None  # why torch.compile failed in this process: it is not tried again
 
 
-def compiled(denoiser: Denoiser) -> Denoiser:
-    """``denoiser`` through ``torch.compile`` (element-wise work fused; same values up to rounding).
+def compiled(function: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    """``function`` (a denoiser, a sampler's update) through ``torch.compile``: element-wise work
+    fused, the same values up to rounding.
 
     Compiled code is cached by the function's code, so a denoiser made anew for each batch
     compiles once per batch shape. Where compilation fails (no C++ compiler, an unsupported
-    operation) the eager denoiser runs instead, with one warning per process.
+    operation) the eager function runs instead, with one warning per process.
     """
-    fast = torch.compile(denoiser)
+    fast = torch.compile(function)
 
-    def run(x: Tensor, sigma: Tensor) -> Tensor:
+    def run(*args: Tensor) -> Tensor:
         global _compile_failure
         if _compile_failure is None:
             try:
-                return fast(x, sigma)
+                return fast(*args)
             except Exception as err:  # any failure of the compiler: run eagerly (a real error recurs there)
                 _compile_failure = f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
                 warnings.warn(f"torch.compile failed, sampling eagerly ({_compile_failure})", stacklevel=2)
-        return denoiser(x, sigma)
+        return function(*args)
 
     return run
+
+
+def _ancestral_update(x: Tensor, denoised: Tensor, fresh: Tensor, drift: Tensor, spread: Tensor) -> Tensor:
+    """``x + drift (x - denoised) + spread fresh``: an ancestral step's move and fresh noise in one
+    pass over the samples (``drift``, ``spread``: tensors, so that compiled code serves every step)."""
+    return x + drift * (x - denoised) + spread * fresh
+
+
+_compiled_update: Callable[..., Tensor] | None = None
 
 
 def _call(denoiser: Denoiser, x: Tensor, sigma: float) -> Tensor:
@@ -105,6 +115,7 @@ def sample(
     rho: float = 7.0,
     ancestral_noise: Tensor | None = None,
     posterior_variance: Callable[[float], Tensor] | None = None,
+    compile: bool = False,
 ) -> Tensor:
     """Integrate from ``x = sigma_max * noise`` to a clean sample.
 
@@ -122,6 +133,7 @@ def sample(
             ``sigma_up^2 + (1 - sigma_next^2 / sigma^2)^2 v(sigma)``, where ``ddpm`` draws
             ``sigma_up^2`` alone, as if the denoised estimate were exact (the optimal Gaussian
             step of Analytic-DPM, Bao et al., arXiv:2201.06503; exact for Gaussian data).
+        compile: Run the denoiser, and the stochastic samplers' update, through :func:`compiled`.
 
     Returns:
         Samples ``(N, D)``.
@@ -130,6 +142,12 @@ def sample(
         raise ValueError(f"unknown sampler {sampler!r}; use one of {SAMPLERS}")
     if (sampler == "analytic-ddpm") != (posterior_variance is not None):
         raise ValueError("posterior_variance is what the analytic-ddpm sampler, and only it, needs")
+    global _compiled_update
+    update = _ancestral_update
+    if compile:
+        denoiser = compiled(denoiser)
+        _compiled_update = _compiled_update or compiled(_ancestral_update)
+        update = _compiled_update
     sigmas = sigma_levels(steps, sigma_min, sigma_max, rho)
     x = noise * sigmas[0]
     previous_denoised: Tensor | None = None
@@ -168,23 +186,26 @@ def sample(
             previous_denoised = denoised
         else:  # ancestral (EDM form): a deterministic move to sigma_down, then fresh noise of sigma_up
             denoised = _call(denoiser, x, s)
+            if s_next == 0:
+                x = denoised
+                continue
             sigma_up = math.sqrt(max(s_next**2 * (s**2 - s_next**2) / s**2, 0.0))
             sigma_down = math.sqrt(max(s_next**2 - sigma_up**2, 0.0))
-            x = x + (sigma_down - s) * (x - denoised) / s
-            if sampler == "dpm2m-sde" and previous_denoised is not None and s_next > 0:
+            target = denoised
+            if sampler == "dpm2m-sde" and previous_denoised is not None:
                 # In log-sigma time h the first-order SDE step weighs the denoised estimate by
                 # 1 - exp(-2h) = 1 - sigma_down / s; the midpoint correction adds half of that
-                # times the estimate's change per step, scaled by h / h_last.
+                # times the estimate's change per step, scaled by h / h_last: the same move
+                # towards an estimate extrapolated by that share of the change.
                 h, h_last = math.log(s / s_next), math.log(sigmas[i - 1] / s)
-                x = x + 0.5 * (1 - sigma_down / s) * (h / h_last) * (denoised - previous_denoised)
+                target = denoised + 0.5 * (h / h_last) * (denoised - previous_denoised)
             previous_denoised = denoised
-            if s_next > 0:
-                fresh = torch.randn_like(x) if ancestral_noise is None else ancestral_noise[i].to(x)
-                if posterior_variance is None:
-                    x = x + sigma_up * fresh
-                else:
-                    unsure = (1 - sigma_down / s) ** 2 * posterior_variance(s)
-                    x = x + torch.sqrt(sigma_up**2 + unsure).to(x) * fresh
+            fresh = torch.randn_like(x) if ancestral_noise is None else ancestral_noise[i].to(x)
+            spread = torch.tensor(sigma_up**2, dtype=x.dtype, device=x.device)
+            if posterior_variance is not None:
+                spread = spread + (1 - sigma_down / s) ** 2 * posterior_variance(s).to(x)
+            drift = torch.tensor((sigma_down - s) / s, dtype=x.dtype, device=x.device)
+            x = update(x, target, fresh, drift, spread.sqrt())
     return x
 
 
