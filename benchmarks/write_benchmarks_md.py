@@ -265,7 +265,7 @@ def _best_rows(geometry: str) -> list[dict]:
             continue
         for r in d["results"]:
             tag = f" ({d['tag']})" if d.get("tag") else ""
-            rows.append({"family": "diffusion", "setting": f"diffusion{tag}, {r['steps']} {d['sampler']} steps, "
+            rows.append({"family": "diffusion", "setting": f"diffusion{tag}, {r['steps']} {_sampler_label(d, r)} steps, "
                          f"{_sampling_precision(r)}", "ms": r["ms_per_shower_batch_10000"], "auc_high": r["auc_high"],
                          "auc_low": r["auc_low"], "fpd": r["fpd_x1e3"],
                          "budget": f"{d['train_minutes_budget']:g} min, {d['epochs']} epochs", "machine": _machine(d),
@@ -345,13 +345,13 @@ def _pareto_sections() -> list[str]:
                 precision = _sampling_precision(r)
                 # One line per sampling precision, labelled by step count only (the first names the family).
                 family = "diffusion" + (f" ({steps_run['tag']})" if steps_run.get("tag") else "")
-                series = f"{family} {steps_run['sampler']} {precision}"
-                first = f"{family} {steps_run['sampler']} {r['steps']} steps {precision}"
+                series = f"{family} {_sampler_label(steps_run, r)} {precision}"
+                first = f"{family} {_sampler_label(steps_run, r)} {r['steps']} steps {precision}"
                 label = first if r["steps"] == fewest else f"{r['steps']}"
                 if steps_run.get("tag") == latest.get("tag"):
                     ours.append({"label": label, "series": series,
                                  "ms_per_shower": r["ms_per_shower_batch_10000"], "quality": r["auc_high"]})  # fmt: skip
-                lines.append(f"| {family}, {r['steps']} {steps_run['sampler']} steps | {_data_label(steps_run)} | {precision} | "
+                lines.append(f"| {family}, {r['steps']} {_sampler_label(steps_run, r)} steps | {_data_label(steps_run)} | {precision} | "
                              f"{steps_run['train_minutes_budget']:g} min, {steps_run['epochs']} epochs | "
                              f"{r['ms_per_shower_batch_10000']:.3f} | {r['auc_high']:.3f} | {r['auc_low']:.3f} | {r['fpd_x1e3']:.1f} |")  # fmt: skip
         dataset = {"ds1-photons": "ds1_photons", "ds2": "ds2"}.get(geometry)
@@ -565,38 +565,61 @@ def _shipped_speed_sections() -> list[str]:
                 "nothing else running), after the one-time compilation. The model as shipped (64 steps) was judged at "
                 f"AUC high {q['auc_high']:.3f} +- {q['auc_high_std']:.3f}, low {q['auc_low']:.3f} +- {q['auc_low_std']:.3f}, "
                 f"FPD x 1e3 {q['fpd_x1e3']:.1f}; fewer steps: the rows of the same run in Quality against speed (ds2).", "",
-                "| sampler | steps | compiled | precision | ms / shower | preparation (s): a one-step pass, compiling on the first |", "|---|---|---|---|---|---|"]  # fmt: skip
-        out += [f"| {r.get('sampler', d['sampler'])} | {r['steps']} | {r['compiled']} | {r['precision']} | {r['ms_per_shower']:.2f} | {r['prepare_seconds']} |"
-                for r in d["results"]]  # fmt: skip
-        if d["results"] and "ms_per_shower_range" not in d["results"][0]:  # single passes, timed before --repeats
-            out += ["", "Single passes vary between runs: an earlier quiet run of the same code gave 8.90 / 6.40 / 4.59 ms "
-                    "at 64 / 48 / 32 DDPM steps (benchmarks/LOG.md); `--repeats N` keeps the median and range."]  # fmt: skip
+                "| sampler | steps | compiled | precision | ms / shower (median) | range of the passes | preparation (s): a one-step pass, compiling on the first |",
+                "|---|---|---|---|---|---|---|"]  # fmt: skip
+        out += [f"| {r.get('sampler', d['sampler'])} | {r['steps']} | {r['compiled']} | {r['precision']} | {r['ms_per_shower']:.2f} | "
+                + ("-" if "ms_per_shower_range" not in r else "{:.2f}-{:.2f}".format(*r["ms_per_shower_range"]))
+                + f" | {r['prepare_seconds']} |" for r in d["results"]]  # fmt: skip
+        out += ["", "Whole runs vary too: quiet runs of the same code an hour apart differed by up to 10-40% at one setting "
+                "(benchmarks/LOG.md); the time does not depend on sigma_max (the same operations)."]  # fmt: skip
         out += [""]
     return out
+
+
+def _sampler_label(run: dict, row: dict) -> str:
+    """The sampler of a diffusion_steps row, with the noise level it started from where not the default."""
+    from calosurrogate.models.diffusion.config import SamplingConfig
+
+    sigma_max = row.get("sigma_max", SamplingConfig.sigma_max)
+    return run["sampler"] + ("" if sigma_max == SamplingConfig.sigma_max else f" (sigma_max {sigma_max:g})")
 
 
 def _few_step_sections() -> list[str]:
     """Issue 24's samplers on one model (the shipped ds2 diffusion weights): quality per sampler and
     step count where the showers were judged, time per shower alone on the machine."""
-    runs = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("diffusion_steps_ds2_edm_*compiled_shipped.json"))]
+    runs = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("diffusion_steps_ds2_edm_*compiled*_shipped.json"))]
     if not runs:
         return []
     speed = _load("shipped_speed_ds2-diffusion") or {"results": []}
     quiet = {(r.get("sampler", speed.get("sampler")), r["steps"]): r["ms_per_shower"] for r in speed["results"]}
     out = ["## Few-step samplers on one model (ds2)", "",
-           "The shipped ds2 diffusion weights (Quality against speed (ds2), tag shipped), judged per sampler and step count on "
-           "10,000 fast-engine reference showers (3 classifier trainings: mean +- spread). Time per shower: alone on the "
-           f"machine, {speed.get('threads', '?')} threads, batch 10,000, compiled, bf16 (`{speed.get('command', '-')}`); "
-           "'-' where not timed so. Commands: each run's `command` in benchmarks/results/diffusion_steps_ds2_edm_*_compiled_shipped.json.", "",
-           "| sampler | steps | ms / shower (quiet) | AUC high | AUC low | FPD x 1e3 | CFD voxel (floor) | worst-separated feature (S, floor) |",
-           "|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    rows = [(d["sampler"], r) for d in runs for r in d["results"]]
-    for sampler, r in sorted(rows, key=lambda x: (x[0], x[1]["steps"])):
+           "The shipped ds2 diffusion weights (Quality against speed (ds2), tag shipped), judged per sampler, highest noise "
+           "level sigma_max and step count on 10,000 fast-engine reference showers (3 classifier trainings: mean +- spread). "
+           f"Time per shower: alone on the machine, {speed.get('threads', '?')} threads, batch 10,000, compiled, bf16 "
+           f"(`{speed.get('command', '-')}`; the same operations whatever sigma_max); '-' where not timed so. Commands: each "
+           "run's `command` in benchmarks/results/diffusion_steps_ds2_edm_*_compiled*_shipped.json.", "",
+           "| sampler | sigma_max | steps | ms / shower (quiet) | AUC high | AUC low | FPD x 1e3 | CFD voxel (floor) | worst-separated feature (S, floor) |",
+           "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    rows = [
+        (d["sampler"], r.get("sigma_max", d["model_config"]["sampling"]["sigma_max"]), r)
+        for d in runs
+        for r in d["results"]
+    ]
+    for sampler, sigma_max, r in sorted(rows, key=lambda x: (x[0], -x[1], x[2]["steps"])):
         worst = r["worst_separation"][0]
         ms = quiet.get((sampler, r["steps"]))
-        out.append(f"| {sampler} | {r['steps']} | {'-' if ms is None else f'{ms:.2f}'} | {r['auc_high']:.3f} +- {r['auc_high_std']:.3f} | "
+        out.append(f"| {sampler} | {sigma_max:g} | {r['steps']} | {'-' if ms is None else f'{ms:.2f}'} | {r['auc_high']:.3f} +- {r['auc_high_std']:.3f} | "
                    f"{r['auc_low']:.3f} +- {r['auc_low_std']:.3f} | {r['fpd_x1e3']:.0f} | {r['cfd_voxel']['value']:.1f} ({r['cfd_voxel']['floor']:.1f}) | "
                    f"{worst['feature']} ({worst['value']:.3f}, {worst['floor']:.3f}) |")  # fmt: skip
+    scan = _load("sigma_max_ds2")
+    if scan:
+        out += ["", "Where sampling should start (`" + scan["command"] + "`; one classifier training per AUC, a scan): the codes "
+                "are standardised on hits, so an empty voxel's code lies up to ~19 units from zero; steps above the noise level "
+                "that hides that are lost to the levels that shape the shower. 'variance above': analytic-ddpm's extra variance "
+                "only above this noise level, plain DDPM steps below (0: everywhere).", "",
+                "| sampler | steps | sigma_max | variance above | AUC high | AUC low | FPD x 1e3 |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+        out += [f"| {r['sampler']} | {r['steps']} | {r['sigma_max']:g} | {r['variance_above']:g} | {r['auc_high']:.3f} | "
+                f"{r['auc_low']:.3f} | {r['fpd_x1e3']:.0f} |" for r in scan["results"]]  # fmt: skip
     study = _load("ancestral_variance_ds2")
     if study:
         out += ["", f"What the ancestral step's variance should be, at 32 steps ({study['note']}):", "",
