@@ -17,7 +17,7 @@ from functools import partial
 from pathlib import Path
 
 from calosurrogate._io import check_output_path
-from calosurrogate.cluster import dask_client, run_tasks
+from calosurrogate.cluster import dask_client, die_with_parent, run_tasks
 from calosurrogate.data.shards import (
     missing_shards,
     prepare_folder,
@@ -43,11 +43,9 @@ def _fast_shard(detector: DetectorDescription, n: int, rows: tuple[int, int], pa
 def _geant4_shard(job: dict) -> None:
     if Path(job["out"]).exists():
         return
-    from calosurrogate.simulate.geant4.engine import _die_with_parent
-
     command = [sys.executable, "-m", "calosurrogate.simulate.geant4", "shard", json.dumps(job)]
     # a worker that dies (its job killed) takes its Geant4 process with it
-    done = subprocess.run(command, capture_output=True, text=True, preexec_fn=partial(_die_with_parent, os.getpid()))
+    done = subprocess.run(command, capture_output=True, text=True, preexec_fn=partial(die_with_parent, os.getpid()))
     if done.returncode != 0:
         tail = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise RuntimeError(f"the Geant4 shard {job['out']} failed (exit {done.returncode}): {tail}")
