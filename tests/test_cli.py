@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 
+import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -85,6 +86,18 @@ def test_sample_with_sampler_and_steps(tiny_geometry, tmp_path) -> None:
         main, [*args[:-1], "leapfrog", "--run", str(tmp_path / "diffusion"), "--out", str(tmp_path / "x.h5")]
     )
     assert result.exit_code != 0 and "sampler must be one of" in result.output
+    # --sigma-max: the same seed from another start level gives other showers; a level at or below
+    # sigma_min is refused
+    result = runner.invoke(
+        main, [*args, "--sigma-max", "5", "--run", str(tmp_path / "diffusion"), "--out", str(tmp_path / "s.h5")]
+    )
+    assert result.exit_code == 0, result.output
+    with h5py.File(tmp_path / "d.h5") as d, h5py.File(tmp_path / "s.h5") as s:
+        assert not np.allclose(d["showers"][:], s["showers"][:])
+    result = runner.invoke(
+        main, [*args, "--sigma-max", "0.001", "--run", str(tmp_path / "diffusion"), "--out", str(tmp_path / "z.h5")]
+    )
+    assert result.exit_code != 0 and "sigma_min < sigma_max" in result.output and not (tmp_path / "z.h5").exists()
     if not torch.cuda.is_available():
         result = runner.invoke(
             main, [*args, "--run", str(tmp_path / "diffusion"), "--out", str(tmp_path / "c.h5"), "--device", "cuda"]
