@@ -383,9 +383,10 @@ def calibrate(
     precision: str = "auto",
 ) -> Surrogate:
     """Measure what a trained model's sampling needs (:meth:`Surrogate.calibrate_sampling`) on the
-    last ``showers`` showers of a file (fewer where they pass 500 MB of voxels): for the training file, showers the weights were not fitted
-    to when they are its validation showers. Training does this itself; this is for models trained
-    before a family needed it. Returns the model, changed in place (weights untouched).
+    last ``showers`` showers of a file (fewer where they pass ``CALIBRATION_BYTES`` of voxels): for
+    the training file, showers the weights were not fitted to when they are its validation showers.
+    Training does this itself; this is for models trained before a family needed it. Returns the
+    model, changed in place (weights untouched).
 
     Raises:
         ShowerFileError: If the file cannot be read, has another voxel count or holds no showers.
