@@ -94,19 +94,32 @@ def test_simulate_train_sample_evaluate(tmp_path) -> None:
          "--set", "model.hidden=16", "--set", "model.flow_hidden=16", "--set", "model.flow_transforms=2",
          "--set", "model.student_hidden=8", "--set", "model.student_layers=1", "--set", "train.max_steps=5",
          "--set", "train.calibration_showers=50", "--set", "train.points_per_batch=256",
-         "--set", f"train.teacher_run={tmp_path / 'run'}")  # fmt: skip
+         "--set", f"train.from_run={tmp_path / 'run'}")  # fmt: skip
     small = json.loads((tmp_path / "small" / "train.json").read_text())["log"]
     assert [row["stage"] for row in small if row["step"] == 5] == ["student"]
     teacher_state = torch.load(tmp_path / "run" / "model.pt", weights_only=True)["state_dict"]
     small_state = torch.load(tmp_path / "small" / "model.pt", weights_only=True)["state_dict"]
     assert torch.equal(small_state["teacher.net.0.weight"], teacher_state["teacher.net.0.weight"])
     assert small_state["student.net.0.weight"].shape[0] == 8
+    # a new ShowerFlow on the run's teacher and student
+    calo("train", "--model", "caloclouds", "--data", str(tmp_path / "data.h5"), "--out", str(tmp_path / "flow"),
+         "--set", "model.hidden=16", "--set", "model.flow_hidden=16", "--set", "model.flow_transforms=2",
+         "--set", "train.max_steps=5", "--set", "train.calibration_showers=50",
+         "--set", f"train.from_run={tmp_path / 'run'}", "--set", "train.retrain=[showerflow]")  # fmt: skip
+    flow_log = json.loads((tmp_path / "flow" / "train.json").read_text())["log"]
+    assert [row["stage"] for row in flow_log if row["step"] == 5] == ["showerflow"]
+    flow_state = torch.load(tmp_path / "flow" / "model.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(flow_state[k], v) for k, v in teacher_state.items() if k.startswith(("teacher.", "student.")))
+    retrained = [k for k, v in teacher_state.items() if k.startswith("showerflow.") and not torch.equal(flow_state[k], v)]
+    assert bool(flow_state["distilled"]) and retrained
     # the one-step sampling as one TorchScript file, equal to eager sampling on the same noise
     out = calo("export", "--run", str(tmp_path / "run"), "--format", "torchscript")
     assert "largest relative difference to eager sampling 0.0e+00" in out
     exported = torch.jit.load(str(tmp_path / "run" / "model.ts.pt"))
     conditions = torch.tensor([[30e3, 0.0, 0.0, 1.0], [60e3, 0.2, -0.1, 0.97]])
-    points, offsets = exported(conditions, torch.randn(2, 62), torch.randn(40_000, 4))
+    flow_features = json.loads((tmp_path / "run" / "model.ts.pt.json").read_text())["inputs"]["flow_noise"][1]
+    assert flow_features == 2 + 2 * 30 + 2  # counts, energies, per-layer shares, centre of gravity
+    points, offsets = exported(conditions, torch.randn(2, flow_features), torch.randn(40_000, 4))
     assert offsets[0] == 0 and offsets[-1] == len(points) and torch.all(points[:, 3] >= 0) and points[:, 3].sum() > 0
     assert torch.all((points[:, 2] >= 0) & (points[:, 2] < 30))
     again = runner.invoke(main, ["train", "--model", "caloclouds", "--data", str(tmp_path / "data.h5"), "--out",

@@ -216,18 +216,20 @@ _EXPORTERS = {"onnx": _export_onnx, "torchscript": _export_torchscript, "pt2": _
 # ------------------------------------------------------------------------- point clouds (CaloClouds)
 class _Budget(nn.Module):
     """``(conditions (B, 4): E MeV, d_x, d_y, d_z; ShowerFlow noise (B, F)) -> (points per layer,
-    energy per layer, uncalibrated points, standardised conditions)``: traced."""
+    energy per layer, centre of gravity (B, 2; zeros where the model draws none), uncalibrated points,
+    standardised conditions)``: traced."""
 
     def __init__(self, model: CaloClouds) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, conditions: Tensor, flow_noise: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def forward(self, conditions: Tensor, flow_noise: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         m = self.model
         raw = torch.cat([conditions[:, :1].log(), conditions[:, 1:]], 1)
         standard = (raw - m.condition_mean) / m.condition_std
         budget, n_context = m.budget(standard, conditions[:, 0], flow_noise)
-        return budget.points, budget.energy, n_context, standard
+        centre = budget.centre if budget.centre is not None else conditions.new_zeros(len(conditions), 2)
+        return budget.points, budget.energy, centre, n_context, standard
 
 
 class _Student(nn.Module):
@@ -253,15 +255,17 @@ class _PointCloudsFromNoise(nn.Module):
         self.register_buffer("count_mean", model.count_mean.clone())
         self.register_buffer("count_std", model.count_std.clone())
         self.xy_scale_mm = float(model.config.xy_scale_mm)
+        self.centre_of_gravity = bool(model.config.centre_of_gravity)
 
     def forward(self, conditions: Tensor, flow_noise: Tensor, point_noise: Tensor) -> tuple[Tensor, Tensor]:
-        points_per_layer, energy_per_layer, n_context, standard = self.budget(conditions, flow_noise)
+        points_per_layer, energy_per_layer, centre, n_context, standard = self.budget(conditions, flow_noise)
         counts = points_per_layer.sum(1)
         shower = torch.repeat_interleave(torch.arange(conditions.shape[0], device=conditions.device), counts)
         log_n = (n_context.float().clamp(min=1).log() - self.count_mean) / self.count_std
         context = torch.cat([standard, log_n[:, None]], -1)[shower]
         raw = self.student(point_noise[: shower.shape[0]], context)
-        return place_points(raw, shower, points_per_layer, energy_per_layer, self.xy_scale_mm)
+        return place_points(raw, shower, points_per_layer, energy_per_layer, self.xy_scale_mm,
+                            centre if self.centre_of_gravity else None)  # fmt: skip
 
 
 def export_point_model(model: CaloClouds, out: str | os.PathLike[str], force: bool = False,

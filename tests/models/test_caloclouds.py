@@ -26,7 +26,8 @@ def test_largest_remainder_keeps_totals_and_proportions() -> None:
 
 
 def test_a_tiny_showerflow_follows_its_conditions() -> None:
-    """Two layers; the condition c sets ln n_points = 3 + c and the first layer's share 0.2 + 0.6 c."""
+    """Two layers; the condition c sets ln n_points = 3 + c, the first layer's share 0.2 + 0.6 c and
+    the centre of gravity (c - 0.5, 0.1) mm with a spread of 0.3 (1 - c) mm in x."""
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     n = 4000
@@ -35,9 +36,10 @@ def test_a_tiny_showerflow_follows_its_conditions() -> None:
     first = np.round(totals * np.clip(0.2 + 0.6 * c + 0.02 * rng.standard_normal(n), 0, 1))
     n_points = np.column_stack([first, totals - first])
     energy = n_points * 0.2
-    targets = torch.as_tensor(layer_targets(n_points, energy), dtype=torch.float32)
+    centre = np.column_stack([c - 0.5 + 0.3 * (1 - c) * rng.standard_normal(n), np.full(n, 0.1)])
+    targets = torch.as_tensor(layer_targets(n_points, energy, centre), dtype=torch.float32)
     context = torch.as_tensor((c[:, None] - 0.5) / 0.29, dtype=torch.float32)
-    flow = ShowerFlow(2, 1, transforms=2, hidden=32, bins=6)
+    flow = ShowerFlow(2, 1, transforms=2, hidden=32, bins=6, centre=True)
     flow.fit(targets.numpy())
     opt = torch.optim.Adam(flow.parameters(), 3e-3)
     for _ in range(300):
@@ -46,13 +48,19 @@ def test_a_tiny_showerflow_follows_its_conditions() -> None:
         opt.zero_grad()
         loss.backward()
         opt.step()
+    spread = {}
     for value in (0.1, 0.9):
         budget = flow.sample(torch.full((2000, 1), (value - 0.5) / 0.29))
         total = budget.points.sum(1).float()
         assert total.log().mean().item() == pytest.approx(3 + value, abs=0.1)
         assert (budget.points[:, 0] / total).mean().item() == pytest.approx(0.2 + 0.6 * value, abs=0.05)
+        assert budget.centre[:, 0].mean().item() == pytest.approx(value - 0.5, abs=0.05)
+        spread[value] = budget.centre[:, 0].std().item()
+        assert budget.centre[:, 1].mean().item() == pytest.approx(0.1, abs=0.02)
         # energy goes only where points are, and sums to the visible energy drawn
         assert torch.all(budget.energy[budget.points == 0] == 0)
+    # the centre's spread follows the condition (0.27 and 0.03 mm; a short training leaves the narrow one wider)
+    assert spread[0.1] == pytest.approx(0.27, rel=0.3) and spread[0.1] > 2.5 * spread[0.9]
 
 
 def test_points_are_placed_by_their_depth_and_layers_get_their_energy() -> None:
@@ -79,12 +87,50 @@ def test_points_are_placed_by_their_depth_and_layers_get_their_energy() -> None:
     assert clouds.shower(1)[:, ENERGY].sum() == pytest.approx(6.0)
 
 
+def test_each_shower_is_moved_onto_its_centre_of_gravity() -> None:
+    """Two showers moved onto (1, -2) and (0, 3) mm: their energy-weighted centres land there and
+    the points keep their distances to each other."""
+    points = torch.zeros(2, 30, dtype=torch.long)
+    points[0, 0], points[0, 5], points[1, 29] = 2, 1, 2
+    energy = torch.zeros(2, 30)
+    energy[0, 0], energy[0, 5], energy[1, 29] = 4.0, 1.0, 6.0
+    raw = torch.tensor([[0.5, 0.1, 9.0, 0.0], [0.1, -0.3, 1.0, 0.0], [0.2, 0.0, 2.0, 1.0],
+                        [-0.3, 0.2, 5.0, 0.0], [0.4, 0.0, 3.0, 2.0]])  # fmt: skip
+    shower = torch.tensor([0, 0, 0, 1, 1])
+    target = torch.tensor([[1.0, -2.0], [0.0, 3.0]])
+    free, offsets = place_points(raw, shower, points, energy, 5.0)
+    moved, same_offsets = place_points(raw, shower, points, energy, 5.0, target)
+    assert torch.equal(offsets, same_offsets) and torch.equal(moved[:, 2:], free[:, 2:])
+    for s, (lo, hi) in enumerate(zip(offsets[:-1], offsets[1:], strict=True)):
+        part = moved[lo:hi]
+        centre = (part[:, 3:4] * part[:, :2]).sum(0) / part[:, 3].sum()
+        torch.testing.assert_close(centre, target[s], atol=1e-5, rtol=0)
+        torch.testing.assert_close(part[:, :2] - part[:1, :2], free[lo:hi, :2] - free[lo : lo + 1, :2])
+    assert not torch.allclose(free[:, :2], moved[:, :2])
+
+
+def test_model_files_from_before_the_centre_of_gravity_still_load(tmp_path) -> None:
+    geometry = ild_ecal()
+    clouds = PointShowerSimulator(geometry).sample(20, "uniform:10GeV:30GeV", seed=0)
+    model = CaloClouds(CaloCloudsConfig(**{**TINY.__dict__, "centre_of_gravity": False}), geometry)
+    model.fit_preprocessing(clouds)
+    assert model.layer_targets(clouds).shape == (20, 62)
+    checkpoint = model.checkpoint_dict()
+    del checkpoint["config"]["centre_of_gravity"]  # as written before the setting existed
+    torch.save(checkpoint, tmp_path / "old.pt")
+    back = load_caloclouds(tmp_path / "old.pt")
+    assert back.config.centre_of_gravity is False
+    conditions = clouds.incident_energies[:3], clouds.directions[:3], clouds.entry_points[:3]
+    np.testing.assert_array_equal(back.sample(*conditions, seed=1).points, model.sample(*conditions, seed=1).points)
+
+
 def test_sampling_saving_and_loading(tmp_path) -> None:
     torch.manual_seed(0)
     geometry = ild_ecal()
     clouds = PointShowerSimulator(geometry).sample(40, "uniform:10GeV:30GeV", seed=0)
     model = CaloClouds(TINY, geometry)
     model.fit_preprocessing(clouds)
+    assert model.layer_targets(clouds).shape == (40, 64)  # counts, energies, shares, centre of gravity
     conditions = clouds.incident_energies[:5], clouds.directions[:5], clouds.entry_points[:5]
     teacher = model.sample(*conditions, seed=3)
     assert len(teacher) == 5 and np.all(np.isfinite(teacher.points))

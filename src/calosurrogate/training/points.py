@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from calosurrogate._io import atomic_output, check_output_path, folder_lock
 from calosurrogate.data.points import PointCloudFile
-from calosurrogate.models.base import CheckpointError, autocast_context
+from calosurrogate.models.base import CheckpointError, ConfigError, autocast_context
 from calosurrogate.models.caloclouds import CaloClouds, CaloCloudsConfig
 from calosurrogate.models.components.consistency import consistency_distillation_loss, flow_matching_loss
 
@@ -49,8 +49,11 @@ class PointTrainConfig:
         precision: Autocast of the training passes (``auto``: bf16 where the CPU has AMX or on CUDA).
         calibration_showers: Training showers the calibration uses.
         validation_fraction: Share of the file (at its end) kept out of training.
-        teacher_run: A trained run (folder or model file) whose codings, ShowerFlow and teacher
-            this run takes as they are: only the student (e.g. a smaller one) and the calibration train.
+        from_run: A trained run (folder or model file) this run starts from: its codings and
+            every stage not in ``retrain`` are taken as they are; the calibration is fitted anew.
+        retrain: The stages trained anew when starting ``from_run``: ``student`` (e.g. a
+            smaller one), ``showerflow`` (e.g. one that also draws the centre of gravity), or both;
+            ``teacher`` needs ``student`` too.
         seed: Seed of everything drawn.
     """
 
@@ -65,9 +68,17 @@ class PointTrainConfig:
     ema: float = 0.95
     precision: str = "auto"
     calibration_showers: int = 3000
-    teacher_run: str = ""
+    from_run: str = ""
+    retrain: tuple[str, ...] = ("student",)
     validation_fraction: float = 0.1
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.retrain) - set(STAGES[:3]))
+        if unknown:
+            raise ConfigError(f"retrain: unknown stage(s) {unknown}; stages: {list(STAGES[:3])}")
+        if "teacher" in self.retrain and "student" not in self.retrain:
+            raise ConfigError("retrain: a new teacher needs a new student (add student)")
 
 
 def _run_stage(name: str, step_fn, params, config: PointTrainConfig, minutes: float, log: list[dict],
@@ -135,17 +146,21 @@ def train_caloclouds(data: str | os.PathLike[str], out: str | os.PathLike[str],
             done, log = list(saved["done"]), list(saved["log"])
         elif checkpoint_path.exists() and not force:
             raise CheckpointError(f"{checkpoint_path} exists: resume the run (--resume) or start afresh (--force)")
-        elif config.teacher_run:
-            source = Path(config.teacher_run)
+        elif config.from_run:
+            source = Path(config.from_run)
             source = source / "model.pt" if source.is_dir() else source
             state = torch.load(source, weights_only=True)["state_dict"]
-            missing, _ = model.load_state_dict({k: v for k, v in state.items() if not k.startswith("student.")},
+            anew = tuple(f"{stage}." for stage in config.retrain)
+            missing, _ = model.load_state_dict({k: v for k, v in state.items() if not k.startswith(anew)},
                                                strict=False)  # fmt: skip
-            if any(not k.startswith("student.") for k in missing):
-                raise CheckpointError(f"{source}: lacks {[k for k in missing if not k.startswith('student.')][:3]}")
-            model.distilled.fill_(False)
+            if any(not k.startswith(anew) for k in missing):
+                raise CheckpointError(f"{source}: lacks {[k for k in missing if not k.startswith(anew)][:3]}")
+            if "showerflow" in config.retrain:
+                model.showerflow.fit(model.layer_targets(clouds))
+            if "student" in config.retrain:
+                model.distilled.fill_(False)
             model.calibration.fill_(1.0)
-            done = ["showerflow", "teacher"]
+            done = [stage for stage in STAGES[:3] if stage not in config.retrain]
         else:
             model.fit_preprocessing(clouds, rng)
 

@@ -4,14 +4,17 @@ After CaloClouds II (Buss et al., arXiv:2309.05704) and CaloClouds3 (arXiv:2511.
 planar calorimeters of :mod:`calosurrogate.geometry.planar`. Given the photon's energy and
 direction (standardised: the *conditions*):
 
-1. :class:`~.showerflow.ShowerFlow` draws the shower's points and visible energy per layer.
+1. :class:`~.showerflow.ShowerFlow` draws the shower's points and visible energy per layer, and
+   its energy-weighted centre of gravity in ``x`` and ``y``.
 2. The point model draws that many independent points ``(x, y, z, E)`` given the conditions
    and the number of points: a flow-matching *teacher* (many ODE steps) or its consistency-
    distilled *student* (one network pass), both :class:`PointVelocity` networks
    (:mod:`calosurrogate.models.components.consistency` owns their objectives and samplers).
 3. Placement layer by layer: a shower's points sorted by ``z``, the first ``n_0`` go to layer
    0, the next ``n_1`` to layer 1, and so on; each layer's point energies are rescaled to
-   ShowerFlow's energy of that layer.
+   ShowerFlow's energy of that layer; the shower's points are moved in ``x`` and ``y`` onto
+   ShowerFlow's centre of gravity (CaloClouds II: independent points alone give the centre a
+   spread of their own, which is not the showers').
 4. Calibration fitted on training data after training: per incident-energy bin, a factor on
    the number of points (occupancy) and one on the energies, so that once projected onto the
    detector's cells and cut at half a MIP the mean number of hits and the mean visible energy
@@ -58,6 +61,8 @@ class CaloCloudsConfig:
         teacher_steps: Heun steps of the teacher's sampler.
         xy_scale_mm: Scale of the ``asinh`` coding of ``x`` and ``y``.
         calibration_bins: Incident-energy bins of the calibration.
+        centre_of_gravity: ShowerFlow draws each shower's centre of gravity in ``x`` and ``y``
+            and the points are moved onto it (False in model files written before it existed).
     """
 
     hidden: int = 128
@@ -71,6 +76,7 @@ class CaloCloudsConfig:
     student_layers: int = 0
     xy_scale_mm: float = 5.0
     calibration_bins: int = 6
+    centre_of_gravity: bool = True
 
 
 class PointVelocity(nn.Module):
@@ -104,7 +110,8 @@ class CaloClouds(nn.Module):
         self.config = config
         self.geometry = geometry
         c = config
-        self.showerflow = ShowerFlow(geometry.n_layers, N_CONDITIONS, c.flow_transforms, c.flow_hidden, c.flow_bins)
+        self.showerflow = ShowerFlow(geometry.n_layers, N_CONDITIONS, c.flow_transforms, c.flow_hidden, c.flow_bins,
+                                     c.centre_of_gravity)  # fmt: skip
         self.teacher = PointVelocity(N_CONDITIONS + 1, c.hidden, c.layers, c.time_features)
         self.student = PointVelocity(N_CONDITIONS + 1, c.student_hidden or c.hidden, c.student_layers or c.layers,
                                      c.time_features)  # fmt: skip
@@ -166,7 +173,13 @@ class CaloClouds(nn.Module):
         flat = clouds.shower_index * layers + clouds.points[:, LAYER].astype(np.int64)
         n_points = np.bincount(flat, minlength=len(clouds) * layers).reshape(-1, layers)
         energy = np.bincount(flat, weights=clouds.points[:, ENERGY], minlength=len(clouds) * layers)
-        return layer_targets(n_points, energy.reshape(-1, layers)).astype(np.float32)
+        centre = None
+        if self.config.centre_of_gravity:
+            weight = clouds.points[:, ENERGY].astype(np.float64)
+            total = np.maximum(np.bincount(clouds.shower_index, weights=weight, minlength=len(clouds)), 1e-12)
+            centre = np.column_stack([np.bincount(clouds.shower_index, weights=weight * clouds.points[:, k],
+                                                  minlength=len(clouds)) / total for k in (0, 1)])  # fmt: skip
+        return layer_targets(n_points, energy.reshape(-1, layers), centre).astype(np.float32)
 
     # ------------------------------------------------------------------ sampling
     def _factors(self, incident_energies: Tensor) -> tuple[Tensor, Tensor]:
@@ -188,7 +201,8 @@ class CaloClouds(nn.Module):
             occupancy, energy_factor = self._factors(incident_energies)
             total = (n_shower.float() * occupancy).round().clamp(min=1)
             share = budget.points.float() / n_shower[:, None].clamp(min=1)
-            budget = LayerBudget(_largest_remainder(share, total), budget.energy * energy_factor[:, None])
+            budget = LayerBudget(_largest_remainder(share, total), budget.energy * energy_factor[:, None],
+                                 budget.centre)  # fmt: skip
         return budget, n_shower
 
     def point_codes(self, noise: Tensor, context: Tensor, steps: int | None = None) -> Tensor:
@@ -228,7 +242,8 @@ class CaloClouds(nn.Module):
         noise = torch.randn(len(shower), 4, device=device)
         with autocast_context(noise.device, precision):
             raw = self.point_codes(noise, self.point_context(conditions, n_context)[shower], steps)
-        points, offsets = place_points(raw, shower, budget.points, budget.energy, self.config.xy_scale_mm)
+        points, offsets = place_points(raw, shower, budget.points, budget.energy, self.config.xy_scale_mm,
+                                       budget.centre)  # fmt: skip
         return PointClouds(energies, directions, np.asarray(entry_points, np.float64), offsets.cpu().numpy(),
                            points.cpu().numpy().astype(np.float32))  # fmt: skip
 
@@ -277,8 +292,9 @@ class CaloClouds(nn.Module):
 
 
 def place_points(raw: Tensor, shower: Tensor, points_per_layer: Tensor, energy_per_layer: Tensor,
-                 xy_scale_mm: float) -> tuple[Tensor, Tensor]:  # fmt: skip
-    """Points to layers by their ``z`` order and the counts per layer; energies rescaled per layer.
+                 xy_scale_mm: float, centre: Tensor | None = None) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """Points to layers by their ``z`` order and the counts per layer; energies rescaled per layer;
+    each shower moved in ``x`` and ``y`` so that its energy-weighted centre is ``centre``.
 
     Args:
         raw: Decoded codes ``(P, 4)`` (``asinh`` x and y, ``z``, ``ln E``), grouped by shower.
@@ -286,6 +302,7 @@ def place_points(raw: Tensor, shower: Tensor, points_per_layer: Tensor, energy_p
         points_per_layer: ``(B, L)`` int64, summing to ``P``.
         energy_per_layer: MeV, ``(B, L)``.
         xy_scale_mm: The ``asinh`` coding's scale.
+        centre: Each shower's centre of gravity ``(x, y)``, mm, ``(B, 2)``; None: not moved.
 
     Returns:
         ``points (P, 4)`` (x, y mm, layer, energy MeV), sorted by shower then layer, and ``offsets (B + 1,)``.
@@ -301,8 +318,13 @@ def place_points(raw: Tensor, shower: Tensor, points_per_layer: Tensor, energy_p
     energy = raw[:, 3].clamp(max=20.0).exp()
     sums = torch.zeros(points_per_layer.numel(), device=raw.device).index_add_(0, flat, energy)
     energy = energy * (energy_per_layer.reshape(-1) / sums.clamp(min=1e-12))[flat]
-    points = torch.stack([xy_scale_mm * torch.sinh(raw[:, 0]), xy_scale_mm * torch.sinh(raw[:, 1]),
-                          layer.float(), energy], -1)  # fmt: skip
+    xy = xy_scale_mm * torch.sinh(raw[:, :2])
+    if centre is not None:
+        shower = flat // n_layers
+        weight = torch.zeros(centre.shape[0], device=raw.device).index_add_(0, shower, energy)
+        moment = torch.zeros_like(centre).index_add_(0, shower, energy[:, None] * xy)
+        xy = xy + (centre - moment / weight.clamp(min=1e-12)[:, None])[shower]
+    points = torch.cat([xy, layer.float()[:, None], energy[:, None]], -1)
     offsets = torch.cat([torch.zeros(1, dtype=torch.long, device=raw.device), points_per_layer.sum(1).cumsum(0)])
     return points, offsets
 
@@ -318,7 +340,8 @@ def caloclouds_from_checkpoint(checkpoint: Any, source: str = "checkpoint") -> C
         raise CheckpointError(f"{source}: not a saved {FAMILY} model")
     if checkpoint["geometry"] not in PLANAR_CALORIMETERS:
         raise CheckpointError(f"{source}: geometry {checkpoint['geometry']!r} unknown")
-    model = CaloClouds(config_from_dict(CaloCloudsConfig, checkpoint["config"], f"{source}: config"),
+    values = {"centre_of_gravity": False, **checkpoint["config"]}  # files written before it existed
+    model = CaloClouds(config_from_dict(CaloCloudsConfig, values, f"{source}: config"),
                        PLANAR_CALORIMETERS[checkpoint["geometry"]]())  # fmt: skip
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval()

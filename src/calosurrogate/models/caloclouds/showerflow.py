@@ -2,9 +2,11 @@
 
 A coupling spline flow (:func:`~calosurrogate.models.components.coupling_spline_flow`: one
 network pass each way, so a shower at batch 1 costs a few passes) over, per shower,
-``[ln n_points, ln E_visible, n_l / n_points (per layer), E_l / E_visible (per layer)]``, standardised,
-given the shower's standardised conditions (CaloClouds II's ShowerFlow, arXiv:2309.05704,
-conditioned on the direction too as in CaloClouds3, arXiv:2511.01460).
+``[ln n_points, ln E_visible, n_l / n_points (per layer), E_l / E_visible (per layer)]`` and, where
+asked, the shower's energy-weighted centre of gravity ``(x, y)`` (mm, local frame), standardised,
+given the shower's standardised conditions (CaloClouds II's ShowerFlow, arXiv:2309.05704, whose
+centre of gravity the generated points are moved onto; conditioned on the direction too as in
+CaloClouds3, arXiv:2511.01460).
 """
 
 from __future__ import annotations
@@ -27,17 +29,22 @@ class LayerBudget:
     Attributes:
         points: Points per layer, ``(B, L)`` int64.
         energy: Visible energy per layer, MeV, ``(B, L)``.
+        centre: Energy-weighted centre of gravity ``(x, y)``, mm in the local frame, ``(B, 2)``;
+            None where the flow does not draw it.
     """
 
     points: Tensor
     energy: Tensor
+    centre: Tensor | None = None
 
 
-def layer_targets(n_points: np.ndarray, energy: np.ndarray) -> np.ndarray:
-    """ShowerFlow's raw targets from points and energy per layer (``(N, L)`` each): ``(N, 2 + 2L)``."""
+def layer_targets(n_points: np.ndarray, energy: np.ndarray, centre: np.ndarray | None = None) -> np.ndarray:
+    """ShowerFlow's raw targets from points and energy per layer (``(N, L)`` each) and, if given, the
+    centres of gravity (``(N, 2)`` mm): ``(N, 2 + 2L)`` or ``(N, 4 + 2L)``."""
     n_total = np.maximum(n_points.sum(1, keepdims=True), 1)
     e_total = np.maximum(energy.sum(1, keepdims=True), 1e-6)
-    return np.concatenate([np.log(n_total), np.log(e_total), n_points / n_total, energy / e_total], axis=1)
+    parts = [np.log(n_total), np.log(e_total), n_points / n_total, energy / e_total]
+    return np.concatenate(parts + ([] if centre is None else [centre]), axis=1)
 
 
 def _largest_remainder(fractions: Tensor, totals: Tensor) -> Tensor:
@@ -58,12 +65,15 @@ class ShowerFlow(nn.Module):
         n_layers: Layers of the calorimeter.
         n_conditions: Width of the standardised conditions.
         transforms, hidden, bins: The coupling flow's size.
+        centre: Also draw the centre of gravity in x and y.
     """
 
-    def __init__(self, n_layers: int, n_conditions: int, transforms: int, hidden: int, bins: int) -> None:
+    def __init__(self, n_layers: int, n_conditions: int, transforms: int, hidden: int, bins: int,
+                 centre: bool = False) -> None:  # fmt: skip
         super().__init__()
         self.n_layers = n_layers
-        features = 2 + 2 * n_layers
+        self.centre = centre
+        features = 2 + 2 * n_layers + 2 * centre
         self.flow = coupling_spline_flow(features, n_conditions, transforms, hidden, bins)
         self.register_buffer("mean", torch.zeros(features))
         self.register_buffer("std", torch.ones(features))
@@ -91,6 +101,7 @@ class ShowerFlow(nn.Module):
         point_share = point_share / point_share.sum(1, keepdim=True).clamp(min=1e-12)
         points = _largest_remainder(point_share, n_total)
         # energy only where there are points to carry it
-        energy_share = raw[:, 2 + layers :].clamp(min=0) * (points > 0)
+        energy_share = raw[:, 2 + layers : 2 + 2 * layers].clamp(min=0) * (points > 0)
         energy_share = energy_share / energy_share.sum(1, keepdim=True).clamp(min=1e-12)
-        return LayerBudget(points, energy_share * e_total[:, None])
+        centre = raw[:, 2 + 2 * layers :] if self.centre else None
+        return LayerBudget(points, energy_share * e_total[:, None], centre)
