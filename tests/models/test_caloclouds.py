@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -101,7 +103,7 @@ def test_each_shower_is_moved_onto_its_centre_of_gravity() -> None:
     free, offsets = place_points(raw, shower, points, energy, 5.0)
     moved, same_offsets = place_points(raw, shower, points, energy, 5.0, target)
     assert torch.equal(offsets, same_offsets) and torch.equal(moved[:, 2:], free[:, 2:])
-    for s, (lo, hi) in enumerate(zip(offsets[:-1], offsets[1:], strict=True)):
+    for s, (lo, hi) in enumerate(itertools.pairwise(offsets.tolist())):
         part = moved[lo:hi]
         centre = (part[:, 3:4] * part[:, :2]).sum(0) / part[:, 3].sum()
         torch.testing.assert_close(centre, target[s], atol=1e-5, rtol=0)
