@@ -109,8 +109,12 @@ def test_simulate_train_sample_evaluate(tmp_path) -> None:
     flow_log = json.loads((tmp_path / "flow" / "train.json").read_text())["log"]
     assert [row["stage"] for row in flow_log if row["step"] == 5] == ["showerflow"]
     flow_state = torch.load(tmp_path / "flow" / "model.pt", weights_only=True)["state_dict"]
-    assert all(torch.equal(flow_state[k], v) for k, v in teacher_state.items() if k.startswith(("teacher.", "student.")))
-    retrained = [k for k, v in teacher_state.items() if k.startswith("showerflow.") and not torch.equal(flow_state[k], v)]
+    assert all(
+        torch.equal(flow_state[k], v) for k, v in teacher_state.items() if k.startswith(("teacher.", "student."))
+    )
+    retrained = [
+        k for k, v in teacher_state.items() if k.startswith("showerflow.") and not torch.equal(flow_state[k], v)
+    ]
     assert bool(flow_state["distilled"]) and retrained
     # the one-step sampling as one TorchScript file, equal to eager sampling on the same noise
     out = calo("export", "--run", str(tmp_path / "run"), "--format", "torchscript")
