@@ -721,6 +721,31 @@ def _points_sections() -> list[str]:
     out = []
     for path in sorted(RESULTS.glob("points_ild*.json")):
         out += _points_section(json.loads(path.read_text()))
+    path = RESULTS / "showerflow_ild.json"
+    if path.exists():
+        out += _showerflow_section(json.loads(path.read_text()))
+    return out
+
+
+def _showerflow_section(d: dict) -> list[str]:
+    """ShowerFlow's ablation: one teacher and student, ShowerFlows of other budgets, with and without the centre."""
+    runs = d["runs"]
+    names = list(next(iter(runs.values()))["jsd"])
+    out = ["### ild-ecal: ShowerFlow's budget and centre of gravity (one teacher and student)", "", *_provenance(d), "",
+           f"The one-step student of one run under ShowerFlows trained on their own (`train.retrain=[showerflow]`), "
+           f"judged on {d['n_reference']:,} reference showers (half against the showers generated at the other half's "
+           "conditions; floor: half against half). With the centre of gravity, ShowerFlow also draws each shower's "
+           "energy-weighted centre in x and y and the points are moved onto it (CaloClouds II).", "",
+           "| ShowerFlow | " + " | ".join(names) + " | angle S all / top |", "|---" * (len(names) + 2) + "|"]  # fmt: skip
+    for name, row in runs.items():
+        flow = row["showerflow"]
+        label = (f"`{name}`: {flow['steps']:,} steps, {flow['minutes']:.0f} min, "
+                 + ("with" if row["centre_of_gravity"] else "without") + " centre")  # fmt: skip
+        out.append(f"| {label} | " + " | ".join(f"{row['jsd'][n]['value']:.3f}" for n in names)
+                   + f" | {row['angles']['all']['value']:.3f} / {row['angles']['top']['value']:.3f} |")  # fmt: skip
+    row = next(iter(runs.values()))
+    out += ["| floor | " + " | ".join(f"{row['jsd'][n]['floor']:.3f}" for n in names)
+            + f" | {row['angles']['all']['floor']:.3f} / {row['angles']['top']['floor']:.3f} |", ""]  # fmt: skip
     return out
 
 

@@ -248,8 +248,10 @@ def _train_job(train_args: list[str], workdir: Path, out: str, epochs: int, resu
 
 
 def harness(workdir: Path, kills_per_job: int, races: tuple[str, ...], seed: int = 0, scale: int = 1) -> list[Trial]:
-    """Run ``kills_per_job`` kill trials of every job (alternating SIGTERM and SIGKILL, at random
-    fractions of the job's uninterrupted duration) and one race of each job in ``races``."""
+    """Run ``kills_per_job`` kill trials of every job (SIGKILL and SIGTERM alternating, over the
+    trials of a job and from one job to the next, so that one trial a job still sends both signals
+    across the jobs; at random fractions of the job's uninterrupted duration) and one race of each
+    job in ``races``."""
     jobs = make_jobs(workdir, scale)
     rng = np.random.default_rng(seed)
     reference = jobs.pop("train_reference")
@@ -258,7 +260,7 @@ def harness(workdir: Path, kills_per_job: int, races: tuple[str, ...], seed: int
     assert run(reference.args, workdir).returncode == 0
     durations = {"train": time.monotonic() - start}
     trials = []
-    for name, job in jobs.items():
+    for j, (name, job) in enumerate(jobs.items()):
         if name not in durations:
             clear(job)
             start = time.monotonic()
@@ -267,7 +269,7 @@ def harness(workdir: Path, kills_per_job: int, races: tuple[str, ...], seed: int
             durations[name] = time.monotonic() - start
         for k in range(kills_per_job):
             clear(job)
-            sig = signal.SIGTERM if k % 2 == 0 else signal.SIGKILL
+            sig = signal.SIGKILL if (j + k) % 2 == 0 else signal.SIGTERM
             delay = float(rng.uniform(0.1, 0.95)) * durations[name]
             trials.append(kill_trial(job, workdir, delay, sig, reference.output if name == "train" else None))
     for name in races:

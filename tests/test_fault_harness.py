@@ -13,10 +13,12 @@ from tests import faults
 
 @pytest.mark.slow
 def test_kills_and_races_leave_whole_outputs_or_none(tmp_path) -> None:
-    trials = faults.harness(tmp_path, kills_per_job=2, races=("sample", "evaluate"), seed=20)
+    trials = faults.harness(tmp_path, kills_per_job=1, races=("sample", "evaluate"), seed=20)
     failures = [t for t in trials if not t.ok]
     assert not failures, "\n".join(map(str, failures))
     assert {t.job for t in trials} == {"simulate", "sample", "train", "evaluate"}
+    kinds = {t.job: t.kind for t in trials if t.kind != "race"}
+    assert kinds["train"] == "SIGKILL" and set(kinds.values()) == {"SIGKILL", "SIGTERM"}
     # a SIGTERM leaves nothing behind by itself; what a SIGKILL leaves, the next run sweeps
     assert all(not t.leftovers for t in trials if t.kind == "SIGTERM")
     assert all(t.same_weights for t in trials if t.job == "train")

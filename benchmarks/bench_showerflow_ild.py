@@ -1,0 +1,72 @@
+"""ShowerFlow's ablation on ild-ecal (issue 23): the one-step students of several CaloClouds runs that
+differ only in their ShowerFlow (budget, centre of gravity), judged on the same reference showers.
+
+The runs share the teacher and student of one run (``calo train --model caloclouds ... --set
+train.from_run=WORK/run --set train.retrain=[showerflow]``); each is judged inclusive on 5 mm cells
+against WORK/reference.h5 (half A against showers generated at half B's conditions, beside the
+floor A against B), with the same noise seeds.
+
+Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_showerflow_ild.py --runs run,run-flow20,run-cog20
+     [--workdir benchmarks/work/ild] [--n 10000]
+Results: benchmarks/results/showerflow_ild.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+from _common import write_result
+
+from calosurrogate.data.points import PointCloudFile, PointClouds
+from calosurrogate.evaluation.points import evaluate_point_clouds
+from calosurrogate.models.caloclouds import load_caloclouds
+
+
+def _student_showers(model, reference: PointClouds, batch: int = 500) -> PointClouds:
+    return PointClouds.concatenate([
+        model.sample(reference.incident_energies[lo : lo + batch], reference.directions[lo : lo + batch],
+                     reference.entry_points[lo : lo + batch], steps=0, seed=k)
+        for k, lo in enumerate(range(0, len(reference), batch))])  # fmt: skip
+
+
+def _showerflow_training(log: list[dict]) -> dict:
+    rows = [r for r in log if r["stage"] == "showerflow"]
+    return {"steps": rows[-1]["step"], "minutes": rows[-1]["seconds"] / 60} if rows else {}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", default="benchmarks/work/ild")
+    parser.add_argument("--runs", default="run,run-flow20,run-cog20", help="run folders in WORK, comma-separated")
+    parser.add_argument("--n", type=int, default=10000, help="reference showers judged")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    work = Path(args.workdir)
+    with PointCloudFile(work / "reference.h5") as f:
+        reference = f.read(0, args.n)
+    runs = {}
+    for name in args.runs.split(","):
+        model = load_caloclouds(work / name / "model.pt")
+        about = json.loads((work / name / "train.json").read_text())
+        start = time.perf_counter()
+        generated = _student_showers(model, reference)
+        seconds = time.perf_counter() - start
+        result = evaluate_point_clouds(reference, generated, model.geometry)
+        own = _showerflow_training(about["log"])
+        source = about["train_config"].get("from_run")
+        # a run started from another one trained only its ShowerFlow: that is the one to describe
+        runs[name] = {**result.to_dict(), "centre_of_gravity": bool(model.config.centre_of_gravity),
+                      "showerflow": own, "from_run": source or None, "sampling_seconds": seconds}  # fmt: skip
+        print(name, own, {k: round(v["value"], 4) for k, v in result.jsd.items()}, flush=True)
+    path = write_result("showerflow_ild", {"n_reference": len(reference), "runs": runs},
+                        "OMP_NUM_THREADS=1 .venv/bin/python " + " ".join(sys.argv))  # fmt: skip
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
