@@ -84,7 +84,8 @@ class PointTrainConfig:
 def _run_stage(name: str, step_fn, params, config: PointTrainConfig, minutes: float, log: list[dict],
                progress: bool, after_step=None) -> None:  # fmt: skip
     """Adam on ``params`` with ``step_fn() -> loss`` until the stage's time or step budget is spent;
-    the learning rate follows a cosine over the elapsed share of the time budget."""
+    the learning rate follows a cosine over the spent share of the budget (time or steps, whichever
+    runs out first)."""
     seconds, max_steps = minutes * 60.0, config.max_steps or 10**12
     optimizer = torch.optim.Adam(params, lr=config.lr)
     start, step = time.monotonic(), 0
@@ -93,7 +94,8 @@ def _run_stage(name: str, step_fn, params, config: PointTrainConfig, minutes: fl
     autocast = autocast_context(torch.device("cpu"), config.precision)
     while step < max_steps and (elapsed := time.monotonic() - start) < seconds:
         for group in optimizer.param_groups:
-            group["lr"] = config.lr * 0.5 * (1 + np.cos(np.pi * min(elapsed / seconds, 1.0)))
+            spent = max(elapsed / seconds, step / max_steps)
+            group["lr"] = config.lr * 0.5 * (1 + np.cos(np.pi * min(spent, 1.0)))
         with autocast:
             loss = step_fn()
         optimizer.zero_grad(set_to_none=True)

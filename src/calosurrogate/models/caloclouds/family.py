@@ -59,6 +59,7 @@ class CaloCloudsConfig:
             student starts as a copy of the teacher; else it starts afresh).
         time_features: Sine and cosine features of the ODE time.
         flow_transforms, flow_hidden, flow_bins: ShowerFlow's coupling spline flow.
+        flow_jitter: Noise on ShowerFlow's standardised targets in training (standard deviations).
         teacher_steps: Heun steps of the teacher's sampler.
         xy_scale_mm: Scale of the ``asinh`` coding of ``x`` and ``y``.
         calibration_bins: Incident-energy bins of the calibration.
@@ -74,6 +75,7 @@ class CaloCloudsConfig:
     flow_transforms: int = 6
     flow_hidden: int = 128
     flow_bins: int = 8
+    flow_jitter: float = 0.01
     teacher_steps: int = 16
     student_hidden: int = 0
     student_layers: int = 0
@@ -115,7 +117,7 @@ class CaloClouds(nn.Module):
         self.geometry = geometry
         c = config
         self.showerflow = ShowerFlow(geometry.n_layers, N_CONDITIONS, c.flow_transforms, c.flow_hidden, c.flow_bins,
-                                     c.centre_of_gravity, c.mean_layer)  # fmt: skip
+                                     c.centre_of_gravity, c.mean_layer, c.flow_jitter)  # fmt: skip
         self.teacher = PointVelocity(N_CONDITIONS + 1, c.hidden, c.layers, c.time_features)
         self.student = PointVelocity(N_CONDITIONS + 1, c.student_hidden or c.hidden, c.student_layers or c.layers,
                                      c.time_features)  # fmt: skip

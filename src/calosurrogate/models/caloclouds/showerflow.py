@@ -25,8 +25,6 @@ from torch import Tensor, nn
 
 from calosurrogate.models.components import coupling_spline_flow, flow_from_noise, flow_log_prob
 
-JITTER = 0.01  # standard deviations of noise on the standardised targets: counts are discrete
-
 
 @dataclass
 class LayerBudget:
@@ -101,11 +99,15 @@ class ShowerFlow(nn.Module):
         transforms, hidden, bins: The coupling flow's size.
         centre: Also draw the centre of gravity in x and y.
         depth: Also draw the energy-weighted mean layer, and tilt the energy shares to it.
+        jitter: Standard deviation of the noise on the standardised targets in training (counts
+            are discrete; the shares sum to one, and the mean layer is a sum of shares: without
+            noise the targets lie on a thinner set than the flow can have a density on).
     """
 
     def __init__(self, n_layers: int, n_conditions: int, transforms: int, hidden: int, bins: int,
-                 centre: bool = False, depth: bool = False) -> None:  # fmt: skip
+                 centre: bool = False, depth: bool = False, jitter: float = 0.01) -> None:  # fmt: skip
         super().__init__()
+        self.jitter = jitter
         self.n_layers = n_layers
         self.centre = centre
         self.depth = depth
@@ -122,7 +124,7 @@ class ShowerFlow(nn.Module):
     def loss(self, targets: Tensor, context: Tensor) -> Tensor:
         """Negative log-likelihood per shower (of the standardised, jittered targets)."""
         codes = (targets - self.mean) / self.std
-        return -flow_log_prob(self.flow, codes + JITTER * torch.randn_like(codes), context)
+        return -flow_log_prob(self.flow, codes + self.jitter * torch.randn_like(codes), context)
 
     @torch.no_grad()
     def sample(self, context: Tensor, noise: Tensor | None = None) -> LayerBudget:
