@@ -728,24 +728,35 @@ def _points_sections() -> list[str]:
 
 
 def _showerflow_section(d: dict) -> list[str]:
-    """ShowerFlow's ablation: one teacher and student, ShowerFlows of other budgets, with and without the centre."""
+    """CaloClouds ablations: one stage changed at a time (ShowerFlow's settings, the teacher's width)."""
     runs = d["runs"]
     names = list(next(iter(runs.values()))["jsd"])
-    out = ["### ild-ecal: ShowerFlow's budget and centre of gravity (one teacher and student)", "", *_provenance(d), "",
-           f"The one-step student of one run under ShowerFlows trained on their own (`train.retrain=[showerflow]`), "
-           f"judged on {d['n_reference']:,} reference showers (half against the showers generated at the other half's "
-           "conditions; floor: half against half). With the centre of gravity, ShowerFlow also draws each shower's "
-           "energy-weighted centre in x and y and the points are moved onto it (CaloClouds II).", "",
-           "| ShowerFlow | " + " | ".join(names) + " | angle S all / top |", "|---" * (len(names) + 2) + "|"]  # fmt: skip
+    out = ["### ild-ecal: CaloClouds ablations, one stage at a time", "", *_provenance(d), "",
+           f"One-step students judged on {d['n_reference']:,} reference showers (half against the showers generated "
+           "at the other half's conditions; floor: half against half), same noise seeds. Each run starts from "
+           "`run` (or the run named) and trains one stage anew (`train.from_run`, `train.retrain`). Centre x, y: "
+           "ShowerFlow also draws each shower's energy-weighted centre in x and y and the points are moved onto it "
+           "(CaloClouds II); mean layer: it also draws the energy-weighted mean layer and the layer energies are "
+           "tilted to it. Each row gives the commit it was judged at.", "",
+           "| run | " + " | ".join(names) + " | angle S all / top | judged |", "|---" * (len(names) + 3) + "|"]  # fmt: skip
     for name, row in runs.items():
-        flow = row["showerflow"]
-        label = (f"`{name}`: {flow['steps']:,} steps, {flow['minutes']:.0f} min, "
-                 + ("with" if row["centre_of_gravity"] else "without") + " centre")  # fmt: skip
-        out.append(f"| {label} | " + " | ".join(f"{row['jsd'][n]['value']:.3f}" for n in names)
-                   + f" | {row['angles']['all']['value']:.3f} / {row['angles']['top']['value']:.3f} |")  # fmt: skip
+        flow, model, train = row["showerflow"], row["model_config"], row["train_config"]
+        parts = [f"ShowerFlow {flow['steps']:,} steps ({flow['minutes']:.0f} min)" if flow else "ShowerFlow of the "
+                 "run it starts from"]  # fmt: skip
+        parts += [label for key, label in (("centre_of_gravity", "centre x, y"), ("mean_layer", "mean layer"))
+                  if model.get(key)]  # fmt: skip
+        if model.get("flow_jitter", 0.01) != 0.01:
+            parts.append(f"jitter {model['flow_jitter']:g}")
+        if train.get("precision") == "fp32":
+            parts.append("trained in fp32")
+        parts.append(f"teacher {model['hidden']} wide")
+        source = f" (from `{Path(row['from_run']).name}`)" if row.get("from_run") else ""
+        out.append(f"| `{name}`{source}: {', '.join(parts)} | " + " | ".join(f"{row['jsd'][n]['value']:.3f}" for n in names)
+                   + f" | {row['angles']['all']['value']:.3f} / {row['angles']['top']['value']:.3f} | "
+                   f"{row['judged']['commit']} |")  # fmt: skip
     row = next(iter(runs.values()))
     out += ["| floor | " + " | ".join(f"{row['jsd'][n]['floor']:.3f}" for n in names)
-            + f" | {row['angles']['all']['floor']:.3f} / {row['angles']['top']['floor']:.3f} |", ""]  # fmt: skip
+            + f" | {row['angles']['all']['floor']:.3f} / {row['angles']['top']['floor']:.3f} | |", ""]  # fmt: skip
     return out
 
 
