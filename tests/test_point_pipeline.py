@@ -122,7 +122,7 @@ def test_simulate_train_sample_evaluate(tmp_path) -> None:
     exported = torch.jit.load(str(tmp_path / "run" / "model.ts.pt"))
     conditions = torch.tensor([[30e3, 0.0, 0.0, 1.0], [60e3, 0.2, -0.1, 0.97]])
     flow_features = json.loads((tmp_path / "run" / "model.ts.pt.json").read_text())["inputs"]["flow_noise"][1]
-    assert flow_features == 2 + 2 * 30 + 3  # counts, energies, per-layer shares, centre of gravity, mean layer
+    assert flow_features == 2 + 2 * 30 + 2  # counts, energies, per-layer shares, centre of gravity
     points, offsets = exported(conditions, torch.randn(2, flow_features), torch.randn(40_000, 4))
     assert offsets[0] == 0 and offsets[-1] == len(points) and torch.all(points[:, 3] >= 0) and points[:, 3].sum() > 0
     assert torch.all((points[:, 2] >= 0) & (points[:, 2] < 30))

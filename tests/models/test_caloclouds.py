@@ -12,7 +12,7 @@ from calosurrogate.data.points import ENERGY, LAYER, PointClouds
 from calosurrogate.geometry import ild_ecal
 from calosurrogate.models.caloclouds import CaloClouds, CaloCloudsConfig, ShowerFlow, load_caloclouds
 from calosurrogate.models.caloclouds.family import PointVelocity, place_points
-from calosurrogate.models.caloclouds.showerflow import _largest_remainder, layer_targets, tilt_to_mean_layer
+from calosurrogate.models.caloclouds.showerflow import _largest_remainder, layer_targets
 from calosurrogate.simulate.points import PointShowerSimulator
 
 TINY = CaloCloudsConfig(hidden=16, layers=2, time_features=4, flow_transforms=2, flow_hidden=16, flow_bins=4,
@@ -39,10 +39,9 @@ def test_a_tiny_showerflow_follows_its_conditions() -> None:
     n_points = np.column_stack([first, totals - first])
     energy = n_points * 0.2
     centre = np.column_stack([c - 0.5 + 0.3 * (1 - c) * rng.standard_normal(n), np.full(n, 0.1)])
-    energy[:, 0] *= 1 + c  # the mean layer moves forward with c: its tilt must not undo that
-    targets = torch.as_tensor(layer_targets(n_points, energy, centre, depth=True), dtype=torch.float32)
+    targets = torch.as_tensor(layer_targets(n_points, energy, centre), dtype=torch.float32)
     context = torch.as_tensor((c[:, None] - 0.5) / 0.29, dtype=torch.float32)
-    flow = ShowerFlow(2, 1, transforms=4, hidden=32, bins=6, centre=True, depth=True)
+    flow = ShowerFlow(2, 1, transforms=2, hidden=32, bins=6, centre=True)
     flow.fit(targets.numpy())
     opt = torch.optim.Adam(flow.parameters(), 3e-3)
     for _ in range(300):
@@ -62,9 +61,6 @@ def test_a_tiny_showerflow_follows_its_conditions() -> None:
         assert budget.centre[:, 1].mean().item() == pytest.approx(0.1, abs=0.02)
         # energy goes only where points are, and sums to the visible energy drawn
         assert torch.all(budget.energy[budget.points == 0] == 0)
-        first = 0.2 + 0.6 * value
-        mean_layer = (budget.energy[:, 1] / budget.energy.sum(1)).mean().item()
-        assert mean_layer == pytest.approx((1 - first) / (first * (1 + value) + 1 - first), abs=0.05)
     # the centre's spread follows the condition (0.27 and 0.03 mm; a short training leaves the narrow one wider)
     assert spread[0.1] == pytest.approx(0.27, rel=0.3) and spread[0.1] > 2.5 * spread[0.9]
 
@@ -93,30 +89,6 @@ def test_points_are_placed_by_their_depth_and_layers_get_their_energy() -> None:
     assert clouds.shower(1)[:, ENERGY].sum() == pytest.approx(6.0)
 
 
-def test_layer_shares_are_tilted_to_the_drawn_mean_layer() -> None:
-    """exp(lambda * layer) reweighting: the mean layer lands on the target, empty layers stay empty,
-    the order of the shares within a shower is kept where lambda = 0 would keep it, and a target
-    outside the occupied layers is held just inside them."""
-    torch.manual_seed(1)
-    share = torch.rand(4, 30)
-    share[:, 25:] = 0
-    share[3] = 0
-    share[3, 7] = 1.0  # one layer: nothing to tilt
-    share = share / share.sum(1, keepdim=True)
-    layer = torch.arange(30.0)
-    current = (share * layer).sum(1)
-    target = torch.tensor([5.0, 12.0, 40.0, 3.0])
-    tilted = tilt_to_mean_layer(share, target)
-    torch.testing.assert_close(tilted.sum(1), torch.ones(4))
-    mean = (tilted * layer).sum(1)
-    torch.testing.assert_close(mean[:2], target[:2], atol=1e-3, rtol=0)
-    assert 23.5 < mean[2] <= 24.0  # the last occupied layer is 24
-    assert torch.equal(tilted[3], share[3]) and torch.all(tilted[:, 25:] == 0)
-    # the tilt is monotone: a deeper target puts more energy into the deepest occupied layer
-    assert tilted[1, 24] / share[1, 24] > 1.0 if target[1] > current[1] else tilted[1, 24] / share[1, 24] < 1.0
-    torch.testing.assert_close(tilt_to_mean_layer(share[:1], current[:1]), share[:1], atol=1e-4, rtol=0)
-
-
 def test_each_shower_is_moved_onto_its_centre_of_gravity() -> None:
     """Two showers moved onto (1, -2) and (0, 3) mm: their energy-weighted centres land there and
     the points keep their distances to each other."""
@@ -142,15 +114,14 @@ def test_each_shower_is_moved_onto_its_centre_of_gravity() -> None:
 def test_model_files_from_before_the_centre_of_gravity_still_load(tmp_path) -> None:
     geometry = ild_ecal()
     clouds = PointShowerSimulator(geometry).sample(20, "uniform:10GeV:30GeV", seed=0)
-    model = CaloClouds(CaloCloudsConfig(**{**TINY.__dict__, "centre_of_gravity": False, "mean_layer": False}),
-                       geometry)  # fmt: skip
+    model = CaloClouds(CaloCloudsConfig(**{**TINY.__dict__, "centre_of_gravity": False}), geometry)
     model.fit_preprocessing(clouds)
     assert model.layer_targets(clouds).shape == (20, 62)
     checkpoint = model.checkpoint_dict()
-    del checkpoint["config"]["centre_of_gravity"], checkpoint["config"]["mean_layer"]  # as written before them
+    del checkpoint["config"]["centre_of_gravity"]  # as written before the setting existed
     torch.save(checkpoint, tmp_path / "old.pt")
     back = load_caloclouds(tmp_path / "old.pt")
-    assert back.config.centre_of_gravity is False and back.config.mean_layer is False
+    assert back.config.centre_of_gravity is False
     conditions = clouds.incident_energies[:3], clouds.directions[:3], clouds.entry_points[:3]
     np.testing.assert_array_equal(back.sample(*conditions, seed=1).points, model.sample(*conditions, seed=1).points)
 
@@ -161,7 +132,7 @@ def test_sampling_saving_and_loading(tmp_path) -> None:
     clouds = PointShowerSimulator(geometry).sample(40, "uniform:10GeV:30GeV", seed=0)
     model = CaloClouds(TINY, geometry)
     model.fit_preprocessing(clouds)
-    assert model.layer_targets(clouds).shape == (40, 65)  # counts, energies, shares, centre of gravity, mean layer
+    assert model.layer_targets(clouds).shape == (40, 64)  # counts, energies, shares, centre of gravity
     conditions = clouds.incident_energies[:5], clouds.directions[:5], clouds.entry_points[:5]
     teacher = model.sample(*conditions, seed=3)
     assert len(teacher) == 5 and np.all(np.isfinite(teacher.points))

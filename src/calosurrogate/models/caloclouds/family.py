@@ -4,9 +4,8 @@ After CaloClouds II (Buss et al., arXiv:2309.05704) and CaloClouds3 (arXiv:2511.
 planar calorimeters of :mod:`calosurrogate.geometry.planar`. Given the photon's energy and
 direction (standardised: the *conditions*):
 
-1. :class:`~.showerflow.ShowerFlow` draws the shower's points and visible energy per layer, its
-   energy-weighted centre of gravity in ``x`` and ``y``, and its energy-weighted mean layer, to
-   which the layer energies are tilted.
+1. :class:`~.showerflow.ShowerFlow` draws the shower's points and visible energy per layer, and
+   its energy-weighted centre of gravity in ``x`` and ``y``.
 2. The point model draws that many independent points ``(x, y, z, E)`` given the conditions
    and the number of points: a flow-matching *teacher* (many ODE steps) or its consistency-
    distilled *student* (one network pass), both :class:`PointVelocity` networks
@@ -59,14 +58,11 @@ class CaloCloudsConfig:
             student starts as a copy of the teacher; else it starts afresh).
         time_features: Sine and cosine features of the ODE time.
         flow_transforms, flow_hidden, flow_bins: ShowerFlow's coupling spline flow.
-        flow_jitter: Noise on ShowerFlow's standardised targets in training (standard deviations).
         teacher_steps: Heun steps of the teacher's sampler.
         xy_scale_mm: Scale of the ``asinh`` coding of ``x`` and ``y``.
         calibration_bins: Incident-energy bins of the calibration.
         centre_of_gravity: ShowerFlow draws each shower's centre of gravity in ``x`` and ``y``
             and the points are moved onto it (False in model files written before it existed).
-        mean_layer: ShowerFlow draws each shower's energy-weighted mean layer and tilts the layer
-            energies to it (False in model files written before it existed).
     """
 
     hidden: int = 128
@@ -75,14 +71,12 @@ class CaloCloudsConfig:
     flow_transforms: int = 6
     flow_hidden: int = 128
     flow_bins: int = 8
-    flow_jitter: float = 0.01
     teacher_steps: int = 16
     student_hidden: int = 0
     student_layers: int = 0
     xy_scale_mm: float = 5.0
     calibration_bins: int = 6
     centre_of_gravity: bool = True
-    mean_layer: bool = True
 
 
 class PointVelocity(nn.Module):
@@ -117,7 +111,7 @@ class CaloClouds(nn.Module):
         self.geometry = geometry
         c = config
         self.showerflow = ShowerFlow(geometry.n_layers, N_CONDITIONS, c.flow_transforms, c.flow_hidden, c.flow_bins,
-                                     c.centre_of_gravity, c.mean_layer, c.flow_jitter)  # fmt: skip
+                                     c.centre_of_gravity)  # fmt: skip
         self.teacher = PointVelocity(N_CONDITIONS + 1, c.hidden, c.layers, c.time_features)
         self.student = PointVelocity(N_CONDITIONS + 1, c.student_hidden or c.hidden, c.student_layers or c.layers,
                                      c.time_features)  # fmt: skip
@@ -185,7 +179,7 @@ class CaloClouds(nn.Module):
             total = np.maximum(np.bincount(clouds.shower_index, weights=weight, minlength=len(clouds)), 1e-12)
             centre = np.column_stack([np.bincount(clouds.shower_index, weights=weight * clouds.points[:, k],
                                                   minlength=len(clouds)) / total for k in (0, 1)])  # fmt: skip
-        return layer_targets(n_points, energy.reshape(-1, layers), centre, self.config.mean_layer).astype(np.float32)
+        return layer_targets(n_points, energy.reshape(-1, layers), centre).astype(np.float32)
 
     # ------------------------------------------------------------------ sampling
     def _factors(self, incident_energies: Tensor) -> tuple[Tensor, Tensor]:
@@ -346,7 +340,7 @@ def caloclouds_from_checkpoint(checkpoint: Any, source: str = "checkpoint") -> C
         raise CheckpointError(f"{source}: not a saved {FAMILY} model")
     if checkpoint["geometry"] not in PLANAR_CALORIMETERS:
         raise CheckpointError(f"{source}: geometry {checkpoint['geometry']!r} unknown")
-    values = {"centre_of_gravity": False, "mean_layer": False, **checkpoint["config"]}  # files from before them
+    values = {"centre_of_gravity": False, **checkpoint["config"]}  # files written before it existed
     model = CaloClouds(config_from_dict(CaloCloudsConfig, values, f"{source}: config"),
                        PLANAR_CALORIMETERS[checkpoint["geometry"]]())  # fmt: skip
     model.load_state_dict(checkpoint["state_dict"])

@@ -3,16 +3,10 @@
 A coupling spline flow (:func:`~calosurrogate.models.components.coupling_spline_flow`: one
 network pass each way, so a shower at batch 1 costs a few passes) over, per shower,
 ``[ln n_points, ln E_visible, n_l / n_points (per layer), E_l / E_visible (per layer)]`` and, where
-asked, the shower's energy-weighted centre of gravity ``(x, y)`` (mm, local frame) and its
-energy-weighted mean layer, standardised, given the shower's standardised conditions (CaloClouds
-II's ShowerFlow, arXiv:2309.05704, whose centre of gravity the generated points are moved onto;
-conditioned on the direction too as in CaloClouds3, arXiv:2511.01460).
-
-Why the mean layer: the flow's energy shares alone vary too little from shower to shower in
-where the energy sits (their mean layer's spread falls short of the data's however long the flow
-trains), while a single drawn feature's spread comes out right. The drawn shares are therefore
-tilted by ``exp(lambda * layer)``, ``lambda`` chosen per shower so that their mean layer is the
-drawn one.
+asked, the shower's energy-weighted centre of gravity ``(x, y)`` (mm, local frame), standardised,
+given the shower's standardised conditions (CaloClouds II's ShowerFlow, arXiv:2309.05704, whose
+centre of gravity the generated points are moved onto; conditioned on the direction too as in
+CaloClouds3, arXiv:2511.01460).
 """
 
 from __future__ import annotations
@@ -24,6 +18,8 @@ import torch
 from torch import Tensor, nn
 
 from calosurrogate.models.components import coupling_spline_flow, flow_from_noise, flow_log_prob
+
+JITTER = 0.01  # standard deviations of noise on the standardised targets: counts are discrete
 
 
 @dataclass
@@ -42,41 +38,13 @@ class LayerBudget:
     centre: Tensor | None = None
 
 
-def layer_targets(n_points: np.ndarray, energy: np.ndarray, centre: np.ndarray | None = None,
-                  depth: bool = False) -> np.ndarray:  # fmt: skip
-    """ShowerFlow's raw targets from points and energy per layer (``(N, L)`` each), then, if given,
-    the centres of gravity (``(N, 2)`` mm) and, with ``depth``, the energy-weighted mean layer:
-    ``(N, 2 + 2L [+ 2] [+ 1])``."""
+def layer_targets(n_points: np.ndarray, energy: np.ndarray, centre: np.ndarray | None = None) -> np.ndarray:
+    """ShowerFlow's raw targets from points and energy per layer (``(N, L)`` each) and, if given, the
+    centres of gravity (``(N, 2)`` mm): ``(N, 2 + 2L)`` or ``(N, 4 + 2L)``."""
     n_total = np.maximum(n_points.sum(1, keepdims=True), 1)
     e_total = np.maximum(energy.sum(1, keepdims=True), 1e-6)
     parts = [np.log(n_total), np.log(e_total), n_points / n_total, energy / e_total]
-    if centre is not None:
-        parts.append(centre)
-    if depth:
-        parts.append((energy / e_total) @ np.arange(energy.shape[1], dtype=np.float64)[:, None])
-    return np.concatenate(parts, axis=1)
-
-
-def tilt_to_mean_layer(share: Tensor, mean_layer: Tensor, iterations: int = 40) -> Tensor:
-    """Shares ``(B, L)`` (non-negative, summing to 1) reweighted by ``exp(lambda * layer)`` so that
-    their mean layer is ``mean_layer`` ``(B,)`` (kept inside the layers that have a share), by
-    bisection on ``lambda`` in [-4, 4]; layers without a share stay without."""
-    layer = torch.arange(share.shape[1], device=share.device, dtype=share.dtype)
-    log_share = share.clamp(min=0).log()
-    some = share > 0
-    first = torch.where(some, layer, torch.full_like(layer, 1e9)).amin(1)
-    last = torch.where(some, layer, torch.full_like(layer, -1e9)).amax(1)
-    target = torch.minimum(torch.maximum(mean_layer, first + 1e-3), last - 1e-3)
-    low = torch.full_like(target, -4.0)
-    high = torch.full_like(target, 4.0)
-    for _ in range(iterations):  # the mean layer grows with lambda
-        middle = 0.5 * (low + high)
-        above = (torch.softmax(log_share + middle[:, None] * layer, 1) * layer).sum(1) > target
-        high = torch.where(above, middle, high)
-        low = torch.where(above, low, middle)
-    tilted = torch.softmax(log_share + (0.5 * (low + high))[:, None] * layer, 1)
-    # a shower with one layer (first == last) keeps its share
-    return torch.where((last > first)[:, None], tilted, share)
+    return np.concatenate(parts + ([] if centre is None else [centre]), axis=1)
 
 
 def _largest_remainder(fractions: Tensor, totals: Tensor) -> Tensor:
@@ -98,20 +66,14 @@ class ShowerFlow(nn.Module):
         n_conditions: Width of the standardised conditions.
         transforms, hidden, bins: The coupling flow's size.
         centre: Also draw the centre of gravity in x and y.
-        depth: Also draw the energy-weighted mean layer, and tilt the energy shares to it.
-        jitter: Standard deviation of the noise on the standardised targets in training (counts
-            are discrete; the shares sum to one, and the mean layer is a sum of shares: without
-            noise the targets lie on a thinner set than the flow can have a density on).
     """
 
     def __init__(self, n_layers: int, n_conditions: int, transforms: int, hidden: int, bins: int,
-                 centre: bool = False, depth: bool = False, jitter: float = 0.01) -> None:  # fmt: skip
+                 centre: bool = False) -> None:  # fmt: skip
         super().__init__()
-        self.jitter = jitter
         self.n_layers = n_layers
         self.centre = centre
-        self.depth = depth
-        features = 2 + 2 * n_layers + 2 * centre + depth
+        features = 2 + 2 * n_layers + 2 * centre
         self.flow = coupling_spline_flow(features, n_conditions, transforms, hidden, bins)
         self.register_buffer("mean", torch.zeros(features))
         self.register_buffer("std", torch.ones(features))
@@ -124,7 +86,7 @@ class ShowerFlow(nn.Module):
     def loss(self, targets: Tensor, context: Tensor) -> Tensor:
         """Negative log-likelihood per shower (of the standardised, jittered targets)."""
         codes = (targets - self.mean) / self.std
-        return -flow_log_prob(self.flow, codes + self.jitter * torch.randn_like(codes), context)
+        return -flow_log_prob(self.flow, codes + JITTER * torch.randn_like(codes), context)
 
     @torch.no_grad()
     def sample(self, context: Tensor, noise: Tensor | None = None) -> LayerBudget:
@@ -141,7 +103,5 @@ class ShowerFlow(nn.Module):
         # energy only where there are points to carry it
         energy_share = raw[:, 2 + layers : 2 + 2 * layers].clamp(min=0) * (points > 0)
         energy_share = energy_share / energy_share.sum(1, keepdim=True).clamp(min=1e-12)
-        if self.depth:
-            energy_share = tilt_to_mean_layer(energy_share, raw[:, -1])
-        centre = raw[:, 2 + 2 * layers : 4 + 2 * layers] if self.centre else None
+        centre = raw[:, 2 + 2 * layers :] if self.centre else None
         return LayerBudget(points, energy_share * e_total[:, None], centre)
