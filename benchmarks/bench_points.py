@@ -67,6 +67,22 @@ def _realism(work: Path, geometry) -> dict:
     return _quality(g4, fast, geometry)
 
 
+def training_log(run: Path) -> list[dict]:
+    """The run's training log, with the rows of the stages it took from the run it started from
+    (``train.from_run``) put first, so that every stage's budget is on record."""
+    about = json.loads((run / "train.json").read_text())
+    source = about["train_config"].get("from_run")
+    if not source:
+        return about["log"]
+    source = Path(source)
+    taken = [
+        row
+        for row in training_log(source if source.is_dir() else source.parent)
+        if row["stage"] not in about["train_config"].get("retrain", ["student"]) and row["stage"] != "calibration"
+    ]
+    return taken + about["log"]
+
+
 def _time_per_shower(fn, n_calls: int, batch: int) -> float:
     fn()  # warm-up
     start = time.perf_counter()
@@ -178,7 +194,7 @@ def main() -> None:
     results["timing_50GeV_one_thread"] = timing
     if (work / "geant4_2000.h5").exists():
         results["quality"]["fast-engine-vs-geant4/inclusive/5mm"] = _realism(work, geometry)
-    results["train"] = json.loads((work / args.run / "train.json").read_text())["log"]
+    results["train"] = training_log(work / args.run)
     results["model_config"] = json.loads((work / args.run / "train.json").read_text())["model_config"]
     path = write_result(
         f"points_ild{'_' + args.tag if args.tag else ''}",
