@@ -767,7 +767,7 @@ def _points_section(d: dict) -> list[str]:
         f"student {config['student_hidden']} wide, {config['student_layers']} layers"
         if config.get("student_hidden")
         else "student as wide as the teacher"
-    )
+    ) + ("; ShowerFlow draws the centre of gravity" if config.get("centre_of_gravity") else "")
     names = list(q["student/inclusive/5mm"]["jsd"])
     variants = [k for k in q if k.endswith("/5mm") or k.endswith("/10mm")]
     out = [f"## ild-ecal: photon showers as point clouds (CaloClouds, fast-engine data; {student})", "",
