@@ -228,7 +228,7 @@ class _Budget(nn.Module):
         raw = torch.cat([conditions[:, :1].log(), conditions[:, 1:]], 1)
         standard = (raw - m.condition_mean) / m.condition_std
         budget, n_context = m.budget(standard, conditions[:, 0], flow_noise)
-        centre = budget.centre if budget.centre is not None else conditions.new_zeros(len(conditions), 2)
+        centre = budget.centre if budget.centre is not None else torch.zeros_like(conditions[:, :2])
         return budget.points, budget.energy, centre, n_context, standard
 
 

@@ -320,10 +320,10 @@ def place_points(raw: Tensor, shower: Tensor, points_per_layer: Tensor, energy_p
     energy = energy * (energy_per_layer.reshape(-1) / sums.clamp(min=1e-12))[flat]
     xy = xy_scale_mm * torch.sinh(raw[:, :2])
     if centre is not None:
-        shower = flat // n_layers
-        weight = torch.zeros(centre.shape[0], device=raw.device).index_add_(0, shower, energy)
-        moment = torch.zeros_like(centre).index_add_(0, shower, energy[:, None] * xy)
-        xy = xy + (centre - moment / weight.clamp(min=1e-12)[:, None])[shower]
+        placed_shower = flat // n_layers  # the points are in placement order now
+        weight = torch.zeros(centre.shape[0], device=raw.device).index_add_(0, placed_shower, energy)
+        moment = torch.zeros_like(centre).index_add_(0, placed_shower, energy[:, None] * xy)
+        xy = xy + (centre - moment / weight.clamp(min=1e-12)[:, None])[placed_shower]
     points = torch.cat([xy, layer.float()[:, None], energy[:, None]], -1)
     offsets = torch.cat([torch.zeros(1, dtype=torch.long, device=raw.device), points_per_layer.sum(1).cumsum(0)])
     return points, offsets
