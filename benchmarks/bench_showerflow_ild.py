@@ -24,17 +24,11 @@ from pathlib import Path
 
 import torch
 from _common import RESULTS, git_commit, write_result
+from bench_points import _generate
 
-from calosurrogate.data.points import PointCloudFile, PointClouds
+from calosurrogate.data.points import PointCloudFile
 from calosurrogate.evaluation.points import evaluate_point_clouds
 from calosurrogate.models.caloclouds import load_caloclouds
-
-
-def _student_showers(model, reference: PointClouds, batch: int = 500) -> PointClouds:
-    return PointClouds.concatenate([
-        model.sample(reference.incident_energies[lo : lo + batch], reference.directions[lo : lo + batch],
-                     reference.entry_points[lo : lo + batch], steps=0, seed=k)
-        for k, lo in enumerate(range(0, len(reference), batch))])  # fmt: skip
 
 
 def _showerflow_training(log: list[dict]) -> dict:
@@ -62,7 +56,7 @@ def main() -> None:
         model = load_caloclouds(work / name / "model.pt")
         about = json.loads((work / name / "train.json").read_text())
         start = time.perf_counter()
-        generated = _student_showers(model, reference)
+        generated = _generate(model, reference, steps=0)
         seconds = time.perf_counter() - start
         result = evaluate_point_clouds(reference, generated, model.geometry)
         own = _showerflow_training(about["log"])

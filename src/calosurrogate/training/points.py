@@ -32,6 +32,7 @@ from calosurrogate.models.caloclouds import CaloClouds, CaloCloudsConfig
 from calosurrogate.models.components.consistency import consistency_distillation_loss, flow_matching_loss
 
 STAGES = ("showerflow", "teacher", "student", "calibration")
+TRAINED = STAGES[:3]  # the stages with networks to train (the calibration is fitted)
 
 
 @dataclass
@@ -74,9 +75,9 @@ class PointTrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.retrain) - set(STAGES[:3]))
+        unknown = sorted(set(self.retrain) - set(TRAINED))
         if unknown:
-            raise ConfigError(f"retrain: unknown stage(s) {unknown}; stages: {list(STAGES[:3])}")
+            raise ConfigError(f"retrain: unknown stage(s) {unknown}; stages: {list(TRAINED)}")
         if "teacher" in self.retrain and "student" not in self.retrain:
             raise ConfigError("retrain: a new teacher needs a new student (add student)")
 
@@ -157,12 +158,10 @@ def train_caloclouds(data: str | os.PathLike[str], out: str | os.PathLike[str],
                                                strict=False)  # fmt: skip
             if any(not k.startswith(anew) for k in missing):
                 raise CheckpointError(f"{source}: lacks {[k for k in missing if not k.startswith(anew)][:3]}")
-            if "showerflow" in config.retrain:
-                model.showerflow.fit(model.layer_targets(clouds))
             if "student" in config.retrain:
                 model.distilled.fill_(False)
             model.calibration.fill_(1.0)
-            done = [stage for stage in STAGES[:3] if stage not in config.retrain]
+            done = [stage for stage in TRAINED if stage not in config.retrain]
         else:
             model.fit_preprocessing(clouds, rng)
 
@@ -174,7 +173,9 @@ def train_caloclouds(data: str | os.PathLike[str], out: str | os.PathLike[str],
 
         conditions = model.conditions(clouds.incident_energies, clouds.directions)
         if "showerflow" not in done:
-            targets = torch.as_tensor(model.layer_targets(clouds))
+            targets = model.layer_targets(clouds)
+            model.showerflow.fit(targets)  # a new ShowerFlow on another run's codings has not been fitted
+            targets = torch.as_tensor(targets)
 
             def showerflow_step() -> torch.Tensor:
                 idx = torch.randint(0, len(targets), (config.showers_per_batch,))
