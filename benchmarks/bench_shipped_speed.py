@@ -11,6 +11,7 @@ Run: .venv/bin/python benchmarks/bench_shipped_speed.py --name ds2-diffusion --s
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -29,6 +30,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="timed passes per setting (median and range kept)")
     parser.add_argument("--samplers", default=None, help="comma-separated (default: the model's own)")
     parser.add_argument("--sigma-max", type=float, default=None, help="highest noise level (default: the model's)")
+    parser.add_argument("--memory", default="reused",
+                        help="reused (freed memory reused, calosurrogate.memory), mapped (fresh pages, "
+                             "CALOSURROGATE_REUSE_MEMORY=0) or both, comma-separated: each setting timed in each")  # fmt: skip
+    parser.add_argument("--tag", default="", help="results/shipped_speed_NAME_TAG.json (a study beside the main table)")
     args = parser.parse_args()
     import numpy as np
     import torch
@@ -43,29 +48,35 @@ def main() -> None:
     energies = np.exp(np.random.default_rng(0).uniform(np.log(1e3), np.log(1e6), args.batch_size))[:, None]
     rows = []
     samplers = args.samplers.split(",") if args.samplers else [model.config.sampling.sampler]
+    modes = args.memory.split(",")
     for sampler, steps in ((a, int(s)) for a in samplers for s in args.steps.split(",")):
         model.configure_sampling(sampler=sampler, steps=steps, sigma_max=args.sigma_max)
         start = time.perf_counter()
         model.prepare_sampling(energies, precision=precision)
         prepared = time.perf_counter() - start
-        times = []
+        times: dict[str, list[float]] = {mode: [] for mode in modes}
+        showers = {}
         for _ in range(args.repeats):
-            start = time.perf_counter()
-            showers = model.sample(energies, batch_size=args.batch_size, precision=precision, seed=1)
-            times.append(1e3 * (time.perf_counter() - start) / len(energies))
-        row = {"steps": steps, "sampler": model.config.sampling.sampler, "sigma_max": model.config.sampling.sigma_max,
-               "compiled": model.config.sampling.compile, "precision": precision,
-               "ms_per_shower": round(float(np.median(times)), 3), "ms_per_shower_range": [round(min(times), 3), round(max(times), 3)],
-               "prepare_seconds": round(prepared, 1),
-               "finite": bool(np.isfinite(showers).all())}  # fmt: skip
-        print(row, flush=True)
-        rows.append(row)
+            for mode in modes:  # interleaved: both modes see the same machine state
+                os.environ["CALOSURROGATE_REUSE_MEMORY"] = "1" if mode == "reused" else "0"
+                start = time.perf_counter()
+                showers[mode] = model.sample(energies, batch_size=args.batch_size, precision=precision, seed=1)
+                times[mode].append(1e3 * (time.perf_counter() - start) / len(energies))
+        for mode in modes:
+            row = {"steps": steps, "sampler": model.config.sampling.sampler, "sigma_max": model.config.sampling.sigma_max,
+                   "compiled": model.config.sampling.compile, "precision": precision, "memory": mode,
+                   "ms_per_shower": round(float(np.median(times[mode])), 3),
+                   "ms_per_shower_range": [round(min(times[mode]), 3), round(max(times[mode]), 3)],
+                   "prepare_seconds": round(prepared, 1), "finite": bool(np.isfinite(showers[mode]).all()),
+                   "same_showers_as_first_mode": bool(np.array_equal(showers[mode], showers[modes[0]]))}  # fmt: skip
+            print(row, flush=True)
+            rows.append(row)
     about = describe(args.name)
-    data = {"name": args.name, "geometry": about["geometry"], "sampler": about["sampling"]["sampler"],
+    data = {"name": args.name, "tag": args.tag, "geometry": about["geometry"], "sampler": about["sampling"]["sampler"],
             "threads": args.threads, "batch_size": args.batch_size, "results": rows,
             "quality_as_shipped": about["quality"]["bfloat16 weights (as shipped)"]}  # fmt: skip
     command = " ".join(["python benchmarks/bench_shipped_speed.py", *sys.argv[1:]])
-    print("wrote", write_result(f"shipped_speed_{args.name}", data, command))
+    print("wrote", write_result(f"shipped_speed_{args.name}{'_' + args.tag if args.tag else ''}", data, command))
 
 
 if __name__ == "__main__":

@@ -559,15 +559,23 @@ def _shipped_speed_sections() -> list[str]:
     for path in sorted(RESULTS.glob("shipped_speed_*.json")):
         d = json.loads(path.read_text())
         q = d["quality_as_shipped"]
-        out += [f"## The shipped model `{d['name']}`: time per shower on a quiet machine ({d['geometry']})", "",
+        memory = any("memory" in r for r in d["results"])
+        title = " (freed memory reused or not)" if d.get("tag") == "memory" else ""
+        out += [f"## The shipped model `{d['name']}`: time per shower on a quiet machine ({d['geometry']}){title}", "",
                 *_provenance(d), "",
                 f"One sampling pass of {d['batch_size']:,} showers per row (shipped with the {d['sampler']} sampler; {d['threads']} threads, "
                 "nothing else running), after the one-time compilation. The model as shipped (64 steps) was judged at "
                 f"AUC high {q['auc_high']:.3f} +- {q['auc_high_std']:.3f}, low {q['auc_low']:.3f} +- {q['auc_low_std']:.3f}, "
-                f"FPD x 1e3 {q['fpd_x1e3']:.1f}; fewer steps: the rows of the same run in Quality against speed (ds2).", "",
-                "| sampler | steps | compiled | precision | ms / shower (median) | range of the passes | preparation (s): a one-step pass, compiling on the first |",
-                "|---|---|---|---|---|---|---|"]  # fmt: skip
-        out += [f"| {r.get('sampler', d['sampler'])} | {r['steps']} | {r['compiled']} | {r['precision']} | {r['ms_per_shower']:.2f} | "
+                f"FPD x 1e3 {q['fpd_x1e3']:.1f}; fewer steps: the rows of the same run in Quality against speed (ds2).", ""]  # fmt: skip
+        if memory:
+            out += ["Memory: `reused`, freed memory kept and reused between operations (calosurrogate.memory, the default); "
+                    "`mapped`, every large tensor on fresh pages the kernel zeroes (CALOSURROGATE_REUSE_MEMORY=0, as before). "
+                    "The passes of the two alternate; same showers: bit for bit the first mode's.", ""]  # fmt: skip
+        out += ["| sampler | steps | compiled | precision | " + "memory | same showers | " * memory
+                + "ms / shower (median) | range of the passes | preparation (s): a one-step pass, compiling on the first |",
+                "|---|---|---|---|" + "---|---|" * memory + "---|---|---|"]  # fmt: skip
+        out += [f"| {r.get('sampler', d['sampler'])} | {r['steps']} | {r['compiled']} | {r['precision']} | "
+                + (f"{r['memory']} | {r['same_showers_as_first_mode']} | " if memory else "") + f"{r['ms_per_shower']:.2f} | "
                 + ("-" if "ms_per_shower_range" not in r else "{:.2f}-{:.2f}".format(*r["ms_per_shower_range"]))
                 + f" | {r['prepare_seconds']} |" for r in d["results"]]  # fmt: skip
         out += ["", "Whole runs vary too: quiet runs of the same code an hour apart differed by up to 10-40% at one setting "

@@ -16,7 +16,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "calosurrogate"
 
 LAYERS: list[set[str]] = [
-    {"__init__", "_io", "cluster", "devices", "layers"},  # utilities every layer may use
+    {"__init__", "_io", "cluster", "devices", "layers", "memory"},  # utilities every layer may use
     {"geometry"},
     {"data"},
     {"simulate", "metrics", "models"},
