@@ -13,7 +13,12 @@ then scales the response to Geant4's (the threshold takes a little of the mean t
 fitted). The fitted values are printed as the Python to paste into ``simulate/detectors.py`` and
 saved with the before/after differences.
 
+``--stage spot`` keeps the shipped coefficients and profile tables and refits only the second
+stage, the spot energy and the response, to Geant4 at 1 TeV as well (what a change of the engine's
+fluctuations needs; the means are the first stage's): results/calibration_GEOMETRY_spot.json.
+
 Run: .venv/bin/python benchmarks/calibrate_fast_engine.py [--geometry ds2] [--workdir /tmp/realism] [--workers 2]
+        [--stage all|spot]
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from calosurrogate.simulate.geant4.engine import simulate_geant4_to_file
 from calosurrogate.simulate.gflash import PUBLISHED, GFlashCoefficients
 
 FIXED = {1_000: 400, 10_000: 200, 100_000: 40}  # MeV: showers (bench_realism_gap.py's files)
+SPOT_ONLY = {1_000_000: 60}  # also judged by the second stage alone: resolution, no profile fit there
 FITTED = [f.name for f in dataclasses.fields(GFlashCoefficients)] + ["nominal_response"]
 SHARE = 0.005
 
@@ -92,23 +98,60 @@ def differences(detector, targets: dict[int, dict[str, np.ndarray]], n: int) -> 
     return out
 
 
+def fit_spot(detector, targets: dict[int, dict], n: int):
+    """``detector`` with the spot energy that gives Geant4's resolution (least squares in log over the
+    energies), then its response scaled to Geant4's."""
+
+    def resolution_loss(spot: float) -> float:
+        candidate = dataclasses.replace(detector, spot_energy_mev=spot)
+        return sum(np.log(engine_totals(candidate, e, n)["resolution"] / t["resolution"]) ** 2
+                   for e, t in targets.items())  # fmt: skip
+
+    spot = float(minimize_scalar(resolution_loss, bounds=(0.5, 12.0), method="bounded", options={"xatol": 0.02}).x)
+    fitted = dataclasses.replace(detector, spot_energy_mev=spot)
+    scale = np.mean([t["response"] / engine_totals(fitted, e, n)["response"] for e, t in targets.items()])
+    return dataclasses.replace(fitted, nominal_response=fitted.nominal_response * float(scale))
+
+
+def refit_spot(shipped, targets: dict[int, dict], args) -> None:
+    """The second stage alone on the shipped engine; before/after resolution and response per energy."""
+    fitted = fit_spot(shipped, targets, args.n)
+    report = {}
+    for label, detector in (("shipped", shipped), ("refitted", fitted)):
+        report[label] = {f"{e / 1e3:g} GeV": {k: engine_totals(detector, e, args.n)[k] / t[k] for k in ("response", "resolution")}
+                         for e, t in targets.items()}  # fmt: skip
+    values = {"spot_energy_mev": round(fitted.spot_energy_mev, 3), "nominal_response": round(fitted.nominal_response, 5)}
+    print("over Geant4 (response, resolution):", report, "\nfitted:", values)
+    data = {"geometry": args.geometry, "stage": "spot",
+            "geant4_files": {f"{e / 1e3:g} GeV": n for e, n in (FIXED | SPOT_ONLY).items()},
+            "geant4_resolution": {f"{e / 1e3:g} GeV": t["resolution"] for e, t in targets.items()},
+            "engine_showers_per_energy": args.n,
+            "before": {"spot_energy_mev": shipped.spot_energy_mev, "nominal_response": shipped.nominal_response},
+            "fitted": values, "over_geant4": report}  # fmt: skip
+    command = f"python benchmarks/calibrate_fast_engine.py --geometry {args.geometry} --workdir {args.workdir} --stage spot"
+    print("wrote", write_result(f"calibration_{args.geometry}_spot", data, command))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--geometry", default="ds2")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/realism"))
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--n", type=int, default=400, help="engine showers per energy and evaluation")
+    parser.add_argument("--stage", choices=["all", "spot"], default="all")
     args = parser.parse_args()
     shipped = get_detector(args.geometry)
     published = uncalibrated(shipped)
     args.workdir.mkdir(parents=True, exist_ok=True)
     targets = {}
-    for energy, n in FIXED.items():
+    for energy, n in (FIXED | (SPOT_ONLY if args.stage == "spot" else {})).items():
         path = args.workdir / f"geant4_{energy}MeV_{n}.h5"
         if not path.exists():
             simulate_geant4_to_file(shipped, n, path, f"fixed:{energy}MeV", seed=11, workers=args.workers,
                                     chunk_size=max(5, n // 8), progress=False)  # fmt: skip
         targets[energy] = geant4_targets(path, shipped.geometry)
+    if args.stage == "spot":
+        return refit_spot(shipped, targets, args)
 
     def loss(values: np.ndarray) -> float:
         named = dict(zip(FITTED, values, strict=True))
@@ -125,15 +168,8 @@ def main() -> None:
                    options={"maxiter": 1500, "xatol": 1e-4, "fatol": 1e-7, "adaptive": True})  # fmt: skip
     fitted = with_values(published, fit.x)
 
-    def resolution_loss(spot: float) -> float:
-        candidate = dataclasses.replace(fitted, spot_energy_mev=spot)
-        return sum(np.log(engine_totals(candidate, e, args.n)["resolution"] / t["resolution"]) ** 2
-                   for e, t in targets.items())  # fmt: skip
-
-    spot = float(minimize_scalar(resolution_loss, bounds=(0.5, 12.0), method="bounded", options={"xatol": 0.02}).x)
-    fitted = dataclasses.replace(fitted, spot_energy_mev=spot)
-    scale = np.mean([t["response"] / engine_totals(fitted, e, args.n)["response"] for e, t in targets.items()])
-    fitted = dataclasses.replace(fitted, nominal_response=fitted.nominal_response * float(scale))
+    fitted = fit_spot(fitted, targets, args.n)
+    spot = fitted.spot_energy_mev
     report = {}
     for label, detector in (("published", published), ("fitted", fitted)):
         diffs = differences(detector, targets, args.n)

@@ -66,12 +66,11 @@ def test_layer_offsets_add_their_share_of_the_incident_energy_to_each_layer() ->
     offsets[0, 10] = 0.02  # 2% of the incident energy more in layer 10
     tables = _tables(offsets, np.ones((1, 2)), energies=(1e4,), edges=(0.0, 10.0, 41.85))
     energies = np.full(200, 1e4)
-    _, before = ShowerSimulator(dataclasses.replace(DS2, profile_tables=None)).mean_showers(
-        energies, np.random.default_rng(2)
-    )
-    voxels, after = ShowerSimulator(dataclasses.replace(DS2, profile_tables=tables)).mean_showers(
-        energies, np.random.default_rng(2)
-    )
+    rng = np.random.default_rng(2)
+    # one set of profile parameters for both (mean_showers then also sets each shower's contained share)
+    profile = (energies, rng.uniform(4, 6, 200), rng.uniform(3, 4, 200), np.zeros(200), rng.uniform(0.9, 1.1, 200))
+    _, before, _ = ShowerSimulator(dataclasses.replace(DS2, profile_tables=None))._profile(*profile)
+    voxels, after, _ = ShowerSimulator(dataclasses.replace(DS2, profile_tables=tables))._profile(*profile)
     np.testing.assert_allclose(
         after - before,
         np.broadcast_to(np.where(np.arange(geometry.n_layers) == 10, 200.0, 0.0), after.shape),

@@ -52,6 +52,9 @@ class DetectorDescription:
         coefficients: The GFlash coefficients (published, or fitted to Geant4).
         profile_tables: Residual factors on the mean layer energies and radial profile by
             incident energy, fitted to Geant4 where GFlash's forms cannot follow it (or None).
+        hold_containment: Hold each shower's share of its energy inside the binning at the median
+            shower's of its energy, so that profile fluctuations move energy without losing it
+            (engines calibrated to Geant4, whose constant term on the W/Si stack is 0.1%).
     """
 
     name: str
@@ -66,6 +69,7 @@ class DetectorDescription:
     nominal_response: float = 1.0
     coefficients: GFlashCoefficients = PUBLISHED
     profile_tables: ProfileTables | None = None
+    hold_containment: bool = False
 
     def __post_init__(self) -> None:
         if self.stack.n_layers != self.geometry.n_layers:
@@ -107,13 +111,14 @@ def _w_si(geometry: CylindricalGeometry) -> DetectorDescription:
         nominal_response=W_SI_FITTED_RESPONSE,
         coefficients=W_SI_FITTED,
         profile_tables=shipped_tables("w_si"),
+        hold_containment=True,
     )
 
 
 def uncalibrated(detector: DetectorDescription) -> DetectorDescription:
     """``detector`` as the engine made it before its calibration to Geant4 (the published GFlash
     coefficients), for before/after comparisons."""
-    if detector.coefficients == PUBLISHED and detector.profile_tables is None:
+    if detector.coefficients == PUBLISHED and detector.profile_tables is None and not detector.hold_containment:
         return detector
     return dataclasses.replace(
         detector,
@@ -121,6 +126,7 @@ def uncalibrated(detector: DetectorDescription) -> DetectorDescription:
         nominal_response=1.0,
         spot_energy_mev=W_SI_UNCALIBRATED_SPOT_MEV,
         profile_tables=None,
+        hold_containment=False,
     )
 
 

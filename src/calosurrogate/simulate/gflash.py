@@ -68,11 +68,9 @@ def longitudinal_parameters(
     Returns:
         ``(T, alpha)``, each shaped like ``energy_gev``; ``alpha > 1`` always.
     """
-    c = coefficients
     ly = np.maximum(log_y(energy_gev, critical_energy_mev), 1.2)
-    mean_ln_t = np.log(np.maximum(c.depth_slope * ly - c.depth_offset, 0.1))
+    mean_ln_t, mean_ln_a = _mean_logs(ly, z_eff, coefficients)
     sigma_ln_t = 1.0 / np.maximum(-1.4 + 1.26 * ly, 1.0)
-    mean_ln_a = np.log(np.maximum(c.alpha_offset + (c.alpha_slope + 2.26 / z_eff) * ly, 1.05))
     sigma_ln_a = 1.0 / np.maximum(-0.58 + 0.86 * ly, 1.0)
     rho = np.clip(0.705 + 0.023 * ly, -0.99, 0.99)
     z1 = rng.standard_normal(np.shape(ly))
@@ -80,6 +78,22 @@ def longitudinal_parameters(
     ln_t = mean_ln_t + sigma_ln_t * z1
     ln_a = mean_ln_a + sigma_ln_a * (rho * z1 + np.sqrt(1 - rho**2) * z2)
     return np.exp(ln_t), np.maximum(np.exp(ln_a), 1.05)
+
+
+def median_longitudinal_parameters(
+    energy_gev: np.ndarray, z_eff: float, critical_energy_mev: float, coefficients: GFlashCoefficients = PUBLISHED
+) -> tuple[np.ndarray, np.ndarray]:
+    """The median shower's ``(T, alpha)``: :func:`longitudinal_parameters` without its fluctuations."""
+    ly = np.maximum(log_y(energy_gev, critical_energy_mev), 1.2)
+    mean_ln_t, mean_ln_a = _mean_logs(ly, z_eff, coefficients)
+    return np.exp(mean_ln_t), np.maximum(np.exp(mean_ln_a), 1.05)
+
+
+def _mean_logs(ly: np.ndarray, z_eff: float, c: GFlashCoefficients) -> tuple[np.ndarray, np.ndarray]:
+    """Means of ``ln T`` and ``ln alpha`` (hep-ex/0001020, eqs. 7-8, with the detector's coefficients)."""
+    mean_ln_t = np.log(np.maximum(c.depth_slope * ly - c.depth_offset, 0.1))
+    mean_ln_a = np.log(np.maximum(c.alpha_offset + (c.alpha_slope + 2.26 / z_eff) * ly, 1.05))
+    return mean_ln_t, mean_ln_a
 
 
 def longitudinal_fractions(

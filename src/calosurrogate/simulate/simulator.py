@@ -37,11 +37,13 @@ from calosurrogate.simulate.detectors import DetectorDescription
 from calosurrogate.simulate.gflash import (
     longitudinal_fractions,
     longitudinal_parameters,
+    median_longitudinal_parameters,
     radial_cdf,
     radial_parameters,
 )
 
 PHOTON_CONVERSION_X0 = 9.0 / 7.0
+CONTAINMENT_GRID_MEV = (10.0, 1e8)  # incident energies of the median showers' containment table
 BLOCK_SIZE = 256
 
 
@@ -57,9 +59,14 @@ class ShowerSimulator:
         geometry = detector.geometry
         rm = detector.stack.material.moliere_radius_mm
         self._edges_rm = [np.asarray(layer.r_edges) / rm for layer in geometry.layers]
+        self._containment_grid: tuple[np.ndarray, np.ndarray] | None = None
 
     def mean_showers(self, incident_energies: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Expected voxel energies of individual showers, before spots and threshold.
+
+        Each shower's profile fluctuates in depth, length and width; with the detector's
+        ``hold_containment`` the share of its energy that lands inside the binning is held at the
+        median shower's of its energy (:meth:`_median_containment`).
 
         Args:
             incident_energies: MeV, shape ``(B,)``.
@@ -69,28 +76,56 @@ class ShowerSimulator:
             ``(mean_voxels (B, n_voxels) MeV, layer_means (B, n_layers) MeV)``.
         """
         det = self.detector
-        stack = det.stack
-        mat = stack.material
+        mat = det.stack.material
         energy = np.asarray(incident_energies, dtype=float)
-        energy_gev = energy / 1e3
-        coefficients = det.coefficients
-        t_max, alpha = longitudinal_parameters(energy_gev, mat.z_eff, mat.critical_energy_mev, rng, coefficients)
+        t_max, alpha = longitudinal_parameters(energy / 1e3, mat.z_eff, mat.critical_energy_mev, rng, det.coefficients)
         if det.particle == "photon":
-            start = rng.exponential(PHOTON_CONVERSION_X0, len(energy))[:, None]
+            start = rng.exponential(PHOTON_CONVERSION_X0, len(energy))
         else:
-            start = np.zeros((len(energy), 1))
-        fractions = longitudinal_fractions(t_max, alpha, stack.starts[None] - start, stack.ends[None] - start)
+            start = np.zeros(len(energy))
+        scale = np.exp(det.lateral_spread * rng.standard_normal(len(energy)))
+        mean_voxels, layer_means, contained = self._profile(energy, t_max, alpha, start, scale)
+        if det.hold_containment:
+            # Geant4's showers keep nearly all of their energy inside the binning whatever their shape
+            # (its constant term is 0.1%); GFlash's radii grow fast with depth, so that a long or wide
+            # shower lost more outside the last radial bin (a constant term of 0.5% at 1 TeV, the
+            # resolution there 1.5 times Geant4's): the fluctuations move energy, they do not lose it.
+            keep = self._median_containment(energy) / np.maximum(contained, 1e-12)
+            mean_voxels *= keep[:, None]
+            layer_means *= keep[:, None]
+        coefficients = det.coefficients
+        if coefficients.entry_deposit_mev and det.particle == "electron":
+            # the shower's start in the first layer, beyond the gamma profile, in its innermost ring
+            entry = coefficients.entry_deposit_mev * (energy / 1e3) ** coefficients.entry_power
+            n_alpha = det.geometry.layers[0].n_alpha
+            ring = det.geometry.voxel_index(0, np.arange(n_alpha), 0)
+            mean_voxels[:, ring] += entry[:, None] / n_alpha
+            layer_means[:, 0] += entry
+        return mean_voxels, layer_means
+
+    def _profile(
+        self, energy: np.ndarray, t_max: np.ndarray, alpha: np.ndarray, start: np.ndarray, scale: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Voxel and layer energies (MeV) of showers with the given profile parameters (depth of
+        maximum and shape in X0, conversion depth in X0, factor on the radii), and the share of
+        each shower's layer energy that the radial bins hold ``(B,)``."""
+        det = self.detector
+        stack = det.stack
+        energy_gev = energy / 1e3
+        fractions = longitudinal_fractions(
+            t_max, alpha, stack.starts[None] - start[:, None], stack.ends[None] - start[:, None]
+        )
         layer_means = energy[:, None] * fractions * det.nominal_response
         tables = det.profile_tables
         if tables is not None:
             layer_means = np.clip(layer_means + energy[:, None] * tables.layer_offsets_at(energy), 0.0, None)
             radial_factors = tables.radial_factors_at(energy)
-        tau = np.clip(stack.centres[None] - start, 0.0, None) / t_max[:, None]
-        r_core, r_tail, p = radial_parameters(tau, energy_gev[:, None], mat.z_eff, coefficients)
-        scale = np.exp(det.lateral_spread * rng.standard_normal(len(energy)))[:, None]
-        r_core, r_tail = r_core * scale, r_tail * scale
+        tau = np.clip(stack.centres[None] - start[:, None], 0.0, None) / t_max[:, None]
+        r_core, r_tail, p = radial_parameters(tau, energy_gev[:, None], stack.material.z_eff, det.coefficients)
+        r_core, r_tail = r_core * scale[:, None], r_tail * scale[:, None]
         mean_voxels = np.empty((len(energy), det.geometry.n_voxels))
-        rm = det.stack.material.moliere_radius_mm
+        held = np.zeros(len(energy))
+        rm = stack.material.moliere_radius_mm
         for i, layer in enumerate(det.geometry.layers):
             if tables is None:
                 cdf = radial_cdf(self._edges_rm[i][None, :], r_core[:, i, None], r_tail[:, i, None], p[:, i, None])
@@ -102,16 +137,25 @@ class ShowerSimulator:
 
                 rings = tables.corrected_rings(cdf_mm, np.asarray(layer.r_edges), radial_factors)
             ring = rings * (layer_means[:, i, None] / layer.n_alpha)
+            held += ring.sum(1) * layer.n_alpha
             block = np.broadcast_to(ring[:, None, :], (len(energy), layer.n_alpha, layer.n_r))
             mean_voxels[:, det.geometry.layer_slice(i)] = block.reshape(len(energy), -1)
-        if coefficients.entry_deposit_mev and det.particle == "electron":
-            # the shower's start in the first layer, beyond the gamma profile, in its innermost ring
-            entry = coefficients.entry_deposit_mev * energy_gev**coefficients.entry_power
-            n_alpha = det.geometry.layers[0].n_alpha
-            ring = det.geometry.voxel_index(0, np.arange(n_alpha), 0)
-            mean_voxels[:, ring] += entry[:, None] / n_alpha
-            layer_means[:, 0] += entry
-        return mean_voxels, layer_means
+        return mean_voxels, layer_means, held / np.maximum(layer_means.sum(1), 1e-12)
+
+    def _median_containment(self, energy: np.ndarray) -> np.ndarray:
+        """Share of the layer energy the radial bins hold for the median shower (every fluctuation
+        at its median) of each energy (MeV), interpolated in ln E on a grid made once."""
+        if self._containment_grid is None:
+            det = self.detector
+            mat = det.stack.material
+            grid = np.geomspace(*CONTAINMENT_GRID_MEV, 61)
+            t_max, alpha = median_longitudinal_parameters(
+                grid / 1e3, mat.z_eff, mat.critical_energy_mev, det.coefficients
+            )
+            start = np.full(len(grid), PHOTON_CONVERSION_X0 * np.log(2) if det.particle == "photon" else 0.0)
+            self._containment_grid = (np.log(grid), self._profile(grid, t_max, alpha, start, np.ones(len(grid)))[2])
+        ln_grid, held = self._containment_grid
+        return np.interp(np.log(energy), ln_grid, held)
 
     def simulate(self, incident_energies: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Showers for the given incident energies (MeV, shape ``(B,)``): voxels in MeV, ``(B, n_voxels)``."""
