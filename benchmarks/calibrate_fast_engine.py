@@ -120,7 +120,10 @@ def refit_spot(shipped, targets: dict[int, dict], args) -> None:
     for label, detector in (("shipped", shipped), ("refitted", fitted)):
         report[label] = {f"{e / 1e3:g} GeV": {k: engine_totals(detector, e, args.n)[k] / t[k] for k in ("response", "resolution")}
                          for e, t in targets.items()}  # fmt: skip
-    values = {"spot_energy_mev": round(fitted.spot_energy_mev, 3), "nominal_response": round(fitted.nominal_response, 5)}
+    values = {
+        "spot_energy_mev": round(fitted.spot_energy_mev, 3),
+        "nominal_response": round(fitted.nominal_response, 5),
+    }
     print("over Geant4 (response, resolution):", report, "\nfitted:", values)
     data = {"geometry": args.geometry, "stage": "spot",
             "geant4_files": {f"{e / 1e3:g} GeV": n for e, n in (FIXED | SPOT_ONLY).items()},
@@ -128,7 +131,9 @@ def refit_spot(shipped, targets: dict[int, dict], args) -> None:
             "engine_showers_per_energy": args.n,
             "before": {"spot_energy_mev": shipped.spot_energy_mev, "nominal_response": shipped.nominal_response},
             "fitted": values, "over_geant4": report}  # fmt: skip
-    command = f"python benchmarks/calibrate_fast_engine.py --geometry {args.geometry} --workdir {args.workdir} --stage spot"
+    command = (
+        f"python benchmarks/calibrate_fast_engine.py --geometry {args.geometry} --workdir {args.workdir} --stage spot"
+    )
     print("wrote", write_result(f"calibration_{args.geometry}_spot", data, command))
 
 
