@@ -53,3 +53,11 @@ def test_switched_off_by_the_environment(monkeypatch) -> None:
     assert not memory.enabled()
     with reused_memory():
         assert steady_faults() >= 16
+
+
+def test_blocks_above_the_limit_are_left_to_mmap() -> None:
+    """Reusing blocks of gigabytes grew the heap by gigabytes (ds3 at batch 10,000): not done."""
+    with reused_memory(block_bytes=memory.LARGEST_REUSED_BYTES + 1):
+        assert steady_faults() >= 16
+    with reused_memory(block_bytes=memory.LARGEST_REUSED_BYTES):
+        assert steady_faults() < 8

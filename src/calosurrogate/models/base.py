@@ -340,7 +340,8 @@ class Surrogate(nn.Module, ABC):
         if seed is not None:
             torch.manual_seed(seed)
         # the batches reuse each other's freed memory instead of having the kernel zero fresh pages
-        with autocast_context(device, precision), reused_memory():
+        block_bytes = 4 * min(batch_size, len(cond)) * self.geometry.n_voxels
+        with autocast_context(device, precision), reused_memory(block_bytes):
             for lo in range(0, len(cond), batch_size):
                 yield self.apply_cut(self.sample_showers(cond[lo : lo + batch_size].to(device))).cpu().numpy()
 
