@@ -136,7 +136,12 @@ def test_calo_infer_fits_plate_conditions_and_reports_calibration(small_paraflow
     record = json.loads((tmp_path / "infer.json").read_text())
     pe = record["pseudo_experiments"]
     assert pe["samples"] == 2 and pe["truth"] == [[pytest.approx(1.2), pytest.approx(60.0)]] * 2
-    assert np.all(np.asarray(pe["errors"]) > 0) and "coverage" in pe["summary"]["plate_thickness"]
+    # a sample whose Hessian is not positive definite (a tiny model, 30 photons: one of the two on
+    # some CPUs) quotes no error (NaN) and stays out of the summary; the others quote positive ones
+    errors = np.asarray(pe["errors"])
+    finite = np.isfinite(errors).all(1)
+    assert finite.any() and np.all(errors[finite] > 0) and np.all(np.isnan(errors[~finite]))
+    assert 1 <= pe["converged"] <= finite.sum() and "coverage" in pe["summary"]["plate_thickness"]
     # one sample, the whole file; an existing --out is kept without --force
     result = runner.invoke(main, ["infer", "--run", str(run), "--data", str(tmp_path / "fixed.h5"),
                                   "--free", "plate_distance", "--out", str(tmp_path / "infer.json")])  # fmt: skip
