@@ -98,6 +98,12 @@ def differences(detector, targets: dict[int, dict[str, np.ndarray]], n: int) -> 
     return out
 
 
+def over_geant4(detector, energy_mev: float, target: dict, n: int) -> dict[str, float]:
+    """The engine's response and resolution at one energy over Geant4's (one simulation)."""
+    ours = engine_totals(detector, energy_mev, n)
+    return {k: ours[k] / target[k] for k in ("response", "resolution")}
+
+
 def fit_spot(detector, targets: dict[int, dict], n: int):
     """``detector`` with the spot energy that gives Geant4's resolution (least squares in log over the
     energies), then its response scaled to Geant4's."""
@@ -118,8 +124,7 @@ def refit_spot(shipped, targets: dict[int, dict], args) -> None:
     fitted = fit_spot(shipped, targets, args.n)
     report = {}
     for label, detector in (("shipped", shipped), ("refitted", fitted)):
-        report[label] = {f"{e / 1e3:g} GeV": {k: engine_totals(detector, e, args.n)[k] / t[k] for k in ("response", "resolution")}
-                         for e, t in targets.items()}  # fmt: skip
+        report[label] = {f"{e / 1e3:g} GeV": over_geant4(detector, e, t, args.n) for e, t in targets.items()}
     values = {
         "spot_energy_mev": round(fitted.spot_energy_mev, 3),
         "nominal_response": round(fitted.nominal_response, 5),
@@ -180,8 +185,7 @@ def main() -> None:
         diffs = differences(detector, targets, args.n)
         report[label] = {
             f"{energy / 1e3:g} GeV": {kind: float(np.max(np.abs(d[kind]))) for kind in d}
-            | {f"{k}_over_geant4": engine_totals(detector, energy, args.n)[k] / targets[energy][k]
-               for k in ("response", "resolution")}
+            | {f"{k}_over_geant4": v for k, v in over_geant4(detector, energy, targets[energy], args.n).items()}
             for energy, d in diffs.items()
         }  # fmt: skip
     values = dict(zip(FITTED, (round(float(v), 5) for v in fit.x), strict=True))

@@ -69,8 +69,8 @@ def test_layer_offsets_add_their_share_of_the_incident_energy_to_each_layer() ->
     rng = np.random.default_rng(2)
     # one set of profile parameters for both (mean_showers then also sets each shower's contained share)
     profile = (energies, rng.uniform(4, 6, 200), rng.uniform(3, 4, 200), np.zeros(200), rng.uniform(0.9, 1.1, 200))
-    _, before, _ = ShowerSimulator(dataclasses.replace(DS2, profile_tables=None))._profile(*profile)
-    voxels, after, _ = ShowerSimulator(dataclasses.replace(DS2, profile_tables=tables))._profile(*profile)
+    _, before = ShowerSimulator(dataclasses.replace(DS2, profile_tables=None))._profile(*profile)
+    voxels, after = ShowerSimulator(dataclasses.replace(DS2, profile_tables=tables))._profile(*profile)
     np.testing.assert_allclose(
         after - before,
         np.broadcast_to(np.where(np.arange(geometry.n_layers) == 10, 200.0, 0.0), after.shape),

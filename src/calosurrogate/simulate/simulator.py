@@ -84,13 +84,13 @@ class ShowerSimulator:
         else:
             start = np.zeros(len(energy))
         scale = np.exp(det.lateral_spread * rng.standard_normal(len(energy)))
-        mean_voxels, layer_means, contained = self._profile(energy, t_max, alpha, start, scale)
+        mean_voxels, layer_means = self._profile(energy, t_max, alpha, start, scale)
         if det.hold_containment:
             # Geant4's showers keep nearly all of their energy inside the binning whatever their shape
             # (its constant term is 0.1%); GFlash's radii grow fast with depth, so that a long or wide
             # shower lost more outside the last radial bin (a constant term of 0.5% at 1 TeV, the
             # resolution there 1.5 times Geant4's): the fluctuations move energy, they do not lose it.
-            keep = self._median_containment(energy) / np.maximum(contained, 1e-12)
+            keep = self._median_containment(energy) / np.maximum(_held_share(mean_voxels, layer_means), 1e-12)
             mean_voxels *= keep[:, None]
             layer_means *= keep[:, None]
         coefficients = det.coefficients
@@ -105,10 +105,9 @@ class ShowerSimulator:
 
     def _profile(
         self, energy: np.ndarray, t_max: np.ndarray, alpha: np.ndarray, start: np.ndarray, scale: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Voxel and layer energies (MeV) of showers with the given profile parameters (depth of
-        maximum and shape in X0, conversion depth in X0, factor on the radii), and the share of
-        each shower's layer energy that the radial bins hold ``(B,)``."""
+        maximum and shape in X0, conversion depth in X0, factor on the radii)."""
         det = self.detector
         stack = det.stack
         energy_gev = energy / 1e3
@@ -124,7 +123,6 @@ class ShowerSimulator:
         r_core, r_tail, p = radial_parameters(tau, energy_gev[:, None], stack.material.z_eff, det.coefficients)
         r_core, r_tail = r_core * scale[:, None], r_tail * scale[:, None]
         mean_voxels = np.empty((len(energy), det.geometry.n_voxels))
-        held = np.zeros(len(energy))
         rm = stack.material.moliere_radius_mm
         for i, layer in enumerate(det.geometry.layers):
             if tables is None:
@@ -137,10 +135,9 @@ class ShowerSimulator:
 
                 rings = tables.corrected_rings(cdf_mm, np.asarray(layer.r_edges), radial_factors)
             ring = rings * (layer_means[:, i, None] / layer.n_alpha)
-            held += ring.sum(1) * layer.n_alpha
             block = np.broadcast_to(ring[:, None, :], (len(energy), layer.n_alpha, layer.n_r))
             mean_voxels[:, det.geometry.layer_slice(i)] = block.reshape(len(energy), -1)
-        return mean_voxels, layer_means, held / np.maximum(layer_means.sum(1), 1e-12)
+        return mean_voxels, layer_means
 
     def _median_containment(self, energy: np.ndarray) -> np.ndarray:
         """Share of the layer energy the radial bins hold for the median shower (every fluctuation
@@ -153,7 +150,8 @@ class ShowerSimulator:
                 grid / 1e3, mat.z_eff, mat.critical_energy_mev, det.coefficients
             )
             start = np.full(len(grid), PHOTON_CONVERSION_X0 * np.log(2) if det.particle == "photon" else 0.0)
-            self._containment_grid = (np.log(grid), self._profile(grid, t_max, alpha, start, np.ones(len(grid)))[2])
+            held = _held_share(*self._profile(grid, t_max, alpha, start, np.ones(len(grid))))
+            self._containment_grid = (np.log(grid), held)
         ln_grid, held = self._containment_grid
         return np.interp(np.log(energy), ln_grid, held)
 
@@ -185,6 +183,11 @@ class ShowerSimulator:
         spectrum = EnergySpectrum.parse(spectrum) if isinstance(spectrum, str) else spectrum
         parts = list(self.blocks(n, spectrum, seed))
         return np.concatenate([p[0] for p in parts])[:, None], np.concatenate([p[1] for p in parts])
+
+
+def _held_share(mean_voxels: np.ndarray, layer_means: np.ndarray) -> np.ndarray:
+    """Share of each shower's layer energy that its voxels hold ``(B,)``."""
+    return mean_voxels.sum(1) / np.maximum(layer_means.sum(1), 1e-12)
 
 
 def simulate_to_file(
