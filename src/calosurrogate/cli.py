@@ -713,7 +713,12 @@ def geant4_fastsim(
 )
 @click.option("--inputs", type=click.Choice(["high", "low", "cnn"]), default="high", show_default=True,
               help="Classifier inputs: high-level features, voxels, or voxels as images for the 3D CNN.")  # fmt: skip
-@click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
+@click.option("--classifier", type=click.Choice(["auto", "boosted", "network"]), default="auto", show_default=True,
+              help="Gradient-boosted trees or a neural network (auto: trees on high-level inputs, the network "
+                   "on voxels).")  # fmt: skip
+@click.option(
+    "--epochs", type=click.IntRange(min=1), default=30, show_default=True, help="Training epochs of the network."
+)
 @click.option("--folds", type=click.IntRange(min=2), default=2, show_default=True,
               help="Cross-fitting parts: each weight comes from a classifier trained without its shower.")  # fmt: skip
 @click.option("--clip", type=click.FloatRange(min=1.0, min_open=True), default=20.0, show_default=True,
@@ -723,8 +728,8 @@ def geant4_fastsim(
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--force", is_flag=True, help="Overwrite an existing weight file.")
 @_friendly_errors
-def reweight(nominal: Path, modified: Path, out: Path, geometry_name: str | None, inputs: str, epochs: int,
-             folds: int, clip: float, max_showers: int | None, seed: int, device: str, force: bool) -> None:  # fmt: skip
+def reweight(nominal: Path, modified: Path, out: Path, geometry_name: str | None, inputs: str, classifier: str,
+             epochs: int, folds: int, clip: float, max_showers: int | None, seed: int, device: str, force: bool) -> None:  # fmt: skip
     """Weights that make the modified showers look nominal: a calibrated classifier's p / (1 - p),
     cross-fitted and clipped. Judge the weighted sample with calo evaluate --weights."""
     from calosurrogate._io import check_output_path
@@ -734,7 +739,8 @@ def reweight(nominal: Path, modified: Path, out: Path, geometry_name: str | None
 
     check_output_path(out, force)
     geometry = _file_geometry(modified, geometry_name)
-    settings = ReweightSettings(inputs=inputs, epochs=epochs, folds=folds, clip=clip, seed=seed, device=device)
+    settings = ReweightSettings(inputs=inputs, classifier=classifier, epochs=epochs, folds=folds, clip=clip, seed=seed,
+                                device=device)  # fmt: skip
     result = reweight_files(nominal, modified, geometry, settings, max_showers)
     attrs = {"nominal": str(nominal), "nominal_sha256": file_sha256(nominal), "modified": str(modified),
              "modified_sha256": file_sha256(modified), "geometry": geometry.name, **{

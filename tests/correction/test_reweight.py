@@ -15,27 +15,36 @@ from calosurrogate.correction import ReweightSettings, reweight_samples
 from calosurrogate.correction.reweight import clip_weights
 from calosurrogate.data.weights import read_weights
 
+CLASSIFIERS = {"network": ReweightSettings(classifier="network", hidden=32, epochs=15, clip=50.0),
+               "boosted": ReweightSettings(classifier="boosted", clip=50.0)}  # fmt: skip
+# (correlation of log weights with the truth, median |log error|, |weighted mean - 0.5|): trees are
+# piecewise constant, and leaves of at least 100 showers flatten the tails of a smooth ratio
+TOLERANCE = {"network": (0.97, 0.15, 0.04), "boosted": (0.95, 0.15, 0.07)}
 
-def test_weights_reproduce_the_ratio_of_two_gaussians(rng) -> None:
+
+@pytest.mark.parametrize("classifier", CLASSIFIERS)
+def test_weights_reproduce_the_ratio_of_two_gaussians(rng, classifier) -> None:
     nominal = rng.normal(0.5, 1.0, size=(20_000, 2))
     modified = rng.normal(0.0, 1.0, size=(20_000, 2))
     # N(0.5, 1) / N(0, 1) in each of two coordinates
     truth = np.exp(0.5 * modified.sum(1) - 0.25)
-    result = reweight_samples(nominal, modified, ReweightSettings(hidden=32, epochs=15, clip=50.0))
+    result = reweight_samples(nominal, modified, CLASSIFIERS[classifier])
     log_w, log_truth = np.log(result.weights), np.log(truth / truth.mean())
-    assert np.corrcoef(log_w, log_truth)[0, 1] > 0.97
-    assert np.median(np.abs(log_w - log_truth)) < 0.15
+    correlation, median_error, mean_error = TOLERANCE[classifier]
+    assert np.corrcoef(log_w, log_truth)[0, 1] > correlation
+    assert np.median(np.abs(log_w - log_truth)) < median_error
     weighted_mean = result.weights @ modified / result.weights.sum()
-    np.testing.assert_allclose(weighted_mean, [0.5, 0.5], atol=0.04)
+    np.testing.assert_allclose(weighted_mean, [0.5, 0.5], atol=mean_error)
     # Kish's size of the true weights: n exp(-|mu|^2) = n e^-0.5
     assert result.effective_sample_size / len(modified) == pytest.approx(np.exp(-0.5), abs=0.05)
     assert all(0.55 < auc < 0.75 for auc in result.auc)
     assert set(np.unique(result.fold)) == {0, 1}
 
 
-def test_identical_samples_get_flat_weights(rng) -> None:
+@pytest.mark.parametrize("classifier", CLASSIFIERS)
+def test_identical_samples_get_flat_weights(rng, classifier) -> None:
     a, b = rng.normal(size=(6000, 3)), rng.normal(size=(6000, 3))
-    result = reweight_samples(a, b, ReweightSettings(hidden=32, epochs=10))
+    result = reweight_samples(a, b, CLASSIFIERS[classifier])
     assert result.effective_sample_size / len(b) > 0.95
     assert all(abs(auc - 0.5) < 0.04 for auc in result.auc)
 
@@ -49,6 +58,16 @@ def test_clipping_bound_is_a_fixed_point() -> None:
     flat, none = clip_weights(np.ones(10), 5.0)
     np.testing.assert_allclose(flat, 1.0)
     assert not none.any()
+
+
+def test_classifier_choice() -> None:
+    assert ReweightSettings().boosted and ReweightSettings(inputs="high", classifier="auto").boosted
+    assert not ReweightSettings(inputs="low").boosted and ReweightSettings(inputs="low", classifier="boosted").boosted
+    assert not ReweightSettings(classifier="network").boosted
+    with pytest.raises(ValueError, match="do not read images"):
+        ReweightSettings(inputs="cnn", classifier="boosted")
+    with pytest.raises(ValueError, match="classifier must be one of"):
+        ReweightSettings(classifier="forest")
 
 
 def test_too_few_showers_are_refused(rng) -> None:

@@ -7,25 +7,31 @@ arXiv:1907.08209). Cross-fitted: the showers of both samples are cut into ``fold
 each modified shower's weight comes from the classifier trained without its part, so no weight
 is judged on the showers that fitted it. Calibration: Platt scaling of the logit on a held-out
 fifth of the training parts (smooth in ``x``, unlike isotonic steps, whose end plateaus would
-turn into the largest weights). The weights are normalised to mean 1 over the modified
+turn into the largest weights); the same fifth stops the training early. The weights are normalised to mean 1 over the modified
 sample, in bins of incident energy when the energies are known (:func:`normalise_per_energy`),
 clipped at ``clip`` and normalised again; the clipped fraction is reported.
 
 Inputs: the high-level features of the CaloChallenge classifier (``high``), the voxels over
 the incident energy (``low``), or those as images for the residual 3D CNN (``cnn``, regular
-geometries).
+geometries). Classifier: gradient-boosted trees (scikit-learn's histogram boosting, Friedman's
+gradient boosting, Ann. Statist. 29 (2001) 1189) on the high-level features, a neural network
+otherwise. On the high-level features of ds2 the trees estimate the ratio better: cheap showers
+weighted by them are harder to tell from nominal ones (benchmarks/LOG.md, 2026-12-07); trees
+need no scaling of features whose empty-layer values (``log10 1e-8``) lie far from the rest.
 """
 
 from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
@@ -37,6 +43,7 @@ from calosurrogate.metrics.classifier import build_network, predict_logits, trai
 from calosurrogate.metrics.weights import effective_sample_size
 
 INPUTS = ("high", "low", "cnn")
+CLASSIFIERS = ("auto", "boosted", "network")
 
 
 @dataclass(frozen=True)
@@ -45,10 +52,13 @@ class ReweightSettings:
 
     Attributes:
         inputs: ``"high"``, ``"low"`` or ``"cnn"`` (module docstring).
+        classifier: ``"boosted"`` (gradient-boosted trees; not with ``cnn``), ``"network"``, or
+            ``"auto"``: trees on ``high``, the network on ``low`` and ``cnn``.
         hidden, n_hidden_layers: Width and depth of the fully connected network.
         cnn_channels: First-stage channels of the image network (``cnn``).
-        epochs, batch_size, learning_rate: Adam schedule; the epoch with the lowest loss on the
-            calibration part is kept.
+        epochs, batch_size, learning_rate: Adam schedule of the network; the epoch with the lowest
+            loss on the calibration part is kept.
+        trees: Most boosting iterations (the calibration part stops them earlier).
         folds: Cross-fitting parts (at least 2).
         calibration_fraction: Share of the training parts held out for early stopping and the
             calibration.
@@ -58,12 +68,14 @@ class ReweightSettings:
     """
 
     inputs: str = "high"
+    classifier: str = "auto"
     hidden: int = 256
     n_hidden_layers: int = 2
     cnn_channels: int = 8
     epochs: int = 30
     batch_size: int = 512
     learning_rate: float = 1e-3
+    trees: int = 2000
     folds: int = 2
     calibration_fraction: float = 0.2
     clip: float = 20.0
@@ -73,15 +85,24 @@ class ReweightSettings:
     def __post_init__(self) -> None:
         if self.inputs not in INPUTS:
             raise ValueError(f"reweighting inputs must be one of {INPUTS}, got {self.inputs!r}")
+        if self.classifier not in CLASSIFIERS:
+            raise ValueError(f"reweighting classifier must be one of {CLASSIFIERS}, got {self.classifier!r}")
+        if self.classifier == "boosted" and self.inputs == "cnn":
+            raise ValueError("boosted trees do not read images: with inputs cnn use the network classifier")
         if self.folds < 2:
             raise ValueError(f"reweighting needs at least 2 folds (cross-fitting), got {self.folds}")
         if not 0 < self.calibration_fraction < 1:
             raise ValueError(f"calibration_fraction must lie in (0, 1), got {self.calibration_fraction}")
         if self.clip <= 1:
             raise ValueError(f"clip is a multiple of the mean weight and must exceed 1, got {self.clip}")
-        for name in ("hidden", "epochs", "batch_size", "cnn_channels"):
+        for name in ("hidden", "epochs", "batch_size", "cnn_channels", "trees"):
             if getattr(self, name) < 1:
                 raise ValueError(f"reweighting {name} must be at least 1, got {getattr(self, name)}")
+
+    @property
+    def boosted(self) -> bool:
+        """Whether the ratio comes from gradient-boosted trees."""
+        return self.classifier == "boosted" or (self.classifier == "auto" and self.inputs == "high")
 
 
 @dataclass
@@ -186,37 +207,26 @@ def _network(n_inputs: int, settings: ReweightSettings, image_shape: tuple[int, 
     return build_network(n_inputs, shape, image_shape)
 
 
-def _logits(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
-    return predict_logits(model, x).double().cpu().numpy()
-
-
-def _fit_part(
-    nominal: np.ndarray,
-    modified: np.ndarray,
-    settings: ReweightSettings,
-    seed: int,
+def _train_network(
+    x: np.ndarray, y: np.ndarray, w: np.ndarray, held: np.ndarray, settings: ReweightSettings, seed: int,
     image_shape: tuple[int, int, int] | None,
-) -> tuple[torch.nn.Module, LogisticRegression, tuple[np.ndarray, np.ndarray]]:
-    """Train one classifier on nominal (1) vs modified (0) inputs; returns it, its Platt calibration
-    and the input standardisation ``(shift, scale)``."""
-    rng = np.random.default_rng(seed)
+) -> Callable[[np.ndarray], np.ndarray]:  # fmt: skip
+    """The network on the rows not ``held``, the epoch with the lowest held-out loss kept; returns
+    its logit of inputs."""
     torch.manual_seed(seed)
     device = resolve_device(settings.device)
-    x = np.concatenate([nominal, modified])
-    y = np.concatenate([np.ones(len(nominal)), np.zeros(len(modified))]).astype(np.float32)
-    # each class weighs half, whatever the counts: then p / (1 - p) is the density ratio itself
-    w = np.where(y == 1, 0.5 / len(nominal), 0.5 / len(modified)) * len(x)
     if image_shape is None:
         shift, scale = x.mean(0), x.std(0)
         scale = np.where(scale > 0, scale, 1.0)
     else:  # the image network reads energy fractions as they are
         shift, scale = np.zeros(x.shape[1], np.float32), np.ones(x.shape[1], np.float32)
-    x = ((x - shift) / scale).astype(np.float32)
-    calibration = rng.random(len(x)) < settings.calibration_fraction
-    t = {k: torch.from_numpy(v).to(device) for k, v in (("x", x), ("y", y), ("w", w.astype(np.float32)))}
-    train, held = torch.from_numpy(~calibration).to(device), torch.from_numpy(calibration).to(device)
-    x_train, y_train, w_train = t["x"][train], t["y"][train], t["w"][train]
-    x_held, y_held, w_held = t["x"][held], t["y"][held], t["w"][held]
+
+    def standardised(rows: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(((rows - shift) / scale).astype(np.float32)).to(device)
+
+    x_train, x_held = standardised(x[~held]), standardised(x[held])
+    y_train, y_held = (torch.from_numpy(y[m].astype(np.float32)).to(device) for m in (~held, held))
+    w_train, w_held = (torch.from_numpy(w[m].astype(np.float32)).to(device) for m in (~held, held))
     model = _network(x.shape[1], settings, image_shape).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
     generator = torch.Generator().manual_seed(seed)
@@ -229,17 +239,42 @@ def _fit_part(
         if held_loss < best_loss:
             best_loss, best_state = held_loss, copy.deepcopy(model.state_dict())
     model.load_state_dict(best_state)
-    platt = LogisticRegression(C=1e6).fit(
-        _logits(model, x_held)[:, None], y_held.cpu().numpy(), sample_weight=w_held.cpu().numpy()
-    )
-    return model, platt, (shift, scale)
+    return lambda rows: predict_logits(model, standardised(rows)).double().cpu().numpy()
 
 
-def _log_ratio(model, platt: LogisticRegression, standardise, x: np.ndarray, device: str) -> np.ndarray:
-    """Calibrated ``ln(p / (1 - p))`` of inputs ``x``: the log density ratio nominal / modified."""
-    shift, scale = standardise
-    z = torch.from_numpy(((x - shift) / scale).astype(np.float32)).to(resolve_device(device))
-    return platt.decision_function(_logits(model, z)[:, None])
+def _train_boosted(
+    x: np.ndarray, y: np.ndarray, w: np.ndarray, held: np.ndarray, settings: ReweightSettings, seed: int
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Gradient-boosted trees on the rows not ``held``, stopped when the held-out loss stops
+    falling; returns their log-odds of inputs. Slow learning and leaves of at least 100 showers:
+    a weight then rests on many showers, not on a few that one tree set apart."""
+    trees = HistGradientBoostingClassifier(max_iter=settings.trees, learning_rate=0.03, min_samples_leaf=100,
+                                           early_stopping=True, n_iter_no_change=10, random_state=seed)  # fmt: skip
+    trees.fit(x[~held], y[~held], sample_weight=w[~held], X_val=x[held], y_val=y[held], sample_weight_val=w[held])
+    return lambda rows: trees.decision_function(rows).astype(np.float64)
+
+
+def _fit_part(
+    nominal: np.ndarray,
+    modified: np.ndarray,
+    settings: ReweightSettings,
+    seed: int,
+    image_shape: tuple[int, int, int] | None,
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Train one classifier on nominal (1) vs modified (0) inputs and calibrate it; returns the
+    calibrated ``ln(p / (1 - p))`` of inputs ``(N, D)``: the log density ratio nominal / modified."""
+    rng = np.random.default_rng(seed)
+    x = np.concatenate([nominal, modified])
+    y = np.concatenate([np.ones(len(nominal)), np.zeros(len(modified))])
+    # each class weighs half, whatever the counts: then p / (1 - p) is the density ratio itself
+    w = np.where(y == 1, 0.5 / len(nominal), 0.5 / len(modified)) * len(x)
+    held = rng.random(len(x)) < settings.calibration_fraction
+    if settings.boosted:
+        score = _train_boosted(x, y, w, held, settings, seed)
+    else:
+        score = _train_network(x, y, w, held, settings, seed, image_shape)
+    platt = LogisticRegression(C=1e6).fit(score(x[held])[:, None], y[held], sample_weight=w[held])
+    return lambda rows: platt.decision_function(score(rows)[:, None])
 
 
 def reweight_samples(
@@ -277,11 +312,11 @@ def reweight_samples(
     log_w = np.zeros(len(modified))
     aucs = []
     for k in range(settings.folds):
-        model, platt, standardise = _fit_part(
+        log_ratio = _fit_part(
             nominal[nominal_part != k], modified[modified_part != k], settings, settings.seed + 1 + k, image_shape
         )
-        log_w[modified_part == k] = _log_ratio(model, platt, standardise, modified[modified_part == k], settings.device)
-        held_nominal = _log_ratio(model, platt, standardise, nominal[nominal_part == k], settings.device)
+        log_w[modified_part == k] = log_ratio(modified[modified_part == k])
+        held_nominal = log_ratio(nominal[nominal_part == k])
         truth = np.r_[np.ones(len(held_nominal)), np.zeros(int((modified_part == k).sum()))]
         aucs.append(float(roc_auc_score(truth, np.r_[held_nominal, log_w[modified_part == k]])))
     weights = np.exp(log_w - log_w.max())  # shifted: no exp overflows
