@@ -163,10 +163,11 @@ def main() -> None:
     weights_path = work / "cheap_test.weights.h5"
     if not weights_path.exists():
         start = time.perf_counter()
-        rw = reweight_files(work / "nominal_fit.h5", work / "cheap_test.h5", geometry,
-                            ReweightSettings(epochs=args.reweight_epochs))  # fmt: skip
+        settings = ReweightSettings(epochs=args.reweight_epochs)
+        rw = reweight_files(work / "nominal_fit.h5", work / "cheap_test.h5", geometry, settings)
         write_weights(weights_path, rw.weights, {**{k: v for k, v in rw.summary().items() if k != "settings"},
-                      "seconds": time.perf_counter() - start}, fold=rw.fold)  # fmt: skip
+                      "seconds": time.perf_counter() - start,
+                      "classifier": "boosted" if settings.boosted else "network"}, fold=rw.fold)  # fmt: skip
     with h5py.File(weights_path) as f:
         out["reweighting"] = {k: (json.loads(v) if isinstance(v, str) and v.startswith("[") else v)
                               for k, v in f.attrs.items()}  # fmt: skip

@@ -829,7 +829,39 @@ def _correction_sections() -> list[str]:
     out = []
     for path in sorted(RESULTS.glob("correction*.json")):
         out += _correction_section(json.loads(path.read_text()))
-    return out
+    return out + _reweight_overlap_section()
+
+
+_REWEIGHTER = {"network": "high-level DNN", "boosted": "gradient-boosted trees on the high-level features"}
+
+
+def _reweight_overlap_section() -> list[str]:
+    """Where reweighting can correct the fast engine's cheap mode (issue 25), per spot factor and classifier."""
+    path = RESULTS / "reweight_overlap.json"
+    if not path.exists():
+        return []
+    d = json.loads(path.read_text())
+    out = [f"### Where reweighting can correct a cheap simulation (ds2, fast engine, {d['n_showers']:,} showers a file)", "",
+           *_provenance(d), "",
+           "The cheap mode's spots at several factors of the nominal energy, each cheap file weighted toward a nominal "
+           "file by each classifier (cross-fitted, Platt-calibrated, per-energy normalised, clipped at 20 x the mean) "
+           "and judged against an independent nominal file: the share of the high-level separation powers within 2x "
+           "their floor (nominal half against half) and the judging classifier's AUC (cls-high, cpu preset, one run, "
+           "weights in its loss and AUC). A weight is a density ratio: the further the cheap showers lie from the "
+           "nominal ones, the fewer carry the sample (the effective fraction).", "",
+           "| spot factor | classifier | AUC when fitting (per part) | effective fraction | clipped | within 2x floor | worst (S / floor) | AUC high, judged | fit s |",
+           "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in d["rows"]:
+        j = r["judged"]
+        worst = ", ".join(f"{w['observable']} {w['ratio']:.1f}x" for w in j["worst"][:2])
+        if r["classifier"] is None:
+            out.append(f"| {r['spot_factor']:g} | unweighted | - | 100% | - | {j['within_2x_floor']:.1%} of {j['observables']} | "
+                       f"{worst} | {j['auc_high']:.3f} | - |")  # fmt: skip
+            continue
+        out.append(f"| {r['spot_factor']:g} | {_REWEIGHTER[r['classifier']]} | {', '.join(f'{a:.3f}' for a in r['fit_auc'])} | "
+                   f"{r['effective_fraction']:.0%} | {r['clipped_fraction']:.2%} | {j['within_2x_floor']:.1%} | {worst} | "
+                   f"{j['auc_high']:.3f} | {r['fit_seconds']:.0f} |")  # fmt: skip
+    return [*out, ""]
 
 
 def _correction_section(d: dict) -> list[str]:
@@ -837,7 +869,8 @@ def _correction_section(d: dict) -> list[str]:
     out = [f"## Correcting a cheap simulation: reweighting and refinement (ds2, fast engine, spots at {d['cheap_spot_factor']:g} x the energy, {d['n_showers']:,} showers a file)", "",
            *_provenance(d), "",
            f"Cheap mode: the fast engine's spots at {d['cheap_spot_factor']:g} times the energy (`--cheap`), paired "
-           "with the nominal file by seed. The reweighter (high-level DNN, cross-fitted, Platt-calibrated, clipped at "
+           f"with the nominal file by seed. The reweighter ({_REWEIGHTER[rw.get('classifier', 'network')]}, cross-fitted, "
+           "Platt-calibrated, clipped at "
            f"20 x the mean) is fitted on a nominal file against the cheap test file: effective sample size "
            f"{rw['effective_fraction']:.1%} of the count, {rw['clipped_fraction']:.2%} clipped, its classifier's AUC "
            f"{', '.join(f'{a:.3f}' for a in rw['classifier_auc'])} per part. The refiner (paired, "

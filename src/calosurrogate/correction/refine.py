@@ -60,6 +60,9 @@ class RefineSettings:
         regression_weight: Weight of the paired regression (mean squared difference of the
             standardised features of a refined shower and its nominal partner).
         identity_weight: Weight of the pull toward the identity (unpaired mode).
+        voxel_weight: Weight of a second sliced distance, on the encoded voxels themselves (every
+            voxel's axis and random directions): the features alone leave each voxel's energy
+            free, and a low-level classifier sees what the refiner does there.
         projections: Random directions of the sliced distance, beside the feature axes.
         validation_fraction: Share of the showers kept for the validation loss.
         seed: Seed of the split, the initialisation, the batches and the directions.
@@ -76,6 +79,7 @@ class RefineSettings:
     distribution_weight: float = 1.0
     regression_weight: float = 0.1
     identity_weight: float = 0.01
+    voxel_weight: float = 0.0
     projections: int = 64
     validation_fraction: float = 0.1
     seed: int = 0
@@ -303,6 +307,13 @@ def train_refiner(
     generator = torch.Generator().manual_seed(settings.seed)
     directions = torch.randn(n_dims, settings.projections, generator=generator).to(device)
     directions /= directions.norm(dim=0, keepdim=True)
+    voxel_directions = torch.randn(geometry.n_voxels, settings.projections, generator=generator).to(device)
+    voxel_directions /= voxel_directions.norm(dim=0, keepdim=True)
+
+    def read_out(voxels: torch.Tensor) -> torch.Tensor:
+        """Encoded voxels after a soft read-out threshold (as the summaries see them)."""
+        return encode(voxels * torch.sigmoid((voxels - scale) / (0.25 * scale)), scale)
+
     held = rng.random(len(e_mod)) < settings.validation_fraction
     train_rows, val_rows = np.flatnonzero(~held), np.flatnonzero(held)
     nominal_rows = np.arange(len(e_nom))
@@ -316,6 +327,10 @@ def train_refiner(
         s_ref = (summaries(refined, t["e_mod"][idx]) - shift) / spread
         s_nom = (summaries(t["x_nom"][nom_idx], t["e_nom"][nom_idx]) - shift) / spread
         loss = settings.distribution_weight * sliced_wasserstein(s_ref, s_nom, directions)
+        if settings.voxel_weight > 0:
+            loss = loss + settings.voxel_weight * sliced_wasserstein(
+                read_out(refined), read_out(t["x_nom"][nom_idx]), voxel_directions
+            )
         if settings.mode == "paired":  # regression of each shower's features on its partner's
             loss = loss + settings.regression_weight * ((s_ref - s_nom) ** 2).mean()
         else:
