@@ -5,9 +5,12 @@ tell nominal (label 1) from modified (label 0) showers with the two classes weig
 calibrated probability ``p`` gives ``w = p / (1 - p)`` (the likelihood-ratio trick; DCTR,
 arXiv:1907.08209). Cross-fitted: the showers of both samples are cut into ``folds`` parts and
 each modified shower's weight comes from the classifier trained without its part, so no weight
-is judged on the showers that fitted it. Calibration: Platt scaling of the logit on a held-out
-fifth of the training parts (smooth in ``x``, unlike isotonic steps, whose end plateaus would
-turn into the largest weights); the same fifth stops the training early. The weights are normalised to mean 1 over the modified
+is judged on the showers that fitted it. A held-out fifth of the training parts stops the training
+early and, for the network, calibrates it: Platt scaling of the logit (smooth in ``x``, unlike
+isotonic steps, whose end plateaus would turn into the largest weights). The trees' log-odds,
+fitted by the log-loss and stopped on that fifth, are used as they are: Platt scaling stretched
+them, and the weighted cheap showers came out no closer to nominal on fewer effective showers
+(benchmarks/LOG.md, 2026-12-07). The weights are normalised to mean 1 over the modified
 sample, in bins of incident energy when the energies are known (:func:`normalise_per_energy`),
 clipped at ``clip`` and normalised again; the clipped fraction is reported.
 
@@ -261,8 +264,8 @@ def _fit_part(
     seed: int,
     image_shape: tuple[int, int, int] | None,
 ) -> Callable[[np.ndarray], np.ndarray]:
-    """Train one classifier on nominal (1) vs modified (0) inputs and calibrate it; returns the
-    calibrated ``ln(p / (1 - p))`` of inputs ``(N, D)``: the log density ratio nominal / modified."""
+    """Train one classifier on nominal (1) vs modified (0) inputs (and calibrate the network);
+    returns ``ln(p / (1 - p))`` of inputs ``(N, D)``: the log density ratio nominal / modified."""
     rng = np.random.default_rng(seed)
     x = np.concatenate([nominal, modified])
     y = np.concatenate([np.ones(len(nominal)), np.zeros(len(modified))])
@@ -270,9 +273,8 @@ def _fit_part(
     w = np.where(y == 1, 0.5 / len(nominal), 0.5 / len(modified)) * len(x)
     held = rng.random(len(x)) < settings.calibration_fraction
     if settings.boosted:
-        score = _train_boosted(x, y, w, held, settings, seed)
-    else:
-        score = _train_network(x, y, w, held, settings, seed, image_shape)
+        return _train_boosted(x, y, w, held, settings, seed)
+    score = _train_network(x, y, w, held, settings, seed, image_shape)
     platt = LogisticRegression(C=1e6).fit(score(x[held])[:, None], y[held], sample_weight=w[held])
     return lambda rows: platt.decision_function(score(rows)[:, None])
 
