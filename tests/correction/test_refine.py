@@ -49,6 +49,19 @@ def test_refiner_undoes_an_energy_scale(tiny_file, tiny_geometry, tmp_path, mode
     assert seconds > 0
 
 
+def test_a_refiner_that_cannot_beat_the_identity_is_the_identity(tiny_file, tiny_geometry) -> None:
+    # nominal = modified, paired: the identity's loss is zero and no epoch can do better
+    batch = read_showers(tiny_file, tiny_geometry)
+    energies, showers = batch.incident_energies.reshape(-1), batch.showers.astype(np.float32)
+    settings = RefineSettings(epochs=3, learning_rate=3e-3, batch_size=128, hidden=64, voxel_weight=1.0)
+    bundle = train_refiner((energies, showers), (energies, showers), tiny_geometry, settings)
+    assert bundle.history[0]["epoch"] == 0 and len(bundle.history) == 4
+    assert bundle.history[0]["val_loss"] == pytest.approx(0.0, abs=1e-9)
+    assert all(h["val_loss"] > bundle.history[0]["val_loss"] for h in bundle.history[1:])
+    read_out = np.where(showers >= bundle.scale, showers, 0.0)
+    np.testing.assert_allclose(bundle.refine(showers, energies), read_out, rtol=1e-5, atol=1e-4)
+
+
 def test_paired_mode_refuses_unpaired_samples(tiny_file, tiny_geometry) -> None:
     batch = read_showers(tiny_file, tiny_geometry)
     e, x = batch.incident_energies.reshape(-1), batch.showers

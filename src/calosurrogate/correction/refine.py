@@ -341,8 +341,21 @@ def train_refiner(
         # paired: the rows' own partners; unpaired: as many nominal showers drawn at random
         return rows if settings.mode == "paired" else draw.choice(nominal_rows, size=len(rows), replace=False)
 
+    def validation_loss() -> float:
+        model.eval()
+        with torch.no_grad():
+            draw = np.random.default_rng(settings.seed + 1)  # the same validation batches every epoch
+            batches_of = [val_rows[lo : lo + settings.batch_size]
+                          for lo in range(0, len(val_rows) - settings.batch_size + 1, settings.batch_size)]  # fmt: skip
+            val = [float(loss_of(rows, nominal_for(rows, draw))) for rows in batches_of]
+        return float(np.mean(val)) if val else float("nan")
+
     optimiser = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
-    best, best_state, history = np.inf, copy.deepcopy(model.state_dict()), []
+    # epoch 0 is the identity: a refiner that does not beat it on held-out showers is not kept
+    best = validation_loss()
+    best_state, history = copy.deepcopy(model.state_dict()), [{"epoch": 0, "val_loss": best}]
+    if log:
+        print(f"epoch 0 (identity): val {best:.4f}", flush=True)
     for epoch in range(settings.epochs):
         start = time.perf_counter()
         model.train()
@@ -356,18 +369,12 @@ def train_refiner(
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimiser.step()
             total, batches = total + float(loss.detach()), batches + 1
-        model.eval()
-        with torch.no_grad():
-            draw = np.random.default_rng(settings.seed + 1)  # the same validation batches every epoch
-            batches_of = [val_rows[lo : lo + settings.batch_size]
-                          for lo in range(0, len(val_rows) - settings.batch_size + 1, settings.batch_size)]  # fmt: skip
-            val = [float(loss_of(rows, nominal_for(rows, draw))) for rows in batches_of]
-        val_loss = float(np.mean(val)) if val else float("nan")
+        val_loss = validation_loss()
         history.append({"epoch": epoch + 1, "train_loss": total / max(batches, 1), "val_loss": val_loss,
                         "seconds": time.perf_counter() - start})  # fmt: skip
         if log:
             print(f"epoch {epoch + 1}: train {history[-1]['train_loss']:.4f} val {val_loss:.4f}", flush=True)
-        if not val or val_loss < best:
+        if not np.isfinite(best) or val_loss < best:
             best, best_state = val_loss, copy.deepcopy(model.state_dict())
     model.load_state_dict(best_state)
     return RefinerBundle(model.cpu(), geometry, scale, settings, history)
