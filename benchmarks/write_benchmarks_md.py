@@ -829,7 +829,7 @@ def _correction_sections() -> list[str]:
     out = []
     for path in sorted(RESULTS.glob("correction*.json")):
         out += _correction_section(json.loads(path.read_text()))
-    return out + _reweight_overlap_section()
+    return out + ([""] if out and out[-1] else []) + _reweight_overlap_section()
 
 
 _REWEIGHTER = {"network": "high-level DNN", "boosted": "gradient-boosted trees on the high-level features"}
@@ -877,7 +877,7 @@ def _correction_section(d: dict) -> list[str]:
            *_provenance(d), "",
            f"Cheap mode: the fast engine's spots at {d['cheap_spot_factor']:g} times the energy (`--cheap`), paired "
            f"with the nominal file by seed. The reweighter ({_REWEIGHTER[rw.get('classifier', 'network')]}, cross-fitted, "
-           "Platt-calibrated, clipped at "
+           f"{'its log-odds as they are' if rw.get('classifier') == 'boosted' else 'Platt-calibrated'}, clipped at "
            f"20 x the mean) is fitted on a nominal file against the cheap test file: effective sample size "
            f"{rw['effective_fraction']:.1%} of the count, {rw['clipped_fraction']:.2%} clipped, its classifier's AUC "
            f"{', '.join(f'{a:.3f}' for a in rw['classifier_auc'])} per part. The refiner (paired, "
