@@ -26,6 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_result
+from bench_correction import GEOMETRY, HIGH_LEVEL
 
 from calosurrogate.correction import ReweightSettings, reweight_files
 from calosurrogate.evaluation import EvaluationSettings, evaluate_files
@@ -33,9 +34,6 @@ from calosurrogate.geometry import get_geometry
 from calosurrogate.metrics import ClassifierSettings
 from calosurrogate.simulate import get_detector, simulate_to_file
 from calosurrogate.simulate.detectors import cheap
-
-GEOMETRY = "ds2"
-HIGH_LEVEL = ("E_layer/", "EC_", "width_", "sparsity/", "E_tot/E_inc")
 
 
 def judged(reference: Path, generated: Path, weights: np.ndarray | None, n: int) -> dict:
