@@ -47,8 +47,8 @@ def make_data(work: Path, n_train: int, n_eval: int, n_pseudo: int, sample_size:
     return paths
 
 
-def train_model(work: Path, train_file: Path, minutes: float) -> Path:
-    """ParaFlow's set-up (configs/paraflow-paraflow.yaml) for at most ``minutes`` of training per call."""
+def train_model(work: Path, train_file: Path, minutes: float, config_file: Path) -> Path:
+    """The set-up of ``config_file`` for at most ``minutes`` of training per call."""
     import yaml
 
     from calosurrogate.geometry import get_geometry
@@ -58,7 +58,7 @@ def train_model(work: Path, train_file: Path, minutes: float) -> Path:
     run = work / "run"
     if (run / "done").exists():
         return run / "model.pt"
-    loaded = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs/paraflow-paraflow.yaml").read_text())
+    loaded = yaml.safe_load(config_file.read_text())
     config = TrainConfig(**{**loaded["train"], "max_minutes": minutes, "seed": 1})
     resume = (run / "checkpoint.pt").exists()
     model = None if resume else build_surrogate("paraflow", get_geometry("paraflow"), loaded["model"],
@@ -128,7 +128,8 @@ def infer_points(model, paths: dict[str, Path], sample_size: int, n_fit: int) ->
         truth = np.concatenate([np.array(r["truth"])[:, j] for r in chosen])
         values = np.concatenate([np.array(r["values"])[:, j] for r in chosen])
         errors = np.concatenate([np.array(r["errors"])[:, j] for r in chosen])
-        summary[name] = calibration(truth, values, errors)
+        sandwich = np.concatenate([np.array(r["sandwich_errors"])[:, j] for r in chosen])
+        summary[name] = calibration(truth, values, errors) | {"sandwich": calibration(truth, values, sandwich)}
     return {"points": per_point, "trained_band": summary}
 
 
@@ -200,6 +201,7 @@ def main() -> None:
     parser.add_argument(
         "--minutes", type=float, default=60.0, help="training budget of each call (a resumed run gets it again)"
     )
+    parser.add_argument("--config", default="configs/paraflow-paraflow.yaml", help="model and training set-up")
     parser.add_argument("--n-train", type=int, default=300_000)
     parser.add_argument("--n-eval", type=int, default=10_000, help="showers judged in and out of the band")
     parser.add_argument("--n-pseudo", type=int, default=20, help="pseudo-experiments per point")
@@ -219,7 +221,7 @@ def main() -> None:
     paths = make_data(work, args.n_train, args.n_eval, args.n_pseudo, args.sample_size)
     if args.stop_after == "data":
         return
-    model_path = train_model(work, paths["train"], args.minutes)
+    model_path = train_model(work, paths["train"], args.minutes, Path(args.config))
     if args.stop_after == "train":
         return
     model = load_surrogate(model_path).eval()
@@ -235,7 +237,8 @@ def main() -> None:
         return
     design = design_plate(model, work, args.n_design)
     log = json.loads((work / "run" / "done").read_text())
-    data = {"geometry": "paraflow", "model": "paraflow", "model_config": model.checkpoint_dict()["config"],
+    data = {"geometry": "paraflow", "model": "paraflow", "config_file": args.config,
+            "model_config": model.checkpoint_dict()["config"],
             "data": "fast engine", "n_train": args.n_train, "held_out": [list(r) for r in HELD_OUT],
             "train_minutes_budget": args.minutes, "epochs": log["epochs"], "selected_epoch": selected_epoch(work / "run", False),
             "threads": torch.get_num_threads(), "sampling_ms_per_shower_batch_1000": timing, "judged": judged,

@@ -142,6 +142,8 @@ def test_calo_infer_fits_plate_conditions_and_reports_calibration(small_paraflow
     finite = np.isfinite(errors).all(1)
     assert finite.any() and np.all(errors[finite] > 0) and np.all(np.isnan(errors[~finite]))
     assert 1 <= pe["converged"] <= finite.sum() and "coverage" in pe["summary"]["plate_thickness"]
+    sandwich = np.asarray(pe["sandwich_errors"])
+    assert np.all(sandwich[finite] > 0) and "coverage" in pe["summary"]["plate_thickness"]["sandwich"]
     # one sample, the whole file; an existing --out is kept without --force
     result = runner.invoke(main, ["infer", "--run", str(run), "--data", str(tmp_path / "fixed.h5"),
                                   "--free", "plate_distance", "--out", str(tmp_path / "infer.json")])  # fmt: skip
@@ -149,7 +151,9 @@ def test_calo_infer_fits_plate_conditions_and_reports_calibration(small_paraflow
     result = runner.invoke(
         main, ["infer", "--run", str(run), "--data", str(tmp_path / "fixed.h5"), "--free", "plate_distance"]
     )
-    assert result.exit_code == 0 and "plate_distance = " in result.output, result.output
+    assert result.exit_code == 0 and "plate_distance = " in result.output and "sandwich ±" in result.output, (
+        result.output
+    )
     result = runner.invoke(main, ["infer", "--run", str(run), "--data", str(tmp_path / "fixed.h5"), "--free", "width"])
     assert result.exit_code != 0 and "no ['width']" in result.output
 

@@ -1004,7 +1004,8 @@ def infer(run: Path, data: Path, free: str, sample_size: int | None, max_showers
     """Infer conditions (a detector's configuration) of showers by maximum likelihood through a flow.
 
     Gradients through the surrogate's exact density find the conditions that best explain the
-    sample; uncertainties are the Laplace approximation (the inverse Hessian at the maximum).
+    sample; uncertainties are the Laplace approximation (the inverse Hessian at the maximum)
+    and the sandwich covariance, which stays valid where the surrogate is not the true density.
     """
     from calosurrogate._io import atomic_output
     from calosurrogate.inference import infer_from_file
@@ -1022,7 +1023,8 @@ def infer(run: Path, data: Path, free: str, sample_size: int | None, max_showers
         fit = record["fit"]
         for name in names:
             truth = record.get("truth_mean", {}).get(name)
-            click.echo(f"{name} = {fit['values'][name]:.4g} ± {fit['errors'][name]:.2g}"
+            click.echo(f"{name} = {fit['values'][name]:.4g} ± {fit['errors'][name]:.2g} "
+                       f"(sandwich ± {fit['sandwich_errors'][name]:.2g})"
                        + (f" (file's mean {truth:.4g})" if truth is not None else ""))  # fmt: skip
         if not fit["converged"]:
             click.echo("warning: the fit did not converge or left the training range", err=True)
@@ -1031,7 +1033,8 @@ def infer(run: Path, data: Path, free: str, sample_size: int | None, max_showers
         click.echo(f"{pe['samples']} samples of {sample_size} showers, {pe['converged']} converged")
         for name, s in pe["summary"].items():
             click.echo(f"{name}: bias {s['bias']:+.3g} ± {s['bias_error']:.2g}, resolution {s['resolution']:.3g}, "
-                       f"mean quoted error {s['mean_error']:.3g}, 68% coverage {s['coverage']:.2f} ± {s['coverage_error']:.2f}")  # fmt: skip
+                       f"mean quoted error {s['mean_error']:.3g}, 68% coverage {s['coverage']:.2f} ± {s['coverage_error']:.2f}; "
+                       f"sandwich: mean error {s['sandwich']['mean_error']:.3g}, coverage {s['sandwich']['coverage']:.2f}")  # fmt: skip
     else:
         click.echo(f"{len(record['fits'])} samples fitted")
     if out is not None:

@@ -25,9 +25,12 @@ class GaussianToy(nn.Module):
         return torch.distributions.Normal(means, 1.0).log_prob(showers).sum(1)
 
 
-def _toy_sample(n: int, a: float, b: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _toy_sample(
+    n: int, a: float, b: float, rng: np.random.Generator, spread: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """``spread`` != 1 makes the toy's unit widths wrong: a misspecified model of the sample."""
     energy = rng.uniform(1e3, 1e4, n)
-    showers = rng.normal(np.stack([np.full(n, a), np.full(n, a + b), energy / 1000], 1), 1.0)
+    showers = rng.normal(np.stack([np.full(n, a), np.full(n, a + b), energy / 1000], 1), spread)
     conditions = np.stack([energy, np.full(n, a), np.full(n, b)], 1)
     return showers, conditions
 
@@ -72,6 +75,34 @@ def test_intervals_cover_the_truth_68_percent_of_the_time() -> None:
         s = result.summary[name]
         assert 0.60 <= s["coverage"] <= 0.76, s  # 0.683 +- 0.027 for 300 samples
         assert abs(s["bias"]) < 4 * s["bias_error"] and 0.85 < s["pull_std"] < 1.15, s
+
+
+def test_the_sandwich_is_built_from_the_showers_scores() -> None:
+    rng = np.random.default_rng(5)
+    showers, conditions = _toy_sample(500, 0.3, -1.2, rng, spread=1.7)
+    fit = fit_conditions(GaussianToy(), showers, conditions, ("a", "b"), {"a": (-2, 2), "b": (-2, 2)})
+    a, b = fit.values
+    # the toy's log-likelihood is quadratic: its scores are exact and linear in the residuals
+    r0, r1 = showers[:, 0] - a, showers[:, 1] - a - b
+    scores = np.stack([r0 + r1, r1], 1)
+    laplace = np.linalg.inv(500 * np.array([[2.0, 1.0], [1.0, 1.0]]))
+    np.testing.assert_allclose(fit.sandwich, laplace @ scores.T @ scores @ laplace, rtol=1e-3)
+    # residuals 1.7 times wider than the model says: the sandwich errors are 1.7 times Laplace's
+    np.testing.assert_allclose(fit.sandwich_errors / fit.errors, 1.7, rtol=0.1)
+
+
+def test_the_sandwich_covers_where_the_model_is_too_narrow() -> None:
+    rng = np.random.default_rng(6)
+    parts = [_toy_sample(50, 0.5, 0.5, rng, spread=2.0) for _ in range(300)]
+    showers, conditions = (np.concatenate([p[i] for p in parts]) for i in (0, 1))
+    result = pseudo_experiments(GaussianToy(), showers, conditions, ("a", "b"), {"a": (-3, 3), "b": (-3, 3)}, 50,
+                                grid=3)  # fmt: skip
+    for name in ("a", "b"):
+        laplace, sandwich = result.summary[name], result.summary[name]["sandwich"]
+        # intervals half as wide as the spread hold the truth P(|z| < 0.5) = 38% of the time
+        assert 0.30 <= laplace["coverage"] <= 0.46, laplace
+        assert 0.60 <= sandwich["coverage"] <= 0.76, sandwich
+        assert 0.85 < sandwich["pull_std"] < 1.2, sandwich
 
 
 def test_a_sample_that_mixes_configurations_is_refused() -> None:
