@@ -105,6 +105,30 @@ def test_the_sandwich_covers_where_the_model_is_too_narrow() -> None:
         assert 0.85 < sandwich["pull_std"] < 1.2, sandwich
 
 
+class DequantisedToy(nn.Module):
+    """Trained on energies plus U(0, 1) MeV noise: it models x ~ N(a + 1/2, 0.3) given a."""
+
+    condition_names = ("incident_energies", "a")
+
+    def training_noise_mev(self) -> float:
+        return 1.0
+
+    def log_likelihood(self, showers: Tensor, conditions: Tensor) -> Tensor:
+        return torch.distributions.Normal(conditions[:, 1:2] + 0.5, 0.3).log_prob(showers).sum(1)
+
+
+def test_showers_are_dequantised_as_the_model_was_trained() -> None:
+    # quantised showers, all at exactly 2 MeV: read as they are, the fit would say a = 1.5
+    showers = np.full((4000, 1), 2.0)
+    conditions = np.stack([np.full(4000, 1e3), np.zeros(4000)], 1)
+    fit = fit_conditions(DequantisedToy(), showers, conditions, ("a",), {"a": (0, 4)})
+    # with the noise: the estimate is 2 + mean(u) - 1/2, and mean(u) of 4,000 draws is 1/2 +- 0.005
+    assert fit.values[0] == pytest.approx(2.0, abs=0.02)
+    again = fit_conditions(DequantisedToy(), showers, conditions, ("a",), {"a": (0, 4)})
+    other = fit_conditions(DequantisedToy(), showers, conditions, ("a",), {"a": (0, 4)}, seed=1)
+    assert again.values[0] == fit.values[0] and other.values[0] != fit.values[0]
+
+
 def test_a_sample_that_mixes_configurations_is_refused() -> None:
     rng = np.random.default_rng(4)
     parts = [_toy_sample(20, a, 0.0, rng) for a in (0.0, 1.0)]

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from calosurrogate.inference.conditions import _free_columns
+from calosurrogate.inference.conditions import _free_columns, dequantised
 
 
 @dataclass
@@ -154,7 +154,8 @@ def optimise_conditions(
         f = np.asarray(objective(showers), dtype=float)
         loss, error = _mean_and_error(f)
         history.append({"values": (centre + half * u).tolist(), "loss": loss, "loss_error": error})
-        x = torch.as_tensor(showers, dtype=torch.float32, device=device)
+        # the reweighting's densities of dequantised showers, as in fit_conditions (the objective sees them as made)
+        x = dequantised(model, torch.as_tensor(showers, dtype=torch.float32, device=device), seed + k)
         f_t = torch.as_tensor(f, dtype=torch.float64)
         with torch.no_grad():
             reference = log_likelihood(x, torch.as_tensor(u))
