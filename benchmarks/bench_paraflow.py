@@ -122,13 +122,17 @@ def infer_points(model, paths: dict[str, Path], sample_size: int, n_fit: int) ->
                                                                         "samples": record["samples"]}  # fmt: skip
         pooled.append(record)
     summary = {}
+    # the trained band only (the held-out point is reported on its own), the converged fits only, as per point;
+    # fits cached before the record kept which converged: those with finite errors
+    chosen = [r for r, p in zip(pooled, POINTS, strict=True) if p != (1.0, 70.0)]
+    ok = [
+        np.array(r.get("converged_each", np.isfinite(np.array(r["errors"], dtype=float)).all(1)), bool) for r in chosen
+    ]
     for j, name in enumerate(FREE):
-        # the trained band only: the held-out point is reported on its own
-        chosen = [r for r, p in zip(pooled, POINTS, strict=True) if p != (1.0, 70.0)]
-        truth = np.concatenate([np.array(r["truth"])[:, j] for r in chosen])
-        values = np.concatenate([np.array(r["values"])[:, j] for r in chosen])
-        errors = np.concatenate([np.array(r["errors"])[:, j] for r in chosen])
-        sandwich = np.concatenate([np.array(r["sandwich_errors"])[:, j] for r in chosen])
+        truth = np.concatenate([np.array(r["truth"])[k, j] for r, k in zip(chosen, ok, strict=True)])
+        values = np.concatenate([np.array(r["values"])[k, j] for r, k in zip(chosen, ok, strict=True)])
+        errors = np.concatenate([np.array(r["errors"])[k, j] for r, k in zip(chosen, ok, strict=True)])
+        sandwich = np.concatenate([np.array(r["sandwich_errors"])[k, j] for r, k in zip(chosen, ok, strict=True)])
         summary[name] = calibration(truth, values, errors) | {"sandwich": calibration(truth, values, sandwich)}
     return {"points": per_point, "trained_band": summary}
 

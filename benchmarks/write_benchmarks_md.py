@@ -484,6 +484,9 @@ def _paraflow_setups(runs: list[dict]) -> list[str]:
                    f"{_paraflow_worst_separation(d, 'heldout'):.2e} | "
                    f"{max(v['largest_relative_difference'] for v in judged['mean_shape_grid'].values()):.1%} | "
                    f"{judged['average_image']['central_4x4_largest_relative_difference']:.1%} | {' | '.join(coverage)} |")  # fmt: skip
+    out += ["", "Coverage L / S: of the Laplace and sandwich intervals, pooled over the trained band's points. Rows without "
+            "sandwich errors were measured before `calo infer` dequantised the showers as the model was trained (commit "
+            "59ad7bd): their coverage is that bug's, not the model's."]  # fmt: skip
     return [*out, ""]
 
 

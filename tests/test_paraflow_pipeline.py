@@ -142,6 +142,7 @@ def test_calo_infer_fits_plate_conditions_and_reports_calibration(small_paraflow
     finite = np.isfinite(errors).all(1)
     assert finite.any() and np.all(errors[finite] > 0) and np.all(np.isnan(errors[~finite]))
     assert 1 <= pe["converged"] <= finite.sum() and "coverage" in pe["summary"]["plate_thickness"]
+    assert sum(pe["converged_each"]) == pe["converged"] and not any(np.array(pe["converged_each"]) & ~finite)
     sandwich = np.asarray(pe["sandwich_errors"])
     assert np.all(sandwich[finite] > 0) and "coverage" in pe["summary"]["plate_thickness"]["sandwich"]
     # one sample, the whole file; an existing --out is kept without --force

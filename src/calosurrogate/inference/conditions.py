@@ -256,6 +256,7 @@ class PseudoExperiments:
 
     def as_dict(self) -> dict[str, Any]:
         return {"names": list(self.names), "samples": len(self.truth), "converged": int(self.converged.sum()),
+                "converged_each": self.converged.tolist(),
                 "summary": self.summary, "truth": self.truth.tolist(), "values": self.values.tolist(),
                 "errors": self.errors.tolist(), "sandwich_errors": self.sandwich_errors.tolist()}  # fmt: skip
 
