@@ -15,7 +15,7 @@ The showers are dequantised as the model's training saw them (uniform noise belo
 cut on every voxel, :meth:`~calosurrogate.models.base.Surrogate.training_noise_mev`): a flow
 models energies plus that noise, and an empty voxel's exact zero lies on the edge of the noise's
 support, where the learned density is no guide. On a ParaFlow model, undequantised showers
-(70% of their crystals empty) gave a likelihood rising towards the largest plate thickness and
+(most of their crystals empty) gave a likelihood rising towards the largest plate thickness and
 distance whatever the truth. The noise is drawn once per fit, so the likelihood stays a
 deterministic function of the conditions.
 
@@ -145,11 +145,11 @@ def fit_conditions(
     device = weights.device if weights is not None else torch.device("cpu")
     x = torch.as_tensor(np.asarray(showers), dtype=torch.float32, device=device)
     base = torch.as_tensor(np.asarray(conditions), dtype=torch.float32, device=device).clone()
-    x = dequantised(model, x, seed)
     if x.ndim != 2 or base.ndim != 2 or len(x) != len(base) or len(x) == 0:
         raise ValueError(
             f"showers {tuple(x.shape)} and conditions {tuple(base.shape)} must be (N, V) and (N, C), N > 0"
         )
+    x = dequantised(model, x, seed)
     low = torch.tensor([bounds[name][0] for name in free], dtype=torch.float64)
     high = torch.tensor([bounds[name][1] for name in free], dtype=torch.float64)
     centre, half = (low + high) / 2, (high - low) / 2
