@@ -98,7 +98,8 @@ def judge(reference: Path, generated: Path, report: Path) -> dict:
 
 def infer_points(model, paths: dict[str, Path], sample_size: int, n_fit: int) -> dict:
     """Pseudo-experiments at each point, and over all points together."""
-    from calosurrogate.inference import calibration, pseudo_experiments
+    from calosurrogate.inference import pseudo_experiments
+    from calosurrogate.inference.conditions import calibration_with_sandwich
     from calosurrogate.sampling import conditions_from_file
 
     low, high = model.condition_range
@@ -133,7 +134,7 @@ def infer_points(model, paths: dict[str, Path], sample_size: int, n_fit: int) ->
         values = np.concatenate([np.array(r["values"])[k, j] for r, k in zip(chosen, ok, strict=True)])
         errors = np.concatenate([np.array(r["errors"])[k, j] for r, k in zip(chosen, ok, strict=True)])
         sandwich = np.concatenate([np.array(r["sandwich_errors"])[k, j] for r, k in zip(chosen, ok, strict=True)])
-        summary[name] = calibration(truth, values, errors) | {"sandwich": calibration(truth, values, sandwich)}
+        summary[name] = calibration_with_sandwich(truth, values, errors, sandwich)
     return {"points": per_point, "trained_band": summary}
 
 

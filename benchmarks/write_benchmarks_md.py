@@ -468,6 +468,11 @@ def _paraflow_worst_separation(d: dict, band: str) -> float:
     return max(v["value"] for v in d["judged"][band]["separation"]["all"].values())
 
 
+def _paraflow_config_file(d: dict) -> str:
+    """The set-up's config file (results made before it was recorded: ParaFlow's own)."""
+    return d.get("config_file", "configs/paraflow-paraflow.yaml")
+
+
 def _paraflow_setups(runs: list[dict]) -> list[str]:
     """One row per ParaFlow set-up measured: what it is, what it cost, how good it came out."""
     out = ["### The set-ups measured", "",
@@ -479,7 +484,7 @@ def _paraflow_setups(runs: list[dict]) -> list[str]:
         pooled = d["inference"]["trained_band"]
         coverage = [f"{pooled[n]['coverage']:.2f} / " + (f"{pooled[n]['sandwich']['coverage']:.2f}" if "sandwich" in pooled[n] else "-")
                     for n in ("plate_thickness", "plate_distance")]  # fmt: skip
-        out.append(f"| {d.get('config_file', 'configs/paraflow-paraflow.yaml')} | {c['transforms']} x {c['hidden']}, {c['bins']} | "
+        out.append(f"| {_paraflow_config_file(d)} | {c['transforms']} x {c['hidden']}, {c['bins']} | "
                    f"{d['train_minutes_budget']:g} min, {d['epochs']} epochs | {_paraflow_worst_separation(d, 'inband'):.2e} / "
                    f"{_paraflow_worst_separation(d, 'heldout'):.2e} | "
                    f"{max(v['largest_relative_difference'] for v in judged['mean_shape_grid'].values()):.1%} | "
@@ -501,9 +506,9 @@ def _paraflow_sections() -> list[str]:
         band = " AND ".join(f"{name} {lo:g}-{hi:g}" for name, lo, hi in d["held_out"])
         out += [f"## ParaFlow: the best set-up on the crystal window (fast engine, {d['n_train']:,} photons)", "",
                 *_provenance(d), "",
-                f"Set-up {d.get('config_file', 'configs/paraflow-paraflow.yaml')}: MAF, {d['model_config']['transforms']} blocks of "
+                f"Set-up {_paraflow_config_file(d)}: MAF, {d['model_config']['transforms']} blocks of "
                 f"{d['model_config']['hidden']}, {d['model_config']['bins']} bins; {d['train_minutes_budget']:g}-minute "
-                f"budget ({d['threads']} threads{d.get('beside', '; other jobs ran beside it')}), {d['epochs']} epochs (weights of epoch {d['selected_epoch']}); trained "
+                f"budget ({d['threads']} threads; other jobs ran beside it), {d['epochs']} epochs (weights of epoch {d['selected_epoch']}); trained "
                 f"without the band {band}. Judged on fast-engine photons in the trained band and inside the held-out "
                 "one, each beside its floor (two halves of the reference). Goals (issue 22): separation powers "
                 "O(1e-4); mean shapes over the (d, b) grid within 6%; central 4 x 4 crystals of the average image "

@@ -275,6 +275,13 @@ def calibration(truth: np.ndarray, values: np.ndarray, errors: np.ndarray) -> di
             "samples": k}  # fmt: skip
 
 
+def calibration_with_sandwich(
+    truth: np.ndarray, values: np.ndarray, errors: np.ndarray, sandwich_errors: np.ndarray
+) -> dict[str, Any]:
+    """:func:`calibration` with the Laplace ``errors``, and under ``"sandwich"`` with the sandwich ones."""
+    return calibration(truth, values, errors) | {"sandwich": calibration(truth, values, sandwich_errors)}
+
+
 def pseudo_experiments(
     model: Likelihood,
     showers: np.ndarray,
@@ -313,8 +320,9 @@ def pseudo_experiments(
                                np.array(sandwich_errors), np.array(converged))  # fmt: skip
     ok = result.converged
     result.summary = {
-        name: calibration(result.truth[ok, j], result.values[ok, j], result.errors[ok, j])
-        | {"sandwich": calibration(result.truth[ok, j], result.values[ok, j], result.sandwich_errors[ok, j])}
+        name: calibration_with_sandwich(
+            result.truth[ok, j], result.values[ok, j], result.errors[ok, j], result.sandwich_errors[ok, j]
+        )
         for j, name in enumerate(free)
     }
     return result
