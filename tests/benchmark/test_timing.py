@@ -89,6 +89,19 @@ def test_export_round_trip(name, fmt, tiny_geometry, tmp_path) -> None:
     assert sidecar["family"] == name and "conditions" in sidecar["inputs"]
 
 
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+@pytest.mark.parametrize("name", ["vae", "qvae", "diffusion"])
+def test_two_stage_models_export_with_their_layer_energy_flow(name, fmt, tiny_geometry, tmp_path) -> None:
+    """The first stage's coupling flow and the composition through the cut trace (the composition
+    once held a scatter of a constant that torch.jit.trace refused)."""
+    if fmt == "onnx":
+        pytest.importorskip("onnxruntime")
+    stage = {"first_stage": {"layer_energies": True}} if name == "diffusion" else {"layer_energies": True}
+    model = _fitted(name, tiny_geometry, **stage)
+    result = export_surrogate(model, tmp_path / f"model.{fmt}", fmt)
+    assert result.max_relative_difference < 1e-4
+
+
 def test_export_refuses_overwrite_and_unsupported_families(tiny_geometry, tmp_path) -> None:
     model = _fitted("wgan", tiny_geometry)
     export_surrogate(model, tmp_path / "m.ts", "torchscript")

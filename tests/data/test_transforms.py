@@ -78,6 +78,17 @@ def test_composition_through_the_cut_keeps_every_layer_energy() -> None:
     assert showers[0, 2:4].tolist() == [1.5, 0.0] and showers[0, 6:8].tolist() == [4.0, 0.0]
 
 
+def test_composition_leaves_a_layer_below_the_cut_empty() -> None:
+    decomposition = _decomposition()
+    layer_e = torch.tensor([[10.0, 0.4, 0.0, 4.0, 3.0]])  # layer 1 holds less than the cut
+    shapes = torch.ones(1, 10)
+    showers = decomposition.compose(layer_e, shapes, 1.0)
+    assert decomposition.layer_energies(showers).tolist() == [[10.0, 0.0, 0.0, 4.0, 3.0]]
+    assert not ((showers > 0) & (showers < 1.0)).any()
+    # without a cut the layer keeps its energy
+    assert torch.allclose(decomposition.layer_energies(decomposition.compose(layer_e, shapes)), layer_e)
+
+
 def test_composition_fills_lost_layers_with_the_given_patterns_through_the_cut() -> None:
     decomposition = _decomposition()
     cut = 1.0

@@ -131,3 +131,41 @@ def test_bad_family_configs_are_refused(tiny_geometry) -> None:
 
     with pytest.raises(ValueError, match="irregular"):
         build_surrogate("vae", get_geometry("ds1-photons"), {"architecture": "conv"})
+
+
+@pytest.mark.parametrize(
+    ("family", "options"), [("vae", {"latent": 4}), ("qvae", {"units_per_partition": 4, "sampler_sweeps": 5})]
+)
+@pytest.mark.parametrize("occupancy", [False, True])
+def test_two_stage_showers_hold_the_drawn_layer_energies_through_the_cut(family, options, occupancy, tiny_geometry):
+    """CaloFlow's two stages in the VAE families: whatever the (here untrained) decoder draws, each
+    layer ends holding the energy the first stage drew for it, and a layer drawn below the cut
+    ends empty: the total and layer energies are the flow's alone."""
+    showers, incident = _data(400)
+    showers[:100, 12:] = 0.0  # deep layers empty in some showers, as at low energy
+    config = {"hidden": 16, "layer_energies": True, "occupancy": occupancy, **options}
+    model = build_surrogate(family, tiny_geometry, config)
+    model.fit_preprocessing(showers, incident)
+    loss = model.loss(showers, incident)
+    loss.mean().backward()
+    assert loss.shape == (400,) and all(p.grad is not None for p in model.first_stage.parameters())
+    model.eval()
+    with torch.no_grad():
+        noise = model.sample_noise(incident)
+        sampled = model.showers_from_noise(incident, *noise)
+        stage_inputs = noise[1 : 2 + occupancy]  # after the latents (vae) or the prior's states (qvae)
+        drawn = model.first_stage.sample(model.conditions_map(incident), incident, *stage_inputs)
+    counted = model.first_stage.decomposition.layer_energies(sampled)
+    visible = drawn >= model.cut
+    assert visible.any() and not visible.all()
+    assert torch.allclose(counted[visible], drawn[visible], rtol=1e-5)
+    assert (counted[~visible] == 0).all()
+    assert sampled[sampled > 0].min() >= model.cut
+    if occupancy:  # the layers the occupancy leaves empty are exactly empty, not a trace
+        assert (drawn == 0).any()
+
+
+def test_occupancy_needs_the_layer_energy_stage_in_the_vae_families(tiny_geometry) -> None:
+    for family in ("vae", "qvae"):
+        with pytest.raises(ConfigError, match="set layer_energies too"):
+            build_surrogate(family, tiny_geometry, {"occupancy": True})

@@ -15,6 +15,10 @@ relaxed to ``zeta = sigmoid((logit + logistic noise) / tau)`` so gradients flow;
 ``-E_p[dE/dtheta]``, estimated from persistent contrastive divergence chains (Tieleman 2008)
 run at the batch's conditions. The logged loss therefore omits the constant ``log Z``: it
 tracks training but is not a bound to compare across models (early stopping is off by default).
+
+``layer_energies``: generate in two stages (CaloFlow, Krause and Shih, arXiv:2106.05285): a flow
+draws the layer energies (:class:`~calosurrogate.models.components.LayerEnergyStage`), the QVAE,
+told them, draws the voxels, and each layer is rescaled to its drawn energy.
 """
 
 from __future__ import annotations
@@ -34,7 +38,13 @@ from calosurrogate.models.boltzmann_samplers import (
     estimate_effective_beta,
     make_sampler,
 )
-from calosurrogate.models.components import HurdleLikelihood, LogEnergyCoding, ShowerDecoder, ShowerEncoder
+from calosurrogate.models.components import (
+    HurdleLikelihood,
+    LayerEnergyStage,
+    LogEnergyCoding,
+    ShowerDecoder,
+    ShowerEncoder,
+)
 
 
 @dataclass
@@ -51,6 +61,8 @@ class QVAEConfig:
         pcd_sweeps: Gibbs sweeps of the chains per training step.
         sampler: Prior sampler for generation: ``"gibbs"``, ``"annealing"`` or ``"quantum"``.
         sampler_sweeps: Sweeps of the Gibbs or annealing sampler at generation.
+        layer_energies: Two stages: a flow over the layer energies first (module docstring).
+        occupancy: With ``layer_energies``, the stage first draws which layers hold energy.
         energy_cut_mev: Hit threshold and sampling cut (None: the dataset's threshold).
         seed: Seed of the initial weights.
     """
@@ -65,6 +77,8 @@ class QVAEConfig:
     pcd_sweeps: int = 2
     sampler: str = "gibbs"
     sampler_sweeps: int = 100
+    layer_energies: bool = False
+    occupancy: bool = False
     energy_cut_mev: float | None = None
     seed: int = 0
 
@@ -73,6 +87,8 @@ class QVAEConfig:
             raise ConfigError(f"qvae: layout must be one of {LAYOUTS}, got {self.layout!r}")
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"qvae: sampler must be one of {sorted(SAMPLERS)}, got {self.sampler!r}")
+        if self.occupancy and not self.layer_energies:
+            raise ConfigError("qvae: occupancy is part of the layer-energy stage; set layer_energies too")
 
 
 @register("qvae")
@@ -87,6 +103,11 @@ class QuantumAssistedVAE(Surrogate):
         self.conditions_map = self.new_condition_map()
         self.coding = LogEnergyCoding(geometry.n_voxels, float(self.cut), hits_only=True)
         self.likelihood = HurdleLikelihood(self.coding)
+        self.first_stage = None
+        if config.layer_energies:
+            offsets = geometry.layer_offsets.tolist()
+            self.first_stage = LayerEnergyStage.with_coupling_flow(offsets, k, config.occupancy, config.seed)
+            k += geometry.n_layers  # encoder, decoder and prior are told the layer energies
         self.prior = BoltzmannMachine.from_layout(config.layout, config.units_per_partition, k)
         n_units = self.prior.n_units
         self.encoder = ShowerEncoder(geometry, k, n_units, config.hidden, config.layers)
@@ -99,6 +120,9 @@ class QuantumAssistedVAE(Surrogate):
     def fit_preprocessing(self, showers: Tensor, conditions: Tensor) -> None:
         self.conditions_map.fit(conditions)
         self.coding.fit(showers, conditions[:, :1])
+        if self.first_stage is not None:
+            layer_energies = self.first_stage.decomposition.layer_energies(self.apply_cut(showers))
+            self.first_stage.fit(layer_energies, conditions[:, :1].float(), self.cut)
         self._fitted.fill_(True)
 
     def _negative_phase(self, fields: Tensor) -> Tensor:
@@ -114,9 +138,13 @@ class QuantumAssistedVAE(Surrogate):
         return self.prior.energy(states.detach(), fields)
 
     def loss(self, showers: Tensor, conditions: Tensor) -> Tensor:
-        """Negative ELBO per voxel without ``log Z`` (module docstring), ``(N,)``."""
+        """Negative ELBO per voxel without ``log Z`` (module docstring; with two stages, plus the
+        layer energies' negative log-likelihood), ``(N,)``."""
         cond = self.conditions_map(conditions)
         incident = conditions[:, :1]
+        energy_nll = 0.0
+        if self.first_stage is not None:
+            cond, energy_nll = self.first_stage.conditioned(self.apply_cut(showers), incident.float(), cond, self.cut)
         logits = self.encoder(self.coding(showers, incident), cond).float()
         u = torch.rand_like(logits).clamp(1e-6, 1 - 1e-6)
         zeta = torch.sigmoid((logits + torch.log(u) - torch.log1p(-u)) / self.config.temperature)
@@ -124,20 +152,42 @@ class QuantumAssistedVAE(Surrogate):
         log_q = (zeta * F.logsigmoid(logits) + (1 - zeta) * F.logsigmoid(-logits)).sum(-1)
         fields = self.prior.fields(cond)
         kl = log_q + self.prior.energy(zeta, fields) - self._negative_phase(fields)
-        return (self.config.beta * kl - reconstruction) / self.geometry.n_voxels
+        return (self.config.beta * kl - reconstruction + energy_nll) / self.geometry.n_voxels
 
     def sample_noise(self, conditions: Tensor) -> tuple[Tensor, ...]:
         """The prior's binary states (from the prior sampler: Gibbs, annealing or a quantum
-        annealer) and the decoder's random numbers; the exported graph starts from these."""
+        annealer) and the decoder's random numbers; the exported graph starts from these.
+
+        With two stages the layer energies are drawn here too (the prior's fields depend on
+        them), and their random numbers come after the states."""
+        cond, stage_inputs = self._drawn_conditions(conditions)
+        n, v, device = len(conditions), self.geometry.n_voxels, conditions.device
+        states = self.prior_sampler.sample(self.prior, self.prior.fields(cond).float()).to(device)
+        return states, *stage_inputs, torch.rand(n, v, device=device), torch.randn(n, v, device=device)
+
+    def _drawn_conditions(self, conditions: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """Mapped conditions of raw ``conditions``, with two stages plus freshly drawn layer
+        energies' context, and the stage's random numbers."""
         cond = self.conditions_map(conditions)
-        states = self.prior_sampler.sample(self.prior, self.prior.fields(cond).float()).to(conditions.device)
-        n, v = len(conditions), self.geometry.n_voxels
-        return states, torch.rand(n, v, device=conditions.device), torch.randn(n, v, device=conditions.device)
+        if self.first_stage is None:
+            return cond, []
+        stage_inputs = self.first_stage.random_inputs(len(conditions), conditions.device)
+        cond, _ = self.first_stage.drawn(cond, conditions[:, :1].float(), stage_inputs, self.cut)
+        return cond, stage_inputs
 
     def showers_from_noise(self, conditions: Tensor, *noise: Tensor) -> Tensor:
         cond = self.conditions_map(conditions)
-        states, uniform, normal = noise
-        return self.likelihood.sample(self.decoder(states, cond), conditions[:, :1], uniform, normal)
+        incident = conditions[:, :1]
+        states, *stage_inputs, uniform, normal = noise
+        if self.first_stage is not None:
+            cond, layer_energies = self.first_stage.drawn(cond, incident.float(), stage_inputs, self.cut)
+        params = self.decoder(states, cond)
+        showers = self.likelihood.sample(params, incident, uniform, normal)
+        if self.first_stage is None:
+            return showers
+        # the hit logit ranks which voxel takes a layer the decoder left empty
+        preference = params[..., 0].float()
+        return self.first_stage.decomposition.compose(layer_energies, self.apply_cut(showers), self.cut, preference)
 
     @torch.no_grad()
     def effective_beta(self, conditions: Tensor, sampler: PriorSampler | None = None) -> tuple[float, float]:
@@ -148,7 +198,7 @@ class QuantumAssistedVAE(Surrogate):
         (:func:`~calosurrogate.models.boltzmann_samplers.estimate_effective_beta`). A faithful
         sampler gives 1.
         """
-        cond = self.conditions_map(torch.as_tensor(conditions, dtype=torch.float32).to(self.device))
+        cond, _ = self._drawn_conditions(torch.as_tensor(conditions, dtype=torch.float32).to(self.device))
         fields = self.prior.fields(cond)
         states = (sampler or self.prior_sampler).sample(self.prior, fields)
         return estimate_effective_beta(self.prior, fields, states.to(fields.device))

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from calosurrogate.data.transforms import Logit, Standardize
-from calosurrogate.models.components.flows import flow_from_noise, flow_log_prob
+from calosurrogate.models.components.flows import coupling_spline_flow, flow_from_noise, flow_log_prob
 from calosurrogate.models.components.occupancy import AutoregressiveBernoulli
 
 
@@ -121,7 +121,7 @@ class LayerDecomposition(nn.Module):
         "a faint hit here" beside a shape model that says "empty") takes the pattern ``fill``
         gives it, through the cut in the same way; a layer still empty then puts all its energy
         into one voxel, the one ``fill``'s pattern, else ``preference``, ranks highest (default:
-        the shape itself). A plain composition followed by the cut loses those layers (on ds2
+        the shape itself). A layer whose energy is below the cut is left empty. A plain composition followed by the cut loses those layers (on ds2
         several per cent of the occupied ones, mostly faint deep layers), and their log energy
         is a classifier input.
 
@@ -134,6 +134,8 @@ class LayerDecomposition(nn.Module):
             fill: Function of the lost layers ``(N, L)`` bool returning ``(N, V)`` non-negative
                 patterns for them (e.g. :meth:`FaintLayerLibrary.patterns`); zero where it has none.
         """
+        if cut is not None:  # a layer below the cut cannot hold a voxel above it
+            layer_energies = torch.where(layer_energies < cut, torch.zeros_like(layer_energies), layer_energies)
         showers = self._scaled(shapes.clamp_min(0.0), layer_energies)
         if cut is None:
             return showers
@@ -164,8 +166,8 @@ class LayerDecomposition(nn.Module):
         n, n_voxels = score.shape
         if self.layer_size is not None:  # argmax returns the first of equal maxima
             first = score.reshape(n, self.n_layers, self.layer_size).argmax(2, keepdim=True)
-            best = torch.zeros(n, self.n_layers, self.layer_size, dtype=torch.bool, device=score.device)
-            return best.scatter_(2, first, True).reshape(n, n_voxels)
+            # a comparison, not a scatter of a constant, which torch.jit.trace cannot record
+            return (torch.arange(self.layer_size, device=score.device) == first).reshape(n, n_voxels)
         index = self.voxel_layer.expand(n, -1)
         layer_max = score.new_full((n, self.n_layers), -torch.inf).scatter_reduce(1, index, score, "amax")
         position = torch.arange(n_voxels, device=score.device).expand(n, -1)
@@ -293,6 +295,17 @@ class LayerEnergyStage(nn.Module):
         self.energy_flow = flow
         self.occupancy = AutoregressiveBernoulli(n_layers, n_conditions) if occupancy else None
 
+    @classmethod
+    def with_coupling_flow(
+        cls, layer_offsets: list[int], n_conditions: int, occupancy: bool = False, seed: int = 0
+    ) -> LayerEnergyStage:
+        """The stage with a coupling spline flow (6 transforms, 128 wide, 8 bins): fast to sample."""
+        n_layers = len(layer_offsets) - 1
+        # Told the occupancy, the flow learns the free codes; the fixed ones are filled with noise.
+        context = n_conditions + n_layers if occupancy else n_conditions
+        flow = coupling_spline_flow(n_layers, context, 6, 128, 8, seed)
+        return cls(layer_offsets, flow, n_conditions, 1e-6, occupancy)
+
     def codes(self, layer_energies: Tensor, incident_energies: Tensor) -> Tensor:
         """The flow's coordinates (before standardising) of layer energies ``(N, L)`` MeV."""
         return self.logit(self.decomposition.encode_energies(layer_energies, incident_energies))
@@ -332,6 +345,35 @@ class LayerEnergyStage(nn.Module):
             fixed, values = self.decomposition.determined_codes(occupied)
             u = torch.where(fixed, values.to(u.dtype), u)
         return self.decomposition.decode_energies(u, incident_energies)
+
+    def conditioned(
+        self, showers: Tensor, incident_energies: Tensor, conditions: Tensor, cut_mev: Tensor | float
+    ) -> tuple[Tensor, Tensor]:
+        """Training a second stage: its conditions (mapped ``conditions`` ``(N, K)`` plus the
+        :meth:`context` of the showers' layer energies, ``(N, K + L)``) and this stage's NLL ``(N,)``.
+
+        ``showers`` ``(N, V)`` MeV, already through the energy cut: the training loop's
+        dequantisation noise would otherwise give every empty layer a trace of energy to learn."""
+        layer_energies = self.decomposition.layer_energies(showers)
+        context = torch.cat([conditions, self.context(layer_energies, cut_mev)], dim=1)
+        return context, self.nll(layer_energies, incident_energies, conditions)
+
+    def random_inputs(self, n: int, device: torch.device) -> list[Tensor]:
+        """The random numbers :meth:`drawn` takes: the flow's base noise ``(n, L)``, and with
+        occupancy its uniforms ``(n, L)``."""
+        n_layers = self.decomposition.n_layers
+        inputs = [torch.randn(n, n_layers, device=device)]
+        if self.occupancy is not None:
+            inputs.append(torch.rand(n, n_layers, device=device))
+        return inputs
+
+    def drawn(
+        self, conditions: Tensor, incident_energies: Tensor, inputs: list[Tensor], cut_mev: Tensor | float
+    ) -> tuple[Tensor, Tensor]:
+        """Sampling: layer energies (MeV) ``(N, L)`` from :meth:`random_inputs`, and the second
+        stage's conditions ``(N, K + L)`` as :meth:`conditioned` gives them in training."""
+        layer_energies = self.sample(conditions, incident_energies, *inputs)
+        return torch.cat([conditions, self.context(layer_energies, cut_mev)], dim=1), layer_energies
 
     SAVED_NAMES = ("decomposition", "energy_scaler", "log_energy_scaler", "energy_flow", "occupancy")
 

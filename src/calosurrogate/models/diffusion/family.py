@@ -25,7 +25,6 @@ from calosurrogate.models.components import (
     FaintLayerLibrary,
     LayerEnergyStage,
     LogEnergyCoding,
-    coupling_spline_flow,
 )
 from calosurrogate.models.diffusion import samplers
 from calosurrogate.models.diffusion.backbones import BACKBONES
@@ -58,12 +57,10 @@ class DiffusionSurrogate(Surrogate):
         self.objective: Objective = OBJECTIVES[config.objective.name].build(config.objective, self.coding)
         stage = config.first_stage
         if stage.layer_energies:
-            n_layers = geometry.n_layers
-            # Told the occupancy, the flow learns the free codes; the fixed ones are filled with noise.
-            flow_context = k + n_layers if stage.occupancy else k
-            flow_i = coupling_spline_flow(n_layers, flow_context, 6, 128, 8, config.seed)
-            self.first_stage = LayerEnergyStage(geometry.layer_offsets.tolist(), flow_i, k, 1e-6, stage.occupancy)
-            k = k + n_layers  # the voxel model also sees the (standardised log) layer energies
+            self.first_stage = LayerEnergyStage.with_coupling_flow(
+                geometry.layer_offsets.tolist(), k, stage.occupancy, config.seed
+            )
+            k = k + geometry.n_layers  # the voxel model also sees the (standardised log) layer energies
         self.library = FaintLayerLibrary(geometry.layer_offsets.tolist()) if stage.library else None
         build = BACKBONES[config.backbone.name]
         self.net = build(geometry, k, config.backbone, self.objective.outputs_per_voxel)
@@ -234,12 +231,10 @@ class DiffusionSurrogate(Surrogate):
         """The random inputs other than the ancestral sampler's fresh noise of each step."""
         n, device = conditions.shape[0], conditions.device
         noise = [torch.randn(n, self.geometry.n_voxels, device=device)]
-        stage = self.config.first_stage
-        if stage.layer_energies:
-            noise.append(torch.randn(n, self.geometry.n_layers, device=device))
-        for option in (stage.occupancy, stage.library):
-            if option:  # the occupancy's uniforms, then the library's choices
-                noise.append(torch.rand(n, self.geometry.n_layers, device=device))
+        if self.first_stage is not None:  # the flow's noise and the occupancy's uniforms
+            noise += self.first_stage.random_inputs(n, device)
+        if self.config.first_stage.library:  # the library's choices
+            noise.append(torch.rand(n, self.geometry.n_layers, device=device))
         return noise
 
     def sample_noise(self, conditions: Tensor) -> tuple[Tensor, ...]:
@@ -261,11 +256,9 @@ class DiffusionSurrogate(Surrogate):
         cond = self.conditions_map(conditions)
         incident = conditions[:, :1].float()
         if stage.layer_energies:
-            flow_noise = noise.pop(0)
-            uniform = noise.pop(0) if stage.occupancy else None
+            inputs = [noise.pop(0) for _ in range(1 + stage.occupancy)]
             choice = noise.pop(0) if stage.library else None
-            layer_e = self.first_stage.sample(cond, incident, flow_noise, uniform)
-            cond = torch.cat([cond, self.first_stage.context(layer_e, self.cut)], dim=1)
+            cond, layer_e = self.first_stage.drawn(cond, incident, inputs, self.cut)
         denoiser = self.denoiser(cond)
         variance = None
         if sampling.sampler == "analytic-ddpm":
