@@ -15,7 +15,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import data_source, given_or_simulated_data, selected_epoch, tagged, wait_for, write_result
+from _common import (
+    data_source,
+    given_or_simulated_data,
+    selected_epoch,
+    tagged,
+    wait_for,
+    worst_separation,
+    write_result,
+)
 
 from calosurrogate.evaluation import EvaluationSettings, evaluate_files
 from calosurrogate.models import build_surrogate, load_surrogate
@@ -86,6 +94,7 @@ def main() -> None:
             "auc_high": evaluation.classifiers["cls-high"]["auc"], "auc_high_std": evaluation.classifiers["cls-high"]["auc_std"],
             **{k: {"value": v["value"], "error": v["error"], "floor": v.get("floor")} for k, v in evaluation.scalars.items()},
             "separation_etot_einc": evaluation.separation["E_tot/E_inc"]["value"],
+            "worst_separation": worst_separation(evaluation.separation, 5),
         }  # fmt: skip
     data = {"geometry": args.geometry, "model": args.model, "model_config": result.history and model.checkpoint_dict()["config"],
             "train_minutes_budget": args.minutes, "learning_rate": lr, "train_seconds": round(train_s), "epochs": result.epochs_done,
