@@ -121,8 +121,7 @@ class QuantumAssistedVAE(Surrogate):
         self.conditions_map.fit(conditions)
         self.coding.fit(showers, conditions[:, :1])
         if self.first_stage is not None:
-            layer_energies = self.first_stage.decomposition.layer_energies(self.apply_cut(showers))
-            self.first_stage.fit(layer_energies, conditions[:, :1].float(), self.cut)
+            self.first_stage.fit_showers(self.apply_cut(showers), conditions[:, :1].float(), self.cut)
         self._fitted.fill_(True)
 
     def _negative_phase(self, fields: Tensor) -> Tensor:

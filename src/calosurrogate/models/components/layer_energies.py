@@ -121,9 +121,9 @@ class LayerDecomposition(nn.Module):
         "a faint hit here" beside a shape model that says "empty") takes the pattern ``fill``
         gives it, through the cut in the same way; a layer still empty then puts all its energy
         into one voxel, the one ``fill``'s pattern, else ``preference``, ranks highest (default:
-        the shape itself). A layer whose energy is below the cut is left empty. A plain composition followed by the cut loses those layers (on ds2
-        several per cent of the occupied ones, mostly faint deep layers), and their log energy
-        is a classifier input.
+        the shape itself). A layer whose energy is below the cut is left empty. A plain
+        composition followed by the cut loses those layers (on ds2 several per cent of the
+        occupied ones, mostly faint deep layers), and their log energy is a classifier input.
 
         Args:
             layer_energies: ``(N, L)`` MeV, as the first stage counts them (voxels above the cut).
@@ -317,6 +317,11 @@ class LayerEnergyStage(nn.Module):
         free = None if self.occupancy is None else ~self.decomposition.determined_codes(layer_energies > 0)[0]
         self.energy_scaler.fit(u, free)
         self.log_energy_scaler.fit(torch.log10(layer_energies + cut_mev))
+
+    def fit_showers(self, showers: Tensor, incident_energies: Tensor, cut_mev: Tensor | float) -> None:
+        """:meth:`fit` on the layer energies of training ``showers`` ``(N, V)`` MeV, already
+        through the energy cut (see :meth:`conditioned`)."""
+        self.fit(self.decomposition.layer_energies(showers), incident_energies, cut_mev)
 
     def context(self, layer_energies: Tensor, cut_mev: Tensor | float) -> Tensor:
         """What the second stage is told of the layer energies: standardised ``log10(E + cut)``, ``(N, L)``."""

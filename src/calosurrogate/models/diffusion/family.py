@@ -78,7 +78,7 @@ class DiffusionSurrogate(Surrogate):
         self.conditions_map.fit(conditions)
         self.coding.fit(showers, conditions[:, :1])
         if self.first_stage is not None:
-            self.first_stage.fit(self._layer_energies(showers), conditions[:, :1].float(), self.cut)
+            self.first_stage.fit_showers(self.apply_cut(showers), conditions[:, :1].float(), self.cut)
         if self.library is not None:
             self.library.fit(self.apply_cut(showers), conditions[:, :1], seed=self.config.seed)
         codes = self._encode(showers, conditions)
