@@ -98,8 +98,7 @@ def judge(reference: Path, generated: Path, report: Path) -> dict:
 
 def infer_points(model, paths: dict[str, Path], sample_size: int, n_fit: int) -> dict:
     """Pseudo-experiments at each point, and over all points together."""
-    from calosurrogate.inference import pseudo_experiments
-    from calosurrogate.inference.conditions import calibration_with_sandwich
+    from calosurrogate.inference import calibration_with_sandwich, pseudo_experiments
     from calosurrogate.sampling import conditions_from_file
 
     low, high = model.condition_range
@@ -130,11 +129,9 @@ def infer_points(model, paths: dict[str, Path], sample_size: int, n_fit: int) ->
         np.array(r.get("converged_each", np.isfinite(np.array(r["errors"], dtype=float)).all(1)), bool) for r in chosen
     ]
     for j, name in enumerate(FREE):
-        truth = np.concatenate([np.array(r["truth"])[k, j] for r, k in zip(chosen, ok, strict=True)])
-        values = np.concatenate([np.array(r["values"])[k, j] for r, k in zip(chosen, ok, strict=True)])
-        errors = np.concatenate([np.array(r["errors"])[k, j] for r, k in zip(chosen, ok, strict=True)])
-        sandwich = np.concatenate([np.array(r["sandwich_errors"])[k, j] for r, k in zip(chosen, ok, strict=True)])
-        summary[name] = calibration_with_sandwich(truth, values, errors, sandwich)
+        columns = (np.concatenate([np.array(r[key])[k, j] for r, k in zip(chosen, ok, strict=True)])
+                   for key in ("truth", "values", "errors", "sandwich_errors"))  # fmt: skip
+        summary[name] = calibration_with_sandwich(*columns)
     return {"points": per_point, "trained_band": summary}
 
 

@@ -159,30 +159,48 @@ class QuantumAssistedVAE(Surrogate):
 
         With two stages the layer energies are drawn here too (the prior's fields depend on
         them), and their random numbers come after the states."""
-        cond, stage_inputs = self._drawn_conditions(conditions)
-        n, v, device = len(conditions), self.geometry.n_voxels, conditions.device
-        states = self.prior_sampler.sample(self.prior, self.prior.fields(cond).float()).to(device)
-        return states, *stage_inputs, torch.rand(n, v, device=device), torch.randn(n, v, device=device)
+        return self._noise_and_drawn(conditions)[0]
 
-    def _drawn_conditions(self, conditions: Tensor) -> tuple[Tensor, list[Tensor]]:
-        """Mapped conditions of raw ``conditions``, with two stages plus freshly drawn layer
-        energies' context, and the stage's random numbers."""
-        cond = self.conditions_map(conditions)
-        if self.first_stage is None:
-            return cond, []
-        stage_inputs = self.first_stage.random_inputs(len(conditions), conditions.device)
-        cond, _ = self.first_stage.drawn(cond, conditions[:, :1].float(), stage_inputs, self.cut)
-        return cond, stage_inputs
+    def sample_showers(self, conditions: Tensor) -> Tensor:
+        # the layer energies the prior's states were drawn for, not drawn a second time from the noise
+        noise, cond, layer_energies = self._noise_and_drawn(conditions)
+        states, *_, uniform, normal = noise
+        return self._decoded(conditions, cond, layer_energies, states, uniform, normal)
 
     def showers_from_noise(self, conditions: Tensor, *noise: Tensor) -> Tensor:
-        cond = self.conditions_map(conditions)
-        incident = conditions[:, :1]
         states, *stage_inputs, uniform, normal = noise
+        cond, layer_energies = self.conditions_map(conditions), None
         if self.first_stage is not None:
-            cond, layer_energies = self.first_stage.drawn(cond, incident.float(), stage_inputs, self.cut)
-        params = self.decoder(states, cond)
-        showers = self.likelihood.sample(params, incident, uniform, normal)
+            cond, layer_energies = self.first_stage.drawn(cond, conditions[:, :1].float(), stage_inputs, self.cut)
+        return self._decoded(conditions, cond, layer_energies, states, uniform, normal)
+
+    def _noise_and_drawn(self, conditions: Tensor) -> tuple[tuple[Tensor, ...], Tensor, Tensor | None]:
+        """:meth:`sample_noise`'s tensors, the mapped conditions (with two stages, plus the drawn
+        layer energies' context) and the drawn layer energies (MeV, ``(N, L)``; None in one stage)."""
+        cond, stage_inputs, layer_energies = self._drawn_conditions(conditions)
+        n, v, device = len(conditions), self.geometry.n_voxels, conditions.device
+        states = self.prior_sampler.sample(self.prior, self.prior.fields(cond).float()).to(device)
+        noise = (states, *stage_inputs, torch.rand(n, v, device=device), torch.randn(n, v, device=device))
+        return noise, cond, layer_energies
+
+    def _drawn_conditions(self, conditions: Tensor) -> tuple[Tensor, list[Tensor], Tensor | None]:
+        """Mapped conditions of raw ``conditions``, with two stages plus freshly drawn layer
+        energies' context; the stage's random numbers and the layer energies (MeV)."""
+        cond = self.conditions_map(conditions)
         if self.first_stage is None:
+            return cond, [], None
+        stage_inputs = self.first_stage.random_inputs(len(conditions), conditions.device)
+        cond, layer_energies = self.first_stage.drawn(cond, conditions[:, :1].float(), stage_inputs, self.cut)
+        return cond, stage_inputs, layer_energies
+
+    def _decoded(
+        self, conditions: Tensor, cond: Tensor, layer_energies: Tensor | None, states: Tensor, uniform: Tensor,
+        normal: Tensor,
+    ) -> Tensor:  # fmt: skip
+        """Showers (MeV) from the prior's states, composed to the layer energies in two stages."""
+        params = self.decoder(states, cond)
+        showers = self.likelihood.sample(params, conditions[:, :1], uniform, normal)
+        if layer_energies is None:
             return showers
         # the hit logit ranks which voxel takes a layer the decoder left empty
         preference = params[..., 0].float()
@@ -197,7 +215,7 @@ class QuantumAssistedVAE(Surrogate):
         (:func:`~calosurrogate.models.boltzmann_samplers.estimate_effective_beta`). A faithful
         sampler gives 1.
         """
-        cond, _ = self._drawn_conditions(torch.as_tensor(conditions, dtype=torch.float32).to(self.device))
+        cond, *_ = self._drawn_conditions(torch.as_tensor(conditions, dtype=torch.float32).to(self.device))
         fields = self.prior.fields(cond)
         states = (sampler or self.prior_sampler).sample(self.prior, fields)
         return estimate_effective_beta(self.prior, fields, states.to(fields.device))
